@@ -1,0 +1,501 @@
+"""The headless command line: ``loracap new | caption | export | info | key``.
+
+Results go to standard output, progress and messages to standard error. Exit codes:
+0 done (a batch that ran to its end with some failed images is done), 2 bad usage or input,
+3 authentication failure, 4 quota exhausted, 130 interrupted, 1 anything else. Errors are one
+clear line, never a traceback (``--debug`` shows one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from loracap import __version__
+from loracap.core.errors import InputError, LoraCapError
+
+log = logging.getLogger("loracap.cli")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"loracap: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = _ArgumentParser(
+        prog="loracap",
+        description="Turn a folder of photos into a captioned, trainer-ready LoRA dataset.",
+    )
+    parser.add_argument("--version", action="version", version=f"LoRACap {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    new = sub.add_parser("new", help="create a project from a folder of images")
+    new.add_argument("folder", type=Path, help="folder of images (scanned recursively)")
+    new.add_argument("--trigger", required=True, help="trigger word, e.g. ide_main_hall")
+    new.add_argument("--profile", choices=["space", "person", "custom"], default="space",
+                     help="caption profile (default: space)")
+    new.add_argument("--prompt", default="", help="the prompt of the custom profile")
+    new.add_argument("--project", type=Path, help="project file (default: FOLDER/TRIGGER.loraproj)")
+    new.add_argument("--prefix", default=None,
+                     help='caption prefix template (default: "photo of {trigger} ")')
+    new.add_argument("--model", default=None, help="Gemini model (default: gemini-flash-latest)")
+
+    cap = sub.add_parser("caption", help="caption the project's images with Gemini")
+    cap.add_argument("project", type=Path)
+    cap.add_argument("--only", choices=["missing", "all", "failed"], default="missing",
+                     help="which images: without a caption (default), all, or only failed")
+    cap.add_argument("--image", action="append", default=[], metavar="PATH",
+                     help="caption just this image (repeatable; path as `info --list` shows it)")
+    cap.add_argument("--model", help="Gemini model to use (saved in the project)")
+    cap.add_argument("--workers", type=_positive, default=4, help="requests at once (default 4)")
+    cap.add_argument("--rpm", type=_positive, default=10,
+                     help="requests per minute at most (default 10, the free tier's order)")
+    cap.add_argument("--attempts", type=_positive, default=5,
+                     help="tries per image on transient errors (default 5)")
+    cap.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
+    cap.add_argument("--max-side", type=_positive, default=1536,
+                     help="long side in pixels of the image sent (default 1536)")
+    cap.add_argument("--overwrite-edited", action="store_true",
+                     help="also replace edited, manual and imported captions (kept in history)")
+
+    exp = sub.add_parser("export", help="write the training zip or metadata.txt")
+    exp.add_argument("project", type=Path)
+    exp.add_argument("--format", choices=["replicate", "metadata"], default="replicate")
+    exp.add_argument("--out", type=Path, help="output file (default: beside the project)")
+    exp.add_argument("--force", action="store_true", help="replace an existing output file")
+    exp.add_argument("--allow-uncaptioned", action="store_true",
+                     help="export images without a caption (Replicate then captions them)")
+
+    info = sub.add_parser("info", help="show a project's counts")
+    info.add_argument("project", type=Path)
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.add_argument("--list", action="store_true", help="list every image with its state")
+
+    key = sub.add_parser("key", help="store, check or remove the Gemini API key")
+    key.add_argument("action", choices=["set", "status", "clear"])
+    return parser
+
+
+# ---------------------------------------------------------------------- progress
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+class _Progress:
+    """A progress line on stderr: redrawn in place on a terminal, one line per step otherwise."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._drawn = False
+
+    def show(self, text: str, fraction: float | None = None) -> None:
+        if not self._tty:
+            self._stream.write(text + "\n")
+            self._stream.flush()
+            return
+        bar = ""
+        if fraction is not None:
+            filled = int(24 * max(0.0, min(1.0, fraction)))
+            bar = "[" + "#" * filled + "-" * (24 - filled) + "] "
+        self._stream.write("\r\x1b[2K" + bar + text)
+        self._stream.flush()
+        self._drawn = True
+
+    def message(self, text: str) -> None:
+        """A line of its own that does not clobber the progress line."""
+        self.clear()
+        self._stream.write(text + "\n")
+        self._stream.flush()
+
+    def clear(self) -> None:
+        if self._drawn:
+            self._stream.write("\r\x1b[2K")
+            self._stream.flush()
+            self._drawn = False
+
+
+# ---------------------------------------------------------------------- commands
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from loracap.core.errors import ProjectError
+    from loracap.core.project import Project, default_project_path
+    from loracap.core.prompts import Profile, build_instructions
+    from loracap.core.scan import scan_folder
+    from loracap.core.trigger import DEFAULT_PREFIX_TEMPLATE, validate_trigger
+
+    trigger = validate_trigger(args.trigger)
+    folder: Path = args.folder.expanduser()
+    if not folder.is_dir():
+        raise InputError(f"{folder} is not a folder.")
+    profile = Profile(args.profile)
+    build_instructions(profile, args.prompt)  # a custom profile needs a prompt: check early
+    path = (args.project or default_project_path(folder, trigger)).expanduser().absolute()
+    if path.exists():
+        raise ProjectError(
+            f"{path} already exists. Caption it with `loracap caption {path}`, or choose "
+            "another path with --project."
+        )
+    progress = _Progress(sys.stderr)
+    started = time.monotonic()
+
+    def on_file(count: int, rel_path: str) -> None:
+        if progress._tty or count % 100 == 0:
+            progress.show(f"Scanning {count}: {rel_path}")
+
+    files = list(scan_folder(folder, progress=on_file))
+    progress.clear()
+    kwargs = {"prefix_template": args.prefix} if args.prefix is not None else {}
+    if args.model:
+        kwargs["model"] = args.model
+    with Project.create(
+        path, trigger=trigger, profile=profile.value, custom_prompt=args.prompt,
+        name=folder.name, **kwargs,
+    ) as project:
+        result = project.add_scanned(files)
+        prefix = project.settings.prefix
+    valid = result.added - result.invalid
+    out = sys.stdout
+    out.write(f"Created {path}\n")
+    out.write(f"  {valid} image(s), {result.invalid} invalid, "
+              f"{result.imported_captions} caption(s) imported from .txt files "
+              f"({_duration(time.monotonic() - started)})\n")
+    out.write(f"  trigger word: {trigger}   caption prefix: \"{prefix}\"\n")
+    invalid = [f for f in files if not f.info.valid]
+    if invalid:
+        out.write("Invalid files (not part of the dataset):\n")
+        for scanned in invalid:
+            out.write(f"  {scanned.rel_path}: {scanned.info.reason}\n")
+    for rel, reason in result.sidecar_errors:
+        out.write(f"  caption file of {rel} not imported: {reason}\n")
+    if valid == 0:
+        progress.message(f"warning: no usable images found in {folder}")
+    return EXIT_OK
+
+
+def cmd_caption(args: argparse.Namespace) -> int:
+    from PyQt6.QtCore import QCoreApplication, QTimer
+
+    from loracap.core.gemini import GeminiCaptioner
+    from loracap.core.keys import find_api_key
+    from loracap.core.project import CaptionMode, Project
+    from loracap.core.prompts import Profile, build_instructions
+    from loracap.jobs.runner import BatchOptions, BatchSummary, CaptionRunner
+
+    with Project.open(args.project.expanduser()) as project:
+        if args.model:
+            project.update_settings(model=args.model)
+        settings = project.settings
+        instructions = build_instructions(Profile(settings.profile), settings.custom_prompt)
+        api_key = find_api_key()
+        captioner = GeminiCaptioner(api_key.value, settings.model, timeout_s=args.timeout)
+        mode = CaptionMode(args.only)
+        ids: tuple[int, ...] = ()
+        if args.image:
+            mode = CaptionMode.SELECTED
+            ids = _resolve_images(project, args.image)
+        options = BatchOptions(
+            mode=mode, image_ids=ids, overwrite_protected=args.overwrite_edited,
+            workers=args.workers, rpm=args.rpm, max_attempts=args.attempts,
+            max_side=args.max_side,
+        )
+        app = QCoreApplication.instance() or QCoreApplication([sys.argv[0]])
+        runner = CaptionRunner(project, captioner, instructions, options)
+        progress = _Progress(sys.stderr)
+        paths = {rec.id: rec.path for rec in project.images()}
+        results: list[BatchSummary] = []
+
+        def on_progress(done: int, failed: int, total: int, eta: float) -> None:
+            text = f"Captioning {min(done + failed + 1, total)} of {total}"
+            if done + failed >= total:
+                text = f"Captioned {done} of {total}"
+            if failed:
+                text += f" · {failed} failed"
+            if eta >= 0 and done + failed < total:
+                text += f" · about {_duration(eta)} left"
+            progress.show(text, (done + failed) / total if total else 1.0)
+
+        def on_captioned(image_id: int, body: str) -> None:
+            progress.clear()
+            caption = f"{settings.prefix}{body}" if settings.prefix.endswith(" ") else \
+                f"{settings.prefix} {body}"
+            sys.stdout.write(f"{paths.get(image_id, image_id)}\t{caption}\n")
+            sys.stdout.flush()
+
+        def on_failed(image_id: int, reason: str) -> None:
+            progress.message(f"failed: {paths.get(image_id, image_id)}: {reason}")
+
+        def on_retry(image_id: int, reason: str, delay: float) -> None:
+            if args.verbose:
+                progress.message(f"retrying {paths.get(image_id, image_id)} in {delay:.0f} s: "
+                                 f"{reason}")
+
+        def on_finished(summary: BatchSummary) -> None:
+            results.append(summary)
+            app.quit()
+
+        runner.progress.connect(on_progress)
+        runner.captioned.connect(on_captioned)
+        runner.failed.connect(on_failed)
+        runner.retrying.connect(on_retry)
+        runner.finished.connect(on_finished)
+
+        def interrupt(_signum: int, _frame: object) -> None:
+            progress.message("Cancelling: no new requests; waiting for answers in flight…")
+            runner.cancel()
+
+        previous = signal.signal(signal.SIGINT, interrupt)
+        ticker = QTimer()
+        ticker.timeout.connect(lambda: None)  # lets Python run the signal handler
+        ticker.start(200)
+        try:
+            runner.start()
+            if not results:
+                app.exec()
+        finally:
+            ticker.stop()
+            signal.signal(signal.SIGINT, previous)
+            runner.wait()
+        progress.clear()
+        return _report_batch(results[0], args)
+
+
+def _resolve_images(project: object, wanted: Sequence[str]) -> tuple[int, ...]:
+    from loracap.core.project import Project
+
+    assert isinstance(project, Project)
+    records = project.images()
+    by_path = {rec.path: rec.id for rec in records}
+    by_abs = {rec.abs_path.resolve(): rec.id for rec in records}
+    ids = []
+    for item in wanted:
+        if item in by_path:
+            ids.append(by_path[item])
+            continue
+        found = by_abs.get(Path(item).expanduser().resolve())
+        if found is None:
+            raise InputError(f"{item} is not an image of this project (see `loracap info --list`).")
+        ids.append(found)
+    return tuple(ids)
+
+
+def _report_batch(summary: object, args: argparse.Namespace) -> int:
+    from loracap.jobs.runner import BatchSummary
+
+    assert isinstance(summary, BatchSummary)
+    err = sys.stderr
+    if summary.skipped_protected:
+        err.write(
+            f"{summary.skipped_protected} image(s) with edited, manual or imported captions were "
+            "left alone; add --overwrite-edited to replace them (old text stays in the history).\n"
+        )
+    if summary.total == 0:
+        err.write(f"Nothing to caption (--only {args.only}).\n")
+        return EXIT_OK
+    line = (f"Captioned {summary.done} of {summary.total} image(s) in "
+            f"{_duration(summary.elapsed_s)}")
+    if summary.failed:
+        line += f"; {len(summary.failed)} failed"
+    err.write(line + ".\n")
+    for _, path, reason in summary.failed:
+        err.write(f"  failed: {path}: {reason}\n")
+    if summary.failed and summary.stop_error is None:
+        err.write(f"Retry them with `loracap caption {args.project} --only failed`.\n")
+    if summary.kept:
+        err.write(f"{len(summary.kept)} caption(s) edited meanwhile were kept.\n")
+    if summary.stop_error is not None:
+        err.write(f"loracap: stopped: {summary.stop_error}\n")
+        if summary.not_started:
+            err.write(f"{summary.not_started} image(s) were not captioned; run the same command "
+                      "again to continue where it stopped.\n")
+        return summary.stop_error.exit_code
+    if summary.cancelled:
+        err.write(f"Cancelled; {summary.not_started} image(s) left for the next run.\n")
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from loracap.core.export import ExportFormat, export_project
+    from loracap.core.project import Project
+
+    fmt = ExportFormat(args.format)
+    with Project.open(args.project.expanduser(), read_only=True) as project:
+        progress = _Progress(sys.stderr)
+        result = export_project(
+            project, fmt, args.out.expanduser() if args.out else None, force=args.force,
+            allow_uncaptioned=args.allow_uncaptioned,
+            progress=lambda done, total: progress.show(f"Exporting {done} of {total}",
+                                                       done / total),
+        )
+        progress.clear()
+    sys.stdout.write(f"{result.path}\n")
+    err = sys.stderr
+    err.write(f"Exported {result.images} image(s), {result.captions} caption(s) "
+              f"({result.bytes_written / 1e6:.1f} MB).\n")
+    for original, new in result.renames:
+        err.write(f"  renamed {original} -> {new} (the name was taken)\n")
+    for original, new in result.conversions:
+        err.write(f"  converted {original} -> {new} (the trainer reads jpg/png/webp only)\n")
+    if result.uncaptioned:
+        err.write(f"  {len(result.uncaptioned)} image(s) exported without a caption.\n")
+    return EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from loracap.core.project import Project
+
+    with Project.open(args.project.expanduser(), read_only=True) as project:
+        stats = project.stats()
+        settings = project.settings
+        records = project.images() if args.list else []
+        missing = [rec.path for rec in project.missing_images()]
+    if args.json:
+        data = {
+            "project": str(args.project.expanduser().absolute()),
+            "images": stats.images,
+            "invalid": stats.invalid,
+            "captioned": stats.captioned,
+            "failed": stats.failed,
+            "missing_files": stats.missing_files,
+            "provenance": stats.provenance,
+            "trigger": settings.trigger,
+            "prefix": settings.prefix,
+            "profile": settings.profile,
+            "model": settings.model,
+        }
+        if args.list:
+            data["files"] = [
+                {"path": rec.path, "valid": rec.valid, "reason": rec.invalid_reason,
+                 "provenance": rec.caption.provenance.value if rec.has_caption and rec.caption
+                 else None, "error": rec.last_error}
+                for rec in records
+            ]
+        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        return EXIT_OK
+    out = sys.stdout
+    out.write(f"{settings.name}: trigger word {settings.trigger}, profile {settings.profile}, "
+              f"model {settings.model}\n")
+    out.write(f"  {stats.images} image(s), {stats.invalid} invalid; {stats.captioned} captioned, "
+              f"{stats.failed} failed\n")
+    out.write("  " + ", ".join(f"{n} {name}" for name, n in stats.provenance.items()) + "\n")
+    if missing:
+        out.write(f"  {len(missing)} image file(s) missing on disk, e.g. {missing[0]}\n")
+    for rec in records:
+        if not rec.valid:
+            state = f"invalid: {rec.invalid_reason}"
+        elif rec.has_caption and rec.caption:
+            state = rec.caption.provenance.value
+        elif rec.last_error:
+            state = f"failed: {rec.last_error}"
+        else:
+            state = "uncaptioned"
+        out.write(f"{rec.path}\t{state}\n")
+    return EXIT_OK
+
+
+def cmd_key(args: argparse.Namespace) -> int:
+    from loracap.core.errors import ApiKeyMissingError
+    from loracap.core.keys import delete_api_key, find_api_key, store_api_key
+
+    if args.action == "set":
+        value = getpass.getpass("Gemini API key (input hidden): ").strip()
+        if not value:
+            raise InputError("No key entered; nothing was stored.")
+        store_api_key(value)
+        sys.stderr.write("Stored the key in the OS keychain.\n")
+    elif args.action == "clear":
+        delete_api_key()
+        sys.stderr.write("Removed the key from the OS keychain.\n")
+    else:
+        try:
+            key = find_api_key()
+        except ApiKeyMissingError as exc:
+            sys.stderr.write(f"{exc}\n")
+            return exc.exit_code
+        sys.stdout.write(f"An API key is set (from {key.source}).\n")
+    return EXIT_OK
+
+
+COMMANDS = {
+    "new": cmd_new,
+    "caption": cmd_caption,
+    "export": cmd_export,
+    "info": cmd_info,
+    "key": cmd_key,
+}
+
+
+def _configure_streams() -> None:
+    # Captions may hold any character; a console that cannot show one must not crash the run.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="replace")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    _configure_streams()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return COMMANDS[args.command](args)
+    except LoraCapError as exc:
+        if args.debug:
+            log.exception("Failed")
+        sys.stderr.write(f"loracap: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("\nloracap: interrupted\n")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # last resort: one line, never a traceback
+        if args.debug:
+            log.exception("Unexpected error")
+        sys.stderr.write(f"loracap: unexpected error: {type(exc).__name__}: {exc} "
+                         "(run with --debug for details)\n")
+        return EXIT_FAILURE

@@ -1,0 +1,127 @@
+"""Typed errors of the LoRACap core.
+
+Every error's ``str()`` is a complete sentence a user can act on; the UI and the CLI show it as it
+is. ``exit_code`` is the CLI's exit status for that kind of failure:
+
+* 2 -- bad usage or input (a wrong trigger word, a missing folder, a project from a newer version)
+* 3 -- authentication failure (no API key, an invalid key)
+* 4 -- quota exhausted (a per-day quota)
+* 1 -- anything else
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class LoraCapError(Exception):
+    """Base class of every error the core raises on purpose."""
+
+    exit_code: int = 1
+
+
+class InputError(LoraCapError):
+    """The user's input cannot be used (a path, a value, a file)."""
+
+    exit_code = 2
+
+
+class TriggerWordError(InputError):
+    """A trigger word breaks the rules; ``suggestion`` holds the fixed form, or ``""``."""
+
+    def __init__(self, message: str, suggestion: str = "") -> None:
+        super().__init__(message)
+        self.suggestion = suggestion
+
+
+class ProjectError(InputError):
+    """A project file cannot be created, opened or read."""
+
+
+class ProjectVersionError(ProjectError):
+    """The project file was written by a newer LoRACap (its schema version is higher)."""
+
+
+class ProjectLockedError(ProjectError):
+    """Another LoRACap process has the project open for writing."""
+
+
+class ProjectReadOnlyError(ProjectError):
+    """A write was attempted on a project opened read-only."""
+
+
+class ExportError(LoraCapError):
+    """An export cannot be written."""
+
+
+class OutputExistsError(ExportError):
+    """The export's output file exists and overwriting was not asked for."""
+
+    exit_code = 2
+
+
+class UncaptionedImagesError(ExportError):
+    """Valid images have no caption and exporting them without one was not asked for.
+
+    ``images`` lists their project-relative paths, in export order.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, images: Sequence[str]) -> None:
+        super().__init__(message)
+        self.images = list(images)
+
+
+class CaptionError(LoraCapError):
+    """Base class of the errors a captioning backend raises."""
+
+
+class ApiKeyMissingError(CaptionError):
+    """No API key was found in the environment or the OS keychain."""
+
+    exit_code = 3
+
+
+class AuthenticationError(CaptionError):
+    """The service refused the API key (invalid, revoked, or without permission).
+
+    Not retried: it stops the whole batch.
+    """
+
+    exit_code = 3
+
+
+class QuotaExhaustedError(CaptionError):
+    """A quota that does not reset within minutes (per day) is used up. Stops the batch."""
+
+    exit_code = 4
+
+
+class TransientError(CaptionError):
+    """A failure worth retrying: a per-minute rate limit, a 5xx answer, a timeout, a lost connection.
+
+    ``retry_after`` is the server's requested delay in seconds (``google.rpc.RetryInfo``), or None.
+    ``kind`` is a short machine-readable label (``rate_limit``, ``server``, ``timeout``,
+    ``connection``).
+    """
+
+    def __init__(self, message: str, *, kind: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after = retry_after
+
+
+class NetworkError(CaptionError):
+    """The service could not be reached even after retries: stops the batch."""
+
+
+class ImageRejectedError(CaptionError):
+    """The model refused or could not caption this one image (safety block, empty answer).
+
+    Not retried; the image is marked failed with this message and the batch goes on.
+    """
+
+
+class CancelledError(LoraCapError):
+    """The operation was cancelled by the user."""

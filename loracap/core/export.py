@@ -1,0 +1,318 @@
+"""Exports: what a trainer reads.
+
+Formats:
+
+* ``replicate`` -- ``<trigger>_training.zip`` for Replicate's FLUX LoRA trainer
+  (replicate/flux-fine-tuner, on top of ai-toolkit). Every valid image at the zip's top level
+  under its original file name, bytes unchanged; one ``<stem>.txt`` per image holding its full
+  caption (the trainer looks the ``.txt`` up beside each image and ignores ``metadata.txt``);
+  and ``metadata.txt`` alongside. ai-toolkit trains on ``.jpg .jpeg .png .webp`` only, so a BMP
+  image is converted losslessly to PNG (reported).
+* ``metadata`` -- ``metadata.txt`` alone: one full caption per line, ordered by image file name,
+  UTF-8, LF line endings.
+
+Rules kept for every format:
+
+* Valid images without a caption stop the export (:class:`UncaptionedImagesError`) unless
+  ``allow_uncaptioned``; they are then exported without a ``.txt`` (Replicate captions them
+  itself). An empty caption file is never written.
+* A file name used twice (two subfolders) and a stem collision (``a.jpg`` + ``a.png`` would both
+  need ``a.txt``) are resolved by renaming inside the archive (``a_2.png``), compared
+  case-insensitively because macOS and Windows unpack case-insensitively; every rename is
+  reported. Nothing is dropped or overwritten.
+* No absolute paths or ``..`` in the archive. An existing output file is replaced only with
+  ``force=True``, and always atomically: a crash or a full disk never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path, PurePosixPath
+
+from PIL import Image
+
+from loracap.core.errors import ExportError, OutputExistsError, UncaptionedImagesError
+from loracap.core.project import Project
+
+log = logging.getLogger(__name__)
+
+#: Extensions ai-toolkit (and so Replicate's trainer) trains on.
+TRAINER_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp"})
+
+#: Fixed timestamp for zip entries (the zip format's epoch), so an export's bytes depend only
+#: on the images and captions.
+ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+class ExportFormat(StrEnum):
+    """The export formats."""
+
+    REPLICATE = "replicate"
+    METADATA = "metadata"
+
+
+@dataclass(frozen=True)
+class ExportEntry:
+    """One image of an export: where it comes from and the names it gets in the archive."""
+
+    image_id: int
+    source: Path
+    project_path: str  # as stored in the project
+    image_name: str  # file name in the archive
+    caption: str  # full caption ("" when uncaptioned)
+    convert_to_png: bool = False
+
+    @property
+    def caption_name(self) -> str:
+        """``<stem>.txt`` of the image's archive name."""
+        return f"{PurePosixPath(self.image_name).stem}.txt"
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """Everything an export will write, decided before a byte is written."""
+
+    entries: list[ExportEntry]
+    uncaptioned: list[str]  # project paths of valid images without a caption
+    renames: list[tuple[str, str]]  # (project path, name in the archive)
+    conversions: list[tuple[str, str]]  # (project path, converted name)
+    invalid_skipped: list[str] = field(default_factory=list)
+
+    def metadata_text(self) -> str:
+        """The exact text of ``metadata.txt``: one caption per line, LF, trailing LF."""
+        lines = [entry.caption for entry in self.entries if entry.caption]
+        return "".join(f"{line}\n" for line in lines)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote."""
+
+    path: Path
+    images: int
+    captions: int
+    uncaptioned: list[str]
+    renames: list[tuple[str, str]]
+    conversions: list[tuple[str, str]]
+    bytes_written: int
+
+
+def _one_line(text: str) -> str:
+    """A caption as one line: line breaks and runs of whitespace become single spaces."""
+    return " ".join(text.split())
+
+
+def default_output(project: Project, fmt: ExportFormat) -> Path:
+    """Default export path, beside the project file."""
+    if fmt is ExportFormat.REPLICATE:
+        return project.folder / f"{project.settings.trigger}_training.zip"
+    return project.folder / "metadata.txt"
+
+
+def plan_export(project: Project, *, allow_uncaptioned: bool = False, fmt: ExportFormat =
+                ExportFormat.REPLICATE) -> ExportPlan:
+    """Decide an export's entries and names.
+
+    Raises :class:`UncaptionedImagesError` listing the valid images without a caption (unless
+    ``allow_uncaptioned``) and :class:`ExportError` when image files are missing on disk.
+    """
+    settings = project.settings
+    records = [rec for rec in project.images()]
+    valid = [rec for rec in records if rec.valid]
+    missing = [rec.path for rec in valid if not rec.abs_path.is_file()]
+    if missing:
+        shown = "\n  ".join(missing[:20])
+        more = f"\n  … and {len(missing) - 20} more" if len(missing) > 20 else ""
+        raise ExportError(
+            f"{len(missing)} image file(s) are missing on disk (moved or renamed?):\n  "
+            f"{shown}{more}"
+        )
+    valid.sort(key=lambda rec: (rec.file_name.casefold(), rec.path.casefold(), rec.path))
+    uncaptioned = [rec.path for rec in valid if not rec.has_caption]
+    if uncaptioned and not allow_uncaptioned:
+        shown = "\n  ".join(uncaptioned[:20])
+        more = f"\n  … and {len(uncaptioned) - 20} more" if len(uncaptioned) > 20 else ""
+        raise UncaptionedImagesError(
+            f"{len(uncaptioned)} image(s) have no caption:\n  {shown}{more}\n"
+            "Caption them (loracap caption), or export anyway with --allow-uncaptioned "
+            "(Replicate then captions those images itself).",
+            uncaptioned,
+        )
+
+    used_stems: set[str] = set()
+    entries: list[ExportEntry] = []
+    renames: list[tuple[str, str]] = []
+    conversions: list[tuple[str, str]] = []
+    for rec in valid:
+        name = PurePosixPath(rec.file_name)
+        suffix = name.suffix
+        convert = fmt is ExportFormat.REPLICATE and suffix.lower() not in TRAINER_EXTENSIONS
+        if convert:
+            suffix = ".png"
+        stem = name.stem
+        candidate, n = stem, 1
+        while candidate.casefold() in used_stems:
+            n += 1
+            candidate = f"{stem}_{n}"
+        used_stems.add(candidate.casefold())
+        image_name = f"{candidate}{suffix}"
+        if candidate != stem:
+            renames.append((rec.path, image_name))
+        if convert:
+            conversions.append((rec.path, image_name))
+        caption = _one_line(project.final_caption(rec, settings)) if rec.has_caption else ""
+        entries.append(
+            ExportEntry(
+                image_id=rec.id,
+                source=rec.abs_path,
+                project_path=rec.path,
+                image_name=image_name,
+                caption=caption,
+                convert_to_png=convert,
+            )
+        )
+    return ExportPlan(
+        entries=entries,
+        uncaptioned=uncaptioned,
+        renames=renames,
+        conversions=conversions,
+        invalid_skipped=[rec.path for rec in records if not rec.valid],
+    )
+
+
+def _png_bytes(source: Path) -> bytes:
+    with Image.open(source) as image:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
+def _atomic_write(out: Path, force: bool, write: Callable[[Path], None]) -> int:
+    """Write through a temporary file in the target folder, then rename it into place."""
+    out = Path(out).absolute()
+    if out.exists() and not force:
+        raise OutputExistsError(f"{out} already exists; use --force to replace it.")
+    if not out.parent.is_dir():
+        raise ExportError(f"Cannot write {out}: the folder {out.parent} does not exist.")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        reason = exc.strerror or str(exc)
+        raise ExportError(f"Cannot write {out}: {reason}. Nothing was written.") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return out.stat().st_size
+
+
+def _zip_info(name: str, compress: int) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=ZIP_DATE_TIME)
+    info.compress_type = compress
+    info.external_attr = 0o644 << 16
+    return info
+
+
+def write_replicate_zip(
+    plan: ExportPlan,
+    out: Path,
+    *,
+    force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ExportResult:
+    """Write the Replicate zip of ``plan`` to ``out`` and check it by reading it back.
+
+    Images are stored uncompressed (they are compressed already), caption files deflated.
+    Raises :class:`OutputExistsError` and :class:`ExportError` (unreadable source, full disk).
+    """
+    total = len(plan.entries)
+
+    def write(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w") as archive:
+            for done, entry in enumerate(plan.entries, start=1):
+                try:
+                    data = (
+                        _png_bytes(entry.source)
+                        if entry.convert_to_png
+                        else entry.source.read_bytes()
+                    )
+                except OSError as exc:
+                    raise ExportError(
+                        f"Cannot read {entry.project_path}: {exc.strerror or exc}"
+                    ) from exc
+                archive.writestr(_zip_info(entry.image_name, zipfile.ZIP_STORED), data)
+                if entry.caption:
+                    archive.writestr(
+                        _zip_info(entry.caption_name, zipfile.ZIP_DEFLATED),
+                        entry.caption.encode("utf-8"),
+                    )
+                if progress is not None:
+                    progress(done, total)
+            archive.writestr(
+                _zip_info("metadata.txt", zipfile.ZIP_DEFLATED),
+                plan.metadata_text().encode("utf-8"),
+            )
+        _verify_zip(tmp, plan)
+
+    size = _atomic_write(out, force, write)
+    return _result(plan, out, size)
+
+
+def _verify_zip(path: Path, plan: ExportPlan) -> None:
+    with zipfile.ZipFile(path) as archive:
+        bad = archive.testzip()
+        if bad is not None:
+            raise ExportError(f"The written zip is damaged at {bad}; nothing was exported.")
+        names = set(archive.namelist())
+    expected = {entry.image_name for entry in plan.entries}
+    expected |= {entry.caption_name for entry in plan.entries if entry.caption}
+    expected.add("metadata.txt")
+    if names != expected:
+        raise ExportError("The written zip does not hold the planned files; nothing was exported.")
+
+
+def write_metadata_txt(plan: ExportPlan, out: Path, *, force: bool = False) -> ExportResult:
+    """Write ``metadata.txt`` (see :meth:`ExportPlan.metadata_text`) to ``out``."""
+    data = plan.metadata_text().encode("utf-8")
+    size = _atomic_write(out, force, lambda tmp: tmp.write_bytes(data))
+    return _result(plan, out, size)
+
+
+def _result(plan: ExportPlan, out: Path, size: int) -> ExportResult:
+    return ExportResult(
+        path=Path(out).absolute(),
+        images=len(plan.entries),
+        captions=sum(bool(entry.caption) for entry in plan.entries),
+        uncaptioned=plan.uncaptioned,
+        renames=plan.renames,
+        conversions=plan.conversions,
+        bytes_written=size,
+    )
+
+
+def export_project(
+    project: Project,
+    fmt: ExportFormat = ExportFormat.REPLICATE,
+    out: Path | None = None,
+    *,
+    force: bool = False,
+    allow_uncaptioned: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ExportResult:
+    """Plan and write an export in one call (what the CLI and the GUI run)."""
+    plan = plan_export(project, allow_uncaptioned=allow_uncaptioned, fmt=fmt)
+    target = Path(out) if out is not None else default_output(project, fmt)
+    if fmt is ExportFormat.REPLICATE:
+        return write_replicate_zip(plan, target, force=force, progress=progress)
+    return write_metadata_txt(plan, target, force=force)

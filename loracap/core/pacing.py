@@ -1,0 +1,202 @@
+"""Client-side rate limiting and retries for captioning requests.
+
+* :class:`RateLimiter` keeps at most ``max_requests`` request starts inside any sliding window
+  of ``period_s`` seconds. That is how Gemini's per-minute quotas count, so with the limit set to
+  the real quota a batch runs at the fastest schedule the quota allows (31 images at 20
+  requests/minute: 20 at once, 11 a minute later -- about 61 s -- rather than one every 3 s).
+  When the server still answers 429 (the limit was set above the real quota), the limiter learns
+  the real capacity from the requests it accepted and holds every worker back for the server's
+  ``retryDelay``, so the 429s are absorbed instead of failing images.
+* :func:`call_with_retry` retries :class:`~loracap.core.errors.TransientError` with exponential
+  backoff and full jitter (through ``tenacity``), honouring the server's ``RetryInfo.retryDelay``,
+  up to ``RetryPolicy.max_attempts`` attempts. Other errors pass through at once.
+
+Both are plain Python and thread-safe; ``cancel`` events make every wait end at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import tenacity
+
+from loracap.core.errors import CancelledError, TransientError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Safety margin added to the window, in seconds: request start times here and arrival times
+#: at the server differ by network latency, so a window that frees here a moment early would
+#: earn a 429 there.
+WINDOW_MARGIN_S = 0.25
+
+
+class RateLimiter:
+    """At most ``max_requests`` starts in any ``period_s``-second sliding window.
+
+    :meth:`acquire` blocks until a start is allowed and returns a ticket (the start time);
+    pass it to :meth:`rate_limited` when the server answered 429, so the limiter stops counting
+    it and learns the server's real capacity.
+    """
+
+    def __init__(
+        self,
+        max_requests: int,
+        period_s: float = 60.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        margin_s: float = WINDOW_MARGIN_S,
+    ) -> None:
+        if max_requests < 1:
+            raise ValueError("max_requests must be at least 1")
+        self.max_requests = max_requests
+        self.period_s = period_s
+        self._clock = clock
+        self._margin = min(margin_s, period_s * 0.05)
+        self._starts: deque[float] = deque()
+        self._not_before = 0.0
+        self._cond = threading.Condition()
+
+    def _prune(self, now: float) -> None:
+        horizon = now - self.period_s - self._margin
+        while self._starts and self._starts[0] <= horizon:
+            self._starts.popleft()
+
+    def _delay(self, now: float) -> float:
+        self._prune(now)
+        delay = max(0.0, self._not_before - now)
+        if len(self._starts) >= self.max_requests:
+            oldest = self._starts[len(self._starts) - self.max_requests]
+            delay = max(delay, oldest + self.period_s + self._margin - now)
+        return delay
+
+    def acquire(self, cancel: threading.Event | None = None) -> float:
+        """Wait for a free start and take it; returns the ticket.
+
+        Raises :class:`CancelledError` as soon as ``cancel`` is set.
+        """
+        with self._cond:
+            while True:
+                if cancel is not None and cancel.is_set():
+                    raise CancelledError("Cancelled.")
+                now = self._clock()
+                delay = self._delay(now)
+                if delay <= 0:
+                    self._starts.append(now)
+                    return now
+                # Wake at least every 0.1 s to notice a cancel set without wake_all().
+                self._cond.wait(min(delay, 0.1))
+
+    def rate_limited(self, ticket: float, retry_after: float | None) -> None:
+        """The request started at ``ticket`` got a per-minute 429.
+
+        The request is taken out of the window (the server did not count it), the limit is
+        lowered to the number of requests the server accepted in the current window, and nobody
+        starts before ``retry_after`` seconds from now.
+        """
+        with self._cond:
+            now = self._clock()
+            try:
+                self._starts.remove(ticket)
+            except ValueError:
+                pass
+            self._prune(now)
+            accepted = len(self._starts)
+            if 0 < accepted < self.max_requests:
+                log.info("Server quota looks like %d requests per window; adapting", accepted)
+                self.max_requests = accepted
+            if retry_after is not None and retry_after > 0:
+                self._not_before = max(self._not_before, now + retry_after)
+            self._cond.notify_all()
+
+    def wake_all(self) -> None:
+        """Wake every waiting thread (call after setting a cancel event)."""
+        with self._cond:
+            self._cond.notify_all()
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How transient failures are retried.
+
+    ``max_attempts`` counts every try of one request (the first one too). Backoff before retry
+    ``n`` (1-based) is a random delay in ``[0, min(max_delay_s, base_delay_s * 2**n)]`` (full
+    jitter); a server ``retryDelay`` replaces it, plus up to ``jitter_s`` seconds.
+    """
+
+    max_attempts: int = 5
+    base_delay_s: float = 1.0
+    max_delay_s: float = 60.0
+    jitter_s: float = 0.5
+
+
+def backoff_delay(policy: RetryPolicy, attempt: int, error: BaseException | None) -> float:
+    """Seconds to wait after failed attempt number ``attempt`` (1-based) before the next one."""
+    if isinstance(error, TransientError) and error.retry_after is not None:
+        return error.retry_after + random.uniform(0, policy.jitter_s)
+    ceiling = min(policy.max_delay_s, policy.base_delay_s * (2**attempt))
+    return random.uniform(0, ceiling)
+
+
+def call_with_retry(
+    call: Callable[[], T],
+    *,
+    policy: RetryPolicy,
+    limiter: RateLimiter | None = None,
+    cancel: threading.Event | None = None,
+    on_retry: Callable[[int, TransientError, float], None] | None = None,
+) -> T:
+    """Run ``call`` with rate limiting and retries of :class:`TransientError`.
+
+    Each attempt first takes a start from ``limiter``. ``on_retry(attempt, error, delay_s)`` is
+    called before each wait. Raises the last :class:`TransientError` when the attempts run out,
+    any other exception of ``call`` at once, and :class:`CancelledError` when ``cancel`` is set
+    while waiting (a request already sent is never abandoned).
+    """
+    cancel = cancel or threading.Event()
+
+    def sleep(seconds: float) -> None:
+        if cancel.wait(seconds):
+            raise CancelledError("Cancelled.")
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, TransientError) and error.kind == "rate_limit" and limiter:
+            # The limiter already holds everyone back for retryDelay; add only jitter.
+            return random.uniform(0, policy.jitter_s)
+        return backoff_delay(policy, state.attempt_number, error)
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        delay = state.next_action.sleep if state.next_action else 0.0
+        assert isinstance(error, TransientError)
+        log.info("Attempt %d failed (%s); retrying in %.1f s", state.attempt_number, error, delay)
+        if on_retry is not None:
+            on_retry(state.attempt_number, error, delay)
+
+    def attempt() -> T:
+        ticket = limiter.acquire(cancel) if limiter else None
+        try:
+            return call()
+        except TransientError as error:
+            if limiter is not None and ticket is not None and error.kind == "rate_limit":
+                limiter.rate_limited(ticket, error.retry_after)
+            raise
+
+    retrying = tenacity.Retrying(
+        sleep=sleep,
+        stop=tenacity.stop_after_attempt(policy.max_attempts),
+        wait=wait,
+        retry=tenacity.retry_if_exception_type(TransientError),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    return retrying(attempt)

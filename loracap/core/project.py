@@ -1,0 +1,880 @@
+"""The LoRACap project: one ``.loraproj`` SQLite file per dataset.
+
+:class:`Project` is the only way the rest of the program reads or writes a project file. It hands
+out frozen records (:class:`ImageRecord`, :class:`CaptionRecord`), never ORM objects, so results
+can cross threads. Every method opens its own short SQLAlchemy session, and every write is
+committed before the method returns: a caption reported as stored survives a killed process.
+
+Safety rules kept here, for every caller (GUI, CLI, runner):
+
+* A caption whose provenance is ``edited``, ``manual`` or ``imported`` is never replaced by
+  generated text unless the caller passes ``overwrite_protected=True``.
+* Every caption version is appended to ``caption_versions`` before it becomes current, so no
+  text is ever lost.
+* A project file from a newer LoRACap is refused (:class:`ProjectVersionError`); an older one is
+  migrated after a backup copy is written beside it.
+* Only one process opens a project for writing; a second gets :class:`ProjectLockedError`.
+  A lock left by a crashed process is taken over.
+* The file runs in SQLite's WAL mode while open and is switched back to a single file (rollback
+  journal) on :meth:`Project.close`, so a closed project has no ``-wal``/``-shm`` files beside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import psutil
+from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.orm import Session
+
+from loracap.core.errors import (
+    InputError,
+    ProjectError,
+    ProjectLockedError,
+    ProjectReadOnlyError,
+    ProjectVersionError,
+)
+from loracap.core.schema import (
+    APPLICATION_ID,
+    SCHEMA_VERSION,
+    Base,
+    CaptionAttemptRow,
+    CaptionRow,
+    CaptionVersionRow,
+    ImageRow,
+    LockRow,
+    ProjectRow,
+    Provenance,
+    utcnow,
+)
+from loracap.core.trigger import (
+    DEFAULT_PREFIX_TEMPLATE,
+    full_caption,
+    render_prefix,
+    strip_prefix,
+    validate_prefix_template,
+    validate_trigger,
+)
+
+log = logging.getLogger(__name__)
+
+#: File extension of a project file.
+PROJECT_SUFFIX = ".loraproj"
+
+#: Migrations from schema version ``v`` to ``v + 1``, each run inside one transaction on a raw
+#: SQLAlchemy connection. Empty while only version 1 exists.
+MIGRATIONS: dict[int, Callable[[Any], None]] = {}
+
+
+class CaptionMode(StrEnum):
+    """Which images a captioning batch takes."""
+
+    MISSING = "missing"  # valid images without a caption (the default)
+    ALL = "all"  # every valid image (protected captions still need overwrite_protected)
+    FAILED = "failed"  # images whose latest attempt failed and that still have no caption
+    SELECTED = "selected"  # an explicit list of image ids
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    """The settings stored in a project file."""
+
+    name: str
+    trigger: str
+    profile: str
+    custom_prompt: str
+    prefix_template: str
+    model: str
+    current_image_id: int | None = None
+
+    @property
+    def prefix(self) -> str:
+        """The rendered caption prefix, e.g. ``"photo of ide_main_hall "``."""
+        return render_prefix(self.prefix_template, self.trigger)
+
+
+@dataclass(frozen=True)
+class CaptionRecord:
+    """An image's current caption. ``body`` excludes the prefix."""
+
+    body: str
+    provenance: Provenance
+    backend: str | None
+    model: str | None
+    prompt: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class CaptionVersion:
+    """One entry of an image's caption history, oldest first when listed."""
+
+    id: int
+    body: str
+    provenance: Provenance
+    backend: str | None
+    model: str | None
+    prompt: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image of a project, with its current caption and latest failure.
+
+    ``path`` is as stored (POSIX, relative to the project folder when below it); ``abs_path`` is
+    resolved against the project folder. Width and height are in pixels after EXIF orientation.
+    ``last_error`` is the error of the latest attempt when that attempt failed, else ``""``.
+    """
+
+    id: int
+    path: str
+    abs_path: Path
+    valid: bool
+    invalid_reason: str
+    width: int | None
+    height: int | None
+    format: str | None
+    file_size: int
+    mtime: float
+    caption: CaptionRecord | None
+    last_error: str = ""
+    last_error_kind: str = ""
+
+    @property
+    def file_name(self) -> str:
+        """The image's file name without folders."""
+        return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def has_caption(self) -> bool:
+        """True when the image has a non-empty caption body of any provenance."""
+        return self.caption is not None and bool(self.caption.body.strip())
+
+    @property
+    def failed(self) -> bool:
+        """True when the latest attempt failed and the image still has no caption."""
+        return bool(self.last_error) and not self.has_caption
+
+
+@dataclass(frozen=True)
+class ProjectStats:
+    """Counts over a project, as shown by ``loracap info``."""
+
+    images: int  # valid images
+    invalid: int
+    captioned: int  # valid images with a non-empty caption of any provenance
+    failed: int  # valid images whose latest attempt failed and that have no caption
+    missing_files: int  # valid images whose file is not on disk
+    provenance: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """What :meth:`Project.add_scanned` did."""
+
+    added: int
+    invalid: int
+    imported_captions: int
+    already_known: int
+    sidecar_errors: list[tuple[str, str]]
+
+
+def _connect_pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA busy_timeout = 10000")
+    # FULL: a committed transaction survives a power cut, not only a killed process.
+    cursor.execute("PRAGMA synchronous = FULL")
+    cursor.close()
+
+
+def _make_engine(path: Path, *, read_only: bool) -> Engine:
+    if read_only:
+        uri = f"file:{path.as_posix()}?mode=ro"
+        engine = create_engine(
+            "sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False)
+        )
+    else:
+        engine = create_engine(
+            "sqlite://",
+            creator=lambda: sqlite3.connect(str(path), check_same_thread=False),
+        )
+    event.listen(engine, "connect", _connect_pragmas)
+    return engine
+
+
+def _process_identity() -> tuple[int, str, float]:
+    me = psutil.Process()
+    return me.pid, socket.gethostname(), me.create_time()
+
+
+def _owner_alive(pid: int, host: str, started: float) -> bool:
+    """True when the lock's owner is a live process on this machine (same pid and start time)."""
+    if host != socket.gethostname():
+        # A lock from another machine: the file was copied while open, or sits on a shared
+        # drive. It cannot be checked from here; the file is taken over with a warning.
+        log.warning("Project lock held by host %s cannot be verified; taking it over", host)
+        return False
+    try:
+        proc = psutil.Process(pid)
+        return abs(proc.create_time() - started) < 1.0
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+
+
+class Project:
+    """An open ``.loraproj`` project file.
+
+    Use :meth:`create` or :meth:`open`, and :meth:`close` when done (or use it as a context
+    manager). Thread-safe: any thread may call any method; writes are serialised.
+    """
+
+    def __init__(self, path: Path, engine: Engine, *, read_only: bool) -> None:
+        self.path = path
+        self.folder = path.parent
+        self.read_only = read_only
+        self._engine = engine
+        self._write_lock = threading.RLock()
+        self._closed = False
+
+    # ------------------------------------------------------------------ opening and closing
+
+    @classmethod
+    def create(
+        cls,
+        path: Path,
+        *,
+        trigger: str,
+        profile: str = "space",
+        custom_prompt: str = "",
+        prefix_template: str = DEFAULT_PREFIX_TEMPLATE,
+        model: str = "gemini-flash-latest",
+        name: str | None = None,
+    ) -> Project:
+        """Create a new project file at ``path`` and open it for writing.
+
+        Raises :class:`ProjectError` if the file exists or cannot be written, and
+        :class:`~loracap.core.errors.TriggerWordError` for an invalid trigger word.
+        """
+        path = Path(path).absolute()
+        validate_trigger(trigger)
+        validate_prefix_template(prefix_template)
+        if path.exists():
+            raise ProjectError(f"{path} already exists; open it, or choose another project path.")
+        if not path.parent.is_dir():
+            raise ProjectError(f"Cannot create {path}: the folder {path.parent} does not exist.")
+        engine = _make_engine(path, read_only=False)
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"PRAGMA application_id = {APPLICATION_ID}")
+                conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                Base.metadata.create_all(conn)
+            with Session(engine) as session, session.begin():
+                session.add(
+                    ProjectRow(
+                        id=1,
+                        name=name or path.stem,
+                        trigger=trigger,
+                        profile=str(profile),
+                        custom_prompt=custom_prompt,
+                        prefix_template=prefix_template,
+                        model=model,
+                    )
+                )
+        except (OperationalError, DatabaseError, OSError) as exc:
+            engine.dispose()
+            path.unlink(missing_ok=True)
+            raise ProjectError(f"Cannot create the project file {path}: {exc}") from exc
+        project = cls(path, engine, read_only=False)
+        project._enter_wal()
+        project._take_lock()
+        return project
+
+    @classmethod
+    def open(cls, path: Path, *, read_only: bool = False) -> Project:
+        """Open an existing project file.
+
+        ``read_only=True`` neither locks nor migrates the file and refuses writes.
+        Raises :class:`ProjectError` (not found, not a project, damaged),
+        :class:`ProjectVersionError` (newer version) and :class:`ProjectLockedError`.
+        """
+        path = Path(path).absolute()
+        if not path.is_file():
+            raise ProjectError(f"No project file at {path}.")
+        version = _check_header(path)
+        if version > SCHEMA_VERSION:
+            raise ProjectVersionError(
+                f"{path.name} was saved by a newer LoRACap (project format {version}; this "
+                f"version reads up to {SCHEMA_VERSION}). Update LoRACap to open it."
+            )
+        engine = _make_engine(path, read_only=read_only)
+        project = cls(path, engine, read_only=read_only)
+        if read_only:
+            return project
+        try:
+            if version < SCHEMA_VERSION:
+                project._migrate(version)
+            project._enter_wal()
+            project._take_lock()
+        except BaseException:
+            engine.dispose()
+            raise
+        return project
+
+    def close(self) -> None:
+        """Release the lock and leave the project as a single file. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self.read_only:
+            try:
+                with self._engine.begin() as conn:
+                    pid, _, _ = _process_identity()
+                    conn.execute(LockRow.__table__.delete().where(LockRow.pid == pid))
+                with self._engine.connect() as conn:
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                    conn.exec_driver_sql("PRAGMA journal_mode = DELETE")
+            except (OperationalError, DatabaseError) as exc:
+                log.warning("Could not finish closing %s cleanly: %s", self.path, exc)
+        self._engine.dispose()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _enter_wal(self) -> None:
+        with self._engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA journal_mode = WAL")
+
+    def _take_lock(self) -> None:
+        pid, host, started = _process_identity()
+        with self._engine.connect() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute(select(LockRow).where(LockRow.id == 1)).first()
+                if row is not None and row.pid != pid:
+                    if _owner_alive(row.pid, row.host, row.process_started):
+                        raise ProjectLockedError(
+                            f"{self.path.name} is already open in another LoRACap (process "
+                            f"{row.pid} on {row.host}). Close it there first; "
+                            "`loracap info` can still read it."
+                        )
+                    log.info("Taking over the lock of a process that is gone (pid %s)", row.pid)
+                conn.execute(LockRow.__table__.delete())
+                conn.execute(
+                    LockRow.__table__.insert().values(
+                        id=1, pid=pid, host=host, process_started=started, opened_at=utcnow()
+                    )
+                )
+                conn.exec_driver_sql("COMMIT")
+            except BaseException:
+                conn.exec_driver_sql("ROLLBACK")
+                raise
+
+    def _migrate(self, version: int) -> None:
+        backup = self.path.with_name(f"{self.path.stem}.v{version}-backup{PROJECT_SUFFIX}")
+        counter = 2
+        while backup.exists():
+            backup = self.path.with_name(
+                f"{self.path.stem}.v{version}-backup-{counter}{PROJECT_SUFFIX}"
+            )
+            counter += 1
+        source = sqlite3.connect(str(self.path))
+        try:
+            target = sqlite3.connect(str(backup))
+            try:
+                source.backup(target)
+            finally:
+                target.close()
+        finally:
+            source.close()
+        log.info("Backed up %s to %s before migrating", self.path.name, backup.name)
+        with self._engine.begin() as conn:
+            for step in range(version, SCHEMA_VERSION):
+                MIGRATIONS[step](conn)
+            conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # ------------------------------------------------------------------ sessions
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with Session(self._engine) as session:
+            yield session
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        if self.read_only:
+            raise ProjectReadOnlyError(f"{self.path.name} is open read-only.")
+        with self._write_lock, Session(self._engine) as session, session.begin():
+            yield session
+
+    # ------------------------------------------------------------------ settings
+
+    @property
+    def settings(self) -> ProjectSettings:
+        """The project's current settings (read from the file each time)."""
+        with self._read() as session:
+            row = session.get(ProjectRow, 1)
+            if row is None:
+                raise ProjectError(f"{self.path.name} has no project settings; it is damaged.")
+            return ProjectSettings(
+                name=row.name,
+                trigger=row.trigger,
+                profile=row.profile,
+                custom_prompt=row.custom_prompt,
+                prefix_template=row.prefix_template,
+                model=row.model,
+                current_image_id=row.current_image_id,
+            )
+
+    def update_settings(self, **changes: Any) -> ProjectSettings:
+        """Change settings by name (``trigger``, ``profile``, ``custom_prompt``,
+        ``prefix_template``, ``model``, ``name``, ``current_image_id``).
+
+        Captions store only their body, so a new trigger word or template changes every
+        caption's prefix at once. Raises :class:`InputError` for unknown names or invalid values.
+        """
+        allowed = {
+            "trigger", "profile", "custom_prompt", "prefix_template", "model", "name",
+            "current_image_id",
+        }
+        unknown = set(changes) - allowed
+        if unknown:
+            raise InputError(f"Unknown project setting(s): {', '.join(sorted(unknown))}")
+        if "trigger" in changes:
+            validate_trigger(changes["trigger"])
+        if "prefix_template" in changes:
+            validate_prefix_template(changes["prefix_template"])
+        with self._write() as session:
+            row = session.get(ProjectRow, 1)
+            assert row is not None
+            for key, value in changes.items():
+                setattr(row, key, str(value) if key == "profile" else value)
+            row.updated_at = utcnow()
+        return self.settings
+
+    # ------------------------------------------------------------------ images
+
+    def stored_path(self, path: Path) -> str:
+        """How an image path is stored: POSIX relative to the project folder when below it."""
+        path = Path(path).absolute()
+        try:
+            return path.relative_to(self.folder).as_posix()
+        except ValueError:
+            return path.as_posix()
+
+    def resolve(self, stored: str) -> Path:
+        """The absolute path of a stored image path."""
+        candidate = Path(stored)
+        return candidate if candidate.is_absolute() else self.folder / candidate
+
+    def add_scanned(self, files: Iterable[Any]) -> AddResult:
+        """Add the files of a folder scan (:class:`loracap.core.scan.ScannedFile`).
+
+        Files already in the project are left alone. A sidecar caption becomes an ``imported``
+        caption (with the project's prefix removed if it starts with it). Each file is committed
+        as it is added.
+        """
+        settings = self.settings
+        added = invalid = imported = known = 0
+        sidecar_errors: list[tuple[str, str]] = []
+        for scanned in files:
+            stored = self.stored_path(scanned.path)
+            info = scanned.info
+            with self._write() as session:
+                exists = session.scalar(select(ImageRow.id).where(ImageRow.path == stored))
+                if exists is not None:
+                    known += 1
+                    continue
+                row = ImageRow(
+                    path=stored,
+                    file_size=info.file_size,
+                    mtime=info.mtime,
+                    width=info.width,
+                    height=info.height,
+                    format=info.format,
+                    valid=info.valid,
+                    invalid_reason=info.reason,
+                )
+                session.add(row)
+                session.flush()
+                added += 1
+                if not info.valid:
+                    invalid += 1
+                if scanned.sidecar_error:
+                    sidecar_errors.append((stored, scanned.sidecar_error))
+                if scanned.sidecar_caption and info.valid:
+                    body = strip_prefix(
+                        scanned.sidecar_caption, settings.prefix_template, settings.trigger
+                    )
+                    self._put_caption(session, row.id, body, Provenance.IMPORTED)
+                    imported += 1
+        return AddResult(added, invalid, imported, known, sidecar_errors)
+
+    def images(self) -> list[ImageRecord]:
+        """Every image of the project, ordered by stored path (case-insensitive)."""
+        with self._read() as session:
+            return self._records(session, None)
+
+    def image(self, image_id: int) -> ImageRecord:
+        """One image by id; raises :class:`InputError` if there is none."""
+        with self._read() as session:
+            records = self._records(session, [image_id])
+        if not records:
+            raise InputError(f"No image with id {image_id} in {self.path.name}.")
+        return records[0]
+
+    def missing_images(self) -> list[ImageRecord]:
+        """Valid images whose file is no longer on disk (the folder was moved or renamed)."""
+        return [rec for rec in self.images() if rec.valid and not rec.abs_path.is_file()]
+
+    def _records(self, session: Session, ids: Sequence[int] | None) -> list[ImageRecord]:
+        query = select(ImageRow, CaptionRow).outerjoin(
+            CaptionRow, CaptionRow.image_id == ImageRow.id
+        )
+        if ids is not None:
+            query = query.where(ImageRow.id.in_(ids))
+        latest = self._latest_attempts(session, ids)
+        records = []
+        for image, caption in session.execute(query):
+            attempt = latest.get(image.id)
+            records.append(
+                ImageRecord(
+                    id=image.id,
+                    path=image.path,
+                    abs_path=self.resolve(image.path),
+                    valid=image.valid,
+                    invalid_reason=image.invalid_reason,
+                    width=image.width,
+                    height=image.height,
+                    format=image.format,
+                    file_size=image.file_size,
+                    mtime=image.mtime,
+                    caption=_caption_record(caption) if caption is not None else None,
+                    last_error=attempt[1] if attempt and not attempt[0] else "",
+                    last_error_kind=attempt[2] if attempt and not attempt[0] else "",
+                )
+            )
+        records.sort(key=lambda rec: (rec.path.casefold(), rec.path))
+        return records
+
+    @staticmethod
+    def _latest_attempts(
+        session: Session, ids: Sequence[int] | None
+    ) -> dict[int, tuple[bool, str, str]]:
+        newest = select(
+            CaptionAttemptRow.image_id, func.max(CaptionAttemptRow.id).label("last")
+        ).group_by(CaptionAttemptRow.image_id)
+        if ids is not None:
+            newest = newest.where(CaptionAttemptRow.image_id.in_(ids))
+        sub = newest.subquery()
+        rows = session.execute(
+            select(
+                CaptionAttemptRow.image_id,
+                CaptionAttemptRow.ok,
+                CaptionAttemptRow.error,
+                CaptionAttemptRow.error_kind,
+            ).join(sub, CaptionAttemptRow.id == sub.c.last)
+        )
+        return {row.image_id: (row.ok, row.error, row.error_kind) for row in rows}
+
+    # ------------------------------------------------------------------ captions
+
+    def _put_caption(
+        self,
+        session: Session,
+        image_id: int,
+        body: str,
+        provenance: Provenance,
+        *,
+        backend: str | None = None,
+        model: str | None = None,
+        prompt: str | None = None,
+    ) -> None:
+        now = utcnow()
+        session.add(
+            CaptionVersionRow(
+                image_id=image_id,
+                body=body,
+                provenance=provenance.value,
+                backend=backend,
+                model=model,
+                prompt=prompt,
+                created_at=now,
+            )
+        )
+        row = session.get(CaptionRow, image_id)
+        if row is None:
+            session.add(
+                CaptionRow(
+                    image_id=image_id,
+                    body=body,
+                    provenance=provenance.value,
+                    backend=backend,
+                    model=model,
+                    prompt=prompt,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        else:
+            row.body = body
+            row.provenance = provenance.value
+            row.backend = backend
+            row.model = model
+            row.prompt = prompt
+            row.updated_at = now
+
+    def _require_image(self, session: Session, image_id: int) -> ImageRow:
+        image = session.get(ImageRow, image_id)
+        if image is None:
+            raise InputError(f"No image with id {image_id} in {self.path.name}.")
+        return image
+
+    def store_generated(
+        self,
+        image_id: int,
+        body: str,
+        *,
+        backend: str,
+        model: str,
+        prompt: str,
+        overwrite_protected: bool = False,
+    ) -> bool:
+        """Store a model's caption body for an image, and record the attempt as ok.
+
+        The check and the write happen in one transaction: if a person edited, wrote or
+        imported the caption meanwhile, it is kept (and False returned) unless
+        ``overwrite_protected``. The replaced text stays in the history either way.
+        """
+        with self._write() as session:
+            self._require_image(session, image_id)
+            session.add(
+                CaptionAttemptRow(image_id=image_id, ok=True, backend=backend, model=model)
+            )
+            current = session.get(CaptionRow, image_id)
+            if (
+                current is not None
+                and Provenance(current.provenance).protected
+                and current.body.strip()
+                and not overwrite_protected
+            ):
+                # Keep the generated text in the history, but not as the current caption.
+                session.add(
+                    CaptionVersionRow(
+                        image_id=image_id, body=body, provenance=Provenance.GENERATED.value,
+                        backend=backend, model=model, prompt=prompt, created_at=utcnow(),
+                    )
+                )
+                return False
+            self._put_caption(
+                session, image_id, body, Provenance.GENERATED,
+                backend=backend, model=model, prompt=prompt,
+            )
+            return True
+
+    def record_failure(
+        self, image_id: int, message: str, *, kind: str = "", backend: str = "", model: str = ""
+    ) -> None:
+        """Record a failed captioning attempt with its error message."""
+        with self._write() as session:
+            self._require_image(session, image_id)
+            session.add(
+                CaptionAttemptRow(
+                    image_id=image_id, ok=False, error=message, error_kind=kind,
+                    backend=backend or None, model=model or None,
+                )
+            )
+
+    def edit_caption(self, image_id: int, body: str) -> CaptionRecord:
+        """Store text a person typed as the image's caption body.
+
+        A generated (or already edited) caption becomes ``edited`` and keeps the backend, model
+        and prompt it came from; otherwise the caption is ``manual``. Committed at once.
+        """
+        with self._write() as session:
+            self._require_image(session, image_id)
+            current = session.get(CaptionRow, image_id)
+            if current is not None and current.provenance in (
+                Provenance.GENERATED.value, Provenance.EDITED.value
+            ):
+                if current.body == body:
+                    return _caption_record(current)
+                self._put_caption(
+                    session, image_id, body, Provenance.EDITED,
+                    backend=current.backend, model=current.model, prompt=current.prompt,
+                )
+            else:
+                if current is not None and current.body == body:
+                    return _caption_record(current)
+                self._put_caption(session, image_id, body, Provenance.MANUAL)
+            session.flush()
+            row = session.get(CaptionRow, image_id)
+            assert row is not None
+            return _caption_record(row)
+
+    def history(self, image_id: int) -> list[CaptionVersion]:
+        """Every caption version of an image, oldest first."""
+        with self._read() as session:
+            rows = session.scalars(
+                select(CaptionVersionRow)
+                .where(CaptionVersionRow.image_id == image_id)
+                .order_by(CaptionVersionRow.id)
+            )
+            return [
+                CaptionVersion(
+                    id=row.id, body=row.body, provenance=Provenance(row.provenance),
+                    backend=row.backend, model=row.model, prompt=row.prompt,
+                    created_at=row.created_at,
+                )
+                for row in rows
+            ]
+
+    def revert_to_generated(self, image_id: int) -> CaptionRecord:
+        """Make the latest generated version the current caption again (the edit stays in the
+        history). Raises :class:`InputError` when the image has never had a generated caption."""
+        generated = [v for v in self.history(image_id) if v.provenance is Provenance.GENERATED]
+        if not generated:
+            raise InputError("This image has no generated caption to revert to.")
+        last = generated[-1]
+        with self._write() as session:
+            self._put_caption(
+                session, image_id, last.body, Provenance.GENERATED,
+                backend=last.backend, model=last.model, prompt=last.prompt,
+            )
+            session.flush()
+            row = session.get(CaptionRow, image_id)
+            assert row is not None
+            return _caption_record(row)
+
+    def final_caption(self, record: ImageRecord, settings: ProjectSettings | None = None) -> str:
+        """The caption a trainer reads: the rendered prefix plus the body; ``""`` if none."""
+        settings = settings or self.settings
+        if record.caption is None:
+            return ""
+        return full_caption(settings.prefix_template, settings.trigger, record.caption.body)
+
+    # ------------------------------------------------------------------ batches and counts
+
+    def select_for_captioning(
+        self,
+        mode: CaptionMode,
+        image_ids: Sequence[int] = (),
+        *,
+        overwrite_protected: bool = False,
+    ) -> tuple[list[int], list[int]]:
+        """Choose a batch's images.
+
+        Returns ``(to_caption, protected)``: the ids to caption, and the ids left out because
+        their caption is ``edited``, ``manual`` or ``imported`` and ``overwrite_protected`` is
+        False. Invalid images and images whose file is missing are never selected.
+        """
+        wanted = set(image_ids)
+        chosen: list[int] = []
+        protected: list[int] = []
+        for rec in self.images():
+            if not rec.valid or not rec.abs_path.is_file():
+                continue
+            if mode is CaptionMode.MISSING and rec.has_caption:
+                continue
+            if mode is CaptionMode.FAILED and not rec.failed:
+                continue
+            if mode is CaptionMode.SELECTED and rec.id not in wanted:
+                continue
+            if rec.has_caption and rec.caption and rec.caption.provenance.protected:
+                if not overwrite_protected:
+                    protected.append(rec.id)
+                    continue
+            chosen.append(rec.id)
+        return chosen, protected
+
+    def stats(self) -> ProjectStats:
+        """Counts of images and captions (see :class:`ProjectStats`)."""
+        images = self.images()
+        valid = [rec for rec in images if rec.valid]
+        provenance = {p.value: 0 for p in Provenance}
+        for rec in valid:
+            if rec.has_caption and rec.caption:
+                provenance[rec.caption.provenance.value] += 1
+        return ProjectStats(
+            images=len(valid),
+            invalid=len(images) - len(valid),
+            captioned=sum(rec.has_caption for rec in valid),
+            failed=sum(rec.failed for rec in valid),
+            missing_files=sum(not rec.abs_path.is_file() for rec in valid),
+            provenance=provenance,
+        )
+
+
+def _caption_record(row: CaptionRow) -> CaptionRecord:
+    return CaptionRecord(
+        body=row.body,
+        provenance=Provenance(row.provenance),
+        backend=row.backend,
+        model=row.model,
+        prompt=row.prompt,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _check_header(path: Path) -> int:
+    """Return the schema version of a project file, or raise :class:`ProjectError`."""
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(16)
+    except OSError as exc:
+        raise ProjectError(f"Cannot read {path}: {exc.strerror or exc}") from exc
+    if magic != b"SQLite format 3\x00":
+        raise ProjectError(f"{path.name} is not a LoRACap project file.")
+    try:
+        conn = sqlite3.connect(f"file:{path.as_posix()}?mode=ro", uri=True)
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise ProjectError(f"{path.name} is damaged or not a project file: {exc}") from exc
+    if app_id != APPLICATION_ID:
+        raise ProjectError(f"{path.name} is an SQLite file but not a LoRACap project.")
+    return int(version)
+
+
+def default_project_path(folder: Path, trigger: str) -> Path:
+    """``<folder>/<trigger>.loraproj``: where ``loracap new`` puts a project by default."""
+    return Path(folder).absolute() / f"{trigger}{PROJECT_SUFFIX}"
+
+
+def project_lock_owner(path: Path) -> tuple[int, str] | None:
+    """``(pid, host)`` of the process holding the project open, or None. Reads without locking."""
+    conn = sqlite3.connect(f"file:{Path(path).as_posix()}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT pid, host FROM lock WHERE id = 1").fetchone()
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        conn.close()
+    return (int(row[0]), str(row[1])) if row else None
+
+
+__all__ = [
+    "AddResult", "CaptionMode", "CaptionRecord", "CaptionVersion", "ImageRecord", "MIGRATIONS",
+    "PROJECT_SUFFIX", "Project", "ProjectSettings", "ProjectStats", "Provenance",
+    "default_project_path", "project_lock_owner",
+]

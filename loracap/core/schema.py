@@ -1,0 +1,142 @@
+"""The tables of a ``.loraproj`` file (SQLite, through the SQLAlchemy 2.x ORM).
+
+A project file is one SQLite database. ``PRAGMA application_id`` marks it as LoRACap's and
+``PRAGMA user_version`` holds :data:`SCHEMA_VERSION`. The API key is never stored here.
+
+Tables:
+
+* ``project`` -- one row: the project settings.
+* ``images`` -- one row per scanned file, valid or not.
+* ``captions`` -- the current caption of an image (at most one row per image).
+* ``caption_versions`` -- every caption version ever stored, append-only: the history that makes
+  "revert to the generated caption" and recovery of earlier text possible.
+* ``caption_attempts`` -- every captioning attempt's outcome (ok, or the error).
+* ``lock`` -- which process has the project open for writing.
+
+Times are stored in UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: Current schema version, written to ``PRAGMA user_version``.
+SCHEMA_VERSION = 1
+
+#: ``PRAGMA application_id`` of a LoRACap project: the ASCII bytes "LoRA".
+APPLICATION_ID = 0x4C6F5241
+
+
+class Provenance(StrEnum):
+    """Where a caption's current text came from."""
+
+    GENERATED = "generated"  # from a model, untouched
+    EDITED = "edited"  # generated, then changed by a person
+    MANUAL = "manual"  # written by a person
+    IMPORTED = "imported"  # read from an existing sidecar .txt file
+
+    @property
+    def protected(self) -> bool:
+        """True for text a person wrote or chose: never replaced without an explicit choice."""
+        return self is not Provenance.GENERATED
+
+
+def utcnow() -> datetime:
+    """The current time in UTC."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ProjectRow(Base):
+    __tablename__ = "project"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String)
+    trigger: Mapped[str] = mapped_column(String)
+    profile: Mapped[str] = mapped_column(String)
+    custom_prompt: Mapped[str] = mapped_column(Text, default="")
+    prefix_template: Mapped[str] = mapped_column(String)
+    model: Mapped[str] = mapped_column(String)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    current_image_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class ImageRow(Base):
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: POSIX path relative to the project file's folder when the image is below it, else absolute.
+    path: Mapped[str] = mapped_column(String, unique=True)
+    file_size: Mapped[int] = mapped_column(Integer)
+    mtime: Mapped[float] = mapped_column(Float)
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    format: Mapped[str | None] = mapped_column(String, nullable=True)
+    valid: Mapped[bool] = mapped_column(Boolean)
+    invalid_reason: Mapped[str] = mapped_column(Text, default="")
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CaptionRow(Base):
+    __tablename__ = "captions"
+
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    body: Mapped[str] = mapped_column(Text)
+    provenance: Mapped[str] = mapped_column(String)
+    backend: Mapped[str | None] = mapped_column(String, nullable=True)
+    model: Mapped[str | None] = mapped_column(String, nullable=True)
+    prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CaptionVersionRow(Base):
+    __tablename__ = "caption_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), index=True
+    )
+    body: Mapped[str] = mapped_column(Text)
+    provenance: Mapped[str] = mapped_column(String)
+    backend: Mapped[str | None] = mapped_column(String, nullable=True)
+    model: Mapped[str | None] = mapped_column(String, nullable=True)
+    prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CaptionAttemptRow(Base):
+    __tablename__ = "caption_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    error_kind: Mapped[str] = mapped_column(String, default="")
+    error: Mapped[str] = mapped_column(Text, default="")
+    backend: Mapped[str | None] = mapped_column(String, nullable=True)
+    model: Mapped[str | None] = mapped_column(String, nullable=True)
+
+
+class LockRow(Base):
+    __tablename__ = "lock"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pid: Mapped[int] = mapped_column(Integer)
+    host: Mapped[str] = mapped_column(String)
+    #: The owning process's start time (seconds since the epoch), so a reused pid is not mistaken
+    #: for the owner.
+    process_started: Mapped[float] = mapped_column(Float)
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,17 @@
+"""Shared test setup.
+
+Qt runs offscreen and no test ever touches the real OS keychain: keyring is pointed at
+``tests.fakes.memory_keyring.MemoryKeyring`` through its documented environment variable
+before anything imports it.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+os.environ["PYTHON_KEYRING_BACKEND"] = "tests.fakes.memory_keyring.MemoryKeyring"
+for _name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL"):
+    os.environ.pop(_name, None)
+
+from tests.fakes.fixtures import gemini_server  # noqa

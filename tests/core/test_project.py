@@ -1,0 +1,321 @@
+"""The .loraproj project file: settings, images, provenance, history, versions, locking."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from loracap.core import project as project_mod
+from loracap.core.errors import (
+    InputError,
+    ProjectError,
+    ProjectLockedError,
+    ProjectReadOnlyError,
+    ProjectVersionError,
+    TriggerWordError,
+)
+from loracap.core.project import CaptionMode, Project, Provenance
+from loracap.core.scan import scan_folder
+from tests.fakes.photos import make_photo, make_photo_folder
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    folder = tmp_path / "hall"
+    make_photo_folder(folder, 4)
+    make_photo(folder / "sub" / "IMG_0009.png", seed=9)
+    (folder / "IMG_0002.txt").write_text("photo of hall marble floor, tall windows\n")
+    (folder / "broken.jpg").write_bytes(b"not an image at all")
+    return folder
+
+
+def new_project(folder: Path, trigger: str = "hall") -> Project:
+    project = Project.create(folder / f"{trigger}.loraproj", trigger=trigger)
+    project.add_scanned(scan_folder(folder))
+    return project
+
+
+def ids_by_path(project: Project) -> dict[str, int]:
+    return {rec.path: rec.id for rec in project.images()}
+
+
+def test_new_project_stores_relative_paths_and_imports_sidecars(dataset: Path) -> None:
+    with new_project(dataset) as project:
+        records = {rec.path: rec for rec in project.images()}
+        assert set(records) == {
+            "IMG_0001.jpg", "IMG_0002.jpg", "IMG_0003.jpg", "IMG_0004.jpg",
+            "sub/IMG_0009.png", "broken.jpg",
+        }
+        assert records["IMG_0001.jpg"].width == 640 and records["IMG_0001.jpg"].height == 480
+        assert records["IMG_0001.jpg"].format == "JPEG"
+        assert not records["broken.jpg"].valid and records["broken.jpg"].invalid_reason
+        imported = records["IMG_0002.jpg"].caption
+        assert imported is not None and imported.provenance is Provenance.IMPORTED
+        # The project's own prefix is not stored twice.
+        assert imported.body == "marble floor, tall windows"
+        assert project.final_caption(records["IMG_0002.jpg"]) == (
+            "photo of hall marble floor, tall windows"
+        )
+
+
+def test_closed_project_is_one_file_and_reopens_elsewhere(dataset: Path, tmp_path: Path) -> None:
+    with new_project(dataset) as project:
+        image_id = ids_by_path(project)["IMG_0001.jpg"]
+        project.edit_caption(image_id, "lobby, red sofa")
+    leftovers = sorted(p.name for p in dataset.glob("hall.loraproj*"))
+    assert leftovers == ["hall.loraproj"]
+    # Copy the whole folder (another laptop): relative paths still resolve.
+    moved = tmp_path / "copied"
+    os.rename(dataset, moved)
+    with Project.open(moved / "hall.loraproj") as project:
+        assert project.missing_images() == []
+        rec = project.image(image_id)
+        assert rec.abs_path == moved / "IMG_0001.jpg"
+        assert rec.caption is not None and rec.caption.body == "lobby, red sofa"
+
+
+def test_missing_images_are_reported_not_fatal(dataset: Path) -> None:
+    with new_project(dataset):
+        pass
+    (dataset / "IMG_0003.jpg").unlink()
+    with Project.open(dataset / "hall.loraproj") as project:
+        assert [rec.path for rec in project.missing_images()] == ["IMG_0003.jpg"]
+        assert project.stats().missing_files == 1
+        chosen, _ = project.select_for_captioning(CaptionMode.ALL)
+        assert ids_by_path(project)["IMG_0003.jpg"] not in chosen
+
+
+def test_provenance_edit_history_and_revert(dataset: Path) -> None:
+    with new_project(dataset) as project:
+        image_id = ids_by_path(project)["IMG_0001.jpg"]
+        assert project.store_generated(
+            image_id, "lecture hall, tiered seating", backend="gemini", model="m1", prompt="p"
+        )
+        rec = project.image(image_id)
+        assert rec.caption and rec.caption.provenance is Provenance.GENERATED
+        edited = project.edit_caption(image_id, "lecture hall, tiered seating, red chairs")
+        assert edited.provenance is Provenance.EDITED
+        assert edited.model == "m1"  # an edit keeps where its text came from
+        reverted = project.revert_to_generated(image_id)
+        assert reverted.provenance is Provenance.GENERATED
+        assert reverted.body == "lecture hall, tiered seating"
+        bodies = [(v.provenance, v.body) for v in project.history(image_id)]
+        assert bodies == [
+            (Provenance.GENERATED, "lecture hall, tiered seating"),
+            (Provenance.EDITED, "lecture hall, tiered seating, red chairs"),
+            (Provenance.GENERATED, "lecture hall, tiered seating"),
+        ]
+
+
+def test_manual_caption_and_revert_without_generated(dataset: Path) -> None:
+    with new_project(dataset) as project:
+        image_id = ids_by_path(project)["IMG_0004.jpg"]
+        assert project.edit_caption(image_id, "my own words").provenance is Provenance.MANUAL
+        with pytest.raises(InputError, match="no generated caption"):
+            project.revert_to_generated(image_id)
+
+
+@pytest.mark.parametrize("provenance", ["edited", "manual", "imported"])
+def test_generated_text_never_replaces_a_persons_caption(dataset: Path, provenance: str) -> None:
+    with new_project(dataset) as project:
+        ids = ids_by_path(project)
+        image_id = ids["IMG_0002.jpg"] if provenance == "imported" else ids["IMG_0001.jpg"]
+        if provenance == "edited":
+            project.store_generated(image_id, "old", backend="gemini", model="m", prompt="p")
+            project.edit_caption(image_id, "a person's words")
+        elif provenance == "manual":
+            project.edit_caption(image_id, "a person's words")
+        before = project.image(image_id).caption
+        assert before is not None
+        stored = project.store_generated(image_id, "new text", backend="g", model="m", prompt="p")
+        assert stored is False
+        after = project.image(image_id).caption
+        assert after is not None and after.body == before.body
+        # The generated text is not lost either: it is in the history.
+        assert "new text" in [v.body for v in project.history(image_id)]
+        assert project.store_generated(
+            image_id, "new text", backend="g", model="m", prompt="p", overwrite_protected=True
+        )
+        assert before.body in [v.body for v in project.history(image_id)]
+        assert project.image(image_id).caption.body == "new text"  # type: ignore[union-attr]
+
+
+def test_select_modes_and_stats(dataset: Path) -> None:
+    with new_project(dataset) as project:
+        ids = ids_by_path(project)
+        project.store_generated(ids["IMG_0001.jpg"], "a", backend="g", model="m", prompt="p")
+        project.record_failure(ids["IMG_0003.jpg"], "Gemini blocked this image (SAFETY)",
+                               kind="rejected")
+        missing, protected = project.select_for_captioning(CaptionMode.MISSING)
+        assert sorted(missing) == sorted(
+            [ids["IMG_0003.jpg"], ids["IMG_0004.jpg"], ids["sub/IMG_0009.png"]]
+        )
+        assert protected == []
+        everything, protected = project.select_for_captioning(CaptionMode.ALL)
+        assert ids["IMG_0002.jpg"] in protected and ids["IMG_0002.jpg"] not in everything
+        assert ids["broken.jpg"] not in everything
+        failed, _ = project.select_for_captioning(CaptionMode.FAILED)
+        assert failed == [ids["IMG_0003.jpg"]]
+        chosen, protected = project.select_for_captioning(
+            CaptionMode.SELECTED, [ids["IMG_0001.jpg"], ids["IMG_0002.jpg"]]
+        )
+        assert chosen == [ids["IMG_0001.jpg"]] and protected == [ids["IMG_0002.jpg"]]
+        stats = project.stats()
+        assert (stats.images, stats.invalid, stats.captioned, stats.failed) == (5, 1, 2, 1)
+        assert stats.provenance == {"generated": 1, "edited": 0, "manual": 0, "imported": 1}
+        assert project.image(ids["IMG_0003.jpg"]).last_error.startswith("Gemini blocked")
+
+
+def test_changing_the_trigger_changes_every_prefix(dataset: Path) -> None:
+    with new_project(dataset) as project:
+        rec = next(r for r in project.images() if r.path == "IMG_0002.jpg")
+        project.update_settings(trigger="main_hall")
+        assert project.final_caption(rec) == "photo of main_hall marble floor, tall windows"
+        project.update_settings(prefix_template="{trigger}, ")
+        assert project.final_caption(rec) == "main_hall, marble floor, tall windows"
+        with pytest.raises(TriggerWordError):
+            project.update_settings(trigger="Main Hall")
+        with pytest.raises(InputError):
+            project.update_settings(api_key="secret")
+
+
+def test_file_never_holds_the_api_key(dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", "AIza-very-secret-key")
+    with new_project(dataset):
+        pass
+    assert b"AIza-very-secret-key" not in (dataset / "hall.loraproj").read_bytes()
+
+
+def test_not_a_project_and_newer_version_are_refused(dataset: Path, tmp_path: Path) -> None:
+    bogus = tmp_path / "x.loraproj"
+    bogus.write_text("hello")
+    with pytest.raises(ProjectError, match="not a LoRACap project"):
+        Project.open(bogus)
+    other = tmp_path / "other.loraproj"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.close()
+    with pytest.raises(ProjectError, match="not a LoRACap project"):
+        Project.open(other)
+    with new_project(dataset):
+        pass
+    path = dataset / "hall.loraproj"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(ProjectVersionError, match="newer LoRACap"):
+        Project.open(path)
+    with pytest.raises(ProjectError, match="No project file"):
+        Project.open(tmp_path / "nope.loraproj")
+
+
+def test_older_version_is_backed_up_then_migrated(
+    dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with new_project(dataset):
+        pass
+    path = dataset / "hall.loraproj"
+    ran: list[int] = []
+
+    def add_notes(conn: object) -> None:
+        ran.append(1)
+        conn.exec_driver_sql("ALTER TABLE images ADD COLUMN notes TEXT")  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(project_mod, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(project_mod.MIGRATIONS, 1, add_notes)
+    with Project.open(path) as project:
+        assert len(project.images()) == 6
+    assert ran == [1]
+    backup = dataset / "hall.v1-backup.loraproj"
+    assert backup.is_file()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert "notes" in [row[1] for row in conn.execute("PRAGMA table_info(images)")]
+    conn.close()
+    old = sqlite3.connect(backup)
+    assert old.execute("PRAGMA user_version").fetchone()[0] == 1
+    old.close()
+
+
+def _python(code: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", code], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )
+
+
+def test_second_process_is_refused_while_first_is_open(dataset: Path) -> None:
+    with new_project(dataset):
+        pass
+    path = dataset / "hall.loraproj"
+    holder = _python(
+        "import sys; from loracap.core.project import Project\n"
+        f"p = Project.open({str(path)!r}); print('open', flush=True); sys.stdin.read(); p.close()"
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        with pytest.raises(ProjectLockedError, match="already open in another LoRACap"):
+            Project.open(path)
+        with Project.open(path, read_only=True) as reader:  # reading is still allowed
+            assert reader.stats().images == 5
+            with pytest.raises(ProjectReadOnlyError):
+                reader.edit_caption(reader.images()[0].id, "x")
+    finally:
+        holder.communicate("", timeout=30)
+    with Project.open(path) as project:  # released on close
+        assert project.stats().images == 5
+
+
+def test_lock_of_a_crashed_process_is_taken_over(dataset: Path) -> None:
+    with new_project(dataset):
+        pass
+    path = dataset / "hall.loraproj"
+    crashed = _python(
+        "import os; from loracap.core.project import Project\n"
+        f"p = Project.open({str(path)!r}); os._exit(9)"
+    )
+    crashed.communicate(timeout=30)
+    assert crashed.returncode == 9
+    assert project_mod.project_lock_owner(path) is not None
+    with Project.open(path) as project:
+        assert project.stats().images == 5
+
+
+def test_writes_from_many_threads_are_all_kept(dataset: Path) -> None:
+    with new_project(dataset) as project:
+        ids = [rec.id for rec in project.images() if rec.valid]
+        errors: list[BaseException] = []
+
+        def work(n: int) -> None:
+            try:
+                for i in range(10):
+                    image_id = ids[(n + i) % len(ids)]
+                    project.record_failure(image_id, f"e{n}-{i}", kind="server")
+                    project.edit_caption(image_id, f"text {n}-{i}")
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        total_versions = sum(len(project.history(i)) for i in ids)
+        assert total_versions >= 40 - 1  # an identical re-edit is not a new version
+
+
+def test_create_refuses_existing_file_and_bad_trigger(dataset: Path) -> None:
+    with new_project(dataset):
+        pass
+    with pytest.raises(ProjectError, match="already exists"):
+        Project.create(dataset / "hall.loraproj", trigger="hall")
+    with pytest.raises(TriggerWordError):
+        Project.create(dataset / "x.loraproj", trigger="IDE Main-Hall")
+    assert not (dataset / "x.loraproj").exists()
