@@ -4,12 +4,14 @@
   of ``period_s`` seconds. That is how Gemini's per-minute quotas count, so with the limit set to
   the real quota a batch runs at the fastest schedule the quota allows (31 images at 20
   requests/minute: 20 at once, 11 a minute later -- about 61 s -- rather than one every 3 s).
-  When the server still answers 429 (the limit was set above the real quota), the limiter learns
-  the real capacity from the requests it accepted and holds every worker back for the server's
-  ``retryDelay``, so the 429s are absorbed instead of failing images.
+  When the server still answers 429 (the limit was set above the real quota), the limiter holds
+  every worker back for the server's ``retryDelay``.
 * :func:`call_with_retry` retries :class:`~loracap.core.errors.TransientError` with exponential
   backoff and full jitter (through ``tenacity``), honouring the server's ``RetryInfo.retryDelay``,
-  up to ``RetryPolicy.max_attempts`` attempts. Other errors pass through at once.
+  up to ``RetryPolicy.max_attempts`` attempts. A per-minute 429 that says how long to wait is the
+  server pacing the client, not a failure of the request: those retries have their own, larger
+  budget (``max_rate_limit_retries``), so a limit set above the real quota costs time, never an
+  image. Other errors pass through at once.
 
 Both are plain Python and thread-safe; ``cancel`` events make every wait end at once.
 """
@@ -44,7 +46,7 @@ class RateLimiter:
 
     :meth:`acquire` blocks until a start is allowed and returns a ticket (the start time);
     pass it to :meth:`rate_limited` when the server answered 429, so the limiter stops counting
-    it and learns the server's real capacity.
+    it and holds everyone back for the server's delay.
     """
 
     def __init__(
@@ -98,23 +100,16 @@ class RateLimiter:
     def rate_limited(self, ticket: float, retry_after: float | None) -> None:
         """The request started at ``ticket`` got a per-minute 429.
 
-        The request is taken out of the window (the server did not count it), the limit is
-        lowered to the number of requests the server accepted in the current window, and nobody
-        starts before ``retry_after`` seconds from now.
+        The request is taken out of the window (the server did not count it) and nobody starts
+        before ``retry_after`` seconds from now.
         """
         with self._cond:
-            now = self._clock()
             try:
                 self._starts.remove(ticket)
             except ValueError:
                 pass
-            self._prune(now)
-            accepted = len(self._starts)
-            if 0 < accepted < self.max_requests:
-                log.info("Server quota looks like %d requests per window; adapting", accepted)
-                self.max_requests = accepted
             if retry_after is not None and retry_after > 0:
-                self._not_before = max(self._not_before, now + retry_after)
+                self._not_before = max(self._not_before, self._clock() + retry_after)
             self._cond.notify_all()
 
     def wake_all(self) -> None:
@@ -127,12 +122,15 @@ class RateLimiter:
 class RetryPolicy:
     """How transient failures are retried.
 
-    ``max_attempts`` counts every try of one request (the first one too). Backoff before retry
+    ``max_attempts`` counts every try of one request (the first one too), except tries answered
+    with a per-minute 429 (``kind == "rate_limit"``), which count against
+    ``max_rate_limit_retries`` instead. Backoff before retry
     ``n`` (1-based) is a random delay in ``[0, min(max_delay_s, base_delay_s * 2**n)]`` (full
     jitter); a server ``retryDelay`` replaces it, plus up to ``jitter_s`` seconds.
     """
 
     max_attempts: int = 5
+    max_rate_limit_retries: int = 30
     base_delay_s: float = 1.0
     max_delay_s: float = 60.0
     jitter_s: float = 0.5
@@ -169,7 +167,12 @@ def call_with_retry(
 
     def wait(state: tenacity.RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, TransientError) and error.kind == "rate_limit" and limiter:
+        if (
+            isinstance(error, TransientError)
+            and error.kind == "rate_limit"
+            and error.retry_after is not None
+            and limiter is not None
+        ):
             # The limiter already holds everyone back for retryDelay; add only jitter.
             return random.uniform(0, policy.jitter_s)
         return backoff_delay(policy, state.attempt_number, error)
@@ -182,18 +185,30 @@ def call_with_retry(
         if on_retry is not None:
             on_retry(state.attempt_number, error, delay)
 
+    failures = {"rate_limit": 0, "other": 0}
+
     def attempt() -> T:
         ticket = limiter.acquire(cancel) if limiter else None
         try:
             return call()
         except TransientError as error:
-            if limiter is not None and ticket is not None and error.kind == "rate_limit":
-                limiter.rate_limited(ticket, error.retry_after)
+            if error.kind == "rate_limit":
+                failures["rate_limit"] += 1
+                if limiter is not None and ticket is not None:
+                    limiter.rate_limited(ticket, error.retry_after)
+            else:
+                failures["other"] += 1
             raise
+
+    def stop(_state: tenacity.RetryCallState) -> bool:
+        return (
+            failures["other"] >= policy.max_attempts
+            or failures["rate_limit"] > policy.max_rate_limit_retries
+        )
 
     retrying = tenacity.Retrying(
         sleep=sleep,
-        stop=tenacity.stop_after_attempt(policy.max_attempts),
+        stop=stop,
         wait=wait,
         retry=tenacity.retry_if_exception_type(TransientError),
         before_sleep=before_sleep,
