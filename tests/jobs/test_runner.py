@@ -1,0 +1,229 @@
+"""The captioning runner against the fake Gemini server, through the real google-genai client."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loracap.core.errors import AuthenticationError, NetworkError, QuotaExhaustedError
+from loracap.core.gemini import GeminiCaptioner
+from loracap.core.project import CaptionMode, Project, Provenance
+from loracap.core.prompts import Profile, build_instructions
+from loracap.core.scan import scan_folder
+from loracap.jobs.runner import BatchOptions, BatchSummary, CaptionRunner
+from tests.fakes.gemini_server import FakeGeminiServer, RecordedRequest, Reply
+from tests.fakes.photos import make_photo_folder
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def server() -> Iterator[FakeGeminiServer]:
+    with FakeGeminiServer() as fake:
+        yield fake
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Project]:
+    folder = tmp_path / "hall"
+    make_photo_folder(folder, 6, size=(320, 240))
+    proj = Project.create(folder / "hall.loraproj", trigger="hall")
+    proj.add_scanned(scan_folder(folder))
+    yield proj
+    proj.close()
+
+
+def run_batch(qtbot, project: Project, server: FakeGeminiServer, *, key: str = "test-key",
+              timeout_s: float = 10.0, base_url: str | None = None, profile: Profile =
+              Profile.SPACE, start_hook=None, **options) -> tuple[BatchSummary, CaptionRunner,
+                                                                  dict[str, list]]:
+    options.setdefault("base_delay_s", 0.01)
+    captioner = GeminiCaptioner(key, timeout_s=timeout_s, base_url=base_url or server.base_url)
+    runner = CaptionRunner(project, captioner, build_instructions(profile),
+                           BatchOptions(**options))
+    seen: dict[str, list] = {"captioned": [], "failed": [], "progress": [], "retrying": []}
+    runner.captioned.connect(lambda i, b: seen["captioned"].append((i, b)))
+    runner.failed.connect(lambda i, r: seen["failed"].append((i, r)))
+    runner.progress.connect(lambda *a: seen["progress"].append(a))
+    runner.retrying.connect(lambda *a: seen["retrying"].append(a))
+    if start_hook:
+        start_hook(runner, seen)
+    with qtbot.waitSignal(runner.finished, timeout=60_000) as blocker:
+        runner.start()
+    runner.wait()
+    captioner.close()
+    return blocker.args[0], runner, seen
+
+
+def captions(project: Project) -> dict[str, str]:
+    return {rec.path: rec.caption.body for rec in project.images() if rec.caption}
+
+
+def test_every_image_is_captioned_and_stored(qtbot, project: Project,
+                                             server: FakeGeminiServer) -> None:
+    summary, _, seen = run_batch(qtbot, project, server)
+    assert (summary.total, summary.done, summary.failed, summary.stop_error) == (6, 6, [], None)
+    stored = captions(project)
+    assert len(stored) == 6 and len(set(stored.values())) == 6  # one caption per image
+    assert all(rec.caption.provenance is Provenance.GENERATED  # type: ignore[union-attr]
+               for rec in project.images())
+    assert sorted(b for _, b in seen["captioned"]) == sorted(stored.values())
+    assert seen["progress"][-1][:3] == (6, 0, 6)
+    request = server.generate_requests[0]
+    assert request.image[:2] == b"\xff\xd8"  # JPEG bytes were sent
+    assert request.api_key == "test-key"
+
+
+def test_concurrency_never_exceeds_the_worker_count(qtbot, project: Project,
+                                                    server: FakeGeminiServer) -> None:
+    lock = threading.Lock()
+    state = {"now": 0, "max": 0}
+
+    def slow(request: RecordedRequest) -> Reply:
+        with lock:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+        time.sleep(0.2)
+        with lock:
+            state["now"] -= 1
+        return Reply.caption(f"room {len(request.image)}")
+
+    server.responder = slow
+    summary, _, _ = run_batch(qtbot, project, server, workers=2, rpm=1000)
+    assert summary.done == 6
+    assert state["max"] == 2
+
+
+def test_requests_per_minute_are_enforced_on_the_client(qtbot, project: Project,
+                                                        server: FakeGeminiServer) -> None:
+    summary, _, _ = run_batch(qtbot, project, server, workers=4, rpm=3, rate_period_s=1.0)
+    assert summary.done == 6
+    arrivals = sorted(r.arrived for r in server.generate_requests)
+    # Any three consecutive starts after the first three wait for the window to move on.
+    assert arrivals[3] - arrivals[0] >= 1.0
+    assert arrivals[5] - arrivals[2] >= 1.0
+
+
+def test_limit_above_the_real_quota_absorbs_429s(qtbot, project: Project) -> None:
+    with FakeGeminiServer(rpm_limit=2, window_s=1.0) as server:
+        summary, _, _ = run_batch(qtbot, project, server, workers=4, rpm=100,
+                                  rate_period_s=1.0)
+        assert server.rate_limited_count > 0
+    assert summary.done == 6 and summary.failed == []
+
+
+def test_per_day_quota_stops_the_batch_and_keeps_finished_work(
+    qtbot, project: Project
+) -> None:
+    with FakeGeminiServer(daily_limit=3) as server:
+        summary, _, _ = run_batch(qtbot, project, server, workers=1)
+    assert isinstance(summary.stop_error, QuotaExhaustedError)
+    assert "midnight Pacific" in str(summary.stop_error)
+    assert summary.done == 3 and len(captions(project)) == 3
+    assert summary.stop_error.exit_code == 4
+
+
+def test_invalid_key_stops_after_the_first_answer(qtbot, project: Project,
+                                                  server: FakeGeminiServer) -> None:
+    summary, _, _ = run_batch(qtbot, project, server, key="bad-key", workers=1)
+    assert isinstance(summary.stop_error, AuthenticationError)
+    assert len(server.generate_requests) == 1
+    assert summary.done == 0 and captions(project) == {}
+
+
+def test_a_blocked_image_fails_with_its_reason_and_the_batch_goes_on(
+    qtbot, project: Project, server: FakeGeminiServer
+) -> None:
+    server.queue_replies(Reply.blocked("SAFETY"))
+    summary, _, seen = run_batch(qtbot, project, server, workers=1)
+    assert summary.done == 5 and len(summary.failed) == 1 and summary.stop_error is None
+    failed_id, reason = seen["failed"][0]
+    assert "SAFETY" in reason
+    assert project.image(failed_id).failed
+    # "only failed" takes exactly that image again.
+    summary, _, _ = run_batch(qtbot, project, server, mode=CaptionMode.FAILED)
+    assert summary.total == 1 and summary.done == 1
+    assert project.stats().captioned == 6
+
+
+def test_server_errors_are_retried(qtbot, project: Project, server: FakeGeminiServer) -> None:
+    server.queue_replies(Reply.server_error(503), Reply.server_error(500),
+                         Reply.server_error(502))
+    summary, _, seen = run_batch(qtbot, project, server, workers=1)
+    assert summary.done == 6 and summary.failed == []
+    assert len(seen["retrying"]) == 3
+    assert len(server.generate_requests) == 9
+
+
+def test_timeouts_are_retried_then_fail_the_image(qtbot, project: Project,
+                                                  server: FakeGeminiServer) -> None:
+    server.queue_replies(Reply.hang(5), Reply.hang(5))
+    summary, _, seen = run_batch(qtbot, project, server, workers=1, timeout_s=1.0,
+                                 max_attempts=2)
+    assert summary.done == 5 and len(summary.failed) == 1
+    assert "did not answer" in seen["failed"][0][1]
+
+
+def test_unreachable_service_stops_the_batch(qtbot, project: Project,
+                                             server: FakeGeminiServer) -> None:
+    closed = FakeGeminiServer().start()
+    url = closed.base_url
+    closed.stop()
+    summary, _, _ = run_batch(qtbot, project, server, base_url=url, workers=2, max_attempts=2)
+    assert isinstance(summary.stop_error, NetworkError)
+    assert summary.done == 0
+
+
+def test_cancel_stops_new_requests_and_keeps_answers_in_flight(
+    qtbot, project: Project, server: FakeGeminiServer
+) -> None:
+    server.latency_s = 0.3
+
+    def cancel_after_first(runner: CaptionRunner, _seen: dict) -> None:
+        runner.captioned.connect(lambda *_: runner.cancel())
+
+    summary, _, _ = run_batch(qtbot, project, server, workers=2, start_hook=cancel_after_first)
+    assert summary.cancelled and summary.not_started > 0
+    # Every request that reached the server ended as a stored caption.
+    assert len(server.generate_requests) == summary.done == len(captions(project))
+
+
+def test_a_caption_edited_during_the_request_is_kept(qtbot, project: Project,
+                                                     server: FakeGeminiServer) -> None:
+    first = project.images()[0]
+
+    def edit_meanwhile(request: RecordedRequest) -> Reply:
+        if len(server.generate_requests) == 1:
+            project.edit_caption(first.id, "a person's words")
+        return Reply.caption(f"generated {len(request.image)}")
+
+    server.responder = edit_meanwhile
+    summary, _, _ = run_batch(qtbot, project, server, workers=1, mode=CaptionMode.ALL)
+    assert summary.done == 6 and summary.kept == [first.id]
+    rec = project.image(first.id)
+    assert rec.caption and rec.caption.body == "a person's words"
+    assert rec.caption.provenance is Provenance.MANUAL
+
+
+def test_protected_captions_are_skipped_unless_overwrite(qtbot, project: Project,
+                                                         server: FakeGeminiServer) -> None:
+    first = project.images()[0]
+    project.edit_caption(first.id, "mine")
+    summary, _, _ = run_batch(qtbot, project, server, mode=CaptionMode.ALL)
+    assert summary.total == 5 and summary.skipped_protected == 1
+    assert project.image(first.id).caption.body == "mine"  # type: ignore[union-attr]
+    summary, _, _ = run_batch(qtbot, project, server, mode=CaptionMode.ALL,
+                              overwrite_protected=True)
+    assert summary.total == 6
+    assert project.image(first.id).caption.provenance is Provenance.GENERATED  # type: ignore
+    assert "mine" in [v.body for v in project.history(first.id)]
+
+
+def test_nothing_to_do_still_finishes(qtbot, project: Project, server: FakeGeminiServer) -> None:
+    run_batch(qtbot, project, server)
+    summary, _, _ = run_batch(qtbot, project, server)  # only missing: none left
+    assert summary.total == 0 and summary.done == 0 and not server.generate_requests[6:]
