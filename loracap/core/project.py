@@ -339,17 +339,27 @@ class Project:
         if self._closed:
             return
         self._closed = True
-        if not self.read_only:
-            try:
-                with self._engine.begin() as conn:
-                    pid, _, _ = _process_identity()
-                    conn.execute(LockRow.__table__.delete().where(LockRow.pid == pid))
-                with self._engine.connect() as conn:
-                    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-                    conn.exec_driver_sql("PRAGMA journal_mode = DELETE")
-            except (OperationalError, DatabaseError) as exc:
-                log.warning("Could not finish closing %s cleanly: %s", self.path, exc)
+        if self.read_only:
+            self._engine.dispose()
+            return
+        try:
+            with self._write_lock, self._engine.begin() as conn:
+                pid, _, _ = _process_identity()
+                conn.execute(LockRow.__table__.delete().where(LockRow.pid == pid))
+        except (OperationalError, DatabaseError) as exc:
+            log.warning("Could not release the lock of %s: %s", self.path, exc)
+        # Leaving WAL mode needs the only connection: close the pooled ones (worker threads
+        # used their own) first.
         self._engine.dispose()
+        try:
+            conn = sqlite3.connect(str(self.path))
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                conn.execute("PRAGMA journal_mode = DELETE")
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:
+            log.warning("Could not finish closing %s cleanly: %s", self.path, exc)
 
     def __enter__(self) -> Project:
         return self
