@@ -1,0 +1,362 @@
+"""Caption profiles: the instructions sent to a captioning model and the cleaning of its answer.
+
+A caption file holds ``<prefix><body>``, where the prefix (e.g. ``"photo of ide_main_hall "``) is
+added by LoRACap itself. This module produces and cleans the BODY only.
+
+The Space and Person profiles ask for structured output (a JSON object following a JSON schema,
+Gemini's ``response_json_schema``) and :func:`assemble_structured` joins its fields in a fixed
+order, so every caption of a dataset has the same structure. The wording of the prompts comes from
+the workshop brief "Analyze this interior space/person image and provide a structured
+description ...", adapted to one profile at a time and to a JSON answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from loracap.core.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+
+class Profile(StrEnum):
+    """What the photos show; decides the prompt and the caption structure."""
+
+    SPACE = "space"
+    PERSON = "person"
+    CUSTOM = "custom"
+
+    @property
+    def label(self) -> str:
+        """The name shown to the user, e.g. ``"Interior space"``."""
+        return _PROFILE_LABELS[self]
+
+
+_PROFILE_LABELS: dict[Profile, str] = {
+    Profile.SPACE: "Interior space",
+    Profile.PERSON: "Person",
+    Profile.CUSTOM: "Custom prompt",
+}
+
+
+def profile_label(profile: Profile) -> str:
+    """The user-facing label of ``profile`` (same as ``profile.label``)."""
+    return profile.label
+
+
+@dataclass(frozen=True)
+class Instructions:
+    """What to send for one profile.
+
+    ``prompt`` is the text sent with each image. ``json_schema`` is a JSON Schema object for
+    structured output (Gemini ``response_json_schema``) or None for a plain-text answer.
+    ``field_order`` lists the schema's properties in caption order (empty for plain text).
+    """
+
+    profile: Profile
+    prompt: str
+    json_schema: dict[str, Any] | None
+    field_order: tuple[str, ...]
+
+    @property
+    def structured(self) -> bool:
+        """True when the answer is a JSON object to assemble with :func:`assemble_structured`."""
+        return self.json_schema is not None
+
+
+_NO_PREFIX_RULE = (
+    'Do NOT include the "photo of [trigger_word]" prefix or any trigger word - '
+    "that will be added automatically."
+)
+
+_SPACE_PROMPT = f"""\
+Analyze this image of an interior space and provide a structured description of it.
+Answer with a JSON object with these fields, in this order:
+- room_type: the kind of space (e.g. "lecture hall", "open-plan office").
+- key_objects: the key objects visible: furniture, visible objects and architectural/spatial \
+elements, most prominent first, with materials and textures where relevant; short phrases.
+- lighting: the lighting conditions: natural vs artificial, quality, direction.
+- contextual_details: the atmosphere and context of the space.
+Be specific and objective. Use short lowercase phrases, not sentences.
+Example: {{"room_type": "lecture hall", "key_objects": ["tiered seating", "projection screen"], \
+"lighting": "overhead fluorescent lighting", "contextual_details": "teaching space with rows of \
+desks"}}
+{_NO_PREFIX_RULE}"""
+
+_PERSON_PROMPT = f"""\
+Analyze this image of a person and provide a structured description of it.
+Answer with a JSON object with these fields, in this order:
+- pose_action: the pose or action, with the physical appearance relevant to it.
+- clothing: the clothing, with materials and textures where relevant.
+- expression: the facial expression.
+- lighting: the lighting conditions: natural vs artificial, quality, direction.
+- background: the background, its atmosphere and context.
+Be specific and objective. Use short lowercase phrases, not sentences.
+Example: {{"pose_action": "standing", "clothing": "casual jeans and sweater", "expression": \
+"relaxed expression", "lighting": "soft window light from left", "background": "neutral grey \
+background"}}
+{_NO_PREFIX_RULE}"""
+
+_CUSTOM_SUFFIX = (
+    "\n\nAnswer with the caption only, on one line, with no introduction, no quotes and no "
+    '"photo of ..." prefix or trigger word (the prefix is added automatically).'
+)
+
+
+def _string_field(description: str) -> dict[str, Any]:
+    return {"type": "string", "description": description}
+
+
+_SPACE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "room_type": _string_field("The kind of space, e.g. lecture hall."),
+        "key_objects": {
+            "type": "array",
+            "items": {"type": "string"},
+            "minItems": 1,
+            "description": "Visible objects, furniture and architectural elements.",
+        },
+        "lighting": _string_field("Natural vs artificial, quality, direction."),
+        "contextual_details": _string_field("Atmosphere and context of the space."),
+    },
+    "required": ["room_type", "key_objects", "lighting", "contextual_details"],
+    "additionalProperties": False,
+}
+
+_PERSON_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "pose_action": _string_field("Pose or action."),
+        "clothing": _string_field("Clothing."),
+        "expression": _string_field("Facial expression."),
+        "lighting": _string_field("Natural vs artificial, quality, direction."),
+        "background": _string_field("Background."),
+    },
+    "required": ["pose_action", "clothing", "expression", "lighting", "background"],
+    "additionalProperties": False,
+}
+
+
+def build_instructions(profile: Profile, custom_prompt: str = "") -> Instructions:
+    """The prompt, JSON schema and field order for ``profile``.
+
+    ``custom_prompt`` is used only by ``Profile.CUSTOM``; a one-line-answer rule is appended to it.
+    Raises :class:`InputError` when the custom prompt is empty or blank.
+    """
+    profile = Profile(profile)
+    if profile is Profile.SPACE:
+        return Instructions(profile, _SPACE_PROMPT, _copy_schema(_SPACE_SCHEMA),
+                            tuple(_SPACE_SCHEMA["required"]))
+    if profile is Profile.PERSON:
+        return Instructions(profile, _PERSON_PROMPT, _copy_schema(_PERSON_SCHEMA),
+                            tuple(_PERSON_SCHEMA["required"]))
+    text = custom_prompt.strip()
+    if not text:
+        raise InputError("The custom prompt is empty. Write the instructions for the model.")
+    return Instructions(profile, text + _CUSTOM_SUFFIX, None, ())
+
+
+def _copy_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    copied: dict[str, Any] = json.loads(json.dumps(schema))
+    return copied
+
+
+# --- cleaning ---------------------------------------------------------------------------------
+
+_QUOTE_PAIRS: dict[str, str] = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019",
+                                "\u201e": "\u201c", "\u00ab": "\u00bb"}
+_CLOSING_QUOTES = frozenset(_QUOTE_PAIRS.values()) | {"\u201d", "\u2019"}
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_HEADING_OR_BULLET = re.compile(r"^\s*(?:#{1,6}\s*|[-*+\u2022]\s+|>\s*)")
+_UNDERSCORE_EMPHASIS = re.compile(r"(?<![\w])_{1,2}(?=\S)(.+?)(?<=\S)_{1,2}(?![\w])")
+_LEAD_IN_CORE = r"""
+    (?:(?:sure|okay|ok|certainly|of\s+course)[!,.]*\s+)?
+    (?:
+        here(?:'s|\u2019s|\s+is|\s+are)\s+
+            (?:(?:a|an|the|your|my)\s+)?
+            (?:(?:short|concise|brief|structured|detailed|possible|suggested|generated)\s+)*
+            (?:caption|description)s?
+            (?:\s+(?:for|of)\s+(?:the|this|your)\s+(?:image|photo|picture))?
+      | (?:(?:image|photo)\s+)?(?:caption|description)
+    )
+"""
+_LEAD_IN_INLINE = re.compile(r"^" + _LEAD_IN_CORE + r"\s*[:\-\u2013\u2014]\s*", re.I | re.X)
+_LEAD_IN_LINE = re.compile(r"^" + _LEAD_IN_CORE + r"\s*[:\-\u2013\u2014]?\s*$", re.I | re.X)
+_PLACEHOLDERS = r"\[trigger(?:[_ ]word)?\]|<trigger(?:[_ ]word)?>"
+
+
+def clean_caption(text: str, trigger: str, prefix: str) -> str:
+    """The caption BODY in a model's answer ``text``, without the prefix; may be ``""``.
+
+    ``trigger`` is the trigger word (e.g. ``"ide_main_hall"``), ``prefix`` the rendered caption
+    prefix (e.g. ``"photo of ide_main_hall "``); either may be ``""``. Rules, in order:
+
+    1. Code-fence lines (```` ``` ````, ``~~~``) are removed.
+    2. Markdown: leading ``#`` headings, ``-``/``*``/``+``/``•`` bullets and ``>`` quotes are
+       removed from each line; ``*``/``**`` and backticks are removed everywhere; ``_x_`` and
+       ``__x__`` emphasis is unwrapped (underscores inside words, as in trigger words, stay).
+    3. Lines with no letter or digit are dropped; leading lines that are only a lead-in
+       (``Here is a caption:``) are dropped.
+    4. Line breaks become ``", "`` (a space when the line already ends with a comma); a period
+       ending a line is dropped first.
+    5. Whitespace runs become one space; spaces before a comma and repeated commas are removed.
+    6. Repeated until nothing changes, at the start and end of the text:
+       a lead-in such as ``Caption:``, ``Description:``, ``Here is a caption:``,
+       ``Here's the caption for the image:`` (case-insensitive, ``Sure!`` allowed before) is
+       removed; surrounding quotes (straight, curly, guillemets) are removed, and an unmatched
+       quote at one end too; trailing periods and commas are removed; a duplicated prefix at the
+       start is removed: the rendered ``prefix``, ``a photo of <trigger>``, ``photo of
+       [trigger]``/``[trigger_word]`` placeholders, ``<trigger>,`` or ``<trigger> `` alone
+       (case-insensitive), with a following comma, colon or space.
+    """
+    lines = _markdown_free_lines(text)
+    joined = _join_lines(lines)
+    joined = re.sub(r"\s+", " ", joined)
+    joined = re.sub(r"\s+,", ",", joined)
+    joined = re.sub(r",(?:\s*,)+", ",", joined)
+    return _strip_edges(joined, trigger, prefix)
+
+
+def _markdown_free_lines(text: str) -> list[str]:
+    lines: list[str] = []
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        if _FENCE.match(line):
+            continue
+        line = _HEADING_OR_BULLET.sub("", line)
+        line = line.replace("*", "").replace("`", "")
+        line = _UNDERSCORE_EMPHASIS.sub(r"\1", line).strip()
+        if not any(ch.isalnum() for ch in line):
+            continue
+        if not lines and _LEAD_IN_LINE.match(line):
+            continue
+        lines.append(line)
+    return lines
+
+
+def _join_lines(lines: list[str]) -> str:
+    joined = ""
+    for line in lines:
+        if not joined:
+            joined = line
+            continue
+        joined = joined.rstrip().rstrip(".").rstrip()
+        joined += " " if joined.endswith(",") else ", "
+        joined += line
+    return joined
+
+
+def _strip_edges(text: str, trigger: str, prefix: str) -> str:
+    prefix_patterns = _prefix_patterns(trigger, prefix)
+    previous = None
+    while text != previous:
+        previous = text
+        text = text.strip()
+        text = _LEAD_IN_INLINE.sub("", text, count=1)
+        text = _strip_quotes(text)
+        text = text.rstrip(" .,;")
+        for pattern in prefix_patterns:
+            text = pattern.sub("", text, count=1)
+    return text
+
+
+def _prefix_patterns(trigger: str, prefix: str) -> list[re.Pattern[str]]:
+    tail = r"(?:\s*[,:;]\s*|\s+|$)"
+    names = [_PLACEHOLDERS]
+    if trigger.strip():
+        names.insert(0, re.escape(trigger.strip()))
+    name = "(?:" + "|".join(names) + ")"
+    patterns: list[re.Pattern[str]] = []
+    rendered = prefix.strip().rstrip(",:;").strip()
+    if rendered:
+        patterns.append(re.compile("^" + re.escape(rendered) + tail, re.I))
+    patterns.append(
+        re.compile(r"^(?:(?:a|an)\s+)?(?:photo|image|picture)\s+of\s+(?:the\s+)?" + name + tail, re.I)
+    )
+    patterns.append(re.compile("^" + name + tail, re.I))
+    return patterns
+
+
+def _strip_quotes(text: str) -> str:
+    if len(text) >= 2 and text[0] in _QUOTE_PAIRS and text[-1] == _QUOTE_PAIRS[text[0]]:
+        return text[1:-1]
+    if text and text[0] in _QUOTE_PAIRS and _QUOTE_PAIRS[text[0]] not in text[1:]:
+        return text[1:]
+    if text and text[-1] in _CLOSING_QUOTES:
+        openers = [o for o, c in _QUOTE_PAIRS.items() if c == text[-1]]
+        if not any(o in text[:-1] for o in openers):
+            return text[:-1]
+    return text
+
+
+# --- structured answers -----------------------------------------------------------------------
+
+
+def assemble_structured(data: Mapping[str, Any], instructions: Instructions) -> str:
+    """One caption body from a structured answer: the fields of ``data`` in
+    ``instructions.field_order``, joined with ``", "``.
+
+    A list value contributes its items, joined with ``", "``; numbers are written as text; each
+    piece is cleaned with :func:`clean_caption` (no trigger or prefix); empty pieces, missing
+    fields and values of other types are skipped. Example (space profile):
+    ``{"room_type": "lecture hall", "key_objects": ["tiered seating"], ...}`` ->
+    ``"lecture hall, tiered seating, ..."``.
+    """
+    pieces: list[str] = []
+    for name in instructions.field_order:
+        for raw in _field_pieces(data.get(name)):
+            piece = clean_caption(raw, "", "")
+            if piece:
+                pieces.append(piece)
+    return ", ".join(pieces)
+
+
+def _field_pieces(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, bool) or value is None:
+        return []
+    if isinstance(value, (int, float)):
+        return [str(value)]
+    if isinstance(value, (list, tuple)):
+        flat = [item for item in value if not isinstance(item, (list, tuple, dict))]
+        return [piece for item in flat for piece in _field_pieces(item)]
+    return []
+
+
+def parse_answer(text: str, instructions: Instructions, trigger: str, prefix: str) -> str:
+    """The caption body in a model's answer ``text`` (may be ``""``).
+
+    Structured instructions: ``text`` is parsed as a JSON object (a Markdown ```` ```json ````
+    fence around it is tolerated) and assembled with :func:`assemble_structured`; when it is not a
+    JSON object or has none of the fields, the raw text is cleaned instead (a model can ignore
+    the requested format). Plain instructions: :func:`clean_caption`. The duplicated-prefix rules
+    of :func:`clean_caption` apply to the result in both cases.
+    """
+    if instructions.structured:
+        data = _load_json_object(text)
+        if data is not None and any(name in data for name in instructions.field_order):
+            missing = [name for name in instructions.field_order if name not in data]
+            if missing:
+                logger.warning("Structured answer lacks fields %s; using the others", missing)
+            return clean_caption(assemble_structured(data, instructions), trigger, prefix)
+        logger.warning("Expected a JSON caption, got other text; cleaning it as plain text")
+    return clean_caption(text, trigger, prefix)
+
+
+def _load_json_object(text: str) -> dict[str, Any] | None:
+    stripped = text.strip()
+    fenced = re.match(r"^(?:```|~~~)[\w-]*\s*\n?(.*?)\n?\s*(?:```|~~~)\s*$", stripped, re.S)
+    if fenced:
+        stripped = fenced.group(1).strip()
+    try:
+        data = json.loads(stripped)
+    except (json.JSONDecodeError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
