@@ -158,7 +158,7 @@ def cmd_new(args: argparse.Namespace) -> int:
     from loracap.core.project import Project, default_project_path
     from loracap.core.prompts import Profile, build_instructions
     from loracap.core.scan import scan_folder
-    from loracap.core.trigger import DEFAULT_PREFIX_TEMPLATE, validate_trigger
+    from loracap.core.trigger import validate_trigger
 
     trigger = validate_trigger(args.trigger)
     folder: Path = args.folder.expanduser()
@@ -238,6 +238,12 @@ def cmd_caption(args: argparse.Namespace) -> int:
         app = QCoreApplication.instance() or QCoreApplication([sys.argv[0]])
         runner = CaptionRunner(project, captioner, instructions, options)
         progress = _Progress(sys.stderr)
+        missing = project.missing_images()
+        if missing:
+            progress.message(
+                f"warning: {len(missing)} image file(s) are missing on disk and are skipped "
+                f"(moved or renamed?), e.g. {missing[0].path}"
+            )
         paths = {rec.id: rec.path for rec in project.images()}
         results: list[BatchSummary] = []
 

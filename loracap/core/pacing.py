@@ -97,6 +97,29 @@ class RateLimiter:
                 # Wake at least every 0.1 s to notice a cancel set without wake_all().
                 self._cond.wait(min(delay, 0.1))
 
+    def eta(self, count: int) -> float:
+        """Seconds from now until ``count`` more starts could all have happened (0 for none).
+
+        For a progress estimate: in a saturated sliding window, start ``i`` happens one period
+        after start ``i - max_requests``, so only the first window is simulated.
+        """
+        if count <= 0:
+            return 0.0
+        with self._cond:
+            now = self._clock()
+            self._prune(now)
+            times = list(self._starts)
+            first: list[float] = []
+            for _ in range(min(count, self.max_requests)):
+                start = max(now, self._not_before)
+                if len(times) >= self.max_requests:
+                    start = max(start, times[-self.max_requests] + self.period_s + self._margin)
+                times.append(start)
+                first.append(start)
+            last = count - 1
+            windows, index = divmod(last, self.max_requests)
+            return first[index] + windows * (self.period_s + self._margin) - now
+
     def rate_limited(self, ticket: float, retry_after: float | None) -> None:
         """The request started at ``ticket`` got a per-minute 429.
 

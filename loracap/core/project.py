@@ -37,6 +37,7 @@ import psutil
 from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import QueuePool
 
 from loracap.core.errors import (
     InputError,
@@ -202,16 +203,25 @@ def _connect_pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> N
 
 
 def _make_engine(path: Path, *, read_only: bool) -> Engine:
+    """An engine with a real connection pool over ``path``.
+
+    The pool class is given explicitly: a ``creator`` with the bare ``sqlite://`` URL would
+    otherwise get SQLAlchemy's pool for in-memory databases (one connection per thread, closing
+    the connections of other threads past five threads -- fatal with a worker pool).
+    """
     if read_only:
-        uri = f"file:{path.as_posix()}?mode=ro"
-        engine = create_engine(
-            "sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False)
-        )
+        target = f"file:{path.as_posix()}?mode=ro"
+
+        def connect() -> sqlite3.Connection:
+            return sqlite3.connect(target, uri=True, check_same_thread=False)
     else:
-        engine = create_engine(
-            "sqlite://",
-            creator=lambda: sqlite3.connect(str(path), check_same_thread=False),
-        )
+
+        def connect() -> sqlite3.Connection:
+            return sqlite3.connect(str(path), check_same_thread=False)
+
+    engine = create_engine(
+        "sqlite://", creator=connect, poolclass=QueuePool, pool_size=8, max_overflow=32
+    )
     event.listen(engine, "connect", _connect_pragmas)
     return engine
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from PyQt6.QtCore import QObject, QRunnable, QThreadPool, QTimer, pyqtSignal, pyqtSlot
 
-from loracap.core.captioning import CaptionJob, Captioner, ImageOutcome, caption_image
+from loracap.core.captioning import Captioner, CaptionJob, ImageOutcome, caption_image
 from loracap.core.errors import CancelledError, LoraCapError, TransientError
 from loracap.core.pacing import RateLimiter, RetryPolicy
 from loracap.core.project import CaptionMode, Project
@@ -242,7 +242,11 @@ class CaptionRunner(QObject):
         if processed == 0:
             return -1.0
         elapsed = time.monotonic() - self._started_at
-        return elapsed / processed * (self._total - processed)
+        by_speed = elapsed / processed * (self._total - processed)
+        with self._queue_lock:
+            queued = len(self._queue)
+        by_quota = self._limiter.eta(queued) if self._limiter is not None else 0.0
+        return max(by_speed, by_quota)
 
     @pyqtSlot(object)
     def _on_outcome(self, outcome: ImageOutcome) -> None:
@@ -275,7 +279,9 @@ class CaptionRunner(QObject):
             return
         self._finished = True
         self._pool.waitForDone()
-        self._workers.clear()
+        # The workers (and their signal objects) stay referenced until the runner goes away:
+        # this method can run inside a slot called by a worker's own signal object, and
+        # deleting that object mid-call would crash.
         summary = BatchSummary(
             total=self._total,
             done=self._done,

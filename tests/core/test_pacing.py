@@ -169,3 +169,17 @@ def test_backoff_is_exponential_with_full_jitter(attempt: int) -> None:
     assert max(delays) > ceiling / 2  # jitter spreads over the range
     delayed = backoff_delay(policy, attempt, TransientError("x", kind="server", retry_after=7))
     assert 7 <= delayed <= 7.5
+
+
+def test_eta_follows_the_sliding_window() -> None:
+    clock = [100.0]
+    limiter = RateLimiter(3, period_s=60.0, clock=lambda: clock[0], margin_s=0.0)
+    assert limiter.eta(0) == 0.0
+    assert limiter.eta(3) == 0.0  # three free starts now
+    for _ in range(3):
+        limiter.acquire()
+    clock[0] = 110.0
+    assert limiter.eta(1) == pytest.approx(50.0)  # the first start leaves the window at 160
+    assert limiter.eta(3) == pytest.approx(50.0)
+    assert limiter.eta(4) == pytest.approx(110.0)
+    assert limiter.eta(7) == pytest.approx(170.0)

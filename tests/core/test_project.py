@@ -319,3 +319,29 @@ def test_create_refuses_existing_file_and_bad_trigger(dataset: Path) -> None:
     with pytest.raises(TriggerWordError):
         Project.create(dataset / "x.loraproj", trigger="IDE Main-Hall")
     assert not (dataset / "x.loraproj").exists()
+
+
+def test_many_worker_threads_share_the_project_safely(dataset: Path) -> None:
+    """More threads than any per-thread pool keeps: no connection is closed under a user."""
+    with new_project(dataset) as project:
+        ids = [rec.id for rec in project.images() if rec.valid]
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(12)
+
+        def work() -> None:
+            try:
+                barrier.wait()
+                for _ in range(20):
+                    project.images()
+                    project.record_failure(ids[0], "x", kind="server")
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        for _round in range(3):  # fresh threads each round, as a new worker pool would have
+            threads = [threading.Thread(target=work) for _ in range(12)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            barrier.reset()
+        assert errors == []

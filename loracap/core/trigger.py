@@ -1,0 +1,195 @@
+"""Trigger words and the caption prefix that carries them.
+
+A trigger word is the rare token a LoRA learns to associate with the subject
+(``ide_main_hall``). LoRACap accepts lowercase ASCII letters, digits and underscores, starting
+with a letter, at most 64 characters: a form every trainer and tokenizer handles the same way
+(kohya sd-scripts also uses it in folder names such as ``10_ide_main_hall``).
+
+The caption prefix template (default ``"photo of {trigger} "``) is put in front of every
+caption body on export. Only the literal placeholder ``{trigger}`` is substituted; any other
+brace is kept as written, so ``"{style} [{trigger}]"`` renders as ``"{style} [ide_main_hall]"``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from loracap.core.errors import InputError, TriggerWordError
+
+TRIGGER_RE = re.compile(r"[a-z][a-z0-9_]*")
+"""A valid trigger word (use ``fullmatch``): lowercase ASCII, digits, ``_``; a letter first."""
+
+MAX_TRIGGER_LENGTH = 64
+"""The longest trigger word accepted, in characters."""
+
+DEFAULT_PREFIX_TEMPLATE = "photo of {trigger} "
+"""The caption prefix used when the user has not chosen one."""
+
+TRIGGER_PLACEHOLDER = "{trigger}"
+"""The only placeholder a prefix template may contain."""
+
+_RULE = "use lowercase letters, digits and underscores, starting with a letter"
+_ALLOWED_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+_MAX_LISTED_CHARS = 6
+# Characters str.splitlines() treats as line boundaries.
+_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def suggest_trigger(text: str) -> str:
+    """Return the valid trigger word closest to ``text``, or ``""`` if nothing usable is left.
+
+    Steps: NFKD-normalise and drop the accents (``é`` -> ``e``), lowercase, turn every run of
+    characters outside ``[a-z0-9]`` into one ``_``, strip leading and trailing ``_``, then strip
+    leading digits and underscores so the word starts with a letter (``"3D room"`` ->
+    ``"d_room"``: nothing is invented, the digits are dropped), and cut it to
+    ``MAX_TRIGGER_LENGTH`` characters. The result always matches ``TRIGGER_RE`` or is ``""``.
+
+    >>> suggest_trigger("IDE Main-Hall")
+    'ide_main_hall'
+    """
+    decomposed = unicodedata.normalize("NFKD", text)
+    ascii_text = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    word = re.sub(r"[^a-z0-9]+", "_", ascii_text.lower())
+    word = word.lstrip("_0123456789")
+    word = word[:MAX_TRIGGER_LENGTH]
+    return word.rstrip("_")
+
+
+def validate_trigger(text: str) -> str:
+    """Return ``text`` unchanged if it is a valid trigger word.
+
+    Nothing is stripped or fixed silently: surrounding spaces are an error like any other.
+
+    Raises:
+        TriggerWordError: the message names every broken rule (empty, starts with a digit or an
+            underscore, uppercase letters, spaces, other characters, too long) and ends with the
+            fixed form from ``suggest_trigger``, which is also in ``.suggestion`` (``""`` if
+            nothing usable is left).
+    """
+    if TRIGGER_RE.fullmatch(text) and len(text) <= MAX_TRIGGER_LENGTH:
+        return text
+    suggestion = suggest_trigger(text)
+    if not text:
+        problems = "is empty"
+        shown = "Trigger word"
+    else:
+        problems = _join_and(_problems(text))
+        shown = f'Trigger word "{text}"'
+    message = f"{shown} {problems}; {_RULE}."
+    if suggestion:
+        message += f' Try "{suggestion}".'
+    raise TriggerWordError(message, suggestion)
+
+
+def _problems(text: str) -> list[str]:
+    """Return one clause per broken rule, e.g. ``["starts with a digit", "has spaces"]``."""
+    clauses: list[str] = []
+    if text[0].isdigit() and text[0].isascii():
+        clauses.append("starts with a digit")
+    elif text[0] == "_":
+        clauses.append("starts with an underscore")
+    has = _bad_characters(text)
+    if has:
+        clauses.append("has " + _join_and(has))
+    if len(text) > MAX_TRIGGER_LENGTH:
+        clauses.append(f"is {len(text)} characters long (at most {MAX_TRIGGER_LENGTH})")
+    return clauses
+
+
+def _bad_characters(text: str) -> list[str]:
+    """Return what ``text`` has that a trigger word may not: uppercase letters, spaces, others."""
+    items: list[str] = []
+    if any("A" <= ch <= "Z" for ch in text):
+        items.append("uppercase letters")
+    if " " in text:
+        items.append("spaces")
+    others: list[str] = []
+    for ch in text:
+        if ch in _ALLOWED_CHARS or ch == " " or "A" <= ch <= "Z":
+            continue
+        shown = _show_char(ch)
+        if shown not in others:
+            others.append(shown)
+    if len(others) > _MAX_LISTED_CHARS:
+        extra = len(others) - _MAX_LISTED_CHARS
+        others = [*others[:_MAX_LISTED_CHARS], f"{extra} more characters"]
+    return items + others
+
+
+def _show_char(ch: str) -> str:
+    """Quote a character for a message: ``"-"``, or ``U+0009`` for an invisible one."""
+    if ch.isprintable() and not ch.isspace():
+        return f'"{ch}"'
+    return f"U+{ord(ch):04X}"
+
+
+def _join_and(items: list[str]) -> str:
+    """Join ``["a", "b", "c"]`` as ``"a, b and c"``."""
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def render_prefix(template: str, trigger: str) -> str:
+    """Return ``template`` with every ``{trigger}`` replaced by ``trigger``.
+
+    No ``str.format``: other braces (``{style}``, ``{{``) are kept literally.
+    """
+    return template.replace(TRIGGER_PLACEHOLDER, trigger)
+
+
+def validate_prefix_template(template: str) -> str:
+    """Return ``template`` unchanged if it can be used as a caption prefix.
+
+    A template may omit ``{trigger}`` (the user may put the trigger word in the captions).
+
+    Raises:
+        InputError: the template contains a line break (``\\n``, ``\\r`` or any other character
+            ``str.splitlines`` splits on); kohya sd-scripts reads only the first line of a
+            caption file, so a multi-line prefix would cut every caption.
+    """
+    if any(ch in _LINE_BREAKS for ch in template):
+        raise InputError(
+            "The caption prefix contains a line break; trainers such as kohya sd-scripts read "
+            "only the first line of a caption, so the prefix must be a single line."
+        )
+    return template
+
+
+def full_caption(template: str, trigger: str, body: str) -> str:
+    """Return the exported caption: rendered prefix, then the stripped ``body``.
+
+    Exactly one space is put between them when the prefix is non-empty and does not already
+    end with whitespace. A blank ``body`` gives ``""``: an uncaptioned image has no caption,
+    not a lone prefix.
+    """
+    text = body.strip()
+    if not text:
+        return ""
+    prefix = render_prefix(template, trigger)
+    if prefix and not prefix[-1].isspace():
+        prefix += " "
+    return prefix + text
+
+
+def strip_prefix(text: str, template: str, trigger: str) -> str:
+    """Return ``text`` without the rendered prefix it starts with, stripped; else ``text``.
+
+    Used when importing sidecar caption files that already contain the prefix
+    (``"Photo of  ide_main_hall, a hall"`` -> ``"a hall"`` for the default template). The match
+    ignores letter case and treats any run of whitespace as one space; a prefix ending in a
+    letter or digit must end at a word boundary (``"photo of ide_main_hall2 ..."`` is kept).
+    Commas, semicolons and colons left at the start of the rest are dropped too. ``text`` is
+    returned unchanged when it does not start with the prefix or the prefix is blank.
+    """
+    words = render_prefix(template, trigger).split()
+    if not words:
+        return text
+    pattern = r"\s*" + r"\s+".join(re.escape(word) for word in words)
+    if words[-1][-1].isalnum() or words[-1][-1] == "_":
+        pattern += r"(?!\w)"
+    match = re.match(pattern + r"[\s,;:]*", text, flags=re.IGNORECASE)
+    if match is None:
+        return text
+    return text[match.end() :].strip()
