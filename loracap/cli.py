@@ -17,10 +17,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from loracap import __version__
 from loracap.core.errors import InputError, LoraCapError
+
+if TYPE_CHECKING:
+    from loracap.core.project import Project
+    from loracap.jobs.runner import BatchSummary
 
 log = logging.getLogger("loracap.cli")
 
@@ -124,6 +128,11 @@ class _Progress:
         self._tty = stream.isatty()
         self._drawn = False
 
+    @property
+    def interactive(self) -> bool:
+        """True when the stream is a terminal (the line is redrawn in place)."""
+        return self._tty
+
     def show(self, text: str, fraction: float | None = None) -> None:
         if not self._tty:
             self._stream.write(text + "\n")
@@ -176,7 +185,7 @@ def cmd_new(args: argparse.Namespace) -> int:
     started = time.monotonic()
 
     def on_file(count: int, rel_path: str) -> None:
-        if progress._tty or count % 100 == 0:
+        if progress.interactive or count % 100 == 0:
             progress.show(f"Scanning {count}: {rel_path}")
 
     files = list(scan_folder(folder, progress=on_file))
@@ -216,7 +225,8 @@ def cmd_caption(args: argparse.Namespace) -> int:
     from loracap.core.keys import find_api_key
     from loracap.core.project import CaptionMode, Project
     from loracap.core.prompts import Profile, build_instructions
-    from loracap.jobs.runner import BatchOptions, BatchSummary, CaptionRunner
+    from loracap.core.trigger import full_caption
+    from loracap.jobs.runner import BatchOptions, CaptionRunner
 
     with Project.open(args.project.expanduser()) as project:
         if args.model:
@@ -259,8 +269,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
 
         def on_captioned(image_id: int, body: str) -> None:
             progress.clear()
-            caption = f"{settings.prefix}{body}" if settings.prefix.endswith(" ") else \
-                f"{settings.prefix} {body}"
+            caption = full_caption(settings.prefix_template, settings.trigger, body)
             sys.stdout.write(f"{paths.get(image_id, image_id)}\t{caption}\n")
             sys.stdout.flush()
 
@@ -302,10 +311,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
         return _report_batch(results[0], args)
 
 
-def _resolve_images(project: object, wanted: Sequence[str]) -> tuple[int, ...]:
-    from loracap.core.project import Project
-
-    assert isinstance(project, Project)
+def _resolve_images(project: Project, wanted: Sequence[str]) -> tuple[int, ...]:
     records = project.images()
     by_path = {rec.path: rec.id for rec in records}
     by_abs = {rec.abs_path.resolve(): rec.id for rec in records}
@@ -321,10 +327,7 @@ def _resolve_images(project: object, wanted: Sequence[str]) -> tuple[int, ...]:
     return tuple(ids)
 
 
-def _report_batch(summary: object, args: argparse.Namespace) -> int:
-    from loracap.jobs.runner import BatchSummary
-
-    assert isinstance(summary, BatchSummary)
+def _report_batch(summary: BatchSummary, args: argparse.Namespace) -> int:
     err = sys.stderr
     if summary.skipped_protected:
         err.write(

@@ -99,7 +99,7 @@ class QuotaExhaustedError(CaptionError):
 
 
 class TransientError(CaptionError):
-    """A failure worth retrying: a per-minute rate limit, a 5xx answer, a timeout, a lost connection.
+    """A failure worth retrying: a per-minute rate limit, a 5xx, a timeout, a lost connection.
 
     ``retry_after`` is the server's requested delay in seconds (``google.rpc.RetryInfo``), or None.
     ``kind`` is a short machine-readable label (``rate_limit``, ``server``, ``timeout``,

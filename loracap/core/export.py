@@ -124,7 +124,7 @@ def plan_export(project: Project, *, allow_uncaptioned: bool = False, fmt: Expor
     ``allow_uncaptioned``) and :class:`ExportError` when image files are missing on disk.
     """
     settings = project.settings
-    records = [rec for rec in project.images()]
+    records = project.images()
     valid = [rec for rec in records if rec.valid]
     missing = [rec.path for rec in valid if not rec.abs_path.is_file()]
     if missing:
@@ -285,7 +285,11 @@ def _verify_zip(path: Path, plan: ExportPlan) -> None:
 def write_metadata_txt(plan: ExportPlan, out: Path, *, force: bool = False) -> ExportResult:
     """Write ``metadata.txt`` (see :meth:`ExportPlan.metadata_text`) to ``out``."""
     data = plan.metadata_text().encode("utf-8")
-    size = _atomic_write(out, force, lambda tmp: tmp.write_bytes(data))
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    size = _atomic_write(out, force, write)
     return _result(plan, out, size)
 
 
@@ -310,9 +314,16 @@ def export_project(
     allow_uncaptioned: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> ExportResult:
-    """Plan and write an export in one call (what the CLI and the GUI run)."""
+    """Plan and write an export in one call (what the CLI and the GUI run).
+
+    ``out`` is the output file, or a folder to write the default file name into; None means
+    beside the project (:func:`default_output`).
+    """
     plan = plan_export(project, allow_uncaptioned=allow_uncaptioned, fmt=fmt)
-    target = Path(out) if out is not None else default_output(project, fmt)
+    target = default_output(project, fmt)
+    if out is not None:
+        out = Path(out)
+        target = out / target.name if out.is_dir() else out
     if fmt is ExportFormat.REPLICATE:
         return write_replicate_zip(plan, target, force=force, progress=progress)
     return write_metadata_txt(plan, target, force=force)

@@ -152,13 +152,16 @@ class GeminiCaptioner:
         Raises: :class:`TransientError` (``kind`` ``rate_limit`` with ``retry_after`` seconds
         from RetryInfo or None, ``server`` for 408/500/502/503/504, ``timeout``, ``connection``);
         :class:`QuotaExhaustedError` (per-day quota); :class:`AuthenticationError`;
-        :class:`ImageRejectedError` (blocked, an empty answer, or a 400 about the image); :class:`CaptionError` (other
-        4xx such as an unknown model, other 5xx).
+        :class:`ImageRejectedError` (blocked, an empty answer, or a 400 about the image);
+        :class:`CaptionError` (other 4xx such as an unknown model, other 5xx).
         """
-        contents = [
-            types.Part.from_bytes(data=jpeg, mime_type="image/jpeg"),
-            types.Part.from_text(text=instructions.prompt),
-        ]
+        contents = types.Content(
+            role="user",
+            parts=[
+                types.Part.from_bytes(data=jpeg, mime_type="image/jpeg"),
+                types.Part.from_text(text=instructions.prompt),
+            ],
+        )
         config = _generate_config(instructions)
         logger.debug("Gemini %s: captioning %d bytes of JPEG", self.model, len(jpeg))
         response = self._call(
@@ -169,7 +172,9 @@ class GeminiCaptioner:
         raw = _answer_text(response)
         body = parse_answer(raw, instructions, trigger, prefix)
         if not body:
-            raise ImageRejectedError("Gemini returned an empty answer (nothing left after cleaning).")
+            raise ImageRejectedError(
+                "Gemini returned an empty answer (nothing left after cleaning)."
+            )
         return GeneratedCaption(body, raw, BACKEND_NAME, self.model, instructions.prompt)
 
     def list_models(self) -> list[str]:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
@@ -240,7 +240,7 @@ def _owner_alive(pid: int, host: str, started: float) -> bool:
         return False
     try:
         proc = psutil.Process(pid)
-        return abs(proc.create_time() - started) < 1.0
+        return bool(abs(proc.create_time() - started) < 1.0)
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
 
@@ -355,19 +355,19 @@ class Project:
         try:
             with self._write_lock, self._engine.begin() as conn:
                 pid, _, _ = _process_identity()
-                conn.execute(LockRow.__table__.delete().where(LockRow.pid == pid))
+                conn.execute(delete(LockRow).where(LockRow.pid == pid))
         except (OperationalError, DatabaseError) as exc:
             log.warning("Could not release the lock of %s: %s", self.path, exc)
         # Leaving WAL mode needs the only connection: close the pooled ones (worker threads
         # used their own) first.
         self._engine.dispose()
         try:
-            conn = sqlite3.connect(str(self.path))
+            raw = sqlite3.connect(str(self.path))
             try:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                conn.execute("PRAGMA journal_mode = DELETE")
+                raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                raw.execute("PRAGMA journal_mode = DELETE")
             finally:
-                conn.close()
+                raw.close()
         except sqlite3.DatabaseError as exc:
             log.warning("Could not finish closing %s cleanly: %s", self.path, exc)
 
@@ -395,9 +395,9 @@ class Project:
                             "`loracap info` can still read it."
                         )
                     log.info("Taking over the lock of a process that is gone (pid %s)", row.pid)
-                conn.execute(LockRow.__table__.delete())
+                conn.execute(delete(LockRow))
                 conn.execute(
-                    LockRow.__table__.insert().values(
+                    insert(LockRow).values(
                         id=1, pid=pid, host=host, process_started=started, opened_at=utcnow()
                     )
                 )

@@ -277,7 +277,9 @@ def _prefix_patterns(trigger: str, prefix: str) -> list[re.Pattern[str]]:
     if rendered:
         patterns.append(re.compile("^" + re.escape(rendered) + tail, re.I))
     patterns.append(
-        re.compile(r"^(?:(?:a|an)\s+)?(?:photo|image|picture)\s+of\s+(?:the\s+)?" + name + tail, re.I)
+        re.compile(
+            r"^(?:(?:a|an)\s+)?(?:photo|image|picture)\s+of\s+(?:the\s+)?" + name + tail, re.I
+        )
     )
     patterns.append(re.compile("^" + name + tail, re.I))
     return patterns
