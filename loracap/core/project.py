@@ -748,6 +748,71 @@ class Project:
             assert row is not None
             return _caption_record(row)
 
+    def restore_caption(self, image_id: int, caption: CaptionRecord | None) -> None:
+        """Make ``caption`` (an earlier state, e.g. for undo) the current caption again.
+
+        The body, provenance, backend, model and prompt come back exactly; ``None`` removes the
+        current caption (the image becomes uncaptioned). Every text stays in the history.
+        """
+        with self._write() as session:
+            self._require_image(session, image_id)
+            if caption is None:
+                current = session.get(CaptionRow, image_id)
+                if current is not None:
+                    session.delete(current)
+                return
+            self._put_caption(
+                session, image_id, caption.body, caption.provenance,
+                backend=caption.backend, model=caption.model, prompt=caption.prompt,
+            )
+
+    def has_generated_version(self, image_id: int) -> bool:
+        """True when the image's history holds a generated caption (revert is possible)."""
+        with self._read() as session:
+            found = session.scalar(
+                select(CaptionVersionRow.id)
+                .where(CaptionVersionRow.image_id == image_id)
+                .where(CaptionVersionRow.provenance == Provenance.GENERATED.value)
+                .limit(1)
+            )
+            return found is not None
+
+    def relink(self, new_folder: Path) -> list[ImageRecord]:
+        """Point missing images at ``new_folder`` (the dataset folder was moved or renamed).
+
+        A missing image is found in ``new_folder`` under its stored relative path, or else by a
+        file name that occurs exactly once in ``new_folder``'s tree. Returns the images relinked;
+        images not found stay missing. Raises :class:`InputError` if ``new_folder`` is no folder.
+        """
+        new_folder = Path(new_folder).absolute()
+        if not new_folder.is_dir():
+            raise InputError(f"{new_folder} is not a folder.")
+        missing = self.missing_images()
+        if not missing:
+            return []
+        by_name: dict[str, list[Path]] = {}
+        for candidate in new_folder.rglob("*"):
+            if candidate.is_file():
+                by_name.setdefault(candidate.name.casefold(), []).append(candidate)
+        moved: list[int] = []
+        for rec in missing:
+            target: Path | None = None
+            stored = Path(rec.path)
+            if not stored.is_absolute() and (new_folder / stored).is_file():
+                target = new_folder / stored
+            else:
+                matches = by_name.get(rec.file_name.casefold(), [])
+                if len(matches) == 1:
+                    target = matches[0]
+            if target is None:
+                continue
+            with self._write() as session:
+                row = session.get(ImageRow, rec.id)
+                assert row is not None
+                row.path = self.stored_path(target)
+            moved.append(rec.id)
+        return [self.image(image_id) for image_id in moved]
+
     def history(self, image_id: int) -> list[CaptionVersion]:
         """Every caption version of an image, oldest first."""
         with self._read() as session:

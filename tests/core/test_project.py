@@ -345,3 +345,41 @@ def test_many_worker_threads_share_the_project_safely(dataset: Path) -> None:
                 thread.join()
             barrier.reset()
         assert errors == []
+
+
+def test_restore_caption_brings_back_an_exact_earlier_state(dataset: Path) -> None:
+    with new_project(dataset) as project:
+        image_id = ids_by_path(project)["IMG_0001.jpg"]
+        project.store_generated(image_id, "generated text", backend="gemini", model="m1",
+                                prompt="p")
+        before = project.image(image_id).caption
+        project.edit_caption(image_id, "edited text")
+        project.restore_caption(image_id, before)
+        after = project.image(image_id).caption
+        assert after is not None and before is not None
+        assert (after.body, after.provenance, after.model) == (
+            "generated text", Provenance.GENERATED, "m1")
+        project.restore_caption(image_id, None)
+        assert project.image(image_id).caption is None
+        assert project.has_generated_version(image_id)
+        assert [v.body for v in project.history(image_id)][-2:] == ["edited text",
+                                                                    "generated text"]
+
+
+def test_relink_finds_moved_images(dataset: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    project_path = outside / "hall.loraproj"
+    with Project.create(project_path, trigger="hall") as project:
+        project.add_scanned(scan_folder(dataset))  # images outside the project folder
+        assert project.missing_images() == []
+        moved = tmp_path / "moved_hall"
+        os.rename(dataset, moved)
+        assert len(project.missing_images()) == 5
+        with pytest.raises(InputError):
+            project.relink(tmp_path / "no_such_folder")
+        relinked = project.relink(moved)
+        assert len(relinked) == 5
+        assert project.missing_images() == []
+        assert {rec.abs_path.parent for rec in project.images() if rec.valid} == {
+            moved, moved / "sub"}
