@@ -1,15 +1,28 @@
-"""Entry point of ``loracap`` and ``python -m loracap``."""
+"""Entry point of ``loracap`` and ``python -m loracap``.
+
+``loracap`` opens the window; ``loracap FOLDER`` opens the New Project dialog for that folder;
+``loracap PROJECT.loraproj`` opens the project; ``loracap COMMAND ...`` runs a headless command
+(``loracap --help``).
+"""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 
 def main() -> int:
-    """Run LoRACap: the headless commands (``loracap --help``)."""
+    """Run LoRACap: the window, or a headless command."""
+    from loracap.cli import COMMANDS
+
+    args = sys.argv[1:]
+    if not args or (len(args) == 1 and args[0] not in COMMANDS and not args[0].startswith("-")):
+        from loracap.ui.app import run_gui
+
+        return run_gui(Path(args[0]) if args else None)
     from loracap.cli import main as cli_main
 
-    return cli_main(sys.argv[1:])
+    return cli_main(args)
 
 
 if __name__ == "__main__":

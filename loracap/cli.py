@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from loracap import __version__
 from loracap.core.errors import InputError, LoraCapError
+from loracap.core.text import human_duration, progress_text
 
 if TYPE_CHECKING:
     from loracap.core.project import Project
@@ -52,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = _ArgumentParser(
         prog="loracap",
-        description="Turn a folder of photos into a captioned, trainer-ready LoRA dataset.",
+        description="Turn a folder of photos into a captioned, trainer-ready LoRA dataset. "
+        "Without a command, `loracap` opens the window (`loracap FOLDER` starts a new project "
+        "from FOLDER, `loracap PROJECT.loraproj` opens one).",
     )
     parser.add_argument("--version", action="version", version=f"LoRACap {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
@@ -107,17 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------- progress
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, secs = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
 
 
 class _Progress:
@@ -204,7 +196,7 @@ def cmd_new(args: argparse.Namespace) -> int:
     out.write(f"Created {path}\n")
     out.write(f"  {valid} image(s), {result.invalid} invalid, "
               f"{result.imported_captions} caption(s) imported from .txt files "
-              f"({_duration(time.monotonic() - started)})\n")
+              f"({human_duration(time.monotonic() - started)})\n")
     out.write(f"  trigger word: {trigger}   caption prefix: \"{prefix}\"\n")
     invalid = [f for f in files if not f.info.valid]
     if invalid:
@@ -258,14 +250,8 @@ def cmd_caption(args: argparse.Namespace) -> int:
         results: list[BatchSummary] = []
 
         def on_progress(done: int, failed: int, total: int, eta: float) -> None:
-            text = f"Captioning {min(done + failed + 1, total)} of {total}"
-            if done + failed >= total:
-                text = f"Captioned {done} of {total}"
-            if failed:
-                text += f" · {failed} failed"
-            if eta >= 0 and done + failed < total:
-                text += f" · about {_duration(eta)} left"
-            progress.show(text, (done + failed) / total if total else 1.0)
+            fraction = (done + failed) / total if total else 1.0
+            progress.show(progress_text(done, failed, total, eta), fraction)
 
         def on_captioned(image_id: int, body: str) -> None:
             progress.clear()
@@ -338,7 +324,7 @@ def _report_batch(summary: BatchSummary, args: argparse.Namespace) -> int:
         err.write(f"Nothing to caption (--only {args.only}).\n")
         return EXIT_OK
     line = (f"Captioned {summary.done} of {summary.total} image(s) in "
-            f"{_duration(summary.elapsed_s)}")
+            f"{human_duration(summary.elapsed_s)}")
     if summary.failed:
         line += f"; {len(summary.failed)} failed"
     err.write(line + ".\n")
@@ -489,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if args.command is None:
+    if args.command is None:  # only options such as -v were given
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:

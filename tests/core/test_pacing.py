@@ -183,3 +183,11 @@ def test_eta_follows_the_sliding_window() -> None:
     assert limiter.eta(3) == pytest.approx(50.0)
     assert limiter.eta(4) == pytest.approx(110.0)
     assert limiter.eta(7) == pytest.approx(170.0)
+
+
+def test_progress_text_reads_like_the_brief() -> None:
+    from loracap.core.text import progress_text
+
+    assert progress_text(11, 1, 32, 125) == "Captioning 12 of 32 · 1 failed · about 2 min 05 s left"
+    assert progress_text(0, 0, 5, -1) == "Captioning 0 of 5"
+    assert progress_text(5, 0, 5, 0) == "Captioned 5 of 5"

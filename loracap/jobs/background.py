@@ -1,0 +1,384 @@
+"""One-shot background work for the desktop window: scanning a folder, exporting, listing models.
+
+QtCore only. Each job is a ``QObject`` living in the GUI thread; :meth:`start` hands a
+``QRunnable`` to a ``QThreadPool`` (the global one unless a pool is given). The runnable reports
+through a separate signals ``QObject`` created in the GUI thread, so every signal of a job is
+delivered in the GUI thread (queued). Results cross threads as plain data: lists of frozen
+dataclasses, strings, ints.
+
+Lifetime: a running task (runnable + signals object) is kept referenced by this module until its
+last signal has been delivered in the GUI thread, then its signals object is deleted there with
+``deleteLater``. A job may therefore be destroyed (its dialog closed) while its task still runs:
+the task finishes on its own and its results are dropped.
+
+Every job emits exactly one of its ending signals (``finished`` / ``failed`` / ``cancelled``).
+A failure's message is the ``str()`` of the core's :class:`~loracap.core.errors.LoraCapError`,
+a sentence fit to show as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PyQt6.QtCore import QObject, QRunnable, QThreadPool, pyqtSignal, pyqtSlot
+
+from loracap.core.errors import CancelledError, LoraCapError
+from loracap.core.export import ExportFormat, export_project
+from loracap.core.gemini import GeminiCaptioner
+from loracap.core.project import Project
+from loracap.core.scan import ScannedFile, scan_folder
+
+log = logging.getLogger(__name__)
+
+#: Shortest interval between two progress signals, in seconds (at most ~20 per second).
+PROGRESS_INTERVAL_S = 0.05
+
+#: Timeout of the model-list request, in seconds.
+MODEL_LIST_TIMEOUT_S = 15.0
+
+
+class _TaskSignals(QObject):
+    """Signals of one running task; created in (and deleted from) the GUI thread."""
+
+    progress = pyqtSignal(int, object)
+    succeeded = pyqtSignal(object)
+    failed = pyqtSignal(str)
+    cancelled = pyqtSignal()
+    done = pyqtSignal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.done.connect(self._release)
+
+    @pyqtSlot()
+    def _release(self) -> None:
+        """Runs in the GUI thread after every other signal of the task has been delivered."""
+        _LIVE.pop(self, None)
+        self.deleteLater()
+
+
+#: Tasks that have started and whose ``done`` has not yet been delivered, by signals object.
+_LIVE: dict[_TaskSignals, _Task] = {}
+
+Work = Callable[["_Task"], Any]
+
+
+class _Task(QRunnable):
+    """Runs ``work(task)`` once on a pool thread and reports how it ended.
+
+    ``work`` may emit ``task.signals.progress`` and should watch ``task.cancel``. It ends with
+    a value (``succeeded``), :class:`CancelledError` or a set ``cancel`` event (``cancelled``),
+    or another exception (``failed`` with a message; unexpected ones are logged with their
+    traceback, never shown).
+    """
+
+    def __init__(self, work: Work, what: str, cancel: threading.Event | None = None) -> None:
+        super().__init__()
+        self.setAutoDelete(False)
+        self.signals = _TaskSignals()
+        self.cancel = cancel if cancel is not None else threading.Event()
+        self.exited = threading.Event()
+        self._work = work
+        self._what = what
+
+    def run(self) -> None:
+        signals = self.signals
+        try:
+            result = self._work(self)
+        except CancelledError:
+            signals.cancelled.emit()
+        except LoraCapError as exc:
+            log.info("%s failed: %s", self._what, exc)
+            signals.failed.emit(str(exc))
+        except Exception as exc:  # a bug must reach the user as a message, not kill a thread
+            log.exception("Unexpected error while %s", self._what)
+            signals.failed.emit(f"Unexpected error while {self._what}: {exc}")
+        else:
+            if self.cancel.is_set():
+                signals.cancelled.emit()
+            else:
+                signals.succeeded.emit(result)
+        finally:
+            self.exited.set()
+            signals.done.emit()
+
+
+class _Throttle:
+    """Lets a call through at most once per ``interval`` seconds (the first always passes)."""
+
+    def __init__(self, interval: float = PROGRESS_INTERVAL_S) -> None:
+        self._interval = interval
+        self._last = -1e9
+
+    def ready(self) -> bool:
+        now = time.monotonic()
+        if now - self._last >= self._interval:
+            self._last = now
+            return True
+        return False
+
+
+class _Job(QObject):
+    """Common part of the jobs: start once, end once, wait (for shutdown and tests)."""
+
+    def __init__(self, pool: QThreadPool | None, parent: QObject | None) -> None:
+        super().__init__(parent)
+        self._pool = pool
+        self._task: _Task | None = None
+        self._ended = False
+
+    @property
+    def is_running(self) -> bool:
+        """True between :meth:`start` and the ending signal."""
+        return self._task is not None and not self._ended
+
+    @property
+    def has_ended(self) -> bool:
+        """True once the ending signal has been emitted."""
+        return self._ended
+
+    def wait(self, timeout_ms: int = -1) -> bool:
+        """Block until the pool thread has finished the work (signals may still be queued).
+
+        True when it has, or when nothing was started; False on timeout.
+        """
+        if self._task is None:
+            return True
+        return self._task.exited.wait(None if timeout_ms < 0 else timeout_ms / 1000)
+
+    def _start_task(self, work: Work, what: str, *, cancel: threading.Event | None = None,
+                    progress: Callable[..., None] | None = None) -> _Task:
+        if self._task is not None:
+            raise RuntimeError(f"{type(self).__name__}.start() was called twice.")
+        task = _Task(work, what, cancel)
+        self._task = task
+        if progress is not None:
+            task.signals.progress.connect(progress)
+        task.signals.succeeded.connect(self._on_succeeded)
+        task.signals.failed.connect(self._on_failed)
+        task.signals.cancelled.connect(self._on_cancelled)
+        _LIVE[task.signals] = task
+        pool = self._pool if self._pool is not None else QThreadPool.globalInstance()
+        if pool is None:  # only after the application object is gone
+            raise RuntimeError("No thread pool is available.")
+        pool.start(task)
+        return task
+
+    def _end(self) -> bool:
+        """Mark the job ended; False when it already was (the caller then emits nothing)."""
+        if self._ended:
+            return False
+        self._ended = True
+        return True
+
+    @pyqtSlot(object)
+    def _on_succeeded(self, result: object) -> None:
+        raise NotImplementedError
+
+    @pyqtSlot(str)
+    def _on_failed(self, message: str) -> None:
+        raise NotImplementedError
+
+    @pyqtSlot()
+    def _on_cancelled(self) -> None:
+        raise NotImplementedError
+
+
+class ScanJob(_Job):
+    """Scans a folder with :func:`loracap.core.scan.scan_folder` on a pool thread.
+
+    Signals (GUI thread):
+
+    * ``progress(count, rel_path)`` -- files listed so far and the latest one's path relative
+      to the folder; at most ~20 per second, and once more with the final count before
+      ``finished``.
+    * ``finished(files)`` -- ``list[ScannedFile]``, valid and invalid files, in scan order.
+    * ``failed(message)`` -- e.g. the folder does not exist.
+    * ``cancelled()`` -- after :meth:`cancel`; ``finished`` is never emitted after a cancel.
+
+    Exactly one of ``finished`` / ``failed`` / ``cancelled`` is emitted, after :meth:`start`.
+    """
+
+    progress = pyqtSignal(int, str)
+    finished = pyqtSignal(object)
+    failed = pyqtSignal(str)
+    cancelled = pyqtSignal()
+
+    def __init__(self, folder: Path, parent: QObject | None = None, *,
+                 pool: QThreadPool | None = None) -> None:
+        super().__init__(pool, parent)
+        self.folder = Path(folder)
+        self._cancel = threading.Event()
+
+    def start(self) -> None:
+        """Start the scan; call once."""
+        folder = self.folder
+        cancel = self._cancel
+
+        def work(task: _Task) -> list[ScannedFile]:
+            throttle = _Throttle()
+            last: list[tuple[int, str]] = []
+
+            def on_file(count: int, rel_path: str) -> None:
+                if throttle.ready():
+                    task.signals.progress.emit(count, rel_path)
+                    last.clear()
+                else:
+                    last[:] = [(count, rel_path)]
+
+            files = list(scan_folder(folder, cancel=cancel, progress=on_file))
+            if last:
+                task.signals.progress.emit(*last[0])
+            return files
+
+        self._start_task(work, f"scanning {folder}", cancel=cancel, progress=self._on_progress)
+
+    def cancel(self) -> None:
+        """Ask the scan to stop; ``cancelled`` follows unless the job has already ended."""
+        self._cancel.set()
+        if self._task is None and not self._ended:
+            # Never started: end now so that the rule "exactly one ending signal" still holds.
+            self._ended = True
+            self.cancelled.emit()
+
+    @property
+    def is_cancelled(self) -> bool:
+        """True once :meth:`cancel` has been called."""
+        return self._cancel.is_set()
+
+    @pyqtSlot(int, object)
+    def _on_progress(self, count: int, rel_path: object) -> None:
+        if not self._ended and not self._cancel.is_set():
+            self.progress.emit(count, str(rel_path))
+
+    @pyqtSlot(object)
+    def _on_succeeded(self, result: object) -> None:
+        if self._cancel.is_set():
+            self._on_cancelled()
+        elif self._end():
+            self.finished.emit(result)
+
+    @pyqtSlot(str)
+    def _on_failed(self, message: str) -> None:
+        if self._cancel.is_set():
+            self._on_cancelled()
+        elif self._end():
+            self.failed.emit(message)
+
+    @pyqtSlot()
+    def _on_cancelled(self) -> None:
+        if self._end():
+            self.cancelled.emit()
+
+
+class ExportJob(_Job):
+    """Runs :func:`loracap.core.export.export_project` on a pool thread.
+
+    ``out`` is the output file (or a folder for the default file name); ``force`` replaces an
+    existing file; ``allow_uncaptioned`` exports images without a caption file.
+
+    Signals (GUI thread): ``progress(done, total)`` (images written, at most ~20 per second
+    plus the last one; the metadata format reports none), ``finished(ExportResult)``,
+    ``failed(message)`` (e.g. :class:`~loracap.core.errors.OutputExistsError`, a full disk).
+    Exactly one of ``finished`` / ``failed`` is emitted; an export cannot be cancelled (the
+    output is written atomically, so stopping halfway would gain nothing).
+    """
+
+    progress = pyqtSignal(int, int)
+    finished = pyqtSignal(object)
+    failed = pyqtSignal(str)
+
+    def __init__(self, project: Project, fmt: ExportFormat, out: Path, *, force: bool,
+                 allow_uncaptioned: bool, parent: QObject | None = None,
+                 pool: QThreadPool | None = None) -> None:
+        super().__init__(pool, parent)
+        self.project = project
+        self.fmt = ExportFormat(fmt)
+        self.out = Path(out)
+        self.force = force
+        self.allow_uncaptioned = allow_uncaptioned
+
+    def start(self) -> None:
+        """Start the export; call once."""
+        project, fmt, out = self.project, self.fmt, self.out
+        force, allow = self.force, self.allow_uncaptioned
+
+        def work(task: _Task) -> object:
+            throttle = _Throttle()
+
+            def on_progress(done: int, total: int) -> None:
+                if done >= total or throttle.ready():
+                    task.signals.progress.emit(done, total)
+
+            return export_project(project, fmt, out, force=force, allow_uncaptioned=allow,
+                                  progress=on_progress)
+
+        self._start_task(work, f"exporting to {out}", progress=self._on_progress)
+
+    @pyqtSlot(int, object)
+    def _on_progress(self, done: int, total: Any) -> None:
+        if not self._ended:
+            self.progress.emit(done, int(total))
+
+    @pyqtSlot(object)
+    def _on_succeeded(self, result: object) -> None:
+        if self._end():
+            self.finished.emit(result)
+
+    @pyqtSlot(str)
+    def _on_failed(self, message: str) -> None:
+        if self._end():
+            self.failed.emit(message)
+
+    @pyqtSlot()
+    def _on_cancelled(self) -> None:  # not reachable: exports are not cancelled
+        self._on_failed("The export was cancelled.")
+
+
+class ModelListJob(_Job):
+    """Fetches the names of the Gemini models that can caption, on a pool thread.
+
+    Uses ``GeminiCaptioner(api_key, timeout_s=15).list_models()`` (the endpoint comes from
+    ``GOOGLE_GEMINI_BASE_URL`` when set). Signals: ``finished(list[str])`` in the server's
+    order, or ``failed(message)`` (invalid key, no connection, ...). Exactly one is emitted.
+    """
+
+    finished = pyqtSignal(object)
+    failed = pyqtSignal(str)
+
+    def __init__(self, api_key: str, parent: QObject | None = None, *,
+                 pool: QThreadPool | None = None) -> None:
+        super().__init__(pool, parent)
+        self._api_key = api_key
+
+    def start(self) -> None:
+        """Start the request; call once."""
+        api_key = self._api_key
+
+        def work(_task: _Task) -> list[str]:
+            with GeminiCaptioner(api_key, timeout_s=MODEL_LIST_TIMEOUT_S) as captioner:
+                return captioner.list_models()
+
+        self._start_task(work, "listing the Gemini models")
+
+    @pyqtSlot(object)
+    def _on_succeeded(self, result: object) -> None:
+        if self._end():
+            self.finished.emit(result)
+
+    @pyqtSlot(str)
+    def _on_failed(self, message: str) -> None:
+        if self._end():
+            self.failed.emit(message)
+
+    @pyqtSlot()
+    def _on_cancelled(self) -> None:  # not reachable: the request is not cancelled
+        self._on_failed("Listing the models was cancelled.")
+
+
+__all__ = ["ExportJob", "ModelListJob", "PROGRESS_INTERVAL_S", "ScanJob"]

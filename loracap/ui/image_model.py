@@ -1,0 +1,435 @@
+"""The item model of the image grid: a thin Qt adapter over a list of frozen ``ImageRecord`` s.
+
+:class:`ImageListModel` holds the records the window got from the project, in the order given,
+and answers ``data()`` from them alone: it never touches the disk (thumbnails come from a
+:class:`~loracap.ui.thumbnails.ThumbnailProvider`, which loads them in the background) and never
+talks to the project. The window pushes changes in with :meth:`ImageListModel.update_record`
+and :meth:`ImageListModel.set_records`. :class:`ImageFilterProxy` filters it by text and state.
+
+An image's *state* (:func:`image_state`) is what the grid badge and the state filter show:
+``invalid``, ``missing``, ``generated``, ``edited``, ``manual``, ``imported``, ``failed`` or
+``uncaptioned``.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import textwrap
+from collections.abc import Iterable
+from enum import IntEnum
+from typing import Any
+
+from PyQt6.QtCore import (
+    QAbstractListModel,
+    QByteArray,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+    pyqtSlot,
+)
+from PyQt6.QtGui import QColor
+
+from loracap.core.project import ImageRecord, ProjectSettings
+from loracap.core.trigger import full_caption
+from loracap.ui.thumbnails import ThumbnailProvider
+
+log = logging.getLogger(__name__)
+
+_Index = QModelIndex | QPersistentModelIndex
+
+
+class Roles(IntEnum):
+    """The model's own item data roles."""
+
+    IMAGE_ID = Qt.ItemDataRole.UserRole + 1  # int
+    STATE = Qt.ItemDataRole.UserRole + 2  # str, one of STATES
+    CAPTION = Qt.ItemDataRole.UserRole + 3  # str: the full caption with prefix, "" if none
+    PATH = Qt.ItemDataRole.UserRole + 4  # str: the path as stored in the project
+    RECORD = Qt.ItemDataRole.UserRole + 5  # ImageRecord
+
+
+STATES: tuple[str, ...] = (
+    "invalid", "missing", "failed", "uncaptioned", "generated", "edited", "manual", "imported",
+)
+"""Every value :func:`image_state` returns."""
+
+STATE_LABELS: dict[str, str] = {
+    "generated": "Generated caption",
+    "edited": "Edited by you",
+    "manual": "Written by you",
+    "imported": "Imported from .txt",
+    "failed": "Caption failed",
+    "uncaptioned": "No caption yet",
+    "invalid": "Invalid file",
+    "missing": "File missing",
+}
+"""The words the user sees for each state (badges' tooltips, the state filter, legends)."""
+
+STATE_BADGES: dict[str, str] = {
+    "generated": "G",
+    "edited": "E",
+    "manual": "M",
+    "imported": "I",
+    "failed": "!",
+    "uncaptioned": "–",
+    "invalid": "×",
+    "missing": "?",
+}
+"""One character per state, drawn on the badge so the state is not told by colour alone."""
+
+STATE_COLORS: dict[str, QColor] = {
+    "generated": QColor("#2f6fc4"),  # blue
+    "edited": QColor("#9a4fb3"),  # purple
+    "manual": QColor("#23875a"),  # green
+    "imported": QColor("#12808f"),  # teal
+    "failed": QColor("#c4501c"),  # orange-red
+    "uncaptioned": QColor("#737373"),  # grey
+    "invalid": QColor("#b8283c"),  # crimson
+    "missing": QColor("#8f6b00"),  # dark amber
+}
+"""Badge fill per state. Each has a relative luminance between 0.1 and 0.3 (WCAG 2), which
+gives at least 3:1 contrast (WCAG's minimum for graphical objects) against both a white and a
+black background, so the badges read on light and dark palettes alike."""
+
+TOOLTIP_WIDTH = 72
+"""Characters per line of the wrapped caption or reason in a tooltip."""
+
+TOOLTIP_MAX_CHARS = 1200
+"""Longer captions are cut (with "…") in the tooltip; the caption editor shows them whole."""
+
+_IMAGE_ROLES = (Qt.ItemDataRole.DecorationRole,)
+
+
+def image_state(record: ImageRecord, missing: bool) -> str:
+    """The state of an image, one of :data:`STATES`.
+
+    In order: ``invalid`` (the scan found the file unusable), ``missing`` (``missing``: the file
+    is no longer on disk), the provenance of a non-empty caption (``generated``, ``edited``,
+    ``manual``, ``imported``), ``failed`` (the latest attempt failed), else ``uncaptioned``.
+    """
+    if not record.valid:
+        return "invalid"
+    if missing:
+        return "missing"
+    if record.has_caption and record.caption is not None:
+        return record.caption.provenance.value
+    if record.failed:
+        return "failed"
+    return "uncaptioned"
+
+
+def state_text_color(state: str) -> QColor:
+    """Black or white, whichever contrasts more with the state's badge colour."""
+    return _contrasting(STATE_COLORS[state])
+
+
+def relative_luminance(color: QColor) -> float:
+    """WCAG 2 relative luminance of an sRGB colour, 0 (black) to 1 (white)."""
+
+    def channel(value: float) -> float:
+        return value / 12.92 if value <= 0.04045 else ((value + 0.055) / 1.055) ** 2.4
+
+    return (0.2126 * channel(color.redF()) + 0.7152 * channel(color.greenF())
+            + 0.0722 * channel(color.blueF()))
+
+
+def _contrasting(color: QColor) -> QColor:
+    lum = relative_luminance(color)
+    on_white = 1.05 / (lum + 0.05)
+    on_black = (lum + 0.05) / 0.05
+    return QColor(Qt.GlobalColor.white) if on_white >= on_black else QColor(Qt.GlobalColor.black)
+
+
+def _wrapped_html(text: str) -> str:
+    """``text`` cut to TOOLTIP_MAX_CHARS, wrapped to TOOLTIP_WIDTH columns, HTML-escaped."""
+    text = text.strip()
+    if len(text) > TOOLTIP_MAX_CHARS:
+        text = text[: TOOLTIP_MAX_CHARS - 1].rstrip() + "…"
+    lines: list[str] = []
+    for paragraph in text.splitlines() or [""]:
+        lines.extend(textwrap.wrap(paragraph, TOOLTIP_WIDTH, break_long_words=True,
+                                   break_on_hyphens=False) or [""])
+    return "<br>".join(html.escape(line) for line in lines)
+
+
+class ImageListModel(QAbstractListModel):
+    """One row per image, in the order of the records given; ``data()`` answers from memory.
+
+    Roles: ``DisplayRole`` the file name; ``DecorationRole`` the thumbnail, the provider's
+    placeholder while it loads, or its broken pixmap for invalid and missing files (no load is
+    queued for them); ``ToolTipRole`` rich text with the file name, the state and the reason or
+    the caption; and :class:`Roles`. Use from the GUI thread only.
+    """
+
+    def __init__(self, thumbnails: ThumbnailProvider, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._thumbnails = thumbnails
+        self._records: list[ImageRecord] = []
+        self._rows: dict[int, int] = {}  # image id -> row
+        self._missing: set[int] = set()
+        self._settings: ProjectSettings | None = None
+        thumbnails.thumbnail_ready.connect(self._on_thumbnail_ready)
+
+    # ------------------------------------------------------------------ feeding the model
+
+    def set_records(self, records: list[ImageRecord], settings: ProjectSettings | None,
+                    missing_ids: Iterable[int] = frozenset()) -> None:
+        """Replace every row (a model reset). ``missing_ids``: images whose file is not on disk.
+
+        Rows keep the order of ``records``. ``settings`` None (no project open) shows caption
+        bodies without a prefix. Raises ValueError if two records share an id.
+        """
+        rows = {record.id: row for row, record in enumerate(records)}
+        if len(rows) != len(records):
+            raise ValueError("set_records got two records with the same image id")
+        self.beginResetModel()
+        try:
+            self._records = list(records)
+            self._rows = rows
+            self._missing = set(missing_ids) & set(rows)
+            self._settings = settings
+        finally:
+            self.endResetModel()
+
+    def update_record(self, record: ImageRecord, missing: bool | None = None) -> bool:
+        """Replace the row of ``record.id`` and emit ``dataChanged`` with the roles that changed.
+
+        ``missing`` None keeps the row's missing flag. Returns False (and changes nothing) when
+        no row has that id. A new path, mtime, size or validity drops the cached thumbnail.
+        """
+        row = self._rows.get(record.id)
+        if row is None:
+            log.debug("update_record: image %s is not in the model", record.id)
+            return False
+        old = self._records[row]
+        was_missing = record.id in self._missing
+        now_missing = was_missing if missing is None else bool(missing)
+        if old == record and was_missing == now_missing:
+            return True
+        self._records[row] = record
+        if now_missing:
+            self._missing.add(record.id)
+        else:
+            self._missing.discard(record.id)
+
+        roles: list[int] = [Roles.RECORD]
+        if old.file_name != record.file_name:
+            roles.append(Qt.ItemDataRole.DisplayRole)
+        if old.path != record.path:
+            roles.append(Roles.PATH)
+        file_changed = (old.path, old.abs_path, old.mtime, old.file_size) != (
+            record.path, record.abs_path, record.mtime, record.file_size)
+        if file_changed:
+            self._thumbnails.invalidate(record.id)
+        if file_changed or old.valid != record.valid or was_missing != now_missing:
+            roles.append(Qt.ItemDataRole.DecorationRole)
+        if image_state(old, was_missing) != image_state(record, now_missing):
+            roles.append(Roles.STATE)
+        if self._caption(old) != self._caption(record):
+            roles.append(Roles.CAPTION)
+        roles.append(Qt.ItemDataRole.ToolTipRole)
+        index = self.index(row, 0)
+        self.dataChanged.emit(index, index, roles)
+        return True
+
+    def set_settings(self, settings: ProjectSettings) -> None:
+        """Use new project settings; a new caption prefix updates every row's caption."""
+        old = self._settings
+        self._settings = settings
+        if old is not None and (old.prefix_template, old.trigger) == (
+            settings.prefix_template, settings.trigger
+        ):
+            return
+        if self._records:
+            self.dataChanged.emit(
+                self.index(0, 0), self.index(len(self._records) - 1, 0),
+                [Roles.CAPTION, Qt.ItemDataRole.ToolTipRole],
+            )
+
+    def set_missing(self, image_id: int, missing: bool) -> None:
+        """Mark one image's file as missing or back on disk (same as ``update_record``)."""
+        row = self._rows.get(image_id)
+        if row is not None:
+            self.update_record(self._records[row], missing)
+
+    # ------------------------------------------------------------------ lookups
+
+    def record(self, row: int) -> ImageRecord:
+        """The record shown in ``row``; raises IndexError outside ``0 .. rowCount()-1``."""
+        if not 0 <= row < len(self._records):
+            raise IndexError(f"no row {row} in a model of {len(self._records)} rows")
+        return self._records[row]
+
+    def row_of(self, image_id: int) -> int:
+        """The row of an image id, -1 if it is not in the model. O(1)."""
+        return self._rows.get(image_id, -1)
+
+    def records(self) -> list[ImageRecord]:
+        """A copy of the records, in row order."""
+        return list(self._records)
+
+    def is_missing(self, image_id: int) -> bool:
+        """True when the image's file was reported missing."""
+        return image_id in self._missing
+
+    def settings(self) -> ProjectSettings | None:
+        """The project settings in use (None before :meth:`set_records`)."""
+        return self._settings
+
+    # ------------------------------------------------------------------ Qt model interface
+
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
+        return 0 if parent.isValid() else len(self._records)
+
+    def flags(self, index: _Index) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return (Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled
+                | Qt.ItemFlag.ItemNeverHasChildren)
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or index.parent().isValid():
+            return None
+        row = index.row()
+        if not 0 <= row < len(self._records) or index.column() != 0:
+            return None
+        record = self._records[row]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return record.file_name
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self._decoration(record)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self._tooltip(record)
+        if role == Roles.IMAGE_ID:
+            return record.id
+        if role == Roles.STATE:
+            return image_state(record, record.id in self._missing)
+        if role == Roles.CAPTION:
+            return self._caption(record)
+        if role == Roles.PATH:
+            return record.path
+        if role == Roles.RECORD:
+            return record
+        return None
+
+    def roleNames(self) -> dict[int, Any]:
+        names = dict(super().roleNames())
+        for role, name in ((Roles.IMAGE_ID, b"imageId"), (Roles.STATE, b"state"),
+                           (Roles.CAPTION, b"caption"), (Roles.PATH, b"path"),
+                           (Roles.RECORD, b"record")):
+            names[int(role)] = QByteArray(name)
+        return names
+
+    # ------------------------------------------------------------------ helpers
+
+    def _caption(self, record: ImageRecord) -> str:
+        if record.caption is None or self._settings is None:
+            return record.caption.body.strip() if record.caption is not None else ""
+        return full_caption(self._settings.prefix_template, self._settings.trigger,
+                            record.caption.body)
+
+    def _decoration(self, record: ImageRecord) -> Any:
+        if not record.valid or record.id in self._missing:
+            return self._thumbnails.broken_pixmap()
+        pixmap = self._thumbnails.pixmap(record.id, record.abs_path, record.mtime,
+                                         record.file_size)
+        return pixmap if pixmap is not None else self._thumbnails.placeholder()
+
+    def _tooltip(self, record: ImageRecord) -> str:
+        state = image_state(record, record.id in self._missing)
+        parts = [f"<b>{html.escape(record.file_name)}</b>", html.escape(STATE_LABELS[state])]
+        if state == "invalid":
+            detail = record.invalid_reason or "The file cannot be used."
+        elif state == "missing":
+            detail = f"The file is no longer at {record.abs_path}"
+        elif state == "failed":
+            detail = record.last_error
+        elif state == "uncaptioned":
+            detail = ""
+        else:
+            detail = self._caption(record)
+        if detail:
+            parts.append(_wrapped_html(detail))
+        return "<br>".join(parts)
+
+    @pyqtSlot(int)
+    def _on_thumbnail_ready(self, image_id: int) -> None:
+        row = self._rows.get(image_id)
+        if row is not None:
+            index = self.index(row, 0)
+            self.dataChanged.emit(index, index, list(_IMAGE_ROLES))
+
+
+class ImageFilterProxy(QSortFilterProxyModel):
+    """Filters an :class:`ImageListModel` by text and by state; keeps the source's row order.
+
+    The text filter matches, ignoring case, anywhere in the file name, the stored path or the
+    full caption. The state filter keeps the rows whose state is in the set (None: all).
+    """
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._text = ""
+        self._states: frozenset[str] | None = None
+        # The record changes on every update_record, so re-filtering on this role catches any
+        # change of state or caption even on Qt versions that re-filter only for this role.
+        self.setFilterRole(Roles.RECORD)
+
+    def text_filter(self) -> str:
+        """The current text filter, as given (stripped)."""
+        return self._text
+
+    def state_filter(self) -> frozenset[str] | None:
+        """The current state filter (None: every state)."""
+        return self._states
+
+    def set_text_filter(self, text: str) -> None:
+        """Keep only rows whose file name, path or caption contains ``text`` (any case)."""
+        text = text.strip()
+        if text == self._text:
+            return
+        self._change_filter(lambda: setattr(self, "_text", text))
+
+    def set_state_filter(self, states: frozenset[str] | None) -> None:
+        """Keep only rows in one of ``states`` (values of ``image_state``); None keeps all."""
+        states = frozenset(states) if states is not None else None
+        if states == self._states:
+            return
+        unknown = (states or frozenset()) - set(STATES)
+        if unknown:
+            raise ValueError(f"unknown image state(s): {', '.join(sorted(unknown))}")
+        self._change_filter(lambda: setattr(self, "_states", states))
+
+    def _change_filter(self, apply: Any) -> None:
+        # Qt 6.10 added begin/endFilterChange and deprecates invalidateFilter (a warning).
+        if hasattr(self, "beginFilterChange"):
+            self.beginFilterChange()
+            apply()
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:
+            apply()
+            self.invalidateFilter()
+
+    def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:
+        model = self.sourceModel()
+        if model is None:
+            return False
+        index = model.index(source_row, 0, source_parent)
+        if self._states is not None and index.data(Roles.STATE) not in self._states:
+            return False
+        if not self._text:
+            return True
+        needle = self._text.casefold()
+        # The stored path ends with the file name, so matching it matches the name too.
+        path = str(index.data(Roles.PATH) or "")
+        caption = str(index.data(Roles.CAPTION) or "")
+        return needle in path.casefold() or needle in caption.casefold()
+
+
+__all__ = [
+    "STATES", "STATE_BADGES", "STATE_COLORS", "STATE_LABELS", "ImageFilterProxy",
+    "ImageListModel", "Roles", "image_state", "relative_luminance", "state_text_color",
+]

@@ -1,0 +1,824 @@
+"""The main window: thumbnail grid, preview, caption editor, captioning and export.
+
+Everything here drives the same core and runner as the command line. The window owns the open
+:class:`~loracap.core.project.Project`, a ``QUndoStack`` of caption edits and at most one
+:class:`~loracap.jobs.runner.CaptionRunner`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from PyQt6.QtCore import (
+    QItemSelectionModel,
+    QModelIndex,
+    QSize,
+    Qt,
+    QUrl,
+    pyqtSignal,
+)
+from PyQt6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QKeySequence,
+    QUndoCommand,
+    QUndoStack,
+)
+from PyQt6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTabWidget,
+    QToolBar,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from loracap.core.captioning import Captioner
+from loracap.core.errors import ApiKeyMissingError, LoraCapError
+from loracap.core.export import plan_export
+from loracap.core.project import CaptionMode, CaptionRecord, ImageRecord, Project
+from loracap.core.prompts import Profile, build_instructions
+from loracap.core.text import progress_text
+from loracap.jobs.runner import BatchOptions, BatchSummary, CaptionRunner
+from loracap.ui.caption_editor import CaptionEditor
+from loracap.ui.delegate import ThumbnailDelegate, cell_size
+from loracap.ui.dialogs import ApiKeyDialog, ExportDialog, NewProjectDialog, SettingsDialog
+from loracap.ui.image_model import STATE_LABELS, ImageFilterProxy, ImageListModel, Roles
+from loracap.ui.preview import PreviewPane
+from loracap.ui.settings import AppSettings
+from loracap.ui.thumbnails import ThumbnailProvider
+
+log = logging.getLogger(__name__)
+
+CaptionerFactory = Callable[[str], Captioner]
+
+#: State filter choices: (label, states shown; None = all).
+STATE_FILTERS: list[tuple[str, frozenset[str] | None]] = [
+    ("All images", None),
+    ("No caption yet", frozenset({"uncaptioned"})),
+    ("Failed", frozenset({"failed"})),
+    ("Generated", frozenset({"generated"})),
+    ("Edited by you", frozenset({"edited"})),
+    ("Written by you", frozenset({"manual"})),
+    ("Imported", frozenset({"imported"})),
+    ("Invalid or missing", frozenset({"invalid", "missing"})),
+]
+
+
+def default_captioner_factory(model: str) -> Captioner:
+    """A Gemini captioner with the key from the environment or the OS keychain.
+
+    Raises :class:`ApiKeyMissingError` when there is no key.
+    """
+    from loracap.core.gemini import GeminiCaptioner
+    from loracap.core.keys import find_api_key
+
+    return GeminiCaptioner(find_api_key().value, model)
+
+
+class _CaptionCommand(QUndoCommand):
+    """One change of one caption: ``apply`` does it, undo restores the caption before it."""
+
+    def __init__(self, window: MainWindow, image_id: int, text: str,
+                 apply: Callable[[Project], None], before: CaptionRecord | None) -> None:
+        super().__init__(text)
+        self._window = window
+        self._image_id = image_id
+        self._apply = apply
+        self._before = before
+
+    def redo(self) -> None:
+        project = self._window.project
+        if project is not None:
+            self._window.run_safely(lambda: self._apply(project))
+            self._window.refresh_image(self._image_id)
+
+    def undo(self) -> None:
+        project = self._window.project
+        if project is not None:
+            self._window.run_safely(lambda: project.restore_caption(self._image_id, self._before))
+            self._window.refresh_image(self._image_id)
+
+
+class ProgressStrip(QWidget):
+    """"Captioning 12 of 32 · 1 failed · about 2 min left" with a Cancel button."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.label = QLabel()
+        self.label.setObjectName("progressText")
+        self.bar = QProgressBar()
+        self.bar.setTextVisible(False)
+        self.bar.setMaximumWidth(240)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop sending requests; captions already paid for are kept")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 2, 8, 2)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(self.cancel_button)
+        self.hide()
+
+    def show_progress(self, done: int, failed: int, total: int, eta: float) -> None:
+        self.bar.setRange(0, max(1, total))
+        self.bar.setValue(done + failed)
+        text = progress_text(done, failed, total, eta)
+        self.label.setText(text)
+        self.show()
+
+
+class MainWindow(QMainWindow):
+    """The LoRACap window. ``captioner_factory(model)`` makes the captioning backend."""
+
+    project_opened = pyqtSignal(object)  # Path
+    batch_finished = pyqtSignal(object)  # BatchSummary
+
+    def __init__(
+        self,
+        settings: AppSettings,
+        thumbnails: ThumbnailProvider,
+        captioner_factory: CaptionerFactory = default_captioner_factory,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.settings = settings
+        self.project: Project | None = None
+        self.runner: CaptionRunner | None = None
+        self._captioner_factory = captioner_factory
+        self._thumbnails = thumbnails
+        self.undo_stack = QUndoStack(self)
+        self.setWindowTitle("LoRACap")
+        self.setAcceptDrops(True)
+        self.resize(1200, 800)
+
+        self.model = ImageListModel(thumbnails, self)
+        self.proxy = ImageFilterProxy(self)
+        self.proxy.setSourceModel(self.model)
+        self._build_actions()
+        self._build_menus()
+        self._build_top_bar()
+        self._build_central()
+        self.progress = ProgressStrip()
+        self.progress.cancel_button.clicked.connect(self.cancel_batch)
+        self.statusBar().addPermanentWidget(self.progress, 1)
+        self._restore_window_state()
+        self._update_enabled()
+
+    # ------------------------------------------------------------------ construction
+
+    def _action(self, text: str, slot: Callable[[], object],
+                shortcuts: list[QKeySequence] | None = None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        action.triggered.connect(lambda _checked=False: slot())
+        if shortcuts:
+            action.setShortcuts(shortcuts)
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        if tip:
+            action.setToolTip(tip)
+            action.setStatusTip(tip)
+        self.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        key = QKeySequence
+        self.new_action = self._action(
+            "&New Project from Folder…", self.new_project,
+            [key(key.StandardKey.New)], "Make a project from a folder of photos")
+        self.open_action = self._action(
+            "&Open Project…", self.open_project_dialog, [key(key.StandardKey.Open)],
+            "Open a .loraproj project")
+        self.export_action = self._action(
+            "&Export…", self.export_dialog, [key("Ctrl+E")],
+            "Write the training zip or metadata.txt")
+        self.relink_action = self._action(
+            "&Relink Missing Images…", self.relink_dialog, None,
+            "Point the project at the folder its images moved to")
+        self.settings_action = self._action(
+            "&Settings…", self.settings_dialog, [key(key.StandardKey.Preferences)],
+            "API key, model, speed and upload size")
+        self.quit_action = self._action("&Quit", self.close, [key(key.StandardKey.Quit)])
+        self.undo_action = self.undo_stack.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcuts([key(key.StandardKey.Undo)])
+        self.redo_action = self.undo_stack.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcuts([key(key.StandardKey.Redo), key("Ctrl+Shift+Z")])
+        for action in (self.undo_action, self.redo_action):
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            self.addAction(action)
+        self.undo_action.triggered.connect(self._before_undo)
+        self.previous_action = self._action(
+            "&Previous Image", lambda: self.navigate(-1), [key("PgUp"), key("Ctrl+Left")],
+            "Previous image (Page Up, Ctrl+Left)")
+        self.next_action = self._action(
+            "&Next Image", lambda: self.navigate(1), [key("PgDown"), key("Ctrl+Right")],
+            "Next image (Page Down, Ctrl+Right)")
+        self.generate_missing = self._action(
+            "Only images without a caption", lambda: self.generate(CaptionMode.MISSING))
+        self.generate_all = self._action("All images", lambda: self.generate(CaptionMode.ALL))
+        self.generate_failed = self._action(
+            "Only failed images", lambda: self.generate(CaptionMode.FAILED))
+        self.generate_selected = self._action(
+            "Selected images", lambda: self.generate(CaptionMode.SELECTED))
+        self.generate_action = self._action(
+            "&Generate Captions", lambda: self.generate(CaptionMode.MISSING), [key("Ctrl+G")],
+            "Caption the images without a caption (Ctrl+G); the arrow offers other choices")
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        file_menu.addAction(self.new_action)
+        file_menu.addAction(self.open_action)
+        self.recent_menu = file_menu.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        file_menu.addSeparator()
+        file_menu.addAction(self.export_action)
+        file_menu.addAction(self.relink_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.settings_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        edit_menu = bar.addMenu("&Edit")
+        edit_menu.addAction(self.undo_action)
+        edit_menu.addAction(self.redo_action)
+        go_menu = bar.addMenu("&Go")
+        go_menu.addAction(self.previous_action)
+        go_menu.addAction(self.next_action)
+        caption_menu = bar.addMenu("&Captions")
+        caption_menu.addAction(self.generate_action)
+        caption_menu.addSeparator()
+        for action in (self.generate_missing, self.generate_all, self.generate_failed,
+                       self.generate_selected):
+            caption_menu.addAction(action)
+
+    def _build_top_bar(self) -> None:
+        bar = QToolBar("Project")
+        bar.setObjectName("projectBar")
+        bar.setMovable(False)
+        self.folder_label = QLabel()
+        self.folder_label.setObjectName("projectFolder")
+        self.trigger_label = QLabel()
+        self.profile_label = QLabel()
+        self.model_label = QLabel()
+        for label in (self.folder_label, self.trigger_label, self.profile_label, self.model_label):
+            label.setContentsMargins(6, 0, 12, 0)
+            bar.addWidget(label)
+        spacer = QWidget()
+        spacer.setSizePolicy(spacer.sizePolicy().Policy.Expanding,
+                             spacer.sizePolicy().Policy.Preferred)
+        bar.addWidget(spacer)
+        self.generate_button = QToolButton()
+        self.generate_button.setDefaultAction(self.generate_action)
+        self.generate_button.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
+        self.generate_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        menu = QMenu(self.generate_button)
+        for action in (self.generate_missing, self.generate_all, self.generate_failed,
+                       self.generate_selected):
+            menu.addAction(action)
+        self.generate_button.setMenu(menu)
+        bar.addWidget(self.generate_button)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
+
+    def _build_central(self) -> None:
+        self.filter_edit = QLineEdit()
+        self.filter_edit.setPlaceholderText("Filter by name or caption…")
+        self.filter_edit.setClearButtonEnabled(True)
+        self.filter_edit.setAccessibleName("Filter images")
+        self.filter_edit.textChanged.connect(self.proxy.set_text_filter)
+        self.state_filter = QComboBox()
+        self.state_filter.setAccessibleName("Show images by caption state")
+        for label, _states in STATE_FILTERS:
+            self.state_filter.addItem(label)
+        self.state_filter.currentIndexChanged.connect(
+            lambda i: self.proxy.set_state_filter(STATE_FILTERS[i][1]))
+
+        self.view = QListView()
+        self.view.setObjectName("thumbnails")
+        self.view.setViewMode(QListView.ViewMode.IconMode)
+        self.view.setResizeMode(QListView.ResizeMode.Adjust)
+        self.view.setMovement(QListView.Movement.Static)
+        self.view.setUniformItemSizes(True)
+        self.view.setSelectionMode(QListView.SelectionMode.ExtendedSelection)
+        self.view.setItemDelegate(ThumbnailDelegate(self.view))
+        self.view.setGridSize(cell_size(192))
+        self.view.setSpacing(4)
+        self.view.setModel(self.proxy)
+        self.view.selectionModel().currentChanged.connect(self._on_current_changed)
+
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        filters = QHBoxLayout()
+        filters.addWidget(self.filter_edit, 1)
+        filters.addWidget(self.state_filter)
+        left_layout.addLayout(filters)
+        left_layout.addWidget(self.view, 1)
+
+        self.preview = PreviewPane()
+        self.editor = CaptionEditor()
+        self.editor.edited.connect(self._on_caption_edited)
+        self.editor.navigate.connect(self.navigate)
+        self.editor.revert_requested.connect(self.revert_to_generated)
+        self.editor.caption_requested.connect(
+            lambda image_id: self.generate(CaptionMode.SELECTED, (image_id,)))
+        self.previous_button = QPushButton("◀ Previous")
+        self.previous_button.setToolTip("Previous image (Page Up, Ctrl+Left)")
+        self.previous_button.clicked.connect(lambda: self.navigate(-1))
+        self.next_button = QPushButton("Next ▶")
+        self.next_button.setToolTip("Next image (Page Down, Ctrl+Right)")
+        self.next_button.clicked.connect(lambda: self.navigate(1))
+        nav = QHBoxLayout()
+        nav.addWidget(self.previous_button)
+        nav.addStretch(1)
+        nav.addWidget(self.next_button)
+
+        image_tab = QWidget()
+        image_layout = QVBoxLayout(image_tab)
+        image_layout.addWidget(self.preview, 1)
+        image_layout.addWidget(self.editor)
+        image_layout.addLayout(nav)
+
+        self.metadata_view = QPlainTextEdit()
+        self.metadata_view.setObjectName("metadataPreview")
+        self.metadata_view.setReadOnly(True)
+        self.metadata_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(image_tab, "Image")
+        self.tabs.addTab(self.metadata_view, "metadata.txt preview")
+        self.tabs.currentChanged.connect(lambda _i: self._refresh_metadata())
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.setObjectName("mainSplitter")
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.tabs)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        self.setCentralWidget(self.splitter)
+        self.setTabOrder(self.filter_edit, self.state_filter)
+        self.setTabOrder(self.state_filter, self.view)
+        self.setTabOrder(self.view, self.editor.body)
+
+    def _restore_window_state(self) -> None:
+        geometry, state, splitter = self.settings.window_state()
+        if not geometry.isEmpty():
+            self.restoreGeometry(geometry)
+        if not state.isEmpty():
+            self.restoreState(state)
+        if not splitter.isEmpty():
+            self.splitter.restoreState(splitter)
+        else:
+            self.splitter.setSizes([700, 500])
+
+    # ------------------------------------------------------------------ helpers
+
+    def run_safely(self, work: Callable[[], object]) -> bool:
+        """Run ``work``; a core error becomes a message box. Returns True on success."""
+        try:
+            work()
+        except LoraCapError as exc:
+            self.show_error(str(exc))
+            return False
+        return True
+
+    def show_error(self, message: str, title: str = "LoRACap") -> None:
+        """Tell the user what went wrong, in their words (never a traceback)."""
+        QMessageBox.warning(self, title, message)
+
+    def _update_enabled(self) -> None:
+        has_project = self.project is not None
+        running = self.runner is not None and self.runner.is_running
+        for action in (self.export_action, self.relink_action, self.previous_action,
+                       self.next_action):
+            action.setEnabled(has_project)
+        for action in (self.generate_action, self.generate_missing, self.generate_all,
+                       self.generate_failed, self.generate_selected):
+            action.setEnabled(has_project and not running)
+        self.generate_button.setEnabled(has_project and not running)
+        self.previous_button.setEnabled(has_project)
+        self.next_button.setEnabled(has_project)
+
+    def _update_top_bar(self) -> None:
+        if self.project is None:
+            for label in (self.folder_label, self.trigger_label, self.profile_label,
+                          self.model_label):
+                label.setText("")
+            self.folder_label.setText("No project open — File > New Project from Folder…")
+            self.setWindowTitle("LoRACap")
+            return
+        settings = self.project.settings
+        self.folder_label.setText(f"📁 {self.project.folder}")
+        self.folder_label.setToolTip(str(self.project.path))
+        self.trigger_label.setText(f"Trigger word: <b>{settings.trigger}</b>")
+        self.trigger_label.setToolTip(f'Captions start with "{settings.prefix}"')
+        self.profile_label.setText(f"Profile: {Profile(settings.profile).label}")
+        self.model_label.setText(f"Model: {settings.model}")
+        self.setWindowTitle(f"{self.project.path.name} — LoRACap")
+
+    # ------------------------------------------------------------------ projects
+
+    def new_project(self, folder: Path | None = None) -> None:
+        """File > New Project from Folder: the dialog, then the project is created and opened."""
+        dialog = NewProjectDialog(folder, self)
+        if not dialog.exec():
+            return
+        spec = dialog.spec()
+        project: Project | None = None
+
+        def create() -> None:
+            nonlocal project
+            project = Project.create(
+                spec.project_path, trigger=spec.trigger, profile=spec.profile.value,
+                custom_prompt=spec.custom_prompt, model=self.settings.default_model,
+                name=spec.folder.name,
+            )
+            project.add_scanned(spec.files)
+
+        if not self.run_safely(create) or project is None:
+            return
+        self._set_project(project)
+
+    def open_project_dialog(self) -> None:
+        """File > Open Project…"""
+        path, _filter = QFileDialog.getOpenFileName(
+            self, "Open Project", str(Path.home()), "LoRACap projects (*.loraproj)")
+        if path:
+            self.open_project(Path(path))
+
+    def open_project(self, path: Path) -> bool:
+        """Open ``path``; errors (locked, newer version, damaged) become a message."""
+        if not self._close_project():
+            return False
+        try:
+            project = Project.open(path)
+        except LoraCapError as exc:
+            self.show_error(str(exc), "Cannot open the project")
+            if not Path(path).exists():
+                self.settings.remove_recent_project(path)
+            return False
+        self._set_project(project)
+        return True
+
+    def _set_project(self, project: Project) -> None:
+        self._close_project()
+        self.project = project
+        self.settings.add_recent_project(project.path)
+        self.undo_stack.clear()
+        self._reload_model()
+        self._update_top_bar()
+        self._update_enabled()
+        missing = self.model_missing_count()
+        if missing:
+            self.statusBar().showMessage(
+                f"{missing} image file(s) are missing — File > Relink Missing Images…", 15000)
+        current = project.settings.current_image_id
+        row = self.model.row_of(current) if current is not None else -1
+        self.select_row_of_source(max(row, 0))
+        self.project_opened.emit(project.path)
+
+    def model_missing_count(self) -> int:
+        """Images of the open project whose file is not on disk."""
+        return sum(1 for row in range(self.model.rowCount())
+                   if self.model.index(row, 0).data(Roles.STATE) == "missing")
+
+    def _reload_model(self) -> None:
+        if self.project is None:
+            self.model.set_records([], None)  # type: ignore[arg-type]
+            return
+        missing = {rec.id for rec in self.project.missing_images()}
+        self.model.set_records(self.project.images(), self.project.settings, missing)
+
+    def _close_project(self) -> bool:
+        """Close the open project (after the batch, if any, stops). False if the user refused."""
+        if self.project is None:
+            return True
+        if self.runner is not None and self.runner.is_running:
+            answer = QMessageBox.question(
+                self, "Captioning is running",
+                "Captioning is still running. Stop it? Captions already received are kept.")
+            if answer != QMessageBox.StandardButton.Yes:
+                return False
+            self.runner.cancel()
+            self.runner.wait()
+        self.editor.flush()
+        self.editor.set_image(None, "", can_revert=False)
+        self.preview.show_record(None)
+        self.undo_stack.clear()
+        self.project.close()
+        self.project = None
+        self.model.set_records([], None)  # type: ignore[arg-type]
+        self._update_top_bar()
+        self._update_enabled()
+        return True
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = self.settings.recent_projects
+        if not recent:
+            self.recent_menu.addAction("No recent projects").setEnabled(False)
+        for path in recent:
+            action = self.recent_menu.addAction(str(path))
+            action.triggered.connect(lambda _c=False, p=path: self.open_project(p))
+
+    def relink_dialog(self) -> None:
+        """File > Relink Missing Images…: choose the folder the images moved to."""
+        if self.project is None:
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Where are the images now?",
+                                                  str(self.project.folder))
+        if not folder:
+            return
+        project = self.project
+        found: list[ImageRecord] = []
+
+        def relink() -> None:
+            found.extend(project.relink(Path(folder)))
+
+        if self.run_safely(relink):
+            self._reload_model()
+            still = self.model_missing_count()
+            text = f"Relinked {len(found)} image(s)."
+            if still:
+                text += f" {still} are still missing."
+            self.statusBar().showMessage(text, 10000)
+
+    # ------------------------------------------------------------------ navigation
+
+    def select_row_of_source(self, source_row: int) -> None:
+        """Make the image in source row ``source_row`` current (if shown by the filter)."""
+        if source_row < 0 or source_row >= self.model.rowCount():
+            self._on_current_changed(QModelIndex(), QModelIndex())
+            return
+        index = self.proxy.mapFromSource(self.model.index(source_row, 0))
+        if index.isValid():
+            self.view.selectionModel().setCurrentIndex(
+                index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+            self.view.scrollTo(index)
+
+    def navigate(self, step: int) -> None:
+        """Go to the previous (-1) or next (+1) image shown in the grid."""
+        if self.proxy.rowCount() == 0:
+            return
+        current = self.view.currentIndex()
+        row = current.row() + step if current.isValid() else 0
+        row = max(0, min(self.proxy.rowCount() - 1, row))
+        index = self.proxy.index(row, 0)
+        self.view.selectionModel().setCurrentIndex(
+            index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        self.view.scrollTo(index)
+
+    def current_record(self) -> ImageRecord | None:
+        """The image shown in the preview and editor."""
+        index = self.view.currentIndex()
+        if not index.isValid():
+            return None
+        record = index.data(Roles.RECORD)
+        return record if isinstance(record, ImageRecord) else None
+
+    def _on_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        record = current.data(Roles.RECORD) if current.isValid() else None
+        if not isinstance(record, ImageRecord) or self.project is None:
+            self.editor.set_image(None, "", can_revert=False)
+            self.preview.show_record(None)
+            return
+        project = self.project
+        self.preview.show_record(record)
+        self.editor.set_image(record, project.settings.prefix,
+                              can_revert=project.has_generated_version(record.id))
+        if project.settings.current_image_id != record.id:
+            self.run_safely(lambda: project.update_settings(current_image_id=record.id))
+
+    def refresh_image(self, image_id: int) -> None:
+        """Re-read one image from the project into the grid, editor and metadata preview."""
+        if self.project is None:
+            return
+        record = self.project.image(image_id)
+        self.model.update_record(record)
+        self.editor.show_saved(record, can_revert=self.project.has_generated_version(image_id))
+        if self.tabs.currentWidget() is self.metadata_view:
+            self._refresh_metadata()
+
+    def _refresh_metadata(self) -> None:
+        if self.tabs.currentWidget() is not self.metadata_view:
+            return
+        if self.project is None:
+            self.metadata_view.setPlainText("")
+            return
+        try:
+            text = plan_export(self.project, allow_uncaptioned=True).metadata_text()
+        except LoraCapError as exc:
+            text = str(exc)
+        self.metadata_view.setPlainText(text or "(no captions yet)")
+
+    # ------------------------------------------------------------------ editing
+
+    def _caption_before(self, image_id: int) -> CaptionRecord | None:
+        assert self.project is not None
+        return self.project.image(image_id).caption
+
+    def _on_caption_edited(self, image_id: int, _old: str, new: str) -> None:
+        if self.project is None:
+            return
+        name = self.project.image(image_id).file_name
+        command = _CaptionCommand(
+            self, image_id, f"Edit caption of {name}",
+            lambda project: project.edit_caption(image_id, new),
+            self._caption_before(image_id),
+        )
+        self.undo_stack.push(command)
+
+    def revert_to_generated(self, image_id: int) -> None:
+        """Bring back the generated caption (undoable)."""
+        if self.project is None:
+            return
+        name = self.project.image(image_id).file_name
+        self.undo_stack.push(_CaptionCommand(
+            self, image_id, f"Revert caption of {name}",
+            lambda project: project.revert_to_generated(image_id),
+            self._caption_before(image_id),
+        ))
+
+    def _before_undo(self) -> None:
+        # Typing not yet saved is saved first, so Undo takes back exactly what was typed.
+        self.editor.flush()
+
+    # ------------------------------------------------------------------ captioning
+
+    def selected_image_ids(self) -> tuple[int, ...]:
+        """Ids of the images selected in the grid, in grid order."""
+        rows = sorted(index.row() for index in self.view.selectionModel().selectedIndexes())
+        return tuple(self.proxy.index(row, 0).data(Roles.IMAGE_ID) for row in rows)
+
+    def generate(self, mode: CaptionMode, image_ids: tuple[int, ...] = ()) -> None:
+        """Start a captioning batch (Generate button, its menu, "Caption this image")."""
+        if self.project is None or (self.runner is not None and self.runner.is_running):
+            return
+        self.editor.flush()
+        if mode is CaptionMode.SELECTED and not image_ids:
+            image_ids = self.selected_image_ids()
+            if not image_ids:
+                self.statusBar().showMessage("Select images in the grid first.", 5000)
+                return
+        project = self.project
+        overwrite = False
+        if mode in (CaptionMode.ALL, CaptionMode.SELECTED):
+            _ids, protected = project.select_for_captioning(mode, image_ids)
+            if protected:
+                answer = QMessageBox.question(
+                    self, "Replace your captions?",
+                    f"{len(protected)} image(s) have captions you edited, wrote or imported.\n"
+                    "Replace them with new generated captions too? (The old text stays in "
+                    "the project's history.)",
+                    QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No
+                    | QMessageBox.StandardButton.Cancel,
+                    QMessageBox.StandardButton.No,
+                )
+                if answer == QMessageBox.StandardButton.Cancel:
+                    return
+                overwrite = answer == QMessageBox.StandardButton.Yes
+        settings = project.settings
+        captioner = self._make_captioner(settings.model)
+        if captioner is None:
+            return
+        try:
+            instructions = build_instructions(Profile(settings.profile), settings.custom_prompt)
+        except LoraCapError as exc:
+            self.show_error(str(exc))
+            return
+        options = BatchOptions(
+            mode=mode, image_ids=image_ids, overwrite_protected=overwrite,
+            workers=self.settings.workers, rpm=self.settings.rpm, max_side=self.settings.max_side,
+        )
+        runner = CaptionRunner(project, captioner, instructions, options, self)
+        runner.progress.connect(self.progress.show_progress)
+        runner.captioned.connect(lambda image_id, _body: self.refresh_image(image_id))
+        runner.failed.connect(lambda image_id, _reason: self.refresh_image(image_id))
+        runner.finished.connect(self._on_batch_finished)
+        self.runner = runner
+        self.progress.cancel_button.setEnabled(True)
+        runner.start()
+        self._update_enabled()
+
+    def _make_captioner(self, model: str) -> Captioner | None:
+        try:
+            return self._captioner_factory(model)
+        except ApiKeyMissingError:
+            dialog = ApiKeyDialog(self)
+            if not dialog.exec():
+                return None
+            try:
+                return self._captioner_factory(model)
+            except LoraCapError as exc:
+                self.show_error(str(exc))
+                return None
+        except LoraCapError as exc:
+            self.show_error(str(exc))
+            return None
+
+    def cancel_batch(self) -> None:
+        """Stop sending requests; answers in flight are still saved."""
+        if self.runner is not None and self.runner.is_running:
+            self.runner.cancel()
+            self.progress.cancel_button.setEnabled(False)
+            self.progress.label.setText("Cancelling — waiting for answers already on their way…")
+
+    def _on_batch_finished(self, summary: BatchSummary) -> None:
+        self.progress.hide()
+        self._update_enabled()
+        self._refresh_metadata()
+        parts = [f"Captioned {summary.done} of {summary.total} image(s)"]
+        if summary.failed:
+            parts.append(f"{len(summary.failed)} failed (Generate > Only failed images to retry)")
+        if summary.kept:
+            parts.append(f"{len(summary.kept)} caption(s) you edited meanwhile were kept")
+        if summary.cancelled:
+            parts.append("cancelled")
+        if summary.total == 0:
+            parts = ["Nothing to caption"]
+        self.statusBar().showMessage("; ".join(parts) + ".", 15000)
+        if summary.stop_error is not None:
+            self.show_error(f"Captioning stopped: {summary.stop_error}", "Captioning stopped")
+        self.batch_finished.emit(summary)
+
+    # ------------------------------------------------------------------ dialogs
+
+    def export_dialog(self) -> None:
+        """File > Export…"""
+        if self.project is None:
+            return
+        self.editor.flush()
+        ExportDialog(self.project, self).exec()
+
+    def settings_dialog(self) -> None:
+        """File > Settings…"""
+        self.editor.flush()
+        if SettingsDialog(self.settings, self.project, self).exec():
+            self._update_top_bar()
+
+    # ------------------------------------------------------------------ drag and drop
+
+    def dragEnterEvent(self, event: QDragEnterEvent | None) -> None:
+        if event is None:
+            return
+        mime = event.mimeData()
+        if mime is not None and mime.hasUrls() and self._dropped_path(mime.urls()) is not None:
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent | None) -> None:
+        if event is None or event.mimeData() is None:
+            return
+        path = self._dropped_path(event.mimeData().urls())  # type: ignore[union-attr]
+        if path is None:
+            return
+        event.acceptProposedAction()
+        self.open_path(path)
+
+    @staticmethod
+    def _dropped_path(urls: list[QUrl]) -> Path | None:
+        for url in urls:
+            if url.isLocalFile():
+                path = Path(url.toLocalFile())
+                if path.is_dir() or path.suffix.lower() == ".loraproj":
+                    return path
+        return None
+
+    def open_path(self, path: Path) -> None:
+        """A folder starts a new project; a ``.loraproj`` file opens."""
+        if path.is_dir():
+            self.new_project(path)
+        else:
+            self.open_project(path)
+
+    # ------------------------------------------------------------------ closing
+
+    def closeEvent(self, event: QCloseEvent | None) -> None:
+        if not self._close_project():
+            if event is not None:
+                event.ignore()
+            return
+        self.settings.save_window_state(self.saveGeometry(), self.saveState(),
+                                        self.splitter.saveState())
+        self.settings.sync()
+        self.preview.shutdown()
+        self._thumbnails.shutdown()
+        super().closeEvent(event)
+
+    def sizeHint(self) -> QSize:
+        return QSize(1200, 800)
+
+    def state_label(self, state: str) -> str:
+        """User-facing word for a caption state."""
+        return STATE_LABELS.get(state, state)

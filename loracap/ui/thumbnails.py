@@ -1,0 +1,417 @@
+"""Thumbnails for the image grid, decoded off the GUI thread and kept in a bounded cache.
+
+:class:`ThumbnailProvider` is what the item model asks for a thumbnail from ``data()``. It never
+reads a file on the calling (GUI) thread: a miss returns None and queues one background load;
+when the load is done, the provider emits ``thumbnail_ready(image_id)`` and the next call
+returns the pixmap.
+
+How a load runs (in the provider's own ``QThreadPool``, at most two threads so scrolling never
+starves the captioning workers of disk and CPU):
+
+1. The disk cache is tried first: ``<cache_dir>/<sha1>.png``, where the SHA-1 is taken over the
+   image's absolute path, modification time, file size and the thumbnail size, so an edited
+   photo (new mtime or size) gets a new entry and a stale one is never shown.
+2. Otherwise the photo is decoded with ``QImageReader`` with ``autoTransform`` on (EXIF
+   orientation applied, as a person sees the photo) and a scaled size whose long side is the
+   thumbnail size (Qt's JPEG reader then decodes at 1/2, 1/4 or 1/8 scale, which is cheap).
+   Files Qt cannot read fall back to Pillow (draft mode for JPEG, ``exif_transpose``).
+3. The result is written to the disk cache atomically (``QSaveFile``: a temporary file renamed
+   over the target), so a killed process never leaves half a PNG behind.
+
+Only the ``QImage`` crosses threads; it becomes a ``QPixmap`` on the GUI thread (a ``QPixmap``
+must not be created anywhere else), goes into an in-memory LRU cache bounded in bytes, and the
+row's ``dataChanged`` follows from ``thumbnail_ready``. A file that cannot be decoded gets a
+"broken image" pixmap cached under its id, so it is not retried on every repaint (only when its
+mtime or size changes, or after :meth:`ThumbnailProvider.invalidate`).
+
+The disk cache is not pruned here; entries are small (about 30-60 KB each at 192 px).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps
+from PyQt6.QtCore import (
+    QObject,
+    QPointF,
+    QRectF,
+    QRunnable,
+    QSaveFile,
+    QSize,
+    QStandardPaths,
+    Qt,
+    QThreadPool,
+    pyqtSignal,
+    pyqtSlot,
+)
+from PyQt6.QtGui import QColor, QImage, QImageReader, QPainter, QPen, QPixmap
+
+log = logging.getLogger(__name__)
+
+DEFAULT_THUMB_SIZE = 192
+"""Long side of a thumbnail in device-independent pixels."""
+
+DEFAULT_MEMORY_BYTES = 192 * 1024 * 1024
+"""Default byte bound of the in-memory cache: 192 MiB of pixmap data, about 1,800 thumbnails of
+a 4:3 photo at 192 px (192 × 144 × 4 bytes each). The least recently used entries go first."""
+
+DEFAULT_MEMORY_ENTRIES = 5000
+"""Default entry bound of the in-memory cache; it also bounds the "broken image" entries, which
+share one pixmap and cost no bytes of their own."""
+
+LOADER_THREADS = 2
+"""Threads of the provider's own pool: decoding is disk- and CPU-bound, two keep the grid
+responsive without competing with the captioning workers."""
+
+QT_ALLOCATION_LIMIT_MB = 512
+"""``QImageReader`` allocation limit. Qt's default (256 MB) is below what the largest image
+LoRACap accepts needs (``MAX_PIXELS`` × 4 bytes, about 358 MB) when a format has to be decoded
+at full size before scaling (PNG, WebP)."""
+
+
+def default_cache_dir() -> Path:
+    """The per-user folder for the thumbnail disk cache: ``<CacheLocation>/thumbnails``."""
+    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.CacheLocation)
+    return Path(base) / "thumbnails"
+
+
+@dataclass(frozen=True)
+class _Key:
+    """What a thumbnail was made from; a cached pixmap is only used while this matches."""
+
+    path: str
+    mtime: float
+    file_size: int
+
+
+def disk_cache_name(path: Path, mtime: float, file_size: int, size: int) -> str:
+    """File name of a thumbnail in the disk cache: ``<sha1 hex>.png``.
+
+    The SHA-1 covers the absolute POSIX path, ``repr(mtime)`` (seconds), the file size in bytes
+    and the thumbnail size in pixels, joined with NUL characters.
+    """
+    text = "\0".join((Path(path).absolute().as_posix(), repr(float(mtime)), str(file_size),
+                      str(size)))
+    return hashlib.sha1(text.encode("utf-8")).hexdigest() + ".png"
+
+
+def load_thumbnail_image(
+    path: Path, mtime: float, file_size: int, size: int, cache_dir: Path | None
+) -> tuple[QImage | None, str]:
+    """Return ``(image, "")`` with the thumbnail of ``path``, or ``(None, reason)``.
+
+    Every file access of a thumbnail load happens here, and this runs on a loader thread only.
+    The image's long side is ``size`` pixels at most (small images are not enlarged) and EXIF
+    orientation is applied. ``cache_dir`` (may be None: no disk cache) is read first and
+    written after a decode; a disk-cache failure is logged and otherwise ignored.
+    """
+    cached = None
+    if cache_dir is not None:
+        cached = cache_dir / disk_cache_name(path, mtime, file_size, size)
+        if cached.is_file():
+            from_cache = QImageReader(str(cached)).read()
+            if not from_cache.isNull():
+                return from_cache, ""
+            log.info("Unreadable thumbnail %s in the disk cache is replaced", cached)
+    image, reason = _decode_with_qt(path, size)
+    if image is None:
+        image, pil_reason = _decode_with_pillow(path, size)
+        if image is None:
+            return None, pil_reason or reason
+    if cached is not None:
+        _write_cache(cached, image)
+    return image, ""
+
+
+def _scaled_size(width: int, height: int, size: int) -> QSize:
+    """``(width, height)`` scaled so the long side is ``size``, keeping the aspect; never up."""
+    long_side = max(width, height)
+    if long_side <= size:
+        return QSize(width, height)
+    scale = size / long_side
+    return QSize(max(1, round(width * scale)), max(1, round(height * scale)))
+
+
+def _decode_with_qt(path: Path, size: int) -> tuple[QImage | None, str]:
+    reader = QImageReader(str(path))
+    reader.setAutoTransform(True)
+    reader.setAllocationLimit(QT_ALLOCATION_LIMIT_MB)
+    if not reader.canRead():
+        return None, reader.errorString()
+    stored = reader.size()  # before the EXIF transform; the long side is the same either way
+    if stored.isValid() and stored.width() > 0 and stored.height() > 0:
+        reader.setScaledSize(_scaled_size(stored.width(), stored.height(), size))
+    image = reader.read()
+    if image.isNull():
+        return None, reader.errorString()
+    if max(image.width(), image.height()) > size:  # a reader that ignored the scaled size
+        image = image.scaled(
+            size, size, Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation,
+        )
+    return image, ""
+
+
+def _decode_with_pillow(path: Path, size: int) -> tuple[QImage | None, str]:
+    try:
+        with Image.open(path) as im:
+            if im.format in ("JPEG", "MPO"):
+                im.draft("RGB", (size, size))
+            im.load()
+            oriented = ImageOps.exif_transpose(im)
+            oriented.thumbnail((size, size), Image.Resampling.LANCZOS)
+            rgba = oriented.convert("RGBA")
+    except Exception as exc:  # Pillow raises assorted errors on corrupt or unknown data
+        return None, f"cannot decode the image ({(str(exc).splitlines() or [''])[0] or exc!r})"
+    data = rgba.tobytes("raw", "RGBA")
+    image = QImage(data, rgba.width, rgba.height, rgba.width * 4, QImage.Format.Format_RGBA8888)
+    return image.copy(), ""  # copy: the QImage must not point into the Python bytes
+
+
+def _write_cache(target: Path, image: QImage) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("Cannot create the thumbnail cache folder %s: %s", target.parent, exc)
+        return
+    out = QSaveFile(str(target))
+    if not out.open(QSaveFile.OpenModeFlag.WriteOnly):
+        log.warning("Cannot write the thumbnail %s: %s", target, out.errorString())
+        return
+    if not image.save(out, "PNG") or not out.commit():
+        out.cancelWriting()
+        log.warning("Cannot write the thumbnail %s: %s", target, out.errorString())
+
+
+class _LoadSignals(QObject):
+    """The signals of the loader jobs; one instance, owned by the provider (GUI thread)."""
+
+    # image id, request token, QImage or None, failure reason ("" on success)
+    loaded = pyqtSignal(int, int, object, str)
+
+
+class _LoadJob(QRunnable):
+    """One thumbnail load. Holds plain values only: no model, no index, no pixmap."""
+
+    def __init__(self, signals: _LoadSignals, image_id: int, token: int, key: _Key, size: int,
+                 cache_dir: Path | None) -> None:
+        super().__init__()
+        self.setAutoDelete(False)  # the provider keeps it referenced until it has finished
+        self._signals = signals
+        self._image_id = image_id
+        self._token = token
+        self._key = key
+        self._size = size
+        self._cache_dir = cache_dir
+
+    def run(self) -> None:
+        try:
+            image, reason = load_thumbnail_image(
+                Path(self._key.path), self._key.mtime, self._key.file_size, self._size,
+                self._cache_dir,
+            )
+        except Exception as exc:  # never let a worker die silently
+            log.exception("Thumbnail load of %s failed", self._key.path)
+            image, reason = None, f"unexpected error: {exc}"
+        self._signals.loaded.emit(self._image_id, self._token, image, reason)
+
+
+class ThumbnailProvider(QObject):
+    """Thumbnails by image id, loaded in the background and kept in a bounded LRU cache.
+
+    ``cache_dir`` is the disk cache folder (None: no disk cache; see :func:`default_cache_dir`).
+    ``size`` is the long side of a thumbnail in pixels. The in-memory cache is an LRU bounded by
+    ``max_bytes`` of pixmap data (width × height × depth / 8; default
+    :data:`DEFAULT_MEMORY_BYTES`) and by ``max_entries`` (default
+    :data:`DEFAULT_MEMORY_ENTRIES`), whichever is reached first.
+    Use from the GUI thread only. Call :meth:`shutdown` before the application quits.
+    """
+
+    thumbnail_ready = pyqtSignal(int)
+    """Emitted on the GUI thread with an image id when its thumbnail (or broken pixmap) is
+    cached; ask :meth:`pixmap` again to get it."""
+
+    def __init__(self, cache_dir: Path | None, size: int = DEFAULT_THUMB_SIZE,
+                 parent: QObject | None = None, *, max_bytes: int = DEFAULT_MEMORY_BYTES,
+                 max_entries: int = DEFAULT_MEMORY_ENTRIES) -> None:
+        super().__init__(parent)
+        if size < 1:
+            raise ValueError(f"size must be at least 1 pixel, got {size}")
+        self._cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._size = size
+        self._max_bytes = max_bytes
+        self._max_entries = max(1, max_entries)
+        self._cache: OrderedDict[int, tuple[_Key, QPixmap, int]] = OrderedDict()
+        self._cache_bytes = 0
+        self._pending: dict[int, tuple[int, _Key]] = {}  # image id -> (token, key)
+        self._jobs: dict[int, _LoadJob] = {}  # token -> job, referenced until it has run
+        self._next_token = 0
+        self._placeholder: QPixmap | None = None
+        self._broken: QPixmap | None = None
+        self._closed = False
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(LOADER_THREADS)
+        self._signals = _LoadSignals(self)
+        self._signals.loaded.connect(self._on_loaded)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def size(self) -> int:
+        """Long side of a thumbnail in pixels."""
+        return self._size
+
+    @property
+    def cache_dir(self) -> Path | None:
+        """The disk cache folder, or None."""
+        return self._cache_dir
+
+    @property
+    def pending_count(self) -> int:
+        """Loads queued or running whose result is still wanted."""
+        return len(self._pending)
+
+    @property
+    def cached_count(self) -> int:
+        """Pixmaps in the in-memory cache (broken ones included)."""
+        return len(self._cache)
+
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes of pixmap data in memory: at most ``max_bytes`` unless one entry is larger."""
+        return self._cache_bytes
+
+    # ------------------------------------------------------------------ lookups
+
+    def pixmap(self, image_id: int, path: Path, mtime: float, file_size: int) -> QPixmap | None:
+        """The thumbnail of an image if it is in memory, else None and one load is queued.
+
+        ``path`` is the image's absolute path, ``mtime`` (seconds) and ``file_size`` (bytes)
+        as recorded in the project: a cached pixmap made from another mtime or size is not
+        returned. Never reads a file; a second call while the load is pending queues nothing.
+        Loads requested last run first, so the rows on screen after a fast scroll come before
+        the rows scrolled past.
+        """
+        key = _Key(str(Path(path)), float(mtime), int(file_size))
+        entry = self._cache.get(image_id)
+        if entry is not None and entry[0] == key:
+            self._cache.move_to_end(image_id)
+            return entry[1]
+        if image_id in self._pending or self._closed:
+            return None
+        self._next_token += 1
+        token = self._next_token
+        job = _LoadJob(self._signals, image_id, token, key, self._size, self._cache_dir)
+        self._pending[image_id] = (token, key)
+        self._jobs[token] = job
+        self._pool.start(job, priority=token % 2**31)
+        return None
+
+    def placeholder(self) -> QPixmap:
+        """A neutral rounded rectangle, ``size`` × ``size*3/4``, shown while a thumbnail loads."""
+        if self._placeholder is None:
+            self._placeholder = self._draw_frame(QColor(128, 128, 128, 70), None)
+        return self._placeholder
+
+    def broken_pixmap(self) -> QPixmap:
+        """The "broken image" pixmap: the placeholder's shape, crossed out."""
+        if self._broken is None:
+            self._broken = self._draw_frame(QColor(128, 128, 128, 50), QColor(170, 60, 60))
+        return self._broken
+
+    def _draw_frame(self, fill: QColor, cross: QColor | None) -> QPixmap:
+        width, height = self._size, max(1, self._size * 3 // 4)
+        pixmap = QPixmap(width, height)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        try:
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+            rect = QRectF(1, 1, width - 2, height - 2)
+            radius = max(2.0, self._size / 16)
+            painter.setPen(QPen(QColor(128, 128, 128, 140), 1.5))
+            painter.setBrush(fill)
+            painter.drawRoundedRect(rect, radius, radius)
+            if cross is not None:
+                side = min(width, height) / 4
+                centre = rect.center()
+                painter.setPen(QPen(cross, max(2.0, self._size / 48),
+                                    Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap))
+                painter.drawLine(centre + QPointF(-side, -side), centre + QPointF(side, side))
+                painter.drawLine(centre + QPointF(-side, side), centre + QPointF(side, -side))
+        finally:
+            painter.end()
+        return pixmap
+
+    # ------------------------------------------------------------------ invalidation
+
+    def invalidate(self, image_id: int) -> None:
+        """Forget the thumbnail of one image (memory only) and drop its pending load's result."""
+        self._drop(image_id)
+        pending = self._pending.pop(image_id, None)
+        if pending is not None:
+            self._cancel_job(pending[0])
+
+    def clear(self) -> None:
+        """Forget every thumbnail in memory and cancel the queued loads (the disk cache stays)."""
+        self._cache.clear()
+        self._cache_bytes = 0
+        for token, _key in self._pending.values():
+            self._cancel_job(token)
+        self._pending.clear()
+
+    def shutdown(self) -> None:
+        """Cancel the queued loads, wait for the running ones, and accept no more requests."""
+        self._closed = True
+        self._pending.clear()
+        self._pool.clear()
+        self._pool.waitForDone()
+        self._jobs.clear()  # every job has returned from run() now
+
+    def _cancel_job(self, token: int) -> None:
+        """Take a queued job out of the pool; a running one finishes and is ignored."""
+        job = self._jobs.get(token)
+        if job is not None and self._pool.tryTake(job):
+            del self._jobs[token]
+
+    def _drop(self, image_id: int) -> None:
+        entry = self._cache.pop(image_id, None)
+        if entry is not None:
+            self._cache_bytes -= entry[2]
+
+    # ------------------------------------------------------------------ results
+
+    @pyqtSlot(int, int, object, str)
+    def _on_loaded(self, image_id: int, token: int, image: QImage | None, reason: str) -> None:
+        self._jobs.pop(token, None)
+        pending = self._pending.get(image_id)
+        if pending is None or pending[0] != token:
+            return  # invalidated, cleared or shut down meanwhile
+        del self._pending[image_id]
+        key = pending[1]
+        if image is None or image.isNull():
+            log.info("No thumbnail for %s: %s", key.path, reason)
+            pixmap = self.broken_pixmap()
+            cost = 0  # shared pixmap: costs nothing per entry
+        else:
+            pixmap = QPixmap.fromImage(image)
+            cost = pixmap.width() * pixmap.height() * max(1, pixmap.depth()) // 8
+        self._drop(image_id)
+        self._cache[image_id] = (key, pixmap, cost)
+        self._cache_bytes += cost
+        while len(self._cache) > 1 and (
+            self._cache_bytes > self._max_bytes or len(self._cache) > self._max_entries
+        ):
+            _old_id, (_k, _p, old_cost) = self._cache.popitem(last=False)
+            self._cache_bytes -= old_cost
+        self.thumbnail_ready.emit(image_id)
+
+
+__all__ = [
+    "DEFAULT_MEMORY_BYTES", "DEFAULT_MEMORY_ENTRIES", "DEFAULT_THUMB_SIZE", "ThumbnailProvider",
+    "default_cache_dir", "disk_cache_name", "load_thumbnail_image",
+]

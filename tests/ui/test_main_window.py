@@ -1,0 +1,281 @@
+"""The real main window, driven as a user drives it, against the fake Gemini server."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PyQt6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
+from PyQt6.QtGui import QDropEvent
+from PyQt6.QtWidgets import QApplication, QDialog, QDialogButtonBox, QMessageBox
+
+from loracap.core.errors import ApiKeyMissingError
+from loracap.core.export import export_project
+from loracap.core.gemini import GeminiCaptioner
+from loracap.core.project import CaptionMode, Project, Provenance
+from loracap.core.scan import scan_folder
+from loracap.ui import main_window as main_window_mod
+from loracap.ui.image_model import Roles
+from loracap.ui.main_window import MainWindow
+from loracap.ui.settings import AppSettings
+from loracap.ui.thumbnails import ThumbnailProvider
+from tests.fakes.gemini_server import FakeGeminiServer
+from tests.fakes.photos import make_photo_folder
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def server() -> Iterator[FakeGeminiServer]:
+    with FakeGeminiServer() as fake:
+        yield fake
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    photos = tmp_path / "ide_main_hall"
+    make_photo_folder(photos, 6, size=(480, 360))
+    return photos
+
+
+@pytest.fixture
+def make_window(qtbot, app_settings: AppSettings, server: FakeGeminiServer, tmp_path: Path):
+    windows: list[MainWindow] = []
+
+    def factory(model: str) -> GeminiCaptioner:
+        return GeminiCaptioner("test-key", model, base_url=server.base_url)
+
+    def make() -> MainWindow:
+        window = MainWindow(app_settings, ThumbnailProvider(tmp_path / "thumbs"), factory)
+        qtbot.addWidget(window)
+        window.show()
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        if window.isVisible():
+            window.close()
+
+
+@pytest.fixture
+def no_dialogs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Message boxes never block a test; their texts are recorded."""
+    shown: list[str] = []
+
+    def warning(_parent, _title, text, *args, **kwargs):
+        shown.append(text)
+        return QMessageBox.StandardButton.Ok
+
+    monkeypatch.setattr(QMessageBox, "warning", staticmethod(warning))
+    return shown
+
+
+def make_project(folder: Path) -> Path:
+    path = folder / "ide_main_hall.loraproj"
+    with Project.create(path, trigger="ide_main_hall") as project:
+        project.add_scanned(scan_folder(folder))
+    return path
+
+
+def generate(qtbot, window: MainWindow, mode: CaptionMode = CaptionMode.MISSING):
+    with qtbot.waitSignal(window.batch_finished, timeout=30_000) as blocker:
+        window.generate(mode)
+    return blocker.args[0]
+
+
+def current_row(window: MainWindow) -> int:
+    return window.view.currentIndex().row()
+
+
+def test_new_project_dialog_creates_and_opens_the_project(qtbot, make_window, folder: Path,
+                                                          no_dialogs) -> None:
+    window = make_window()
+
+    def drive_dialog() -> None:
+        dialog = QApplication.activeModalWidget()
+        assert isinstance(dialog, QDialog)
+        buttons = dialog.findChild(QDialogButtonBox)
+        assert buttons is not None
+        ok = buttons.button(QDialogButtonBox.StandardButton.Ok)
+        qtbot.waitUntil(ok.isEnabled, timeout=10_000)  # the scan has finished
+        ok.click()
+
+    QTimer.singleShot(0, drive_dialog)
+    window.new_project(folder)
+    assert window.project is not None
+    assert window.project.path == folder / "ide_main_hall.loraproj"
+    assert window.model.rowCount() == 6
+    assert "ide_main_hall" in window.trigger_label.text()
+    assert current_row(window) == 0
+
+
+def test_generate_navigate_edit_undo_reopen_export(qtbot, make_window, folder: Path,
+                                                   no_dialogs, server: FakeGeminiServer) -> None:
+    path = make_project(folder)
+    window = make_window()
+    assert window.open_project(path)
+    summary = generate(qtbot, window)
+    assert (summary.done, summary.failed) == (6, [])
+    states = {window.model.index(r, 0).data(Roles.STATE) for r in range(6)}
+    assert states == {"generated"}
+    first = window.current_record()
+    assert first is not None
+    qtbot.waitUntil(lambda: window.editor.body.toPlainText() != "")
+    assert window.editor.body.toPlainText() == window.project.image(first.id).caption.body
+
+    # Keyboard navigation works while the caption editor has focus.
+    window.editor.body.setFocus()
+    qtbot.keyClick(window.editor.body, Qt.Key.Key_PageDown)
+    assert current_row(window) == 1
+    qtbot.keyClick(window.editor.body, Qt.Key.Key_Right, Qt.KeyboardModifier.ControlModifier)
+    assert current_row(window) == 2
+    qtbot.keyClick(window.editor.body, Qt.Key.Key_Left, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(window.editor.body, Qt.Key.Key_PageUp)
+    assert current_row(window) == 0
+
+    # Typing saves by itself (debounced) and makes the caption "edited".
+    generated = window.editor.body.toPlainText()
+    window.editor.body.moveCursor(window.editor.body.textCursor().MoveOperation.End)
+    qtbot.keyClicks(window.editor.body, ", red chairs")
+    qtbot.waitUntil(lambda: window.project.image(first.id).caption.provenance
+                    is Provenance.EDITED, timeout=5000)
+    assert window.project.image(first.id).caption.body == generated + ", red chairs"
+    assert window.model.index(0, 0).data(Roles.STATE) == "edited"
+
+    # Undo and redo from the keyboard, with the editor focused.
+    qtbot.keyClick(window.editor.body, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    caption = window.project.image(first.id).caption
+    assert caption.body == generated and caption.provenance is Provenance.GENERATED
+    assert window.editor.body.toPlainText() == generated
+    qtbot.keyClick(window.editor.body, Qt.Key.Key_Z,
+                   Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert window.project.image(first.id).caption.provenance is Provenance.EDITED
+
+    # Move on, close, reopen: the edit survives and the image the user was on is selected.
+    window.navigate(1)
+    window.navigate(1)
+    window.close()
+    again = make_window()
+    assert again.open_project(path)
+    assert current_row(again) == 2
+    assert again.project.image(first.id).caption.body == generated + ", red chairs"
+
+    result = export_project(again.project)
+    with zipfile.ZipFile(result.path) as archive:
+        assert archive.read("IMG_0001.txt").decode() == (
+            f"photo of ide_main_hall {generated}, red chairs")
+
+
+def test_cancel_keeps_what_arrived(qtbot, make_window, folder: Path, no_dialogs,
+                                   server: FakeGeminiServer) -> None:
+    server.latency_s = 0.3
+    window = make_window()
+    window.open_project(make_project(folder))
+    window.settings.workers = 1
+    with qtbot.waitSignal(window.batch_finished, timeout=30_000) as blocker:
+        window.generate(CaptionMode.MISSING)
+        assert window.progress.isVisible()
+        qtbot.waitUntil(lambda: window.project.stats().captioned >= 1, timeout=10_000)
+        window.cancel_batch()
+    summary = blocker.args[0]
+    assert summary.cancelled and summary.done < 6
+    assert window.project.stats().captioned == summary.done
+    assert not window.progress.isVisible()
+    assert window.generate_action.isEnabled()
+
+
+def test_invalid_key_stops_with_a_plain_message(qtbot, make_window, folder: Path,
+                                                no_dialogs, server: FakeGeminiServer,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    window = make_window()
+    window.open_project(make_project(folder))
+    window._captioner_factory = lambda model: GeminiCaptioner("bad-key", model,
+                                                              base_url=server.base_url)
+    summary = generate(qtbot, window)
+    assert summary.stop_error is not None
+    assert any("API key" in text and "Traceback" not in text for text in no_dialogs)
+
+
+def test_missing_key_asks_for_one(qtbot, make_window, folder: Path, no_dialogs,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    window = make_window()
+    window.open_project(make_project(folder))
+    asked: list[bool] = []
+
+    def no_key(_model: str) -> GeminiCaptioner:
+        raise ApiKeyMissingError("No Gemini API key.")
+
+    monkeypatch.setattr(main_window_mod.ApiKeyDialog, "exec",
+                        lambda self: asked.append(True) or 0)
+    window._captioner_factory = no_key
+    window.generate(CaptionMode.MISSING)
+    assert asked == [True]
+    assert window.runner is None
+
+
+def test_recaptioning_asks_before_replacing_a_persons_caption(
+    qtbot, make_window, folder: Path, no_dialogs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    window = make_window()
+    window.open_project(make_project(folder))
+    record = window.current_record()
+    window.project.edit_caption(record.id, "my own words")
+    questions: list[str] = []
+
+    def keep(_parent, _title, text, *args, **kwargs):
+        questions.append(text)
+        return QMessageBox.StandardButton.No
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(keep))
+    summary = generate(qtbot, window, CaptionMode.ALL)
+    assert "1 image(s) have captions you edited" in questions[0]
+    assert summary.total == 5
+    assert window.project.image(record.id).caption.body == "my own words"
+
+
+def test_filters_narrow_the_grid(qtbot, make_window, folder: Path, no_dialogs) -> None:
+    window = make_window()
+    window.open_project(make_project(folder))
+    window.project.edit_caption(window.model.record(0).id, "lobby")
+    window.refresh_image(window.model.record(0).id)
+    window.state_filter.setCurrentIndex(
+        [label for label, _ in main_window_mod.STATE_FILTERS].index("Written by you"))
+    assert window.proxy.rowCount() == 1
+    window.state_filter.setCurrentIndex(0)
+    qtbot.keyClicks(window.filter_edit, "IMG_0003")
+    assert window.proxy.rowCount() == 1
+
+
+def test_metadata_preview_shows_the_export_text(qtbot, make_window, folder: Path,
+                                                no_dialogs) -> None:
+    window = make_window()
+    window.open_project(make_project(folder))
+    window.project.edit_caption(window.model.record(1).id, "glass doors")
+    window.tabs.setCurrentWidget(window.metadata_view)
+    assert window.metadata_view.toPlainText() == "photo of ide_main_hall glass doors\n"
+
+
+def test_dropping_a_folder_starts_a_new_project(qtbot, make_window, folder: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    window = make_window()
+    started: list[Path] = []
+    monkeypatch.setattr(window, "new_project", lambda f=None: started.append(f))
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(folder))])
+    event = QDropEvent(QPointF(QPoint(10, 10)), Qt.DropAction.CopyAction, mime,
+                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+    assert started == [folder]
+
+
+def test_window_remembers_its_geometry(qtbot, make_window, app_settings: AppSettings) -> None:
+    window = make_window()
+    window.resize(700, 500)
+    window.close()
+    geometry, _state, splitter = app_settings.window_state()
+    assert not geometry.isEmpty() and not splitter.isEmpty()
+    again = make_window()
+    assert (again.size().width(), again.size().height()) == (700, 500)
