@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from PyQt6.QtCore import QMessageLogContext, QtMsgType, QTimer, qInstallMessageHandler
+from PyQt6.QtCore import QMessageLogContext, QTimer, QtMsgType, qInstallMessageHandler
 from PyQt6.QtWidgets import QApplication, QMessageBox
 
 from loracap import __version__

@@ -420,7 +420,7 @@ class MainWindow(QMainWindow):
             self.setWindowTitle("LoRACap")
             return
         settings = self.project.settings
-        self.folder_label.setText(f"📁 {self.project.folder}")
+        self.folder_label.setText(f"Folder: {self.project.folder}")
         self.folder_label.setToolTip(str(self.project.path))
         self.trigger_label.setText(f"Trigger word: <b>{settings.trigger}</b>")
         self.trigger_label.setToolTip(f'Captions start with "{settings.prefix}"')

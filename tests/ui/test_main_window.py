@@ -12,10 +12,10 @@ from PyQt6.QtGui import QDropEvent
 from PyQt6.QtWidgets import QApplication, QDialog, QDialogButtonBox, QMessageBox
 
 from loracap.core.errors import ApiKeyMissingError
-from loracap.core.export import export_project
 from loracap.core.gemini import GeminiCaptioner
 from loracap.core.project import CaptionMode, Project, Provenance
 from loracap.core.scan import scan_folder
+from loracap.ui import dialogs as dialogs_mod
 from loracap.ui import main_window as main_window_mod
 from loracap.ui.image_model import Roles
 from loracap.ui.main_window import MainWindow
@@ -113,7 +113,8 @@ def test_new_project_dialog_creates_and_opens_the_project(qtbot, make_window, fo
 
 
 def test_generate_navigate_edit_undo_reopen_export(qtbot, make_window, folder: Path,
-                                                   no_dialogs, server: FakeGeminiServer) -> None:
+                                                   no_dialogs, server: FakeGeminiServer,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     path = make_project(folder)
     window = make_window()
     assert window.open_project(path)
@@ -163,7 +164,23 @@ def test_generate_navigate_edit_undo_reopen_export(qtbot, make_window, folder: P
     assert current_row(again) == 2
     assert again.project.image(first.id).caption.body == generated + ", red chairs"
 
-    result = export_project(again.project)
+    # Export from the window (Ctrl+E), through the real dialog, and read the zip back.
+    exported: list[object] = []
+    monkeypatch.setattr(dialogs_mod, "show_export_done", lambda _p, r: exported.append(r))
+
+    def click_export() -> None:
+        dialog = QApplication.activeModalWidget()
+        assert isinstance(dialog, dialogs_mod.ExportDialog)
+        qtbot.waitUntil(dialog.export_button.isEnabled)
+        qtbot.mouseClick(dialog.export_button, Qt.MouseButton.LeftButton)
+
+    again.activateWindow()
+    qtbot.waitUntil(again.isActiveWindow)
+    QTimer.singleShot(0, click_export)  # runs once the dialog's own event loop is going
+    qtbot.keyClick(again.view, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
+    assert len(exported) == 1
+    result = exported[0]
+    assert result.path == folder / "ide_main_hall_training.zip"
     with zipfile.ZipFile(result.path) as archive:
         assert archive.read("IMG_0001.txt").decode() == (
             f"photo of ide_main_hall {generated}, red chairs")
@@ -279,3 +296,21 @@ def test_window_remembers_its_geometry(qtbot, make_window, app_settings: AppSett
     assert not geometry.isEmpty() and not splitter.isEmpty()
     again = make_window()
     assert (again.size().width(), again.size().height()) == (700, 500)
+
+
+def test_a_caption_being_typed_is_never_replaced(qtbot, make_window, folder: Path,
+                                                 no_dialogs, server: FakeGeminiServer) -> None:
+    server.latency_s = 0.5
+    window = make_window()
+    window.open_project(make_project(folder))
+    window.settings.workers = 1
+    window.editor._timer.setInterval(60_000)  # the user is still typing: nothing saved yet
+    first = window.current_record()
+    with qtbot.waitSignal(window.batch_finished, timeout=30_000):
+        window.generate(CaptionMode.MISSING)  # image 1 is the first request
+        qtbot.keyClicks(window.editor.body, "my own words")
+    assert window.editor.body.toPlainText() == "my own words"
+    window.editor.flush()
+    caption = window.project.image(first.id).caption
+    assert caption.body == "my own words" and caption.provenance is Provenance.EDITED
+    assert any(v.provenance is Provenance.GENERATED for v in window.project.history(first.id))
