@@ -124,7 +124,13 @@ class _Throttle:
 
 
 class _Job(QObject):
-    """Common part of the jobs: start once, end once, wait (for shutdown and tests)."""
+    """Common part of the jobs: start once, end once, wait (for shutdown and tests).
+
+    Signals: ``finished(result)`` or ``failed(message)``, exactly one of them.
+    """
+
+    finished = pyqtSignal(object)
+    failed = pyqtSignal(str)
 
     def __init__(self, pool: QThreadPool | None, parent: QObject | None) -> None:
         super().__init__(parent)
@@ -178,15 +184,17 @@ class _Job(QObject):
 
     @pyqtSlot(object)
     def _on_succeeded(self, result: object) -> None:
-        raise NotImplementedError
+        if self._end():
+            self.finished.emit(result)
 
     @pyqtSlot(str)
     def _on_failed(self, message: str) -> None:
-        raise NotImplementedError
+        if self._end():
+            self.failed.emit(message)
 
     @pyqtSlot()
-    def _on_cancelled(self) -> None:
-        raise NotImplementedError
+    def _on_cancelled(self) -> None:  # only reached by jobs that can be cancelled
+        self._on_failed("Cancelled.")
 
 
 class ScanJob(_Job):
@@ -325,19 +333,6 @@ class ExportJob(_Job):
         if not self._ended:
             self.progress.emit(done, int(total))
 
-    @pyqtSlot(object)
-    def _on_succeeded(self, result: object) -> None:
-        if self._end():
-            self.finished.emit(result)
-
-    @pyqtSlot(str)
-    def _on_failed(self, message: str) -> None:
-        if self._end():
-            self.failed.emit(message)
-
-    @pyqtSlot()
-    def _on_cancelled(self) -> None:  # not reachable: exports are not cancelled
-        self._on_failed("The export was cancelled.")
 
 
 class ModelListJob(_Job):
@@ -365,20 +360,6 @@ class ModelListJob(_Job):
                 return captioner.list_models()
 
         self._start_task(work, "listing the Gemini models")
-
-    @pyqtSlot(object)
-    def _on_succeeded(self, result: object) -> None:
-        if self._end():
-            self.finished.emit(result)
-
-    @pyqtSlot(str)
-    def _on_failed(self, message: str) -> None:
-        if self._end():
-            self.failed.emit(message)
-
-    @pyqtSlot()
-    def _on_cancelled(self) -> None:  # not reachable: the request is not cancelled
-        self._on_failed("Listing the models was cancelled.")
 
 
 __all__ = ["ExportJob", "ModelListJob", "PROGRESS_INTERVAL_S", "ScanJob"]
