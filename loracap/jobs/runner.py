@@ -92,6 +92,12 @@ class _Worker(QRunnable):
         self._job = job
         self._take = take
 
+    def _retry_reporter(self, image_id: int) -> Callable[[int, TransientError, float], None]:
+        def on_retry(_attempt: int, error: TransientError, delay: float) -> None:
+            self.signals.retrying.emit(image_id, str(error), delay)
+
+        return on_retry
+
     def run(self) -> None:
         try:
             while not self._job.cancel.is_set():
@@ -99,12 +105,8 @@ class _Worker(QRunnable):
                 if image_id is None:
                     break
 
-                def on_retry(_attempt: int, error: TransientError, delay: float,
-                             image_id: int = image_id) -> None:
-                    self.signals.retrying.emit(image_id, str(error), delay)
-
                 try:
-                    outcome = caption_image(self._job, image_id, on_retry)
+                    outcome = caption_image(self._job, image_id, self._retry_reporter(image_id))
                 except CancelledError:
                     break
                 except LoraCapError as exc:
