@@ -507,20 +507,21 @@ class Project:
         """Add the files of a folder scan (:class:`loracap.core.scan.ScannedFile`).
 
         Files already in the project are left alone. A sidecar caption becomes an ``imported``
-        caption (with the project's prefix removed if it starts with it). Each file is committed
-        as it is added.
+        caption (with the project's prefix removed if it starts with it). Everything is
+        committed in one transaction: all files or, on an error, none.
         """
         settings = self.settings
         added = invalid = imported = known = 0
         sidecar_errors: list[tuple[str, str]] = []
-        for scanned in files:
-            stored = self.stored_path(scanned.path)
-            info = scanned.info
-            with self._write() as session:
-                exists = session.scalar(select(ImageRow.id).where(ImageRow.path == stored))
-                if exists is not None:
+        with self._write() as session:
+            existing = set(session.scalars(select(ImageRow.path)))
+            for scanned in files:
+                stored = self.stored_path(scanned.path)
+                info = scanned.info
+                if stored in existing:
                     known += 1
                     continue
+                existing.add(stored)
                 row = ImageRow(
                     path=stored,
                     file_size=info.file_size,
