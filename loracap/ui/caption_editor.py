@@ -171,6 +171,7 @@ class CaptionEditor(QWidget):
         usable = record is not None and record.valid
         body = record.caption.body if record is not None and record.caption else ""
         self.prefix_label.setText(prefix.strip() or "(no prefix)")
+        self.prefix_label.setVisible(record is not None)
         self._load_text(body)
         self.body.setEnabled(usable)
         self.caption_button.setEnabled(usable)

@@ -42,6 +42,7 @@ from PyQt6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSplitter,
+    QStackedWidget,
     QTabWidget,
     QToolBar,
     QToolButton,
@@ -178,6 +179,7 @@ class MainWindow(QMainWindow):
         self.progress.cancel_button.clicked.connect(self.cancel_batch)
         self.statusBar().addPermanentWidget(self.progress, 1)
         self._restore_window_state()
+        self._update_top_bar()
         self._update_enabled()
 
     # ------------------------------------------------------------------ construction
@@ -361,9 +363,14 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.metadata_view, "metadata.txt preview")
         self.tabs.currentChanged.connect(lambda _i: self._refresh_metadata())
 
+        self.welcome = self._build_welcome()
+        self.left_stack = QStackedWidget()
+        self.left_stack.addWidget(self.welcome)
+        self.left_stack.addWidget(left)
+
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.setObjectName("mainSplitter")
-        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.left_stack)
         self.splitter.addWidget(self.tabs)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
@@ -371,6 +378,38 @@ class MainWindow(QMainWindow):
         self.setTabOrder(self.filter_edit, self.state_filter)
         self.setTabOrder(self.state_filter, self.view)
         self.setTabOrder(self.view, self.editor.body)
+
+    def _build_welcome(self) -> QWidget:
+        """What a first-time user sees: how to start, in three lines and two buttons."""
+        page = QWidget()
+        page.setObjectName("welcome")
+        title = QLabel("<h2>Make a captioned LoRA dataset</h2>")
+        steps = QLabel(
+            "1. Pick a folder of photos and a trigger word.<br>"
+            "2. Press <b>Generate Captions</b> and review the captions.<br>"
+            "3. <b>Export</b> the zip for your trainer.<br><br>"
+            "You can also drag a folder of photos, or a .loraproj project, onto this window."
+        )
+        steps.setWordWrap(True)
+        new_button = QPushButton("New Project from Folder…")
+        new_button.setDefault(True)
+        new_button.setToolTip("Ctrl+N")
+        new_button.clicked.connect(lambda: self.new_project())
+        open_button = QPushButton("Open Project…")
+        open_button.setToolTip("Ctrl+O")
+        open_button.clicked.connect(self.open_project_dialog)
+        buttons = QHBoxLayout()
+        buttons.addWidget(new_button)
+        buttons.addWidget(open_button)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(page)
+        layout.setContentsMargins(32, 32, 32, 32)
+        layout.addWidget(title)
+        layout.addWidget(steps)
+        layout.addSpacing(12)
+        layout.addLayout(buttons)
+        layout.addStretch(1)
+        return page
 
     def _restore_window_state(self) -> None:
         geometry, state, splitter = self.settings.window_state()
@@ -410,15 +449,18 @@ class MainWindow(QMainWindow):
         self.generate_button.setEnabled(has_project and not running)
         self.previous_button.setEnabled(has_project)
         self.next_button.setEnabled(has_project)
+        self.tabs.setEnabled(has_project)
 
     def _update_top_bar(self) -> None:
         if self.project is None:
             for label in (self.folder_label, self.trigger_label, self.profile_label,
                           self.model_label):
                 label.setText("")
-            self.folder_label.setText("No project open — File > New Project from Folder…")
+            self.folder_label.setText("No project open")
             self.setWindowTitle("LoRACap")
+            self.left_stack.setCurrentWidget(self.welcome)
             return
+        self.left_stack.setCurrentIndex(1)
         settings = self.project.settings
         self.folder_label.setText(f"Folder: {self.project.folder}")
         self.folder_label.setToolTip(str(self.project.path))

@@ -314,3 +314,12 @@ def test_a_caption_being_typed_is_never_replaced(qtbot, make_window, folder: Pat
     caption = window.project.image(first.id).caption
     assert caption.body == "my own words" and caption.provenance is Provenance.EDITED
     assert any(v.provenance is Provenance.GENERATED for v in window.project.history(first.id))
+
+
+def test_first_start_shows_how_to_begin(qtbot, make_window, folder: Path, no_dialogs) -> None:
+    window = make_window()
+    assert window.left_stack.currentWidget() is window.welcome
+    assert not window.generate_action.isEnabled() and not window.export_action.isEnabled()
+    window.open_project(make_project(folder))
+    assert window.left_stack.currentWidget() is not window.welcome
+    assert window.generate_action.isEnabled()
