@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, TextIO
 
 from loracap import __version__
 from loracap.core.errors import InputError, LoraCapError
+from loracap.core.logs import configure_logging
 from loracap.core.text import human_duration, progress_text
+from loracap.core.userdirs import user_dirs
 
 if TYPE_CHECKING:
     from loracap.core.project import Project
@@ -470,10 +472,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
+    configure_logging(
+        user_dirs().logs,
         level=logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
+        stream_tracebacks=args.debug,
     )
     if args.command is None:  # only options such as -v were given
         parser.print_help(sys.stderr)
@@ -481,16 +484,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except LoraCapError as exc:
-        if args.debug:
-            log.exception("Failed")
+        log.info("loracap %s failed: %s", args.command, exc, exc_info=args.debug)
         sys.stderr.write(f"loracap: error: {exc}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("\nloracap: interrupted\n")
         return EXIT_INTERRUPTED
-    except Exception as exc:  # last resort: one line, never a traceback
-        if args.debug:
-            log.exception("Unexpected error")
+    except Exception as exc:  # last resort: one line here, the traceback in the log file
+        log.exception("Unexpected error in loracap %s", args.command)
         sys.stderr.write(f"loracap: unexpected error: {type(exc).__name__}: {exc} "
-                         "(run with --debug for details)\n")
+                         f"(details in the log file in {user_dirs().logs})\n")
         return EXIT_FAILURE

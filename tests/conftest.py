@@ -8,9 +8,12 @@ before anything imports it.
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 os.environ["PYTHON_KEYRING_BACKEND"] = "tests.fakes.memory_keyring.MemoryKeyring"
+# Settings, logs and caches of the code under test go to a throw-away folder, never the user's.
+os.environ["LORACAP_HOME"] = tempfile.mkdtemp(prefix="loracap-test-home-")
 for _name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL"):
     os.environ.pop(_name, None)
 

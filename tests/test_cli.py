@@ -152,6 +152,8 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert loracap("caption").returncode == 2
     missing = loracap("info", tmp_path / "nope.loraproj")
     assert missing.returncode == 2 and "No project file" in missing.stderr
+    log_file = Path(os.environ["LORACAP_HOME"]) / "logs" / "loracap.log"
+    assert "No project file" in log_file.read_text(encoding="utf-8")  # the log records it
     assert loracap("new", tmp_path / "nowhere", "--trigger", "x").returncode == 2
 
 

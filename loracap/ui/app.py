@@ -6,14 +6,17 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from types import TracebackType
 
-from PyQt6.QtCore import QMessageLogContext, QTimer, QtMsgType, qInstallMessageHandler
+from PyQt6.QtCore import QMessageLogContext, QSettings, QTimer, QtMsgType, qInstallMessageHandler
 from PyQt6.QtWidgets import QApplication, QMessageBox
 
 from loracap import __version__
+from loracap.core.logs import configure_logging
+from loracap.core.userdirs import user_dirs
 from loracap.ui.main_window import MainWindow
 from loracap.ui.settings import AppSettings
-from loracap.ui.thumbnails import ThumbnailProvider, default_cache_dir
+from loracap.ui.thumbnails import ThumbnailProvider
 
 log = logging.getLogger("loracap.qt")
 
@@ -32,12 +35,32 @@ def _qt_message(kind: QtMsgType, _context: QMessageLogContext, message: str | No
 
 def build_window(settings: AppSettings | None = None) -> MainWindow:
     """The main window with its collaborators (a QApplication must exist)."""
-    return MainWindow(settings or AppSettings(), ThumbnailProvider(default_cache_dir()))
+    dirs = user_dirs()
+    if settings is None:
+        qsettings = (QSettings(str(dirs.settings_file), QSettings.Format.IniFormat)
+                     if dirs.portable else QSettings("LoRACap", "LoRACap"))
+        settings = AppSettings(qsettings)
+    return MainWindow(settings, ThumbnailProvider(dirs.cache / "thumbnails"), log_dir=dirs.logs)
+
+
+def _install_excepthook(window_ref: list[MainWindow]) -> None:
+    """An unexpected error is logged with its traceback and shown as one plain message."""
+
+    def hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
+        log.critical("Unexpected error", exc_info=(kind, error, tb))
+        parent = window_ref[0] if window_ref else None
+        QMessageBox.critical(
+            parent, "LoRACap",
+            f"Something went wrong: {error}\n\nYour captions are saved. The details are in the "
+            "log file (Help > Open Log Folder); please send it to whoever helps you.",
+        )
+
+    sys.excepthook = hook
 
 
 def run_gui(path: Path | None = None) -> int:
     """Open the window; ``path`` is a folder (new project) or a ``.loraproj`` file to open."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(user_dirs().logs, stream=sys.stderr)
     qInstallMessageHandler(_qt_message)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
@@ -45,6 +68,7 @@ def run_gui(path: Path | None = None) -> int:
     app.setOrganizationName("LoRACap")
     app.setApplicationVersion(__version__)
     window = build_window()
+    _install_excepthook([window])
     window.show()
     if path is not None:
         target = path.expanduser()

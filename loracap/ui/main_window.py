@@ -22,6 +22,7 @@ from PyQt6.QtCore import (
 from PyQt6.QtGui import (
     QAction,
     QCloseEvent,
+    QDesktopServices,
     QDragEnterEvent,
     QDropEvent,
     QKeySequence,
@@ -50,6 +51,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from loracap import __version__
 from loracap.core.captioning import Captioner
 from loracap.core.errors import ApiKeyMissingError, LoraCapError
 from loracap.core.export import plan_export
@@ -156,9 +158,12 @@ class MainWindow(QMainWindow):
         thumbnails: ThumbnailProvider,
         captioner_factory: CaptionerFactory = default_captioner_factory,
         parent: QWidget | None = None,
+        *,
+        log_dir: Path | None = None,
     ) -> None:
         super().__init__(parent)
         self.settings = settings
+        self.log_dir = log_dir
         self.project: Project | None = None
         self.runner: CaptionRunner | None = None
         self._captioner_factory = captioner_factory
@@ -236,6 +241,10 @@ class MainWindow(QMainWindow):
             "Only failed images", lambda: self.generate(CaptionMode.FAILED))
         self.generate_selected = self._action(
             "Selected images", lambda: self.generate(CaptionMode.SELECTED))
+        self.log_folder_action = self._action(
+            "Open &Log Folder", self.open_log_folder, None,
+            "The log file records errors; send it to whoever helps you")
+        self.about_action = self._action("&About LoRACap", self.about)
         self.generate_action = self._action(
             "&Generate Captions", lambda: self.generate(CaptionMode.MISSING), [key("Ctrl+G")],
             "Caption the images without a caption (Ctrl+G); the arrow offers other choices")
@@ -260,6 +269,9 @@ class MainWindow(QMainWindow):
         go_menu = bar.addMenu("&Go")
         go_menu.addAction(self.previous_action)
         go_menu.addAction(self.next_action)
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self.log_folder_action)
+        help_menu.addAction(self.about_action)
         caption_menu = bar.addMenu("&Captions")
         caption_menu.addAction(self.generate_action)
         caption_menu.addSeparator()
@@ -809,6 +821,23 @@ class MainWindow(QMainWindow):
         self.editor.flush()
         if SettingsDialog(self.settings, self.project, self).exec():
             self._update_top_bar()
+
+    def open_log_folder(self) -> None:
+        """Help > Open Log Folder: show the folder of ``loracap.log`` in the file manager."""
+        if self.log_dir is None:
+            return
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.log_dir))):
+            self.show_error(f"The log file is in {self.log_dir}.")
+
+    def about(self) -> None:
+        """Help > About LoRACap."""
+        QMessageBox.about(
+            self, "About LoRACap",
+            f"<b>LoRACap {__version__}</b><br>Turns a folder of photos into a captioned, "
+            "trainer-ready LoRA dataset.<br><br>Log folder: "
+            f"{self.log_dir if self.log_dir else 'not set'}",
+        )
 
     # ------------------------------------------------------------------ drag and drop
 

@@ -323,3 +323,17 @@ def test_first_start_shows_how_to_begin(qtbot, make_window, folder: Path, no_dia
     window.open_project(make_project(folder))
     assert window.left_stack.currentWidget() is not window.welcome
     assert window.generate_action.isEnabled()
+
+
+def test_help_opens_the_log_folder(qtbot, app_settings: AppSettings, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[str] = []
+    monkeypatch.setattr(main_window_mod.QDesktopServices, "openUrl",
+                        staticmethod(lambda url: opened.append(url.toLocalFile()) or True))
+    window = MainWindow(app_settings, ThumbnailProvider(tmp_path / "thumbs"),
+                        log_dir=tmp_path / "logs")
+    qtbot.addWidget(window)
+    menus = [action.text() for action in window.menuBar().actions()]
+    assert "&Help" in menus
+    window.log_folder_action.trigger()
+    assert opened == [str(tmp_path / "logs")] and (tmp_path / "logs").is_dir()
