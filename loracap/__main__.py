@@ -16,6 +16,10 @@ def main() -> int:
     from loracap.cli import COMMANDS
 
     args = sys.argv[1:]
+    if args == ["--self-test"]:  # hidden: proves a packaged build works (build_scripts/)
+        from loracap.selftest import run_self_test
+
+        return run_self_test()
     if not args or (len(args) == 1 and args[0] not in COMMANDS and not args[0].startswith("-")):
         from loracap.ui.app import run_gui
 
