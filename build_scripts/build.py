@@ -60,7 +60,7 @@ def run_pyinstaller() -> None:
 
 
 def _zip_folder(folder: Path, archive: Path) -> None:
-    """Zip ``folder`` with the folder itself as the top entry (keeps symlinks out of the way)."""
+    """Zip ``folder`` with the folder itself as the top entry (symlinks are stored as copies)."""
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
         for path in sorted(folder.rglob("*")):
             zf.write(path, path.relative_to(folder.parent))

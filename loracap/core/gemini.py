@@ -44,6 +44,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from loracap.core.defaults import DEFAULT_MODEL
 from loracap.core.errors import (
     AuthenticationError,
     CaptionError,
@@ -56,7 +57,6 @@ from loracap.core.prompts import Instructions, parse_answer
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "gemini-flash-latest"
 BACKEND_NAME = "gemini"
 AI_STUDIO_URL = "https://aistudio.google.com/apikey"
 

@@ -29,7 +29,6 @@ from PyQt6.QtCore import QObject, QRunnable, QThreadPool, pyqtSignal, pyqtSlot
 
 from loracap.core.errors import CancelledError, LoraCapError
 from loracap.core.export import ExportFormat, export_project
-from loracap.core.gemini import GeminiCaptioner
 from loracap.core.project import Project
 from loracap.core.scan import ScannedFile, scan_folder
 
@@ -356,6 +355,8 @@ class ModelListJob(_Job):
         api_key = self._api_key
 
         def work(_task: _Task) -> list[str]:
+            from loracap.core.gemini import GeminiCaptioner  # heavy: imported when needed
+
             with GeminiCaptioner(api_key, timeout_s=MODEL_LIST_TIMEOUT_S) as captioner:
                 return captioner.list_models()
 

@@ -4,10 +4,13 @@ provider and main window, and passes them into constructors (no global registrie
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import time
 from pathlib import Path
 from types import TracebackType
 
+import psutil
 from PyQt6.QtCore import QMessageLogContext, QSettings, QTimer, QtMsgType, qInstallMessageHandler
 from PyQt6.QtWidgets import QApplication, QMessageBox
 
@@ -58,6 +61,15 @@ def _install_excepthook(window_ref: list[MainWindow]) -> None:
     sys.excepthook = hook
 
 
+def _report_startup(app: QApplication) -> None:
+    """For benchmarks/startup.py: print seconds from process start to the first shown window
+    (the first event-loop turn after show()), then quit."""
+    started = psutil.Process().create_time()
+    sys.stdout.write(f"startup {time.time() - started:.3f} s\n")
+    sys.stdout.flush()
+    app.quit()
+
+
 def run_gui(path: Path | None = None) -> int:
     """Open the window; ``path`` is a folder (new project) or a ``.loraproj`` file to open."""
     configure_logging(user_dirs().logs, stream=sys.stderr)
@@ -70,6 +82,8 @@ def run_gui(path: Path | None = None) -> int:
     window = build_window()
     _install_excepthook([window])
     window.show()
+    if os.environ.get("LORACAP_STARTUP_TIMING"):
+        QTimer.singleShot(0, lambda: _report_startup(app))
     if path is not None:
         target = path.expanduser()
         if target.exists():

@@ -12,7 +12,7 @@ from typing import Any
 
 from PyQt6.QtCore import QByteArray, QSettings
 
-from loracap.core.gemini import DEFAULT_MODEL
+from loracap.core.defaults import DEFAULT_MODEL
 
 #: How many entries File > Open Recent keeps.
 MAX_RECENT = 10
