@@ -47,7 +47,8 @@ def size_mb(path: Path) -> float:
     """Size of a file, or of all files under a folder (symlinks not followed), in MB."""
     if path.is_file():
         return path.stat().st_size / 1e6
-    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink()) / 1e6
+    files = (p for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    return sum(p.lstat().st_size for p in files) / 1e6
 
 
 def run_pyinstaller() -> None:
@@ -72,8 +73,9 @@ def make_archive(ver: str) -> tuple[Path, Path]:
         built = DIST / f"{APP_NAME}.app"
         archive = DIST / f"{APP_NAME}-{ver}-macos.zip"
         archive.unlink(missing_ok=True)
-        if shutil.which("ditto"):  # keeps the symlinks, permissions and extended attributes of the .app
-            subprocess.run(["ditto", "-c", "-k", "--keepParent", str(built), str(archive)], check=True)
+        if shutil.which("ditto"):  # keeps the .app's symlinks, permissions and attributes
+            command = ["ditto", "-c", "-k", "--keepParent", str(built), str(archive)]
+            subprocess.run(command, check=True)
         else:
             _zip_folder(built, archive)
     elif sys.platform == "win32":
