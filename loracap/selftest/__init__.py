@@ -18,29 +18,19 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from loracap.core.resources import resource
+
 SAMPLE_NAMES = ("hall.jpg", "studio.png", "lobby.webp")
-
-
-def resources_dir() -> Path | None:
-    """The ``resources`` folder: in a PyInstaller bundle, beside the code; in a checkout, at
-    the repository root. None when neither is there (an installed wheel)."""
-    bundle = getattr(sys, "_MEIPASS", None)
-    candidates = [Path(bundle) / "resources"] if bundle else []
-    candidates.append(Path(__file__).resolve().parents[2] / "resources")
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate
-    return None
 
 
 def _samples(target: Path) -> list[Path]:
     """Copy the sample images into ``target`` (or draw them when resources are not shipped)."""
-    source = resources_dir()
     copied = []
     for name in SAMPLE_NAMES:
         path = target / name
-        if source is not None and (source / "selftest" / name).is_file():
-            shutil.copyfile(source / "selftest" / name, path)
+        sample = resource("selftest", name)
+        if sample is not None:
+            shutil.copyfile(sample, path)
         else:
             from PIL import Image
 

@@ -11,10 +11,12 @@ from pathlib import Path
 from types import TracebackType
 
 from PyQt6.QtCore import QMessageLogContext, QSettings, QTimer, QtMsgType, qInstallMessageHandler
+from PyQt6.QtGui import QIcon
 from PyQt6.QtWidgets import QApplication, QMessageBox
 
 from loracap import __version__
 from loracap.core.logs import configure_logging
+from loracap.core.resources import resource
 from loracap.core.userdirs import user_dirs
 from loracap.ui.main_window import MainWindow
 from loracap.ui.settings import AppSettings
@@ -78,6 +80,9 @@ def run_gui(path: Path | None = None) -> int:
     app.setApplicationName("LoRACap")
     app.setOrganizationName("LoRACap")
     app.setApplicationVersion(__version__)
+    icon = resource("icons", "loracap.png")
+    if icon is not None:
+        app.setWindowIcon(QIcon(str(icon)))
     window = build_window()
     _install_excepthook([window])
     window.show()
