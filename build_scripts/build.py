@@ -54,7 +54,7 @@ def size_mb(path: Path) -> float:
 def run_pyinstaller() -> None:
     """Build ``dist/LoRACap`` (and ``dist/LoRACap.app`` on macOS) from the spec."""
     subprocess.run(
-        [sys.executable, "-m", "PyInstaller", "--noconfirm", "--clean",
+        [sys.executable, "-m", "PyInstaller", "--noconfirm", "--clean", "--log-level", "WARN",
          "--distpath", str(DIST), "--workpath", str(WORK), str(SPEC)],
         cwd=ROOT, check=True,
     )

@@ -9,9 +9,18 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import cast
 
-from PyQt6.QtCore import QMessageLogContext, QSettings, QTimer, QtMsgType, qInstallMessageHandler
-from PyQt6.QtGui import QIcon
+from PyQt6.QtCore import (
+    QEvent,
+    QMessageLogContext,
+    QObject,
+    QSettings,
+    QTimer,
+    QtMsgType,
+    qInstallMessageHandler,
+)
+from PyQt6.QtGui import QFileOpenEvent, QIcon
 from PyQt6.QtWidgets import QApplication, QMessageBox
 
 from loracap import __version__
@@ -35,6 +44,22 @@ _QT_LEVELS = {
 
 def _qt_message(kind: QtMsgType, _context: QMessageLogContext, message: str | None) -> None:
     log.log(_QT_LEVELS.get(kind, logging.WARNING), "%s", message)
+
+
+class FileOpenFilter(QObject):
+    """macOS opens documents (a double-clicked ``.loraproj``, a folder dropped on the Dock icon)
+    with a ``QFileOpenEvent`` sent to the application, not with command-line arguments."""
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self._window = window
+
+    def eventFilter(self, watched: QObject | None, event: QEvent | None) -> bool:
+        if event is not None and event.type() == QEvent.Type.FileOpen:
+            path = Path(cast(QFileOpenEvent, event).file())
+            QTimer.singleShot(0, lambda: self._window.open_path(path))
+            return True
+        return super().eventFilter(watched, event)
 
 
 def build_window(settings: AppSettings | None = None) -> MainWindow:
@@ -84,6 +109,7 @@ def run_gui(path: Path | None = None) -> int:
     if icon is not None:
         app.setWindowIcon(QIcon(str(icon)))
     window = build_window()
+    app.installEventFilter(FileOpenFilter(window))
     _install_excepthook([window])
     window.show()
     if os.environ.get("LORACAP_STARTUP_TIMING"):

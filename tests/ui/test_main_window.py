@@ -337,3 +337,26 @@ def test_help_opens_the_log_folder(qtbot, app_settings: AppSettings, tmp_path: P
     assert "&Help" in menus
     window.log_folder_action.trigger()
     assert opened == [str(tmp_path / "logs")] and (tmp_path / "logs").is_dir()
+
+
+def test_macos_file_open_event_opens_the_project(qtbot, make_window, folder: Path,
+                                                 no_dialogs) -> None:
+    from PyQt6.QtCore import QEvent
+
+    from loracap.ui.app import FileOpenFilter
+
+    class FileOpen:  # PyQt6 cannot construct a QFileOpenEvent; this has its two methods
+        def __init__(self, file: str) -> None:
+            self._file = file
+
+        def type(self) -> QEvent.Type:
+            return QEvent.Type.FileOpen
+
+        def file(self) -> str:
+            return self._file
+
+    window = make_window()
+    path = make_project(folder)
+    assert FileOpenFilter(window).eventFilter(QApplication.instance(), FileOpen(str(path)))
+    qtbot.waitUntil(lambda: window.project is not None)
+    assert window.project.path == path
