@@ -241,6 +241,9 @@ class MainWindow(QMainWindow):
             "Only failed images", lambda: self.generate(CaptionMode.FAILED))
         self.generate_selected = self._action(
             "Selected images", lambda: self.generate(CaptionMode.SELECTED))
+        self.shortcuts_action = self._action(
+            "&Keyboard Shortcuts", self.show_shortcuts, [key(key.StandardKey.HelpContents)],
+            "Every shortcut of the window")
         self.log_folder_action = self._action(
             "Open &Log Folder", self.open_log_folder, None,
             "The log file records errors; send it to whoever helps you")
@@ -270,6 +273,7 @@ class MainWindow(QMainWindow):
         go_menu.addAction(self.previous_action)
         go_menu.addAction(self.next_action)
         help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self.shortcuts_action)
         help_menu.addAction(self.log_folder_action)
         help_menu.addAction(self.about_action)
         caption_menu = bar.addMenu("&Captions")
@@ -821,6 +825,30 @@ class MainWindow(QMainWindow):
         self.editor.flush()
         if SettingsDialog(self.settings, self.project, self).exec():
             self._update_top_bar()
+
+    def shortcut_list(self) -> list[tuple[str, str]]:
+        """``(action, shortcuts)`` for every action with a shortcut, in menu order."""
+        rows: list[tuple[str, str]] = []
+        for menu_action in self.menuBar().actions():
+            menu = menu_action.menu()
+            if menu is None:
+                continue
+            for action in menu.actions():
+                keys = ", ".join(
+                    k.toString(QKeySequence.SequenceFormat.NativeText) for k in action.shortcuts()
+                )
+                if keys and (action.text(), keys) not in rows:
+                    rows.append((action.text().replace("&", ""), keys))
+        rows.append(("Previous / next image while typing", "Page Up / Page Down, Ctrl+Left / "
+                     "Ctrl+Right"))
+        return rows
+
+    def show_shortcuts(self) -> None:
+        """Help > Keyboard Shortcuts: a table of every shortcut."""
+        rows = "".join(f"<tr><td>{name}</td><td><b>{keys}</b></td></tr>"
+                       for name, keys in self.shortcut_list())
+        QMessageBox.information(self, "Keyboard Shortcuts",
+                                f"<table cellspacing='6'>{rows}</table>")
 
     def open_log_folder(self) -> None:
         """Help > Open Log Folder: show the folder of ``loracap.log`` in the file manager."""

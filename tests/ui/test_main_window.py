@@ -360,3 +360,13 @@ def test_macos_file_open_event_opens_the_project(qtbot, make_window, folder: Pat
     assert FileOpenFilter(window).eventFilter(QApplication.instance(), FileOpen(str(path)))
     qtbot.waitUntil(lambda: window.project is not None)
     assert window.project.path == path
+
+
+def test_keyboard_shortcuts_are_listed(qtbot, make_window) -> None:
+    window = make_window()
+    shortcuts = dict(window.shortcut_list())
+    assert shortcuts["New Project from Folder…"] == "Ctrl+N"
+    assert shortcuts["Export…"] == "Ctrl+E"
+    assert "Ctrl+Z" in shortcuts["Undo"] and "Ctrl+Shift+Z" in shortcuts["Redo"]
+    assert "PgDown" in shortcuts["Next Image"] and "Ctrl+Right" in shortcuts["Next Image"]
+    assert shortcuts["Generate Captions"] == "Ctrl+G"
