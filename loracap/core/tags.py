@@ -1,0 +1,454 @@
+"""Tags inside plain-text captions: splitting, span-preserving edits, frequencies, find/replace.
+
+A caption *body* (the caption without the trigger prefix) is read as a list of tags separated by
+the separator's non-space part: for the default ``", "`` that is ``","``. Each tag is the text
+between two separators with the whitespace around it stripped; empty pieces are not tags. Nothing
+else is interpreted: case is kept, duplicates are kept, and weight syntax such as ``(red:1.2)``
+is an ordinary tag.
+
+The editing functions (:func:`add_tag`, :func:`remove_tag`, :func:`rename_tag`,
+:func:`prepend_text`, :func:`append_text`) locate tags by their character spans in the original
+string and change only those spans and the separators next to them, so every other character of
+the caption keeps its exact bytes. A caption written as a sentence stays a sentence when tags it
+does not contain are removed or renamed.
+
+All functions are pure and Qt-free; :func:`apply_batch` and :func:`find_replace_preview` compute
+the changes over many images without writing anything.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from loracap.core.errors import InputError
+
+#: The separator written between tags (kohya sd-scripts and most trainers use comma + space).
+DEFAULT_SEPARATOR = ", "
+
+#: A caption whose last character is one of these ends a sentence: appended text is joined with
+#: a single space instead of the separator.
+_SENTENCE_END = ".!?"
+
+#: First-column names of a header row in a tags file (e.g. ``tag,category,count`` or ``name,...``).
+_HEADER_NAMES = frozenset({"tag", "name"})
+
+
+def _core(separator: str) -> str:
+    """The separator's non-space part (``","`` for ``", "``); a blank separator is used as is."""
+    if not separator:
+        raise InputError("The tag separator is empty; use a character such as a comma.")
+    return separator.strip() or separator
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """One piece of a body between separators.
+
+    ``start``/``end`` bound the stripped tag text (equal when the piece is blank);
+    ``sep_start``/``sep_end`` bound the separator that precedes the piece (both -1 for the first).
+    """
+
+    start: int
+    end: int
+    sep_start: int
+    sep_end: int
+
+    @property
+    def empty(self) -> bool:
+        return self.start == self.end
+
+
+def _pieces(body: str, separator: str) -> list[_Piece]:
+    """Every piece of ``body`` between separators, blank ones included, in order."""
+    core = _core(separator)
+    pieces: list[_Piece] = []
+    pos = 0
+    sep_start = sep_end = -1
+    while True:
+        found = body.find(core, pos)
+        raw_end = len(body) if found < 0 else found
+        start, end = pos, raw_end
+        while start < end and body[start].isspace():
+            start += 1
+        while end > start and body[end - 1].isspace():
+            end -= 1
+        pieces.append(_Piece(start, end, sep_start, sep_end))
+        if found < 0:
+            return pieces
+        sep_start, sep_end = found, found + len(core)
+        pos = sep_end
+
+
+def tag_spans(body: str, separator: str = DEFAULT_SEPARATOR) -> list[tuple[int, int]]:
+    """The ``(start, end)`` character spans of the tags of ``body``, in order.
+
+    ``body[start:end]`` is the tag with its surrounding whitespace stripped; blank pieces between
+    two separators have no span.
+    """
+    return [(p.start, p.end) for p in _pieces(body, separator) if not p.empty]
+
+
+def split_tags(body: str, separator: str = DEFAULT_SEPARATOR) -> list[str]:
+    """The tags of ``body``: split on the separator's non-space part, stripped, blanks dropped.
+
+    ``split_tags("a, (red:1.2) ,, B")`` is ``["a", "(red:1.2)", "B"]``. No case folding, no
+    de-duplication, no weight parsing. Raises :class:`InputError` for an empty separator.
+    """
+    return [body[start:end] for start, end in tag_spans(body, separator)]
+
+
+def join_tags(tags: Sequence[str], separator: str = DEFAULT_SEPARATOR) -> str:
+    """``tags`` joined with ``separator``: the inverse of :func:`split_tags` for stripped tags."""
+    return separator.join(tags)
+
+
+def has_tag(body: str, tag: str, separator: str = DEFAULT_SEPARATOR) -> bool:
+    """True when ``body`` contains ``tag`` (exact, case-sensitive match after stripping)."""
+    return tag.strip() in split_tags(body, separator)
+
+
+def _content_bounds(text: str) -> tuple[int, int]:
+    """Start and end of ``text`` without its leading and trailing whitespace."""
+    start = len(text) - len(text.lstrip())
+    end = len(text.rstrip())
+    return start, max(start, end)
+
+
+def _after_core(separator: str, core: str) -> str:
+    """The spacing that follows the separator's non-space part (``" "`` for ``", "``)."""
+    return separator[separator.find(core) + len(core):]
+
+
+def _append(body: str, text: str, separator: str, *, sentences: bool) -> str:
+    text = text.strip()
+    if not text:
+        return body
+    start, end = _content_bounds(body)
+    if start == end:
+        return text
+    core = _core(separator)
+    before = body[:end]
+    if before.endswith(core):
+        joiner = _after_core(separator, core)
+    elif sentences and before[-1] in _SENTENCE_END:
+        joiner = " "
+    else:
+        joiner = separator
+    return before + joiner + text + body[end:]
+
+
+def _prepend(body: str, text: str, separator: str, *, sentences: bool) -> str:
+    text = text.strip()
+    if not text:
+        return body
+    start, end = _content_bounds(body)
+    if start == end:
+        return text
+    core = _core(separator)
+    if text.endswith(core):
+        joiner = _after_core(separator, core)
+    elif sentences and text[-1] in _SENTENCE_END:
+        joiner = " "
+    else:
+        joiner = separator
+    return body[:start] + text + joiner + body[start:]
+
+
+def append_text(body: str, text: str, separator: str = DEFAULT_SEPARATOR) -> str:
+    """``body`` with ``text`` (stripped) added at its end; whitespace around the body is kept.
+
+    The joiner between them is, in order: nothing but the separator's trailing spacing when the
+    body already ends with the separator's non-space part (``"a, b,"`` + ``"c"`` ->
+    ``"a, b, c"``); a single space when the body ends a sentence with ``.``, ``!`` or ``?``
+    (``"A room."`` + ``"Warm light."`` -> ``"A room. Warm light."``); else the separator
+    (``"a, b"`` + ``"c"`` -> ``"a, b, c"``). An empty body becomes ``text``; an empty ``text``
+    leaves the body unchanged.
+    """
+    return _append(body, text, separator, sentences=True)
+
+
+def prepend_text(body: str, text: str, separator: str = DEFAULT_SEPARATOR) -> str:
+    """``body`` with ``text`` (stripped) added at its start, the mirror of :func:`append_text`.
+
+    ``"c"`` + ``"a, b"`` -> ``"c, a, b"``; a text ending a sentence (``"A room."``) or ending with
+    the separator's non-space part is joined with a single space / the separator's spacing.
+    """
+    return _prepend(body, text, separator, sentences=True)
+
+
+def add_tag(
+    body: str, tag: str, *, at_start: bool = False, separator: str = DEFAULT_SEPARATOR
+) -> str:
+    """``body`` with ``tag`` added at its end (or start), unless it already has the tag.
+
+    The tag is stripped; a blank tag or one already present (:func:`has_tag`) leaves the body
+    unchanged; an empty body becomes just the tag. The tag is always joined with the separator
+    (never with a sentence space) so that :func:`has_tag` finds it afterwards.
+    """
+    tag = tag.strip()
+    if not tag or has_tag(body, tag, separator):
+        return body
+    if at_start:
+        return _prepend(body, tag, separator, sentences=False)
+    return _append(body, tag, separator, sentences=False)
+
+
+def _merge(intervals: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _splice(body: str, edits: Iterable[tuple[int, int, str]]) -> str:
+    """``body`` with each non-overlapping ``(start, end, replacement)`` applied."""
+    out: list[str] = []
+    pos = 0
+    for start, end, replacement in sorted(edits):
+        out.append(body[pos:start])
+        out.append(replacement)
+        pos = end
+    out.append(body[pos:])
+    return "".join(out)
+
+
+def remove_tag(body: str, tag: str, separator: str = DEFAULT_SEPARATOR) -> str:
+    """``body`` without any occurrence of ``tag`` (exact match after stripping).
+
+    Each occurrence is removed with the separator before it (and the whitespace before that
+    separator), or, for the first piece, with the separator after it and the whitespace after
+    that. The text between the remaining tags keeps its original spacing:
+    ``"a , b , c"`` minus ``"b"`` is ``"a , c"``. A body without the tag is returned unchanged.
+    """
+    tag = tag.strip()
+    pieces = _pieces(body, separator)
+    cuts: list[tuple[int, int]] = []
+    for index, piece in enumerate(pieces):
+        if piece.empty or body[piece.start:piece.end] != tag:
+            continue
+        if piece.sep_start >= 0:
+            start = piece.sep_start
+            while start > 0 and body[start - 1].isspace():
+                start -= 1
+            cuts.append((start, piece.end))
+        elif index + 1 < len(pieces):
+            end = pieces[index + 1].sep_end
+            while end < len(body) and body[end].isspace():
+                end += 1
+            cuts.append((piece.start, end))
+        else:
+            cuts.append((piece.start, piece.end))
+    if not cuts:
+        return body
+    return _splice(body, ((start, end, "") for start, end in _merge(cuts)))
+
+
+def rename_tag(body: str, old: str, new: str, separator: str = DEFAULT_SEPARATOR) -> str:
+    """``body`` with every occurrence of the tag ``old`` replaced by ``new`` (both stripped).
+
+    Only the spans of ``old`` change. When ``body`` already has ``new``, the occurrences of
+    ``old`` are removed instead (the tags merge rather than duplicate); a blank ``new`` removes
+    ``old``. A body without ``old`` is returned unchanged.
+    """
+    old, new = old.strip(), new.strip()
+    if old == new:
+        return body
+    if not new or has_tag(body, new, separator):
+        return remove_tag(body, old, separator)
+    edits = [(start, end, new) for start, end in tag_spans(body, separator)
+             if body[start:end] == old]
+    return _splice(body, edits) if edits else body
+
+
+class TagCounter:
+    """Incremental tag frequencies over a set of caption bodies.
+
+    A tag's count is the number of added captions that contain it (a tag twice in one caption
+    counts once). :meth:`replace_caption` costs O(tags of the two captions), never a recount.
+    """
+
+    def __init__(self, separator: str = DEFAULT_SEPARATOR) -> None:
+        _core(separator)
+        self.separator = separator
+        self._counts: Counter[str] = Counter()
+
+    def _tags(self, body: str) -> set[str]:
+        return set(split_tags(body, self.separator))
+
+    def add_caption(self, body: str) -> None:
+        """Count the tags of one more caption."""
+        self._counts.update(self._tags(body))
+
+    def remove_caption(self, body: str) -> None:
+        """Stop counting the tags of a caption added before.
+
+        Raises :class:`ValueError` (and changes nothing) when a tag of ``body`` has no count,
+        i.e. the caption was never added.
+        """
+        self._decrement(self._tags(body))
+
+    def replace_caption(self, old_body: str, new_body: str) -> None:
+        """Count ``new_body`` instead of ``old_body`` (one caption edited).
+
+        Raises :class:`ValueError` (and changes nothing) as :meth:`remove_caption` does.
+        """
+        old, new = self._tags(old_body), self._tags(new_body)
+        self._decrement(old - new)
+        self._counts.update(new - old)
+
+    def _decrement(self, tags: set[str]) -> None:
+        missing = sorted(tag for tag in tags if self._counts.get(tag, 0) <= 0)
+        if missing:
+            raise ValueError(f"Tags not counted, caption never added: {missing!r}")
+        for tag in tags:
+            self._counts[tag] -= 1
+            if self._counts[tag] == 0:
+                del self._counts[tag]
+
+    def counts(self) -> dict[str, int]:
+        """A copy of the counts: tag -> number of captions with it (only counts above zero)."""
+        return {tag: count for tag, count in self._counts.items() if count > 0}
+
+    def most_common(self, n: int | None = None) -> list[tuple[str, int]]:
+        """``(tag, count)`` pairs by count, highest first, then by tag; the first ``n`` if given."""
+        ranked = sorted(self.counts().items(), key=lambda item: (-item[1], item[0]))
+        return ranked if n is None else ranked[:n]
+
+    def vocabulary(self) -> list[str]:
+        """Every counted tag, by frequency (as :meth:`most_common`)."""
+        return [tag for tag, _count in self.most_common()]
+
+    def export_tags_txt(self) -> str:
+        """The vocabulary as a tags file: one tag per line by frequency, LF line ends.
+
+        Ends with a trailing LF; an empty counter gives ``""``.
+        """
+        vocabulary = self.vocabulary()
+        return "".join(f"{tag}\n" for tag in vocabulary)
+
+
+def parse_tags_txt(text: str) -> list[str]:
+    """The tags of a tags file, in file order, each once.
+
+    Accepts one tag per line, or a CSV whose first column is the tag (e.g. a Danbooru tag list as
+    used by a1111-sd-webui-tagcomplete: ``tag,category,count,"aliases"``). Blank lines are
+    skipped, as is a first row whose first column is ``tag`` or ``name`` (a header). Tags are
+    stripped and otherwise kept as written (Danbooru underscores are not turned into spaces).
+    A leading byte-order mark is ignored.
+    """
+    tags: list[str] = []
+    seen: set[str] = set()
+    first = True
+    for line in text.lstrip("\ufeff").splitlines():
+        if not line.strip():
+            continue
+        if "," in line:
+            row = next(csv.reader([line]), [""])
+            tag = (row[0] if row else "").strip()
+        else:
+            tag = line.strip()
+        if first:
+            first = False
+            if tag.lower() in _HEADER_NAMES:
+                continue
+        if tag and tag not in seen:
+            seen.add(tag)
+            tags.append(tag)
+    return tags
+
+
+@dataclass(frozen=True)
+class Change:
+    """One image whose caption body a batch operation changes.
+
+    ``count`` is the number of replacements in that body (1 for a tag or text operation).
+    """
+
+    image_id: int
+    before: str
+    after: str
+    count: int
+
+
+def _compile(find: str, *, regex: bool, case_sensitive: bool) -> re.Pattern[str]:
+    if not find:
+        raise InputError("The text to find is empty; type what to search for.")
+    flags = 0 if case_sensitive else re.IGNORECASE
+    pattern = find if regex else re.escape(find)
+    try:
+        return re.compile(pattern, flags)
+    except re.error as exc:
+        where = f" at position {exc.pos}" if exc.pos is not None else ""
+        raise InputError(f"Invalid regular expression: {exc.msg}{where}.") from exc
+
+
+def find_replace_preview(
+    bodies: Mapping[int, str],
+    find: str,
+    replace: str,
+    *,
+    regex: bool = False,
+    case_sensitive: bool = True,
+) -> list[Change]:
+    """The changes a find/replace over ``bodies`` (image id -> caption body) would make.
+
+    Only images whose body changes are listed, in ``bodies`` order. With ``regex`` the pattern
+    is a Python :mod:`re` expression and ``replace`` may use groups (``\\1``, ``\\g<name>``);
+    without it both are literal text. Raises :class:`InputError` for an empty ``find``, an
+    invalid expression (with the position :mod:`re` reports) or a replacement naming a group
+    that does not exist.
+    """
+    pattern = _compile(find, regex=regex, case_sensitive=case_sensitive)
+    changes: list[Change] = []
+    for image_id, body in bodies.items():
+        try:
+            if regex:
+                after, count = pattern.subn(replace, body)
+            else:
+                after, count = pattern.subn(lambda _match: replace, body)
+        except (re.error, IndexError) as exc:
+            raise InputError(f"Invalid replacement text: {exc}.") from exc
+        if after != body:
+            changes.append(Change(image_id, body, after, count))
+    return changes
+
+
+def apply_batch(bodies: Mapping[int, str], operation: Callable[[str], str]) -> list[Change]:
+    """The changes ``operation`` (body -> new body) makes over ``bodies`` (image id -> body).
+
+    Used for adding, removing or renaming a tag and prepending or appending text on many images,
+    e.g. ``apply_batch(bodies, lambda b: add_tag(b, "lamp"))``. Only changed images are listed,
+    in ``bodies`` order, each with ``count=1``.
+    """
+    changes: list[Change] = []
+    for image_id, body in bodies.items():
+        after = operation(body)
+        if after != body:
+            changes.append(Change(image_id, body, after, 1))
+    return changes
+
+
+__all__ = [
+    "DEFAULT_SEPARATOR",
+    "Change",
+    "TagCounter",
+    "add_tag",
+    "append_text",
+    "apply_batch",
+    "find_replace_preview",
+    "has_tag",
+    "join_tags",
+    "parse_tags_txt",
+    "prepend_text",
+    "remove_tag",
+    "rename_tag",
+    "split_tags",
+    "tag_spans",
+]
