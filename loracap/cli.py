@@ -1,4 +1,4 @@
-"""The headless command line: ``loracap new | caption | export | info | key``.
+"""The headless command line: ``loracap new | caption | export | info | check | key``.
 
 Results go to standard output, progress and messages to standard error. Exit codes:
 0 done (a batch that ran to its end with some failed images is done), 2 bad usage or input,
@@ -105,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("project", type=Path)
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.add_argument("--list", action="store_true", help="list every image with its state")
+
+    check = sub.add_parser("check", help="list caption and image problems of a project")
+    check.add_argument("project", type=Path)
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.add_argument("--no-near-duplicates", action="store_true",
+                       help="skip the look-alike image search (opens no image file)")
 
     key = sub.add_parser("key", help="store, check or remove the Gemini API key")
     key.add_argument("action", choices=["set", "status", "clear"])
@@ -427,6 +433,32 @@ def cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from loracap.core.checks import check_project, summary_text
+    from loracap.core.project import Project
+
+    with Project.open(args.project.expanduser(), read_only=True) as project:
+        progress = _Progress(sys.stderr)
+
+        def on_progress(done: int, total: int) -> None:
+            if progress.interactive:
+                progress.show(f"Checking {done} of {total}", done / total)
+
+        findings = check_project(project, near_duplicates=not args.no_near_duplicates,
+                                 progress=on_progress)
+        progress.clear()
+        images = project.stats().images
+    if args.json:
+        data = [{"path": f.path, "kind": f.kind, "message": f.message, "image_id": f.image_id}
+                for f in findings]
+        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    else:
+        for f in findings:
+            sys.stdout.write(f"{f.path}\t{f.kind}\t{f.message}\n")
+    sys.stderr.write(summary_text(findings, images) + "\n")
+    return EXIT_OK
+
+
 def cmd_key(args: argparse.Namespace) -> int:
     from loracap.core.errors import ApiKeyMissingError
     from loracap.core.keys import delete_api_key, find_api_key, store_api_key
@@ -455,6 +487,7 @@ COMMANDS = {
     "caption": cmd_caption,
     "export": cmd_export,
     "info": cmd_info,
+    "check": cmd_check,
     "key": cmd_key,
 }
 

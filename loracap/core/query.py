@@ -1,9 +1,11 @@
 """The image filter's query language.
 
-Type words to find images whose caption contains them; add fields to narrow the search.
+Type words to find images whose caption or file name contains them; add fields to narrow the
+search.
 
 Terms
-  ``lamp``                 the caption contains "lamp" (any case, anywhere, also inside words)
+  ``lamp``                 the caption or the file name contains "lamp" (any case, anywhere,
+                           also inside words)
   ``"two words"``          the caption contains the exact phrase (any case)
   ``tag:lamp``             the caption has the tag "lamp" (exact, case-sensitive tag match)
   ``tag:"wooden tables"``  a tag with spaces goes in quotes
@@ -93,7 +95,8 @@ class _Context:
     @property
     def folded(self) -> str:
         if self._folded is None:
-            self._folded = self.item.caption.casefold()
+            # The file name too, on its own line, so a phrase never spans both.
+            self._folded = f"{self.item.caption}\n{self.item.file_name}".casefold()
         return self._folded
 
     @property

@@ -33,6 +33,7 @@ from PyQt6.QtCore import (
 from PyQt6.QtGui import QColor
 
 from loracap.core.project import ImageRecord, ProjectSettings
+from loracap.core.query import Query, QueryItem, QuerySyntaxError, parse_query
 from loracap.core.trigger import full_caption
 from loracap.ui.thumbnails import ThumbnailProvider
 
@@ -374,6 +375,7 @@ class ImageFilterProxy(QSortFilterProxyModel):
         super().__init__(parent)
         self._text = ""
         self._states: frozenset[str] | None = None
+        self._query: Query | None = None
         # The record changes on every update_record, so re-filtering on this role catches any
         # change of state or caption even on Qt versions that re-filter only for this role.
         self.setFilterRole(Roles.RECORD)
@@ -392,6 +394,20 @@ class ImageFilterProxy(QSortFilterProxyModel):
         if text == self._text:
             return
         self._change_filter(lambda: setattr(self, "_text", text))
+
+    def set_query(self, text: str) -> str:
+        """Filter with the query language of :mod:`loracap.core.query` (``tag:lamp
+        state:edited``, ...). Returns ``""``, or the syntax error's message when ``text`` is not
+        a valid query -- the filter then stays as it was, instead of showing nothing."""
+        try:
+            query = parse_query(text)
+        except QuerySyntaxError as exc:
+            return str(exc)
+        new = None if query.matches_everything else query
+        if new is None and self._query is None:
+            return ""
+        self._change_filter(lambda: setattr(self, "_query", new))
+        return ""
 
     def set_state_filter(self, states: frozenset[str] | None) -> None:
         """Keep only rows in one of ``states`` (values of ``image_state``); None keeps all."""
@@ -420,6 +436,8 @@ class ImageFilterProxy(QSortFilterProxyModel):
         index = model.index(source_row, 0, source_parent)
         if self._states is not None and index.data(Roles.STATE) not in self._states:
             return False
+        if self._query is not None and not self._query.matches(self._query_item(index)):
+            return False
         if not self._text:
             return True
         needle = self._text.casefold()
@@ -427,6 +445,18 @@ class ImageFilterProxy(QSortFilterProxyModel):
         path = str(index.data(Roles.PATH) or "")
         caption = str(index.data(Roles.CAPTION) or "")
         return needle in path.casefold() or needle in caption.casefold()
+
+    @staticmethod
+    def _query_item(index: QModelIndex) -> QueryItem:
+        record = index.data(Roles.RECORD)
+        body = record.caption.body if isinstance(record, ImageRecord) and record.caption else ""
+        return QueryItem(
+            file_name=str(index.data(Qt.ItemDataRole.DisplayRole) or ""),
+            caption=str(index.data(Roles.CAPTION) or ""),
+            state=str(index.data(Roles.STATE) or ""),
+            review="unreviewed",  # review marks arrive with the review workflow
+            body=body,
+        )
 
 
 __all__ = [

@@ -7,6 +7,7 @@ Everything here drives the same core and runner as the command line. The window 
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -244,6 +245,8 @@ class MainWindow(QMainWindow):
         self.shortcuts_action = self._action(
             "&Keyboard Shortcuts", self.show_shortcuts, [key(key.StandardKey.HelpContents)],
             "Every shortcut of the window")
+        self.filter_help_action = self._action(
+            "&Filter Syntax", self.show_filter_help, None, "How to write filters for the grid")
         self.log_folder_action = self._action(
             "Open &Log Folder", self.open_log_folder, None,
             "The log file records errors; send it to whoever helps you")
@@ -274,6 +277,7 @@ class MainWindow(QMainWindow):
         go_menu.addAction(self.next_action)
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self.shortcuts_action)
+        help_menu.addAction(self.filter_help_action)
         help_menu.addAction(self.log_folder_action)
         help_menu.addAction(self.about_action)
         caption_menu = bar.addMenu("&Captions")
@@ -316,7 +320,10 @@ class MainWindow(QMainWindow):
         self.filter_edit.setPlaceholderText("Filter by name or caption…")
         self.filter_edit.setClearButtonEnabled(True)
         self.filter_edit.setAccessibleName("Filter images")
-        self.filter_edit.textChanged.connect(self.proxy.set_text_filter)
+        self.filter_edit.setToolTip(
+            "Words find captions and file names. Also: tag:lamp, -tag:draft, state:edited, "
+            "name:IMG_*, words>40, AND / OR / NOT and ( ). Help > Filter Syntax has it all.")
+        self.filter_edit.textChanged.connect(self._on_filter_text)
         self.state_filter = QComboBox()
         self.state_filter.setAccessibleName("Show images by caption state")
         for label, _states in STATE_FILTERS:
@@ -426,6 +433,22 @@ class MainWindow(QMainWindow):
         layout.addLayout(buttons)
         layout.addStretch(1)
         return page
+
+    def _on_filter_text(self, text: str) -> None:
+        error = self.proxy.set_query(text)
+        # A mistake is shown where it is, and the grid keeps its last good filter.
+        self.filter_edit.setStyleSheet("QLineEdit { border: 1px solid #c0392b; }" if error else "")
+        if error:
+            self.statusBar().showMessage(f"Filter: {error}")
+        else:
+            self.statusBar().clearMessage()
+
+    def show_filter_help(self) -> None:
+        """Help > Filter Syntax: the query language's reference."""
+        from loracap.core import query
+
+        text = html.escape(query.__doc__ or "").replace("``", "")
+        QMessageBox.information(self, "Filter Syntax", f"<pre>{text}</pre>")
 
     def _restore_window_state(self) -> None:
         geometry, state, splitter = self.settings.window_state()

@@ -219,3 +219,11 @@ def test_known_values_match_the_documentation() -> None:
         assert name in doc
     for name in FIELDS:
         assert f"``{name}" in doc
+
+
+def test_plain_words_also_find_file_names() -> None:
+    item = QueryItem(file_name="IMG_0003.jpg", caption="photo of hall lobby", state="generated",
+                     review="unreviewed")
+    assert parse_query("img_0003").matches(item)
+    assert parse_query("lobby").matches(item)
+    assert not parse_query('"lobby IMG"').matches(item)  # a phrase never spans both

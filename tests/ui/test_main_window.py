@@ -370,3 +370,22 @@ def test_keyboard_shortcuts_are_listed(qtbot, make_window) -> None:
     assert "Ctrl+Z" in shortcuts["Undo"] and "Ctrl+Shift+Z" in shortcuts["Redo"]
     assert "PgDown" in shortcuts["Next Image"] and "Ctrl+Right" in shortcuts["Next Image"]
     assert shortcuts["Generate Captions"] == "Ctrl+G"
+
+
+def test_filter_box_speaks_the_query_language(qtbot, make_window, folder: Path,
+                                              no_dialogs) -> None:
+    window = make_window()
+    window.open_project(make_project(folder))
+    window.project.edit_caption(window.model.record(0).id, "lobby, red sofa")
+    window.refresh_image(window.model.record(0).id)
+    window.project.edit_caption(window.model.record(1).id, "lobby, blue sofa")
+    window.refresh_image(window.model.record(1).id)
+    qtbot.keyClicks(window.filter_edit, 'tag:"red sofa" OR name:IMG_0006*')
+    assert window.proxy.rowCount() == 2
+    window.filter_edit.clear()
+    qtbot.keyClicks(window.filter_edit, "state:manual -tag:lobby")
+    assert window.proxy.rowCount() == 0
+    window.filter_edit.clear()
+    qtbot.keyClicks(window.filter_edit, "state:manual (")  # unfinished: last good filter stays
+    assert window.proxy.rowCount() == 2
+    assert "position" in window.statusBar().currentMessage()

@@ -1,0 +1,245 @@
+"""The dataset check: every finding kind, on real project files and real photos."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from loracap.core import checks
+from loracap.core.checks import (
+    CLIP_TOKEN_LIMIT,
+    Finding,
+    check_project,
+    count_clip_tokens,
+    dhash,
+    near_duplicate_pairs,
+    summary_text,
+)
+from loracap.core.project import Project
+from loracap.core.scan import scan_folder
+from tests.fakes.photos import make_photo, make_photo_folder
+
+SHORT = "entrance area, glass doors, marble floor"
+
+
+def new_project(folder: Path, trigger: str = "hall", **kwargs: str) -> Project:
+    project = Project.create(folder / f"{trigger}.loraproj", trigger=trigger, **kwargs)
+    project.add_scanned(scan_folder(folder))
+    return project
+
+
+def ids_by_path(project: Project) -> dict[str, int]:
+    return {rec.path: rec.id for rec in project.images()}
+
+
+def kinds(findings: list[Finding]) -> set[tuple[str, str]]:
+    return {(f.path, f.kind) for f in findings}
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "hall"
+    make_photo_folder(folder, 3, size=(800, 600))  # IMG_0001..3, all different
+    return folder
+
+
+def caption_all(project: Project, bodies: dict[str, str]) -> None:
+    ids = ids_by_path(project)
+    for path, body in bodies.items():
+        project.store_generated(ids[path], body, backend="gemini", model="m", prompt="p")
+
+
+# ---------------------------------------------------------------------- tokens
+
+
+def test_token_count_is_exact_for_known_phrases() -> None:
+    # OpenAI CLIP's tokenizer: "a person riding a motorcycle" -> [320, 2533, 6765, 320, 10297].
+    assert count_clip_tokens("A person riding a motorcycle") == 5
+    # Lowercased like CLIP; the trigger word splits into ide _ main _ hall.
+    assert count_clip_tokens("photo of ide_main_hall, a hall") == 10
+    assert count_clip_tokens("") == 0
+
+
+def test_tokenizer_is_shared_across_threads() -> None:
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(count_clip_tokens("a red sofa")))
+               for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [3] * 8
+    assert checks._tokenizer is not None
+
+
+def test_tokenizer_works_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the tokenizer tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(checks, "_tokenizer", None)  # force a fresh tokenizer
+    assert count_clip_tokens("photo of hall, a wide lobby") == 7
+
+
+# ---------------------------------------------------------------------- caption findings
+
+
+def test_clean_project_has_no_findings(folder: Path) -> None:
+    with new_project(folder) as project:
+        caption_all(project, {"IMG_0001.jpg": SHORT, "IMG_0002.jpg": "a lecture hall, red chairs",
+                              "IMG_0003.jpg": "a corridor with lockers"})
+        assert check_project(project) == []
+
+
+def test_too_long_counts_the_full_caption(folder: Path) -> None:
+    long_body = " ".join(f"word{i % 7}" for i in range(100))
+    with new_project(folder) as project:
+        caption_all(project, {"IMG_0001.jpg": long_body, "IMG_0002.jpg": SHORT})
+        found = [f for f in check_project(project) if f.kind == "too_long"]
+        assert [f.path for f in found] == ["IMG_0001.jpg"]
+        tokens = count_clip_tokens("photo of hall " + long_body)
+        assert tokens > CLIP_TOKEN_LIMIT
+        assert f"{tokens} CLIP tokens" in found[0].message
+
+
+def test_too_long_boundary_includes_the_prefix(folder: Path) -> None:
+    # "photo of hall" is 3 tokens; "a" is one token each: 72 + 3 = 75 is fine, 73 + 3 is not.
+    with new_project(folder) as project:
+        caption_all(project, {"IMG_0001.jpg": " ".join(["a"] * 72),
+                              "IMG_0002.jpg": " ".join(["a"] * 73)})
+        assert kinds(check_project(project, near_duplicates=False)) == {
+            ("IMG_0002.jpg", "too_long")}
+
+
+def test_empty_caption(folder: Path) -> None:
+    with new_project(folder) as project:
+        ids = ids_by_path(project)
+        project.edit_caption(ids["IMG_0001.jpg"], "   ")
+        caption_all(project, {"IMG_0002.jpg": SHORT})
+        # IMG_0003 has no caption at all: not "empty".
+        assert kinds(check_project(project)) == {("IMG_0001.jpg", "empty")}
+
+
+def test_duplicate_captions_one_finding_per_image(folder: Path) -> None:
+    make_photo(folder / "IMG_0004.jpg", size=(800, 600), seed=4)
+    with new_project(folder) as project:
+        caption_all(project, {"IMG_0001.jpg": SHORT, "IMG_0002.jpg": "  " + SHORT.upper(),
+                              "IMG_0003.jpg": SHORT, "IMG_0004.jpg": "something else"})
+        found = [f for f in check_project(project) if f.kind == "duplicate"]
+        assert [f.path for f in found] == ["IMG_0001.jpg", "IMG_0002.jpg", "IMG_0003.jpg"]
+        assert "IMG_0002.jpg" in found[0].message and "IMG_0003.jpg" in found[0].message
+        assert "IMG_0001.jpg" not in found[0].message
+
+
+def test_prefix_twice(folder: Path) -> None:
+    with new_project(folder) as project:
+        caption_all(project, {
+            "IMG_0001.jpg": "Photo of  hall, entrance area",  # starts with the prefix
+            "IMG_0002.jpg": "a lobby; another photo of hall from the stairs",  # contains it
+            "IMG_0003.jpg": "a photo of halls and hallways",  # a different word: fine
+        })
+        found = check_project(project)
+        assert kinds(found) == {("IMG_0001.jpg", "prefix_twice"), ("IMG_0002.jpg", "prefix_twice")}
+
+
+def test_prefix_missing_only_without_trigger_in_template(folder: Path) -> None:
+    with new_project(folder) as project:
+        caption_all(project, {"IMG_0001.jpg": "a hall lobby", "IMG_0002.jpg": "a lobby",
+                              "IMG_0003.jpg": "a lobby, hallway"})
+        assert check_project(project) == []  # the default prefix carries the trigger word
+        project.update_settings(prefix_template="")
+        found = check_project(project)
+        assert kinds(found) == {("IMG_0002.jpg", "prefix_missing"),
+                                ("IMG_0003.jpg", "prefix_missing")}
+        project.update_settings(prefix_template="a photo, ")
+        assert kinds(check_project(project)) == kinds(found)
+
+
+# ---------------------------------------------------------------------- image findings
+
+
+def test_small_image(folder: Path) -> None:
+    make_photo(folder / "tiny.jpg", size=(400, 300), seed=7)
+    make_photo(folder / "edge.jpg", size=(512, 900), seed=8)
+    with new_project(folder) as project:
+        found = check_project(project)
+        assert kinds(found) == {("tiny.jpg", "small")}
+        assert "400x300" in found[0].message
+
+
+def test_near_duplicates_resized_and_reencoded_copies(folder: Path) -> None:
+    original = folder / "IMG_0001.jpg"
+    with Image.open(original) as im:
+        im.resize((1000, 750)).save(folder / "copy_big.png")  # larger, PNG
+        im.save(folder / "copy_q40.jpg", quality=40)
+    with new_project(folder) as project:
+        found = [f for f in check_project(project) if f.kind == "near_duplicate"]
+        assert [f.path for f in found] == ["IMG_0001.jpg", "copy_big.png", "copy_q40.jpg"]
+        assert "copy_q40.jpg" in found[0].message and "copy_big.png" in found[0].message
+        assert "IMG_0002.jpg" not in " ".join(f.message for f in found)
+        assert check_project(project, near_duplicates=False) == []
+
+
+def test_dhash_applies_exif_orientation(tmp_path: Path) -> None:
+    upright = make_photo(tmp_path / "upright.jpg", size=(800, 600), seed=3)
+    with Image.open(upright) as im:
+        stored = im.rotate(90, expand=True)  # pixels stored turned; EXIF 6 turns them back
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(tmp_path / "tagged.jpg", exif=exif)
+    stored.save(tmp_path / "untagged.jpg")
+    base = dhash(upright)
+    assert (base ^ dhash(tmp_path / "tagged.jpg")).bit_count() <= 2
+    assert (base ^ dhash(tmp_path / "untagged.jpg")).bit_count() > 6
+
+
+def test_missing_and_unreadable_files_are_skipped(folder: Path) -> None:
+    with new_project(folder) as project:
+        (folder / "IMG_0002.jpg").unlink()
+        (folder / "IMG_0003.jpg").write_bytes(b"garbage now")
+        seen: list[tuple[int, int]] = []
+        assert check_project(project, progress=lambda d, t: seen.append((d, t))) == []
+        assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_near_duplicate_pairs_matches_brute_force() -> None:
+    import random
+
+    rng = random.Random(5)
+    hashes: list[tuple[int, int]] = []
+    for i in range(300):
+        base = rng.getrandbits(64) if i % 3 == 0 else hashes[-1][1]
+        for _ in range(rng.randrange(0, 9)):
+            base ^= 1 << rng.randrange(64)
+        hashes.append((i, base))
+    expected = {(a, b) for (a, ha) in hashes for (b, hb) in hashes
+                if a < b and (ha ^ hb).bit_count() <= 6}
+    got = {(a, b) for a, b, _ in near_duplicate_pairs(hashes, 6)}
+    assert expected and got == expected
+
+
+def test_findings_sorted_by_path_then_kind(folder: Path) -> None:
+    make_photo(folder / "a_tiny.jpg", size=(400, 300), seed=9)
+    with new_project(folder, prefix_template="") as project:
+        ids = ids_by_path(project)
+        project.edit_caption(ids["a_tiny.jpg"], "a lobby")
+        project.edit_caption(ids["IMG_0001.jpg"], "a lobby")
+        found = check_project(project)
+        assert [(f.path, f.kind) for f in found] == [
+            ("IMG_0001.jpg", "duplicate"), ("IMG_0001.jpg", "prefix_missing"),
+            ("a_tiny.jpg", "duplicate"), ("a_tiny.jpg", "prefix_missing"),
+            ("a_tiny.jpg", "small"),
+        ]
+
+
+def test_summary_text() -> None:
+    assert summary_text([], 32) == "No problems found in 32 images."
+    found = [Finding("too_long", 1, "a", ""), Finding("too_long", 2, "b", ""),
+             Finding("duplicate", 3, "c", "")]
+    assert summary_text(found, 32) == "3 findings in 32 images: 1 duplicate, 2 too long."
