@@ -17,4 +17,5 @@ os.environ["LORACAP_HOME"] = tempfile.mkdtemp(prefix="loracap-test-home-")
 for _name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL"):
     os.environ.pop(_name, None)
 
-from tests.fakes.fixtures import gemini_server  # noqa
+# Imported after the environment is set up above, so nothing sees the real keychain.
+from tests.fakes.fixtures import gemini_server, no_keychain, server  # noqa: E402, F401

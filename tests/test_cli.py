@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,12 +20,6 @@ from tests.fakes.photos import make_photo, make_photo_folder
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def server() -> Iterator[FakeGeminiServer]:
-    with FakeGeminiServer() as fake:
-        yield fake
 
 
 def cli_env(server: FakeGeminiServer | None, key: str | None = "test-key") -> dict[str, str]:

@@ -31,16 +31,6 @@ def clean_keyring(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     MemoryKeyring.store.clear()
 
 
-@pytest.fixture
-def no_keychain() -> Iterator[None]:
-    previous = keyring.get_keyring()
-    keyring.set_keyring(keyring.backends.fail.Keyring())
-    try:
-        yield
-    finally:
-        keyring.set_keyring(previous)
-
-
 def test_tests_use_the_memory_keyring() -> None:
     assert isinstance(keyring.get_keyring(), MemoryKeyring)
     assert keychain_available()

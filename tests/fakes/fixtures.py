@@ -19,3 +19,25 @@ def gemini_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGeminiServer]
         monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", server.base_url)
         monkeypatch.setenv("GEMINI_API_KEY", TEST_API_KEY)
         yield server
+
+
+@pytest.fixture
+def server() -> Iterator[FakeGeminiServer]:
+    """A started :class:`FakeGeminiServer` that tests point a client at explicitly (no
+    environment changes). Stopped afterwards."""
+    with FakeGeminiServer() as fake:
+        yield fake
+
+
+@pytest.fixture
+def no_keychain() -> Iterator[None]:
+    """keyring's "fail" backend, as on a machine without an OS keychain; restored afterwards."""
+    import keyring
+    import keyring.backends.fail
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(keyring.backends.fail.Keyring())
+    try:
+        yield
+    finally:
+        keyring.set_keyring(previous)

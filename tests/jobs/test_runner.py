@@ -22,12 +22,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def server() -> Iterator[FakeGeminiServer]:
-    with FakeGeminiServer() as fake:
-        yield fake
-
-
-@pytest.fixture
 def project(tmp_path: Path) -> Iterator[Project]:
     folder = tmp_path / "hall"
     make_photo_folder(folder, 6, size=(320, 240))

@@ -569,16 +569,6 @@ def test_api_key_dialog_says_which_key_is_in_use(qtbot, monkeypatch: pytest.Monk
         "over a key saved here.")
 
 
-@pytest.fixture
-def no_keychain() -> Iterator[None]:
-    previous = keyring.get_keyring()
-    keyring.set_keyring(keyring.backends.fail.Keyring())
-    try:
-        yield
-    finally:
-        keyring.set_keyring(previous)
-
-
 def test_without_a_keychain_the_key_is_used_for_this_session_only(qtbot, no_keychain,
                                                                    tmp_path: Path) -> None:
     dialog = ApiKeyDialog()

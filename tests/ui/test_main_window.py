@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,12 +24,6 @@ from tests.fakes.gemini_server import FakeGeminiServer
 from tests.fakes.photos import make_photo_folder
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def server() -> Iterator[FakeGeminiServer]:
-    with FakeGeminiServer() as fake:
-        yield fake
 
 
 @pytest.fixture
