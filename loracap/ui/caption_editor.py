@@ -19,6 +19,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from loracap.core.checks import CLIP_TOKEN_LIMIT, count_clip_tokens
 from loracap.core.project import ImageRecord
 from loracap.core.schema import Provenance
 
@@ -224,8 +225,24 @@ class CaptionEditor(QWidget):
             self._timer.start()
 
     def _update_word_count(self) -> None:
-        words = len((self.prefix_label.text() + " " + self.body.toPlainText()).split())
-        self.word_count.setText(f"{words} words" if self._image_id is not None else "")
+        if self._image_id is None:
+            self.word_count.setText("")
+            return
+        caption = f"{self.prefix_label.text()} {self.body.toPlainText()}".strip()
+        tokens = count_clip_tokens(caption)
+        text = (f"{len(caption.split())} words · {len(caption)} characters · "
+                f"{tokens} CLIP tokens")
+        if tokens > CLIP_TOKEN_LIMIT:
+            self.word_count.setText(f"<span style='color:#c0392b'>{text} — over "
+                                    f"{CLIP_TOKEN_LIMIT}</span>")
+            self.word_count.setToolTip(
+                f"SD-family trainers read only the first {CLIP_TOKEN_LIMIT} CLIP tokens of a "
+                "caption; the rest is cut off. FLUX (Replicate) reads longer captions.")
+        else:
+            self.word_count.setText(text)
+            self.word_count.setToolTip(
+                f"Words, characters and CLIP tokens of the whole caption, prefix included "
+                f"(SD-family trainers cut captions after {CLIP_TOKEN_LIMIT} tokens)")
 
     def _show_provenance(self, record: ImageRecord | None) -> None:
         if record is None:

@@ -382,3 +382,16 @@ def test_filter_box_speaks_the_query_language(qtbot, make_window, folder: Path,
     qtbot.keyClicks(window.filter_edit, "state:manual (")  # unfinished: last good filter stays
     assert window.proxy.rowCount() == 2
     assert "position" in window.statusBar().currentMessage()
+
+
+def test_editor_counts_words_characters_and_clip_tokens(qtbot, make_window, folder: Path,
+                                                         no_dialogs) -> None:
+    window = make_window()
+    window.open_project(make_project(folder))
+    qtbot.keyClicks(window.editor.body, "lobby, red sofa")
+    label = window.editor.word_count.text()
+    # "photo of ide_main_hall lobby, red sofa": 6 words, 38 characters
+    assert "6 words · 38 characters" in label and "CLIP tokens" in label
+    assert "over" not in label
+    window.editor.body.setPlainText(", ".join(["wooden chair"] * 40))
+    assert "over 75" in window.editor.word_count.text()
