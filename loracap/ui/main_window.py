@@ -275,17 +275,17 @@ class MainWindow(QMainWindow):
         go_menu = bar.addMenu("&Go")
         go_menu.addAction(self.previous_action)
         go_menu.addAction(self.next_action)
-        help_menu = bar.addMenu("&Help")
-        help_menu.addAction(self.shortcuts_action)
-        help_menu.addAction(self.filter_help_action)
-        help_menu.addAction(self.log_folder_action)
-        help_menu.addAction(self.about_action)
         caption_menu = bar.addMenu("&Captions")
         caption_menu.addAction(self.generate_action)
         caption_menu.addSeparator()
         for action in (self.generate_missing, self.generate_all, self.generate_failed,
                        self.generate_selected):
             caption_menu.addAction(action)
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self.shortcuts_action)
+        help_menu.addAction(self.filter_help_action)
+        help_menu.addAction(self.log_folder_action)
+        help_menu.addAction(self.about_action)
 
     def _build_top_bar(self) -> None:
         bar = QToolBar("Project")
