@@ -57,6 +57,7 @@ from loracap.core.schema import (
     LockRow,
     ProjectRow,
     Provenance,
+    Review,
     utcnow,
 )
 from loracap.core.trigger import (
@@ -75,7 +76,15 @@ PROJECT_SUFFIX = ".loraproj"
 
 #: Migrations from schema version ``v`` to ``v + 1``, each run inside one transaction on a raw
 #: SQLAlchemy connection. Empty while only version 1 exists.
-MIGRATIONS: dict[int, Callable[[Any], None]] = {}
+def _migrate_1_to_2(conn: Any) -> None:
+    """Version 2 adds the review state, rating and note of each image."""
+    conn.exec_driver_sql(
+        "ALTER TABLE images ADD COLUMN review VARCHAR NOT NULL DEFAULT 'unreviewed'")
+    conn.exec_driver_sql("ALTER TABLE images ADD COLUMN rating INTEGER")
+    conn.exec_driver_sql("ALTER TABLE images ADD COLUMN note TEXT NOT NULL DEFAULT ''")
+
+
+MIGRATIONS: dict[int, Callable[[Any], None]] = {1: _migrate_1_to_2}
 
 
 class CaptionMode(StrEnum):
@@ -153,6 +162,9 @@ class ImageRecord:
     caption: CaptionRecord | None
     last_error: str = ""
     last_error_kind: str = ""
+    review: Review = Review.UNREVIEWED
+    rating: int | None = None
+    note: str = ""
 
     @property
     def file_name(self) -> str:
@@ -180,6 +192,9 @@ class ProjectStats:
     failed: int  # valid images whose latest attempt failed and that have no caption
     missing_files: int  # valid images whose file is not on disk
     provenance: dict[str, int] = field(default_factory=dict)
+    reviewed: int = 0  # valid images approved or rejected
+    approved: int = 0
+    rejected: int = 0
 
 
 @dataclass(frozen=True)
@@ -589,6 +604,9 @@ class Project:
                     caption=_caption_record(caption) if caption is not None else None,
                     last_error=attempt[1] if attempt and not attempt[0] else "",
                     last_error_kind=attempt[2] if attempt and not attempt[0] else "",
+                    review=Review(image.review),
+                    rating=image.rating,
+                    note=image.note,
                 )
             )
         records.sort(key=lambda rec: (rec.path.casefold(), rec.path))
@@ -814,6 +832,25 @@ class Project:
             moved.append(rec.id)
         return [self.image(image_id) for image_id in moved]
 
+    def set_review(self, image_id: int, *, review: Review | None = None,
+                   rating: int | None | bool = False, note: str | None = None) -> ImageRecord:
+        """Change an image's review state, rating (1-5; None clears it) and/or note.
+
+        Arguments left out are not changed (``rating=False`` means "leave as is"). Raises
+        :class:`InputError` for a rating outside 1-5. Committed at once.
+        """
+        if rating is not False and rating is not None and not 1 <= int(rating) <= 5:
+            raise InputError("A rating is a whole number from 1 to 5.")
+        with self._write() as session:
+            row = self._require_image(session, image_id)
+            if review is not None:
+                row.review = Review(review).value
+            if rating is not False:
+                row.rating = None if rating is None else int(rating)
+            if note is not None:
+                row.note = note
+        return self.image(image_id)
+
     def history(self, image_id: int) -> list[CaptionVersion]:
         """Every caption version of an image, oldest first."""
         with self._read() as session:
@@ -904,6 +941,9 @@ class Project:
             failed=sum(rec.failed for rec in valid),
             missing_files=sum(not rec.abs_path.is_file() for rec in valid),
             provenance=provenance,
+            reviewed=sum(rec.review is not Review.UNREVIEWED for rec in valid),
+            approved=sum(rec.review is Review.APPROVED for rec in valid),
+            rejected=sum(rec.review is Review.REJECTED for rec in valid),
         )
 
 

@@ -25,7 +25,8 @@ from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, Te
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: Current schema version, written to ``PRAGMA user_version``.
-SCHEMA_VERSION = 1
+#: 1: first release. 2: review state, rating and note per image.
+SCHEMA_VERSION = 2
 
 #: ``PRAGMA application_id`` of a LoRACap project: the ASCII bytes "LoRA".
 APPLICATION_ID = 0x4C6F5241
@@ -43,6 +44,14 @@ class Provenance(StrEnum):
     def protected(self) -> bool:
         """True for text a person wrote or chose: never replaced without an explicit choice."""
         return self is not Provenance.GENERATED
+
+
+class Review(StrEnum):
+    """A person's verdict on an image for the dataset."""
+
+    UNREVIEWED = "unreviewed"
+    APPROVED = "approved"
+    REJECTED = "rejected"
 
 
 def utcnow() -> datetime:
@@ -83,6 +92,11 @@ class ImageRow(Base):
     valid: Mapped[bool] = mapped_column(Boolean)
     invalid_reason: Mapped[str] = mapped_column(Text, default="")
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: "unreviewed", "approved" or "rejected" (see :class:`Review`).
+    review: Mapped[str] = mapped_column(String, default="unreviewed", server_default="unreviewed")
+    #: 1-5, or None when not rated.
+    rating: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class CaptionRow(Base):

@@ -22,6 +22,7 @@ from loracap.core.errors import (
 )
 from loracap.core.project import CaptionMode, Project, Provenance
 from loracap.core.scan import scan_folder
+from loracap.core.schema import Review
 from tests.fakes.photos import make_photo, make_photo_folder
 
 REPO = Path(__file__).resolve().parents[2]
@@ -215,32 +216,76 @@ def test_not_a_project_and_newer_version_are_refused(dataset: Path, tmp_path: Pa
         Project.open(tmp_path / "nope.loraproj")
 
 
-def test_older_version_is_backed_up_then_migrated(
+def _make_version_1(path: Path) -> None:
+    """Turn a current project file into what LoRACap 0.1 wrote (schema version 1)."""
+    conn = sqlite3.connect(path)
+    for column in ("review", "rating", "note"):
+        conn.execute(f"ALTER TABLE images DROP COLUMN {column}")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+
+
+def test_a_version_1_project_is_backed_up_then_migrated(dataset: Path) -> None:
+    with new_project(dataset) as project:
+        image_id = ids_by_path(project)["IMG_0002.jpg"]
+    path = dataset / "hall.loraproj"
+    _make_version_1(path)
+    with Project.open(path) as project:
+        rec = project.image(image_id)
+        assert rec.review is Review.UNREVIEWED and rec.rating is None and rec.note == ""
+        assert rec.caption is not None and rec.caption.provenance is Provenance.IMPORTED
+        project.set_review(image_id, review=Review.APPROVED, rating=4, note="sharp")
+    backup = dataset / "hall.v1-backup.loraproj"
+    assert backup.is_file()
+    old = sqlite3.connect(backup)
+    assert old.execute("PRAGMA user_version").fetchone()[0] == 1
+    old.close()
+    with Project.open(path, read_only=True) as project:
+        rec = project.image(image_id)
+        assert (rec.review, rec.rating, rec.note) == (Review.APPROVED, 4, "sharp")
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == project_mod.SCHEMA_VERSION
+    conn.close()
+
+
+def test_migrations_run_in_order_after_one_backup(
     dataset: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with new_project(dataset):
         pass
     path = dataset / "hall.loraproj"
+    current = project_mod.SCHEMA_VERSION
     ran: list[int] = []
 
     def add_notes(conn: object) -> None:
-        ran.append(1)
-        conn.exec_driver_sql("ALTER TABLE images ADD COLUMN notes TEXT")  # type: ignore[attr-defined]
+        ran.append(current)
+        conn.exec_driver_sql("ALTER TABLE images ADD COLUMN extra TEXT")  # type: ignore[attr-defined]
 
-    monkeypatch.setattr(project_mod, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(project_mod.MIGRATIONS, 1, add_notes)
+    monkeypatch.setattr(project_mod, "SCHEMA_VERSION", current + 1)
+    monkeypatch.setitem(project_mod.MIGRATIONS, current, add_notes)
     with Project.open(path) as project:
         assert len(project.images()) == 6
-    assert ran == [1]
-    backup = dataset / "hall.v1-backup.loraproj"
-    assert backup.is_file()
+    assert ran == [current]
+    assert (dataset / f"hall.v{current}-backup.loraproj").is_file()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
-    assert "notes" in [row[1] for row in conn.execute("PRAGMA table_info(images)")]
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == current + 1
+    assert "extra" in [row[1] for row in conn.execute("PRAGMA table_info(images)")]
     conn.close()
-    old = sqlite3.connect(backup)
-    assert old.execute("PRAGMA user_version").fetchone()[0] == 1
-    old.close()
+
+
+def test_review_state_rating_and_note(dataset: Path) -> None:
+    with new_project(dataset) as project:
+        ids = ids_by_path(project)
+        project.set_review(ids["IMG_0001.jpg"], review=Review.APPROVED, rating=5)
+        project.set_review(ids["IMG_0003.jpg"], review=Review.REJECTED, note="blurry")
+        rec = project.set_review(ids["IMG_0001.jpg"], note="keep")
+        assert (rec.review, rec.rating, rec.note) == (Review.APPROVED, 5, "keep")
+        assert project.set_review(ids["IMG_0001.jpg"], rating=None).rating is None
+        with pytest.raises(InputError, match="1 to 5"):
+            project.set_review(ids["IMG_0001.jpg"], rating=6)
+        stats = project.stats()
+        assert (stats.reviewed, stats.approved, stats.rejected) == (2, 1, 1)
 
 
 def _python(code: str) -> subprocess.Popen[str]:
