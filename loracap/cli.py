@@ -100,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--force", action="store_true", help="replace an existing output file")
     exp.add_argument("--allow-uncaptioned", action="store_true",
                      help="export images without a caption (Replicate then captions them)")
+    review = exp.add_mutually_exclusive_group()
+    review.add_argument("--only-approved", action="store_true",
+                        help="export only the images marked approved")
+    review.add_argument("--skip-rejected", action="store_true",
+                        help="leave out the images marked rejected")
 
     info = sub.add_parser("info", help="show a project's counts")
     info.add_argument("project", type=Path)
@@ -355,7 +360,7 @@ def _report_batch(summary: BatchSummary, args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from loracap.core.export import ExportFormat, export_project
+    from loracap.core.export import ExportFormat, ReviewFilter, export_project
     from loracap.core.project import Project
 
     fmt = ExportFormat(args.format)
@@ -364,6 +369,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         result = export_project(
             project, fmt, args.out.expanduser() if args.out else None, force=args.force,
             allow_uncaptioned=args.allow_uncaptioned,
+            review=ReviewFilter.APPROVED if args.only_approved
+            else ReviewFilter.NOT_REJECTED if args.skip_rejected else ReviewFilter.ALL,
             progress=lambda done, total: progress.show(f"Exporting {done} of {total}",
                                                        done / total),
         )
@@ -378,6 +385,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         err.write(f"  converted {original} -> {new} (the trainer reads jpg/png/webp only)\n")
     if result.uncaptioned:
         err.write(f"  {len(result.uncaptioned)} image(s) exported without a caption.\n")
+    if result.review_skipped:
+        err.write(f"  {len(result.review_skipped)} image(s) left out by their review mark.\n")
     return EXIT_OK
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from loracap.core.project import Project
+from loracap.core.schema import Review
 from tests.fakes.gemini_server import FakeGeminiServer, Reply
 from tests.fakes.photos import make_photo, make_photo_folder
 
@@ -177,3 +178,21 @@ def test_killed_mid_batch_loses_nothing_reported_done(photos: Path) -> None:
         assert set(reported) <= stored
         assert proj.stats().captioned < 16  # it really was killed mid-batch
     assert sorted(p.name for p in photos.glob("hall.loraproj*")) == ["hall.loraproj"]
+
+
+def test_export_by_review_mark(photos: Path) -> None:
+    assert loracap("new", photos, "--trigger", "hall").returncode == 0
+    project = photos / "hall.loraproj"
+    with Project.open(project) as proj:
+        for rec in proj.images():
+            if rec.valid:
+                proj.edit_caption(rec.id, f"caption {rec.file_name}")
+        first = next(rec for rec in proj.images() if rec.path == "IMG_0001.jpg")
+        proj.set_review(first.id, review=Review.APPROVED)
+    result = loracap("export", project, "--only-approved")
+    assert result.returncode == 0, result.stderr
+    assert "5 image(s) left out by their review mark" in result.stderr
+    with zipfile.ZipFile(photos / "hall_training.zip") as archive:
+        assert sorted(archive.namelist()) == ["IMG_0001.jpg", "IMG_0001.txt", "metadata.txt"]
+    both = loracap("export", project, "--only-approved", "--skip-rejected", "--force")
+    assert both.returncode == 2

@@ -40,6 +40,7 @@ from PIL import Image
 
 from loracap.core.errors import ExportError, OutputExistsError, UncaptionedImagesError
 from loracap.core.project import Project
+from loracap.core.schema import Review
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,14 @@ class ExportFormat(StrEnum):
 
     REPLICATE = "replicate"
     METADATA = "metadata"
+
+
+class ReviewFilter(StrEnum):
+    """Which images an export takes by their review state."""
+
+    ALL = "all"  # every valid image
+    APPROVED = "approved"  # only images marked approved
+    NOT_REJECTED = "not_rejected"  # everything but the images marked rejected
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,7 @@ class ExportPlan:
     renames: list[tuple[str, str]]  # (project path, name in the archive)
     conversions: list[tuple[str, str]]  # (project path, converted name)
     invalid_skipped: list[str] = field(default_factory=list)
+    review_skipped: list[str] = field(default_factory=list)  # left out by the ReviewFilter
 
     def metadata_text(self) -> str:
         """The exact text of ``metadata.txt``: one caption per line, LF, trailing LF."""
@@ -102,6 +112,7 @@ class ExportResult:
     renames: list[tuple[str, str]]
     conversions: list[tuple[str, str]]
     bytes_written: int
+    review_skipped: list[str] = field(default_factory=list)
 
 
 def _one_line(text: str) -> str:
@@ -117,15 +128,18 @@ def default_output(project: Project, fmt: ExportFormat) -> Path:
 
 
 def plan_export(project: Project, *, allow_uncaptioned: bool = False, fmt: ExportFormat =
-                ExportFormat.REPLICATE) -> ExportPlan:
+                ExportFormat.REPLICATE, review: ReviewFilter = ReviewFilter.ALL) -> ExportPlan:
     """Decide an export's entries and names.
 
-    Raises :class:`UncaptionedImagesError` listing the valid images without a caption (unless
+    ``review`` leaves out images by their review state (only approved, or all but rejected);
+    images left out that way are neither exported nor counted as uncaptioned. Raises :class:`UncaptionedImagesError` listing the valid images without a caption (unless
     ``allow_uncaptioned``) and :class:`ExportError` when image files are missing on disk.
     """
     settings = project.settings
     records = project.images()
     valid = [rec for rec in records if rec.valid]
+    review_skipped = [rec.path for rec in valid if not _review_keeps(review, rec.review)]
+    valid = [rec for rec in valid if _review_keeps(review, rec.review)]
     missing = [rec.path for rec in valid if not rec.abs_path.is_file()]
     if missing:
         shown = "\n  ".join(missing[:20])
@@ -184,7 +198,16 @@ def plan_export(project: Project, *, allow_uncaptioned: bool = False, fmt: Expor
         renames=renames,
         conversions=conversions,
         invalid_skipped=[rec.path for rec in records if not rec.valid],
+        review_skipped=review_skipped,
     )
+
+
+def _review_keeps(review_filter: ReviewFilter, review: Review) -> bool:
+    if review_filter is ReviewFilter.APPROVED:
+        return review is Review.APPROVED
+    if review_filter is ReviewFilter.NOT_REJECTED:
+        return review is not Review.REJECTED
+    return True
 
 
 def _png_bytes(source: Path) -> bytes:
@@ -302,6 +325,7 @@ def _result(plan: ExportPlan, out: Path, size: int) -> ExportResult:
         renames=plan.renames,
         conversions=plan.conversions,
         bytes_written=size,
+        review_skipped=plan.review_skipped,
     )
 
 
@@ -313,13 +337,14 @@ def export_project(
     force: bool = False,
     allow_uncaptioned: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    review: ReviewFilter = ReviewFilter.ALL,
 ) -> ExportResult:
     """Plan and write an export in one call (what the CLI and the GUI run).
 
     ``out`` is the output file, or a folder to write the default file name into; None means
     beside the project (:func:`default_output`).
     """
-    plan = plan_export(project, allow_uncaptioned=allow_uncaptioned, fmt=fmt)
+    plan = plan_export(project, allow_uncaptioned=allow_uncaptioned, fmt=fmt, review=review)
     target = default_output(project, fmt)
     if out is not None:
         out = Path(out)

@@ -9,9 +9,16 @@ import pytest
 from PIL import Image
 
 from loracap.core.errors import ExportError, OutputExistsError, UncaptionedImagesError
-from loracap.core.export import ExportFormat, default_output, export_project, plan_export
+from loracap.core.export import (
+    ExportFormat,
+    ReviewFilter,
+    default_output,
+    export_project,
+    plan_export,
+)
 from loracap.core.project import Project
 from loracap.core.scan import scan_folder
+from loracap.core.schema import Review
 from tests.fakes.photos import make_photo
 
 
@@ -161,3 +168,31 @@ def test_failed_write_leaves_no_partial_file(tmp_path: Path) -> None:
         with pytest.raises(ExportError, match="Cannot read b.jpg"):
             write_replicate_zip(plan, folder / "out.zip")
     assert sorted(p.name for p in folder.iterdir()) == ["a.jpg", "ide_main_hall.loraproj"]
+
+
+@pytest.mark.parametrize(
+    ("review", "exported"),
+    [
+        (ReviewFilter.ALL, {"a.jpg", "b.jpg", "c.jpg"}),
+        (ReviewFilter.APPROVED, {"a.jpg"}),
+        (ReviewFilter.NOT_REJECTED, {"a.jpg", "c.jpg"}),
+    ],
+)
+def test_review_marks_choose_the_exported_images(tmp_path: Path, review: ReviewFilter,
+                                                 exported: set[str]) -> None:
+    folder = tmp_path / "ds"
+    with captioned_project(folder, ["a.jpg", "b.jpg", "c.jpg"]) as project:
+        ids = {rec.path: rec.id for rec in project.images()}
+        project.set_review(ids["a.jpg"], review=Review.APPROVED)
+        project.set_review(ids["b.jpg"], review=Review.REJECTED)
+        project.edit_caption(ids["b.jpg"], "")  # rejected and uncaptioned: no blocker then
+        if review is ReviewFilter.ALL:
+            with pytest.raises(UncaptionedImagesError):
+                export_project(project, review=review)
+            result = export_project(project, review=review, allow_uncaptioned=True)
+        else:
+            result = export_project(project, review=review)
+    with zipfile.ZipFile(result.path) as archive:
+        images = {n for n in archive.namelist() if n.endswith(".jpg")}
+    assert images == exported
+    assert len(result.review_skipped) == 3 - len(exported)
