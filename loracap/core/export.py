@@ -132,7 +132,9 @@ def plan_export(project: Project, *, allow_uncaptioned: bool = False, fmt: Expor
     """Decide an export's entries and names.
 
     ``review`` leaves out images by their review state (only approved, or all but rejected);
-    images left out that way are neither exported nor counted as uncaptioned. Raises :class:`UncaptionedImagesError` listing the valid images without a caption (unless
+    images left out that way are neither exported nor counted as uncaptioned.
+
+    Raises :class:`UncaptionedImagesError` listing the valid images without a caption (unless
     ``allow_uncaptioned``) and :class:`ExportError` when image files are missing on disk.
     """
     settings = project.settings
