@@ -24,6 +24,8 @@ from PyQt6.QtGui import (
 )
 from PyQt6.QtWidgets import QApplication, QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
+from loracap.core.project import ImageRecord
+from loracap.core.schema import Review
 from loracap.ui.image_model import (
     STATE_BADGES,
     STATE_COLORS,
@@ -123,6 +125,9 @@ class ThumbnailDelegate(QStyledItemDelegate):
             state = index.data(Roles.STATE)
             if isinstance(state, str) and state in STATE_COLORS:
                 self._paint_badge(painter, drawn, state)
+            record = index.data(Roles.RECORD)
+            if isinstance(record, ImageRecord):
+                self._paint_review(painter, drawn, record)
             self._paint_name(painter, opt, area)
             if opt.state & QStyle.StateFlag.State_HasFocus and style is not None:
                 focus = QStyleOptionViewItem(opt)
@@ -176,6 +181,32 @@ class ThumbnailDelegate(QStyledItemDelegate):
         painter.setFont(self._badge_font)
         painter.setPen(text_colour)
         painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, STATE_BADGES[state])
+
+    def _paint_review(self, painter: QPainter, image: QRectF, record: ImageRecord) -> None:
+        """The review mark (✓ approved, ✗ rejected) and the rating (★n) in the top-right."""
+        parts = []
+        if record.review is Review.APPROVED:
+            parts.append("✓")
+        elif record.review is Review.REJECTED:
+            parts.append("✗")
+        if record.rating:
+            parts.append(f"★{record.rating}")
+        if not parts:
+            return
+        text = " ".join(parts)
+        metrics = QFontMetrics(self._badge_font)
+        width = metrics.horizontalAdvance(text) + 8
+        height = max(metrics.height() + 2, self._thumb_size // 9)
+        mark = QRectF(image.right() - 3 - width, image.top() + 3, width, height)
+        fill = (QColor("#1e7b34") if record.review is Review.APPROVED
+                else QColor("#b3261e") if record.review is Review.REJECTED else QColor("#444444"))
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(fill)
+        painter.drawRoundedRect(mark, height / 4, height / 4)
+        painter.setFont(self._badge_font)
+        painter.setPen(QColor("white"))
+        painter.drawText(mark, Qt.AlignmentFlag.AlignCenter, text)
 
     def _paint_name(self, painter: QPainter, opt: QStyleOptionViewItem, area: QRect) -> None:
         text_rect = QRect(opt.rect.left() + PADDING, area.bottom() + 1 + PADDING,

@@ -454,7 +454,7 @@ class ImageFilterProxy(QSortFilterProxyModel):
             file_name=str(index.data(Qt.ItemDataRole.DisplayRole) or ""),
             caption=str(index.data(Roles.CAPTION) or ""),
             state=str(index.data(Roles.STATE) or ""),
-            review="unreviewed",  # review marks arrive with the review workflow
+            review=record.review.value if isinstance(record, ImageRecord) else "unreviewed",
             body=body,
         )
 

@@ -17,6 +17,7 @@ from PyQt6.QtCore import (
     QModelIndex,
     QSize,
     Qt,
+    QTimer,
     QUrl,
     pyqtSignal,
 )
@@ -58,6 +59,7 @@ from loracap.core.errors import ApiKeyMissingError, LoraCapError
 from loracap.core.export import plan_export
 from loracap.core.project import CaptionMode, CaptionRecord, ImageRecord, Project
 from loracap.core.prompts import Profile, build_instructions
+from loracap.core.schema import Review
 from loracap.core.text import progress_text
 from loracap.jobs.runner import BatchOptions, BatchSummary, CaptionRunner
 from loracap.ui.caption_editor import CaptionEditor
@@ -165,6 +167,9 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.settings = settings
         self.log_dir = log_dir
+        self._note_image_id: int | None = None
+        self._note_saved = ""
+        self._in_current_change = False
         self.project: Project | None = None
         self.runner: CaptionRunner | None = None
         self._captioner_factory = captioner_factory
@@ -181,6 +186,9 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._build_top_bar()
         self._build_central()
+        self.review_status = QLabel()
+        self.review_status.setObjectName("reviewStatus")
+        self.statusBar().addPermanentWidget(self.review_status)
         self.progress = ProgressStrip()
         self.progress.cancel_button.clicked.connect(self.cancel_batch)
         self.statusBar().addPermanentWidget(self.progress, 1)
@@ -242,6 +250,20 @@ class MainWindow(QMainWindow):
             "Only failed images", lambda: self.generate(CaptionMode.FAILED))
         self.generate_selected = self._action(
             "Selected images", lambda: self.generate(CaptionMode.SELECTED))
+        self.approve_action = self._action(
+            "&Approve", lambda: self.mark_review(Review.APPROVED), [key("A")],
+            "Mark the selected images approved (A; not while typing)")
+        self.reject_action = self._action(
+            "&Reject", lambda: self.mark_review(Review.REJECTED), [key("R")],
+            "Mark the selected images rejected (R; not while typing)")
+        self.unreview_action = self._action(
+            "&Clear Review Mark", lambda: self.mark_review(Review.UNREVIEWED), [key("U")],
+            "Mark the selected images unreviewed (U)")
+        self.rate_actions = [
+            self._action(f"Rate &{n}", lambda n=n: self.rate(n), [key(str(n))],
+                         f"Rate the selected images {n} of 5 ({n})")
+            for n in range(1, 6)
+        ]
         self.shortcuts_action = self._action(
             "&Keyboard Shortcuts", self.show_shortcuts, [key(key.StandardKey.HelpContents)],
             "Every shortcut of the window")
@@ -281,6 +303,12 @@ class MainWindow(QMainWindow):
         for action in (self.generate_missing, self.generate_all, self.generate_failed,
                        self.generate_selected):
             caption_menu.addAction(action)
+        review_menu = bar.addMenu("&Review")
+        for action in (self.approve_action, self.reject_action, self.unreview_action):
+            review_menu.addAction(action)
+        review_menu.addSeparator()
+        for action in self.rate_actions:
+            review_menu.addAction(action)
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self.shortcuts_action)
         help_menu.addAction(self.filter_help_action)
@@ -375,6 +403,16 @@ class MainWindow(QMainWindow):
         image_layout = QVBoxLayout(image_tab)
         image_layout.addWidget(self.preview, 1)
         image_layout.addWidget(self.editor)
+        self.review_label = QLabel()
+        self.review_label.setObjectName("reviewState")
+        self.note_edit = QLineEdit()
+        self.note_edit.setPlaceholderText("Note for this image (for you or your team)…")
+        self.note_edit.setAccessibleName("Note")
+        self.note_edit.editingFinished.connect(self._save_note)
+        review_row = QHBoxLayout()
+        review_row.addWidget(self.review_label)
+        review_row.addWidget(self.note_edit, 1)
+        image_layout.addLayout(review_row)
         image_layout.addLayout(nav)
 
         self.metadata_view = QPlainTextEdit()
@@ -480,7 +518,8 @@ class MainWindow(QMainWindow):
         has_project = self.project is not None
         running = self.runner is not None and self.runner.is_running
         for action in (self.export_action, self.relink_action, self.previous_action,
-                       self.next_action):
+                       self.next_action, self.approve_action, self.reject_action,
+                       self.unreview_action, *self.rate_actions):
             action.setEnabled(has_project)
         for action in (self.generate_action, self.generate_missing, self.generate_all,
                        self.generate_failed, self.generate_selected):
@@ -491,6 +530,7 @@ class MainWindow(QMainWindow):
         self.tabs.setEnabled(has_project)
 
     def _update_top_bar(self) -> None:
+        self._update_review_status()
         if self.project is None:
             for label in (self.folder_label, self.trigger_label, self.profile_label,
                           self.model_label):
@@ -581,6 +621,7 @@ class MainWindow(QMainWindow):
             return
         missing = {rec.id for rec in self.project.missing_images()}
         self.model.set_records(self.project.images(), self.project.settings, missing)
+        self._update_review_status()
 
     def _close_project(self) -> bool:
         """Close the open project (after the batch, if any, stops). False if the user refused."""
@@ -596,6 +637,7 @@ class MainWindow(QMainWindow):
             self.runner.wait()
         self.editor.flush()
         self.editor.set_image(None, "", can_revert=False)
+        self._show_review(None)  # saves a note being typed, before the model goes away
         self.preview.show_record(None)
         self.undo_stack.clear()
         self.project.close()
@@ -670,12 +712,24 @@ class MainWindow(QMainWindow):
         return record if isinstance(record, ImageRecord) else None
 
     def _on_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        # This slot can run inside the proxy's own row removal (a filter hiding the current
+        # image). Saving the editor's text then changes the source model; such model updates
+        # are deferred to the next event-loop turn (see refresh_image), never done re-entrantly.
+        self._in_current_change = True
+        try:
+            self._show_current(current)
+        finally:
+            self._in_current_change = False
+
+    def _show_current(self, current: QModelIndex) -> None:
         record = current.data(Roles.RECORD) if current.isValid() else None
         if not isinstance(record, ImageRecord) or self.project is None:
+            self._show_review(None)
             self.editor.set_image(None, "", can_revert=False)
             self.preview.show_record(None)
             return
         project = self.project
+        self._show_review(record)
         self.preview.show_record(record)
         self.editor.set_image(record, project.settings.prefix,
                               can_revert=project.has_generated_version(record.id))
@@ -687,10 +741,21 @@ class MainWindow(QMainWindow):
         if self.project is None:
             return
         record = self.project.image(image_id)
-        self.model.update_record(record)
+        if self._in_current_change:
+            QTimer.singleShot(0, lambda: self._refresh_model_row(image_id))
+        else:
+            self.model.update_record(record)
         self.editor.show_saved(record, can_revert=self.project.has_generated_version(image_id))
+        if self._note_image_id == image_id:
+            self._show_review(record)
+        self._update_review_status()
         if self.tabs.currentWidget() is self.metadata_view:
             self._refresh_metadata()
+
+    def _refresh_model_row(self, image_id: int) -> None:
+        if self.project is not None and self.model.row_of(image_id) >= 0:
+            self.model.update_record(self.project.image(image_id))
+            self._update_review_status()
 
     def _refresh_metadata(self) -> None:
         if self.tabs.currentWidget() is not self.metadata_view:
@@ -735,6 +800,75 @@ class MainWindow(QMainWindow):
     def _before_undo(self) -> None:
         # Typing not yet saved is saved first, so Undo takes back exactly what was typed.
         self.editor.flush()
+
+    # ------------------------------------------------------------------ review
+
+    def _target_ids(self) -> tuple[int, ...]:
+        ids = self.selected_image_ids()
+        if ids:
+            return ids
+        record = self.current_record()
+        return (record.id,) if record is not None else ()
+
+    def mark_review(self, review: Review) -> None:
+        """Approve, reject or un-mark the selected images (or the current one)."""
+        self._review_change(review=review)
+
+    def rate(self, rating: int) -> None:
+        """Rate the selected images (or the current one) 1-5."""
+        self._review_change(rating=rating)
+
+    def _review_change(self, **change: object) -> None:
+        project = self.project
+        if project is None:
+            return
+        for image_id in self._target_ids():
+            if not self.run_safely(
+                lambda image_id=image_id: project.set_review(image_id, **change)  # type: ignore[arg-type]
+            ):
+                return
+            self.refresh_image(image_id)
+
+    def _save_note(self) -> None:
+        """Store the note typed for the image it was typed for (never looks at the view, which
+        may be in the middle of a model reset when focus leaves the field)."""
+        image_id, project = self._note_image_id, self.project
+        text = self.note_edit.text()
+        if image_id is None or project is None or text == self._note_saved:
+            return
+        self._note_saved = text
+        if self.run_safely(lambda: project.set_review(image_id, note=text)):
+            self.refresh_image(image_id)
+
+    def _show_review(self, record: ImageRecord | None) -> None:
+        if record is None or record.id != self._note_image_id:
+            self._save_note()
+            self._note_image_id = record.id if record is not None else None
+            self._note_saved = record.note if record is not None else ""
+            self.note_edit.setText(self._note_saved)
+        if record is None:
+            self.review_label.setText("")
+            self.note_edit.setEnabled(False)
+            return
+        marks = {Review.APPROVED: "✓ Approved", Review.REJECTED: "✗ Rejected",
+                 Review.UNREVIEWED: "Not reviewed (A approve, R reject, 1–5 rate)"}
+        text = marks[record.review]
+        if record.rating:
+            text += f" · {'★' * record.rating}{'☆' * (5 - record.rating)}"
+        self.review_label.setText(text)
+        self.note_edit.setEnabled(record.valid)
+
+    def _update_review_status(self) -> None:
+        """"27 of 32 reviewed · 3 failed · 2 uncaptioned" in the status bar."""
+        records = [r for r in self.model.records() if r.valid] if self.project else []
+        if not records:
+            self.review_status.setText("")
+            return
+        reviewed = sum(r.review is not Review.UNREVIEWED for r in records)
+        failed = sum(r.failed for r in records)
+        uncaptioned = sum(not r.has_caption and not r.failed for r in records)
+        self.review_status.setText(
+            f"{reviewed} of {len(records)} reviewed · {failed} failed · {uncaptioned} uncaptioned")
 
     # ------------------------------------------------------------------ captioning
 

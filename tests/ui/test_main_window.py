@@ -13,6 +13,7 @@ from PyQt6.QtWidgets import QApplication, QDialog, QDialogButtonBox, QMessageBox
 from loracap.core.errors import ApiKeyMissingError
 from loracap.core.gemini import GeminiCaptioner
 from loracap.core.project import CaptionMode, Project, Provenance
+from loracap.core.schema import Review
 from loracap.core.scan import scan_folder
 from loracap.ui import dialogs as dialogs_mod
 from loracap.ui import main_window as main_window_mod
@@ -395,3 +396,50 @@ def test_editor_counts_words_characters_and_clip_tokens(qtbot, make_window, fold
     assert "over" not in label
     window.editor.body.setPlainText(", ".join(["wooden chair"] * 40))
     assert "over 75" in window.editor.word_count.text()
+
+
+def test_review_from_the_keyboard(qtbot, make_window, folder: Path, no_dialogs) -> None:
+    window = make_window()
+    window.open_project(make_project(folder))
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    window.view.setFocus()
+    first = window.current_record()
+    qtbot.keyClick(window.view, Qt.Key.Key_A)
+    qtbot.keyClick(window.view, Qt.Key.Key_4)
+    rec = window.project.image(first.id)
+    assert (rec.review, rec.rating) == (Review.APPROVED, 4)
+    assert window.review_status.text() == "1 of 6 reviewed · 0 failed · 6 uncaptioned"
+    assert "Approved" in window.review_label.text()
+    window.navigate(1)
+    qtbot.keyClick(window.view, Qt.Key.Key_R)
+    second = window.current_record()
+    assert second.review is Review.REJECTED
+    # Typing in the caption editor types; it does not review.
+    window.navigate(1)
+    window.editor.body.setFocus()
+    qtbot.keyClicks(window.editor.body, "a red room")
+    third = window.current_record()
+    assert window.project.image(third.id).review is Review.UNREVIEWED
+    assert window.editor.body.toPlainText() == "a red room"
+    # A note is saved when the field is left.
+    window.note_edit.setFocus()
+    qtbot.keyClicks(window.note_edit, "too dark")
+    qtbot.keyClick(window.note_edit, Qt.Key.Key_Return)
+    assert window.project.image(third.id).note == "too dark"
+    # The filter knows review marks.
+    window.filter_edit.setText("review:approved|rejected")
+    assert window.proxy.rowCount() == 2
+
+
+def test_filtering_away_the_image_being_typed_saves_it(qtbot, make_window, folder: Path,
+                                                        no_dialogs) -> None:
+    window = make_window()
+    window.open_project(make_project(folder))
+    typed = window.current_record()
+    window.editor._timer.setInterval(60_000)  # still typing: nothing saved yet
+    qtbot.keyClicks(window.editor.body, "half a sentence")
+    window.filter_edit.setText("name:IMG_0004*")  # hides the image being edited
+    assert window.proxy.rowCount() == 1
+    qtbot.waitUntil(lambda: window.model.index(0, 0).data(Roles.STATE) == "manual")
+    assert window.project.image(typed.id).caption.body == "half a sentence"
