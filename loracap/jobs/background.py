@@ -28,7 +28,7 @@ from typing import Any
 from PyQt6.QtCore import QObject, QRunnable, QThreadPool, pyqtSignal, pyqtSlot
 
 from loracap.core.errors import CancelledError, LoraCapError
-from loracap.core.export import ExportFormat, export_project
+from loracap.core.export import ExportFormat, ReviewFilter, export_project
 from loracap.core.project import Project
 from loracap.core.scan import ScannedFile, scan_folder
 
@@ -302,18 +302,20 @@ class ExportJob(_Job):
 
     def __init__(self, project: Project, fmt: ExportFormat, out: Path, *, force: bool,
                  allow_uncaptioned: bool, parent: QObject | None = None,
-                 pool: QThreadPool | None = None) -> None:
+                 pool: QThreadPool | None = None,
+                 review: ReviewFilter = ReviewFilter.ALL) -> None:
         super().__init__(pool, parent)
         self.project = project
         self.fmt = ExportFormat(fmt)
         self.out = Path(out)
         self.force = force
         self.allow_uncaptioned = allow_uncaptioned
+        self.review = ReviewFilter(review)
 
     def start(self) -> None:
         """Start the export; call once."""
         project, fmt, out = self.project, self.fmt, self.out
-        force, allow = self.force, self.allow_uncaptioned
+        force, allow, review = self.force, self.allow_uncaptioned, self.review
 
         def work(task: _Task) -> object:
             throttle = _Throttle()
@@ -323,7 +325,7 @@ class ExportJob(_Job):
                     task.signals.progress.emit(done, total)
 
             return export_project(project, fmt, out, force=force, allow_uncaptioned=allow,
-                                  progress=on_progress)
+                                  progress=on_progress, review=review)
 
         self._start_task(work, f"exporting to {out}", progress=self._on_progress)
 

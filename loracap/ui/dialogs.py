@@ -42,7 +42,14 @@ from PyQt6.QtWidgets import (
 )
 
 from loracap.core.errors import LoraCapError, TriggerWordError
-from loracap.core.export import ExportFormat, ExportPlan, ExportResult, default_output, plan_export
+from loracap.core.export import (
+    ExportFormat,
+    ExportPlan,
+    ExportResult,
+    ReviewFilter,
+    default_output,
+    plan_export,
+)
 from loracap.core.keys import (
     AI_STUDIO_URL,
     KEYCHAIN_SOURCE,
@@ -603,6 +610,14 @@ class ExportDialog(QDialog):
         self.browse_button.setToolTip("Choose where to save the export")
         self.browse_button.setAccessibleName("Browse for the export destination")
 
+        self.review_combo = QComboBox()
+        self.review_combo.setAccessibleName("Which images by review mark")
+        self.review_combo.setToolTip("Choose images by the review marks (A approve, R reject)")
+        for label, value in (("All images", ReviewFilter.ALL),
+                             ("Only approved images", ReviewFilter.APPROVED),
+                             ("All but rejected images", ReviewFilter.NOT_REJECTED)):
+            self.review_combo.addItem(label, value)
+
         # -- plan
         self.summary_label = QLabel()
         self.summary_label.setWordWrap(True)
@@ -646,6 +661,9 @@ class ExportDialog(QDialog):
         dest_label.setBuddy(self.dest_edit)
         form = QFormLayout()
         form.addRow(dest_label, dest_row)
+        review_label = QLabel("&Images:")
+        review_label.setBuddy(self.review_combo)
+        form.addRow(review_label, self.review_combo)
         layout = QVBoxLayout(self)
         layout.addWidget(format_box)
         layout.addLayout(form)
@@ -672,6 +690,7 @@ class ExportDialog(QDialog):
         self.dest_edit.textChanged.connect(self._update)
         self.browse_button.clicked.connect(self._browse)
         self.allow_uncaptioned.toggled.connect(self._update)
+        self.review_combo.currentIndexChanged.connect(lambda _i: self._refresh_plan())
         self.export_button.clicked.connect(self.start_export)
 
         self.dest_edit.setText(str(default_output(project, self.format)))
@@ -712,6 +731,11 @@ class ExportDialog(QDialog):
             path = path / default_output(self.project, self.format).name
         return path
 
+    @property
+    def review_filter(self) -> ReviewFilter:
+        """Which images the export takes by their review mark."""
+        return ReviewFilter(self.review_combo.currentData() or ReviewFilter.ALL)
+
     @pyqtSlot()
     def start_export(self) -> None:
         """Ask before replacing an existing file, then export in the background."""
@@ -727,7 +751,8 @@ class ExportDialog(QDialog):
             force = True
         assert self._plan is not None
         job = ExportJob(self.project, self.format, target, force=force,
-                        allow_uncaptioned=self.allow_uncaptioned.isChecked(), parent=self)
+                        allow_uncaptioned=self.allow_uncaptioned.isChecked(), parent=self,
+                        review=self.review_filter)
         job.progress.connect(self._on_progress)
         job.finished.connect(self._on_finished)
         job.failed.connect(self._on_failed)
@@ -775,7 +800,8 @@ class ExportDialog(QDialog):
     def _refresh_plan(self) -> None:
         """Plan the export for the chosen format and show what it will do."""
         try:
-            self._plan = plan_export(self.project, allow_uncaptioned=True, fmt=self.format)
+            self._plan = plan_export(self.project, allow_uncaptioned=True, fmt=self.format,
+                                     review=self.review_filter)
             self._plan_error = ""
         except LoraCapError as exc:
             self._plan = None
@@ -800,6 +826,9 @@ class ExportDialog(QDialog):
         if plan.invalid_skipped:
             skipped = len(plan.invalid_skipped)
             summary += f" {_plural(skipped, 'invalid file is', 'invalid files are')} left out."
+        if plan.review_skipped:
+            summary += (f" {_plural(len(plan.review_skipped), 'image is', 'images are')} left "
+                        "out by their review mark.")
         self.summary_label.setText(summary)
         self.summary_label.setVisible(True)
 

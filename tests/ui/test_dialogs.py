@@ -708,3 +708,20 @@ def test_change_key_opens_the_api_key_dialog(qtbot, app_settings: AppSettings) -
     qtbot.keyClicks(key_dialog.key_edit, "new-key")
     qtbot.mouseClick(key_dialog.save_button, LEFT)
     assert dialog.key_label.text() == "A key from the OS keychain is in use."
+
+
+def test_export_only_approved_images(qtbot, project: Project, seams) -> None:
+    from loracap.core.schema import Review
+
+    caption_all(project)
+    approved = next(rec for rec in project.images() if rec.valid)
+    project.set_review(approved.id, review=Review.APPROVED)
+    dialog = open_export(qtbot, project)
+    dialog.review_combo.setCurrentIndex(1)  # only approved
+    assert dialog.summary_label.text().startswith("1 image will be exported")
+    assert "left out by their review mark" in dialog.summary_label.text()
+    qtbot.mouseClick(dialog.export_button, LEFT)
+    qtbot.waitUntil(lambda: bool(seams["done"]), timeout=10_000)
+    with zipfile.ZipFile(dialog.export_result.path) as archive:
+        images = [n for n in archive.namelist() if not n.endswith(".txt")]
+    assert images == [approved.file_name]

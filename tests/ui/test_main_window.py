@@ -13,8 +13,8 @@ from PyQt6.QtWidgets import QApplication, QDialog, QDialogButtonBox, QMessageBox
 from loracap.core.errors import ApiKeyMissingError
 from loracap.core.gemini import GeminiCaptioner
 from loracap.core.project import CaptionMode, Project, Provenance
-from loracap.core.schema import Review
 from loracap.core.scan import scan_folder
+from loracap.core.schema import Review
 from loracap.ui import dialogs as dialogs_mod
 from loracap.ui import main_window as main_window_mod
 from loracap.ui.image_model import Roles
