@@ -1,4 +1,5 @@
-"""The Gemini captioning backend, on the ``google-genai`` SDK (not the legacy google-generativeai).
+"""The Gemini captioning backend, on the ``google-genai`` SDK (the older Gemini SDK has been
+unsupported since 2025-09-30).
 
 One :class:`GeminiCaptioner` holds one ``genai.Client`` and may be called from several threads at
 once: for an API key the SDK's sync path sends every request through one ``httpx2.Client``
