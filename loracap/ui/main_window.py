@@ -65,7 +65,7 @@ from loracap.jobs.runner import BatchOptions, BatchSummary, CaptionRunner
 from loracap.ui.caption_editor import CaptionEditor
 from loracap.ui.delegate import ThumbnailDelegate, cell_size
 from loracap.ui.dialogs import ApiKeyDialog, ExportDialog, NewProjectDialog, SettingsDialog
-from loracap.ui.image_model import STATE_LABELS, ImageFilterProxy, ImageListModel, Roles
+from loracap.ui.image_model import ImageFilterProxy, ImageListModel, Roles
 from loracap.ui.preview import PreviewPane
 from loracap.ui.settings import AppSettings
 from loracap.ui.thumbnails import ThumbnailProvider
@@ -1074,7 +1074,3 @@ class MainWindow(QMainWindow):
 
     def sizeHint(self) -> QSize:
         return QSize(1200, 800)
-
-    def state_label(self, state: str) -> str:
-        """User-facing word for a caption state."""
-        return STATE_LABELS.get(state, state)
