@@ -21,11 +21,12 @@ Safety rules kept here, for every caller (GUI, CLI, runner):
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -58,6 +59,7 @@ from loracap.core.schema import (
     ProjectRow,
     Provenance,
     Review,
+    UndoStepRow,
     utcnow,
 )
 from loracap.core.trigger import (
@@ -84,7 +86,22 @@ def _migrate_1_to_2(conn: Any) -> None:
     conn.exec_driver_sql("ALTER TABLE images ADD COLUMN note TEXT NOT NULL DEFAULT ''")
 
 
-MIGRATIONS: dict[int, Callable[[Any], None]] = {1: _migrate_1_to_2}
+def _migrate_2_to_3(conn: Any) -> None:
+    """Version 3 adds the project's tag separator and the stored undo stack."""
+    conn.exec_driver_sql(
+        "ALTER TABLE project ADD COLUMN tag_separator VARCHAR NOT NULL DEFAULT ', '")
+    Base.metadata.tables[UndoStepRow.__tablename__].create(conn)
+
+
+MIGRATIONS: dict[int, Callable[[Any], None]] = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
+
+#: Undo steps kept in a project file; older ones are dropped (the caption history keeps every
+#: text regardless).
+MAX_UNDO_STEPS = 200
+
+#: Image changes kept over all stored undo steps, so a few batch edits of a 50,000-image project
+#: cannot grow the file without bound. The newest step is always kept whole.
+MAX_UNDO_ENTRIES = 200_000
 
 
 class CaptionMode(StrEnum):
@@ -107,6 +124,7 @@ class ProjectSettings:
     prefix_template: str
     model: str
     current_image_id: int | None = None
+    tag_separator: str = ", "
 
     @property
     def prefix(self) -> str:
@@ -138,6 +156,20 @@ class CaptionVersion:
     model: str | None
     prompt: str | None
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class UndoOutcome:
+    """What :meth:`Project.undo` or :meth:`Project.redo` did.
+
+    ``changed`` lists the images whose caption or review mark was put back; ``skipped`` the
+    images left alone because something else changed them after the step (e.g. a captioning
+    batch), so undoing would have thrown that change away.
+    """
+
+    label: str
+    changed: list[int]
+    skipped: list[int]
 
 
 @dataclass(frozen=True)
@@ -475,18 +507,19 @@ class Project:
                 prefix_template=row.prefix_template,
                 model=row.model,
                 current_image_id=row.current_image_id,
+                tag_separator=row.tag_separator,
             )
 
     def update_settings(self, **changes: Any) -> ProjectSettings:
         """Change settings by name (``trigger``, ``profile``, ``custom_prompt``,
-        ``prefix_template``, ``model``, ``name``, ``current_image_id``).
+        ``prefix_template``, ``model``, ``name``, ``current_image_id``, ``tag_separator``).
 
         Captions store only their body, so a new trigger word or template changes every
         caption's prefix at once. Raises :class:`InputError` for unknown names or invalid values.
         """
         allowed = {
             "trigger", "profile", "custom_prompt", "prefix_template", "model", "name",
-            "current_image_id",
+            "current_image_id", "tag_separator",
         }
         unknown = set(changes) - allowed
         if unknown:
@@ -495,6 +528,8 @@ class Project:
             validate_trigger(changes["trigger"])
         if "prefix_template" in changes:
             validate_prefix_template(changes["prefix_template"])
+        if "tag_separator" in changes and not str(changes["tag_separator"]):
+            raise InputError("The tag separator is empty; use a character such as a comma.")
         with self._write() as session:
             row = session.get(ProjectRow, 1)
             assert row is not None
@@ -574,6 +609,17 @@ class Project:
         if not records:
             raise InputError(f"No image with id {image_id} in {self.path.name}.")
         return records[0]
+
+    def images_by_id(self, image_ids: Iterable[int]) -> list[ImageRecord]:
+        """The images with these ids (unknown ids are left out), ordered as :meth:`images`."""
+        ids = list(dict.fromkeys(image_ids))
+        records: list[ImageRecord] = []
+        with self._read() as session:
+            # SQLite limits the variables of one statement; 500 ids per query stay well below.
+            for start in range(0, len(ids), 500):
+                records.extend(self._records(session, ids[start:start + 500]))
+        records.sort(key=lambda rec: (rec.path.casefold(), rec.path))
+        return records
 
     def missing_images(self) -> list[ImageRecord]:
         """Valid images whose file is no longer on disk (the folder was moved or renamed)."""
@@ -741,49 +787,105 @@ class Project:
             )
 
     def edit_caption(self, image_id: int, body: str) -> CaptionRecord:
-        """Store text a person typed as the image's caption body.
+        """Store text a person typed as the image's caption body (one undo step).
 
         A generated (or already edited) caption becomes ``edited`` and keeps the backend, model
-        and prompt it came from; otherwise the caption is ``manual``. Committed at once.
+        and prompt it came from; otherwise the caption is ``manual``. Committed at once. Raises
+        :class:`InputError` for an unknown image.
         """
         with self._write() as session:
-            self._require_image(session, image_id)
-            current = session.get(CaptionRow, image_id)
-            if current is not None and current.provenance in (
-                Provenance.GENERATED.value, Provenance.EDITED.value
-            ):
-                if current.body == body:
-                    return _caption_record(current)
-                self._put_caption(
-                    session, image_id, body, Provenance.EDITED,
-                    backend=current.backend, model=current.model, prompt=current.prompt,
-                )
-            else:
-                if current is not None and current.body == body:
-                    return _caption_record(current)
-                self._put_caption(session, image_id, body, Provenance.MANUAL)
+            image = self._require_image(session, image_id)
+            entry = self._edit_in_session(session, image_id, body)
+            if entry is not None:
+                self._record_step(session, f"Edit caption of {_file_name(image.path)}", [entry])
             session.flush()
             row = session.get(CaptionRow, image_id)
             assert row is not None
             return _caption_record(row)
 
+    def apply_edits(self, bodies: Mapping[int, str], label: str) -> list[int]:
+        """Store new caption bodies for many images as ONE undo step labelled ``label``.
+
+        ``bodies`` maps image id -> new body (e.g. the ``after`` of a batch find/replace). Each
+        caption follows :meth:`edit_caption`'s rules (``edited``, or ``manual`` for text a person
+        wrote or imported); bodies equal to the current one are skipped. All or nothing: one
+        transaction. Returns the ids whose caption changed. Raises :class:`InputError` for an
+        unknown or invalid image (then nothing is stored).
+        """
+        entries: list[dict[str, Any]] = []
+        with self._write() as session:
+            for image_id, body in bodies.items():
+                image = self._require_image(session, image_id)
+                if not image.valid:
+                    raise InputError(f"{image.path} is not a valid image; its caption cannot "
+                                     "be changed.")
+                entry = self._edit_in_session(session, image_id, body)
+                if entry is not None:
+                    entries.append(entry)
+            if entries:
+                self._record_step(session, label, entries)
+        return [entry["image"] for entry in entries]
+
+    def _edit_in_session(self, session: Session, image_id: int, body: str
+                         ) -> dict[str, Any] | None:
+        """Apply one person's edit in ``session``; the undo entry, or None when unchanged."""
+        current = session.get(CaptionRow, image_id)
+        if current is not None and current.body == body:
+            return None
+        before = _caption_state(current)
+        if current is not None and current.provenance in (
+            Provenance.GENERATED.value, Provenance.EDITED.value
+        ):
+            self._put_caption(
+                session, image_id, body, Provenance.EDITED,
+                backend=current.backend, model=current.model, prompt=current.prompt,
+            )
+        else:
+            self._put_caption(session, image_id, body, Provenance.MANUAL)
+        session.flush()
+        after = _caption_state(session.get(CaptionRow, image_id))
+        return {"image": image_id, "before": {"caption": before}, "after": {"caption": after}}
+
     def restore_caption(self, image_id: int, caption: CaptionRecord | None) -> None:
-        """Make ``caption`` (an earlier state, e.g. for undo) the current caption again.
+        """Make ``caption`` (an earlier state) the current caption again, without an undo step.
 
         The body, provenance, backend, model and prompt come back exactly; ``None`` removes the
         current caption (the image becomes uncaptioned). Every text stays in the history.
         """
+        state = None if caption is None else [
+            caption.body, caption.provenance.value, caption.backend, caption.model,
+            caption.prompt,
+        ]
         with self._write() as session:
             self._require_image(session, image_id)
-            if caption is None:
-                current = session.get(CaptionRow, image_id)
-                if current is not None:
-                    session.delete(current)
-                return
-            self._put_caption(
-                session, image_id, caption.body, caption.provenance,
-                backend=caption.backend, model=caption.model, prompt=caption.prompt,
-            )
+            self._put_caption_state(session, image_id, state)
+
+    def restore_version(self, image_id: int, version_id: int) -> CaptionRecord:
+        """Make an entry of the image's history (:meth:`history`) its current caption again.
+
+        The version's text, provenance, model and prompt come back exactly; one undo step.
+        Raises :class:`InputError` when the version does not belong to the image.
+        """
+        with self._write() as session:
+            image = self._require_image(session, image_id)
+            version = session.get(CaptionVersionRow, version_id)
+            if version is None or version.image_id != image_id:
+                raise InputError("That caption version is not part of this image's history.")
+            current = session.get(CaptionRow, image_id)
+            before = _caption_state(current)
+            after = [version.body, version.provenance, version.backend, version.model,
+                     version.prompt]
+            if before != after:
+                self._put_caption_state(session, image_id, after)
+                self._record_step(
+                    session, f"Restore an earlier caption of {_file_name(image.path)}",
+                    [{"image": image_id, "before": {"caption": before},
+                      "after": {"caption": after}}],
+                )
+            session.flush()
+            row = session.get(CaptionRow, image_id)
+            assert row is not None
+            return _caption_record(row)
 
     def has_generated_version(self, image_id: int) -> bool:
         """True when the image's history holds a generated caption (revert is possible)."""
@@ -834,22 +936,144 @@ class Project:
 
     def set_review(self, image_id: int, *, review: Review | None = None,
                    rating: int | None | bool = False, note: str | None = None) -> ImageRecord:
-        """Change an image's review state, rating (1-5; None clears it) and/or note.
+        """Change one image's review state, rating and/or note; see :meth:`set_reviews`."""
+        self.set_reviews([image_id], review=review, rating=rating, note=note)
+        return self.image(image_id)
 
-        Arguments left out are not changed (``rating=False`` means "leave as is"). Raises
-        :class:`InputError` for a rating outside 1-5. Committed at once.
+    def set_reviews(self, image_ids: Sequence[int], *, review: Review | None = None,
+                    rating: int | None | bool = False, note: str | None = None,
+                    label: str = "") -> list[int]:
+        """Change the review state, rating (1-5; None clears it) and/or note of images.
+
+        Arguments left out are not changed (``rating=False`` means "leave as is"). One undo
+        step for all the images (``label`` or a generated one such as "Approve 3 images").
+        Returns the ids that changed. Raises :class:`InputError` for a rating outside 1-5 or an
+        unknown image. Committed at once.
         """
         if rating is not False and rating is not None and not 1 <= int(rating) <= 5:
             raise InputError("A rating is a whole number from 1 to 5.")
+        entries: list[dict[str, Any]] = []
         with self._write() as session:
-            row = self._require_image(session, image_id)
-            if review is not None:
-                row.review = Review(review).value
-            if rating is not False:
-                row.rating = None if rating is None else int(rating)
-            if note is not None:
-                row.note = note
-        return self.image(image_id)
+            for image_id in dict.fromkeys(image_ids):
+                row = self._require_image(session, image_id)
+                before = _review_state(row)
+                if review is not None:
+                    row.review = Review(review).value
+                if rating is not False:
+                    row.rating = None if rating is None else int(rating)
+                if note is not None:
+                    row.note = note
+                after = _review_state(row)
+                if after != before:
+                    entries.append({"image": image_id, "before": {"review": before},
+                                    "after": {"review": after}})
+            if entries:
+                self._record_step(session, label or _review_label(
+                    len(entries), review=review, rating=rating, note=note), entries)
+        return [entry["image"] for entry in entries]
+
+    # ------------------------------------------------------------------ undo and redo
+
+    def _record_step(self, session: Session, label: str, entries: list[dict[str, Any]]) -> None:
+        """Push an undo step (in the edit's own transaction) and trim the stack.
+
+        A new step discards the redo branch, as in every editor.
+        """
+        session.execute(delete(UndoStepRow).where(UndoStepRow.undone.is_(True)))
+        session.add(UndoStepRow(label=label, created_at=utcnow(), undone=False,
+                                entries=len(entries), payload=json.dumps(entries)))
+        session.flush()
+        rows = session.execute(
+            select(UndoStepRow.id, UndoStepRow.entries).order_by(UndoStepRow.id.desc())
+        ).all()
+        kept_entries = 0
+        drop: list[int] = []
+        for position, (step_id, count) in enumerate(rows):
+            kept_entries += count
+            if position > 0 and (position >= MAX_UNDO_STEPS or kept_entries > MAX_UNDO_ENTRIES):
+                drop.append(step_id)
+        if drop:
+            session.execute(delete(UndoStepRow).where(UndoStepRow.id.in_(drop)))
+
+    def _put_caption_state(self, session: Session, image_id: int, state: list[Any] | None
+                           ) -> None:
+        if state is None:
+            current = session.get(CaptionRow, image_id)
+            if current is not None:
+                session.delete(current)
+            return
+        body, provenance, backend, model, prompt = state
+        self._put_caption(session, image_id, body, Provenance(provenance),
+                          backend=backend, model=model, prompt=prompt)
+
+    def _current_state(self, session: Session, image_id: int, keys: Iterable[str]
+                       ) -> dict[str, Any] | None:
+        image = session.get(ImageRow, image_id)
+        if image is None:
+            return None
+        state: dict[str, Any] = {}
+        for key in keys:
+            if key == "caption":
+                state["caption"] = _caption_state(session.get(CaptionRow, image_id))
+            elif key == "review":
+                state["review"] = _review_state(image)
+        return state
+
+    def _step(self, *, undo: bool) -> UndoOutcome | None:
+        with self._write() as session:
+            query = select(UndoStepRow).where(UndoStepRow.undone.is_(not undo))
+            query = query.order_by(UndoStepRow.id.desc() if undo else UndoStepRow.id)
+            step = session.scalars(query.limit(1)).first()
+            if step is None:
+                return None
+            source, target = ("after", "before") if undo else ("before", "after")
+            changed: list[int] = []
+            skipped: list[int] = []
+            for entry in json.loads(step.payload):
+                image_id = int(entry["image"])
+                now = self._current_state(session, image_id, entry[target].keys())
+                if now != entry[source]:
+                    skipped.append(image_id)
+                    continue
+                wanted = entry[target]
+                if "caption" in wanted:
+                    self._put_caption_state(session, image_id, wanted["caption"])
+                if "review" in wanted:
+                    image = session.get(ImageRow, image_id)
+                    assert image is not None
+                    image.review, image.rating, image.note = wanted["review"]
+                changed.append(image_id)
+            step.undone = undo
+            return UndoOutcome(step.label, changed, skipped)
+
+    def undo(self) -> UndoOutcome | None:
+        """Take back the newest edit that is not undone; None when there is nothing to undo.
+
+        Survives closing and reopening: the stack is stored in the project file. An image that
+        something else changed after the step (a captioning batch, another edit) is skipped and
+        reported in :attr:`UndoOutcome.skipped`, never overwritten.
+        """
+        return self._step(undo=True)
+
+    def redo(self) -> UndoOutcome | None:
+        """Do again the oldest undone edit; None when there is nothing to redo."""
+        return self._step(undo=False)
+
+    def undo_label(self) -> str | None:
+        """The label of the step :meth:`undo` would take back, or None."""
+        return self._peek(undone=False)
+
+    def redo_label(self) -> str | None:
+        """The label of the step :meth:`redo` would do again, or None."""
+        return self._peek(undone=True)
+
+    def _peek(self, *, undone: bool) -> str | None:
+        order = UndoStepRow.id if undone else UndoStepRow.id.desc()
+        with self._read() as session:
+            return session.scalar(
+                select(UndoStepRow.label).where(UndoStepRow.undone.is_(undone))
+                .order_by(order).limit(1)
+            )
 
     def history(self, image_id: int) -> list[CaptionVersion]:
         """Every caption version of an image, oldest first."""
@@ -869,21 +1093,13 @@ class Project:
             ]
 
     def revert_to_generated(self, image_id: int) -> CaptionRecord:
-        """Make the latest generated version the current caption again (the edit stays in the
-        history). Raises :class:`InputError` when the image has never had a generated caption."""
+        """Make the latest generated version the current caption again (one undo step; the edit
+        stays in the history). Raises :class:`InputError` when the image has never had a
+        generated caption."""
         generated = [v for v in self.history(image_id) if v.provenance is Provenance.GENERATED]
         if not generated:
             raise InputError("This image has no generated caption to revert to.")
-        last = generated[-1]
-        with self._write() as session:
-            self._put_caption(
-                session, image_id, last.body, Provenance.GENERATED,
-                backend=last.backend, model=last.model, prompt=last.prompt,
-            )
-            session.flush()
-            row = session.get(CaptionRow, image_id)
-            assert row is not None
-            return _caption_record(row)
+        return self.restore_version(image_id, generated[-1].id)
 
     def final_caption(self, record: ImageRecord, settings: ProjectSettings | None = None) -> str:
         """The caption a trainer reads: the rendered prefix plus the body; ``""`` if none."""
@@ -959,6 +1175,34 @@ def _caption_record(row: CaptionRow) -> CaptionRecord:
     )
 
 
+def _file_name(stored: str) -> str:
+    return stored.rsplit("/", 1)[-1]
+
+
+def _caption_state(row: CaptionRow | None) -> list[Any] | None:
+    """A caption as stored in an undo step: ``[body, provenance, backend, model, prompt]``."""
+    if row is None:
+        return None
+    return [row.body, row.provenance, row.backend, row.model, row.prompt]
+
+
+def _review_state(row: ImageRow) -> list[Any]:
+    """An image's review fields as stored in an undo step: ``[review, rating, note]``."""
+    return [row.review, row.rating, row.note]
+
+
+def _review_label(count: int, *, review: Review | None, rating: int | None | bool,
+                  note: str | None) -> str:
+    images = "1 image" if count == 1 else f"{count} images"
+    if review is not None:
+        verb = {Review.APPROVED: "Approve", Review.REJECTED: "Reject",
+                Review.UNREVIEWED: "Clear the review mark of"}[Review(review)]
+        return f"{verb} {images}"
+    if rating is not False:
+        return f"Clear the rating of {images}" if rating is None else f"Rate {images} {rating}"
+    return f"Edit the note of {images}"
+
+
 def _check_header(path: Path) -> int:
     """Return the schema version of a project file, or raise :class:`ProjectError`."""
     try:
@@ -1001,6 +1245,7 @@ def project_lock_owner(path: Path) -> tuple[int, str] | None:
 
 __all__ = [
     "AddResult", "CaptionMode", "CaptionRecord", "CaptionVersion", "ImageRecord", "MIGRATIONS",
-    "PROJECT_SUFFIX", "Project", "ProjectSettings", "ProjectStats", "Provenance",
+    "MAX_UNDO_ENTRIES", "MAX_UNDO_STEPS", "PROJECT_SUFFIX", "Project", "ProjectSettings",
+    "ProjectStats", "Provenance", "UndoOutcome",
     "default_project_path", "project_lock_owner",
 ]

@@ -12,6 +12,7 @@ Tables:
   "revert to the generated caption" and recovery of earlier text possible.
 * ``caption_attempts`` -- every captioning attempt's outcome (ok, or the error).
 * ``lock`` -- which process has the project open for writing.
+* ``undo_steps`` -- the undo/redo stack of people's edits (bounded), so Undo works after reopening.
 
 Times are stored in UTC.
 """
@@ -25,8 +26,9 @@ from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, Te
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: Current schema version, written to ``PRAGMA user_version``.
-#: 1: first release. 2: review state, rating and note per image.
-SCHEMA_VERSION = 2
+#: 1: first release. 2: review state, rating and note per image. 3: tag separator and the stored
+#: undo stack.
+SCHEMA_VERSION = 3
 
 #: ``PRAGMA application_id`` of a LoRACap project: the ASCII bytes "LoRA".
 APPLICATION_ID = 0x4C6F5241
@@ -76,6 +78,8 @@ class ProjectRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     current_image_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: What separates tags in captions (kohya sd-scripts and most taggers write ", ").
+    tag_separator: Mapped[str] = mapped_column(String, default=", ", server_default=", ")
 
 
 class ImageRow(Base):
@@ -154,3 +158,21 @@ class LockRow(Base):
     #: for the owner.
     process_started: Mapped[float] = mapped_column(Float)
     opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class UndoStepRow(Base):
+    """One undoable edit: a person's change to one or many images, as JSON before/after states.
+
+    ``payload`` is a JSON list of ``{"image": id, "before": state, "after": state}``; a state
+    holds ``"caption"`` (``null`` or ``[body, provenance, backend, model, prompt]``) and/or
+    ``"review"`` (``[review, rating, note]``). ``undone`` steps form the redo branch.
+    """
+
+    __tablename__ = "undo_steps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    undone: Mapped[bool] = mapped_column(Boolean, default=False)
+    entries: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[str] = mapped_column(Text)

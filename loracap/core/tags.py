@@ -282,35 +282,48 @@ class TagCounter:
     def _tags(self, body: str) -> set[str]:
         return set(split_tags(body, self.separator))
 
-    def add_caption(self, body: str) -> None:
-        """Count the tags of one more caption."""
-        self._counts.update(self._tags(body))
+    def add_caption(self, body: str) -> dict[str, int]:
+        """Count the tags of one more caption.
 
-    def remove_caption(self, body: str) -> None:
-        """Stop counting the tags of a caption added before.
+        Returns the changed tags with their new counts (what a view needs to update).
+        """
+        tags = self._tags(body)
+        self._counts.update(tags)
+        return {tag: self._counts[tag] for tag in tags}
+
+    def remove_caption(self, body: str) -> dict[str, int]:
+        """Stop counting the tags of a caption added before; returns the changed tags' new
+        counts (0 for a tag no caption has any more).
 
         Raises :class:`ValueError` (and changes nothing) when a tag of ``body`` has no count,
         i.e. the caption was never added.
         """
-        self._decrement(self._tags(body))
+        return self._decrement(self._tags(body))
 
-    def replace_caption(self, old_body: str, new_body: str) -> None:
+    def replace_caption(self, old_body: str, new_body: str) -> dict[str, int]:
         """Count ``new_body`` instead of ``old_body`` (one caption edited).
 
-        Raises :class:`ValueError` (and changes nothing) as :meth:`remove_caption` does.
+        Returns the changed tags with their new counts (0 = gone); tags in both captions are
+        unchanged and not listed. Raises :class:`ValueError` (and changes nothing) as
+        :meth:`remove_caption` does.
         """
         old, new = self._tags(old_body), self._tags(new_body)
-        self._decrement(old - new)
+        changed = self._decrement(old - new)
         self._counts.update(new - old)
+        changed.update({tag: self._counts[tag] for tag in new - old})
+        return changed
 
-    def _decrement(self, tags: set[str]) -> None:
+    def _decrement(self, tags: set[str]) -> dict[str, int]:
         missing = sorted(tag for tag in tags if self._counts.get(tag, 0) <= 0)
         if missing:
             raise ValueError(f"Tags not counted, caption never added: {missing!r}")
+        changed: dict[str, int] = {}
         for tag in tags:
             self._counts[tag] -= 1
+            changed[tag] = self._counts[tag]
             if self._counts[tag] == 0:
                 del self._counts[tag]
+        return changed
 
     def counts(self) -> dict[str, int]:
         """A copy of the counts: tag -> number of captions with it (only counts above zero)."""

@@ -216,8 +216,19 @@ def test_not_a_project_and_newer_version_are_refused(dataset: Path, tmp_path: Pa
         Project.open(tmp_path / "nope.loraproj")
 
 
+def _make_version_2(path: Path) -> None:
+    """Turn a current project file into what schema version 2 looked like."""
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE project DROP COLUMN tag_separator")
+    conn.execute("DROP TABLE undo_steps")
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+
+
 def _make_version_1(path: Path) -> None:
     """Turn a current project file into what LoRACap 0.1 wrote (schema version 1)."""
+    _make_version_2(path)
     conn = sqlite3.connect(path)
     for column in ("review", "rating", "note"):
         conn.execute(f"ALTER TABLE images DROP COLUMN {column}")
@@ -247,6 +258,23 @@ def test_a_version_1_project_is_backed_up_then_migrated(dataset: Path) -> None:
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == project_mod.SCHEMA_VERSION
     conn.close()
+
+
+def test_a_version_2_project_gains_the_separator_and_a_stored_undo_stack(dataset: Path) -> None:
+    with new_project(dataset) as project:
+        image_id = ids_by_path(project)["IMG_0002.jpg"]
+    path = dataset / "hall.loraproj"
+    _make_version_2(path)
+    with Project.open(path) as project:
+        assert project.settings.tag_separator == ", "
+        assert project.undo_label() is None
+        project.edit_caption(image_id, "a hall, oak doors")
+    assert (dataset / "hall.v2-backup.loraproj").is_file()
+    with Project.open(path) as project:
+        assert project.undo_label() == "Edit caption of IMG_0002.jpg"
+        project.undo()
+        rec = project.image(image_id)
+        assert rec.caption is not None and rec.caption.provenance is Provenance.IMPORTED
 
 
 def test_migrations_run_in_order_after_one_backup(

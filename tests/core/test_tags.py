@@ -225,17 +225,18 @@ def test_tag_counter_incremental_equals_recount_over_random_edits() -> None:
     vocabulary = ["a", "b", "c", "(red:1.2)", "Red", "wooden tables", "lamp", "x y"]
     bodies: dict[int, str] = {}
     counter = TagCounter()
+    mirror: dict[str, int] = {}  # kept only from the returned changes, as a view would
     next_id = 0
     for _step in range(200):
         action = rng.choice(["add", "remove", "edit", "edit", "edit"])
         if action == "add" or not bodies:
             body = join_tags(rng.choices(vocabulary, k=rng.randint(0, 5)))
             bodies[next_id] = body
-            counter.add_caption(body)
+            mirror.update(counter.add_caption(body))
             next_id += 1
         elif action == "remove":
             image_id = rng.choice(sorted(bodies))
-            counter.remove_caption(bodies.pop(image_id))
+            mirror.update(counter.remove_caption(bodies.pop(image_id)))
         else:
             image_id = rng.choice(sorted(bodies))
             old = bodies[image_id]
@@ -250,8 +251,11 @@ def test_tag_counter_incremental_equals_recount_over_random_edits() -> None:
             else:
                 new = append_text(old, tag)
             bodies[image_id] = new
-            counter.replace_caption(old, new)
+            changed = counter.replace_caption(old, new)
+            assert set(changed) == set(split_tags(old)) ^ set(split_tags(new))
+            mirror.update(changed)
         assert counter.counts() == _recount(bodies)
+        assert {tag: n for tag, n in mirror.items() if n > 0} == counter.counts()
     assert len(bodies) > 5
     assert counter.counts()
 
