@@ -26,8 +26,11 @@ Combining
 
 ``NOT`` binds tightest, then ``AND``, then ``OR``; ``AND``, ``OR`` and ``NOT`` may be written in
 any case. To search for the words "and", "or" or "not", or for text with a colon in it, put them
-in quotes: ``"or"``, ``"3:4"``. An empty query shows every image. A mistake is reported with its
-position, counted from 0: ``Expected ")" at position 14``.
+in quotes: ``"or"``, ``"3:4"``; inside quotes write a quote twice: ``tag:"12"" vinyl"``.
+An empty query shows every image. A mistake is reported with its position, counted from 0:
+``Expected ")" at position 14``.
+
+Clicking a tag in the Tags panel writes ``tag:...`` here; Ctrl-click writes ``-tag:...``.
 """
 
 from __future__ import annotations
@@ -237,11 +240,34 @@ def _error(message: str, position: int, suffix: str = "") -> QuerySyntaxError:
 
 
 def _read_quoted(text: str, start: int) -> tuple[str, int]:
-    """The phrase of the quote opening at ``start`` and the offset just after its closing quote."""
-    close = text.find('"', start + 1)
-    if close < 0:
-        raise _error("Unclosed quote", start, ": add the closing \"")
-    return text[start + 1:close], close + 1
+    """The phrase of the quote opening at ``start`` and the offset just after its closing quote.
+
+    Inside quotes, a doubled quote ``""`` stands for one ``"`` (as in CSV).
+    """
+    parts: list[str] = []
+    pos = start + 1
+    while True:
+        close = text.find('"', pos)
+        if close < 0:
+            raise _error("Unclosed quote", start, ": add the closing \"")
+        parts.append(text[pos:close])
+        if text.startswith('""', close):
+            parts.append('"')
+            pos = close + 2
+            continue
+        return "".join(parts), close + 1
+
+
+def tag_term(tag: str, *, exclude: bool = False) -> str:
+    """The query term that finds images with (or, with ``exclude``, without) ``tag``.
+
+    ``tag_term("wooden tables")`` is ``'tag:"wooden tables"'``; a quote inside a tag is doubled.
+    """
+    sign = "-" if exclude else ""
+    if tag and all(ch.isalnum() or ch in "_-." for ch in tag):
+        return f"{sign}tag:{tag}"
+    escaped = tag.replace('"', '""')
+    return f'{sign}tag:"{escaped}"'
 
 
 def _values(value: str, start: int, known: tuple[str, ...], noun: str) -> frozenset[str]:
@@ -415,4 +441,5 @@ def parse_query(text: str, separator: str = DEFAULT_SEPARATOR) -> Query:
 
 __all__ = [
     "FIELDS", "REVIEWS", "STATES", "Query", "QueryItem", "QuerySyntaxError", "parse_query",
+    "tag_term",
 ]

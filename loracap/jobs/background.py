@@ -27,6 +27,7 @@ from typing import Any
 
 from PyQt6.QtCore import QObject, QRunnable, QThreadPool, pyqtSignal, pyqtSlot
 
+from loracap.core.checks import Finding, check_project
 from loracap.core.errors import CancelledError, LoraCapError
 from loracap.core.export import ExportFormat, ReviewFilter, export_project
 from loracap.core.project import Project
@@ -365,4 +366,91 @@ class ModelListJob(_Job):
         self._start_task(work, "listing the Gemini models")
 
 
-__all__ = ["ExportJob", "ModelListJob", "PROGRESS_INTERVAL_S", "ScanJob"]
+class CheckJob(_Job):
+    """Runs the dataset check (:func:`loracap.core.checks.check_project`) on a pool thread.
+
+    ``near_duplicates=False`` skips the near-duplicate search, so no image file is opened.
+
+    Signals (GUI thread):
+
+    * ``progress(done, total)`` -- images checked so far of the project's valid images; at most
+      ~20 per second, and always the last one (``done == total``) before ``finished``. A project
+      without valid images reports no progress.
+    * ``finished(findings)`` -- ``list[Finding]``, sorted by path, then kind.
+    * ``failed(message)`` -- e.g. the project file could not be read.
+    * ``cancelled()`` -- after :meth:`cancel`; ``finished`` is never emitted after a cancel.
+
+    Exactly one of ``finished`` / ``failed`` / ``cancelled`` is emitted, after :meth:`start`
+    (or at once when :meth:`cancel` comes before :meth:`start`). Cancelling takes effect after
+    the image being checked, so the pool thread stops within one image.
+    """
+
+    progress = pyqtSignal(int, int)
+    finished = pyqtSignal(object)
+    failed = pyqtSignal(str)
+    cancelled = pyqtSignal()
+
+    def __init__(self, project: Project, *, near_duplicates: bool = True,
+                 parent: QObject | None = None, pool: QThreadPool | None = None) -> None:
+        super().__init__(pool, parent)
+        self.project = project
+        self.near_duplicates = near_duplicates
+        self._cancel = threading.Event()
+
+    def start(self) -> None:
+        """Start the check; call once."""
+        project, near, cancel = self.project, self.near_duplicates, self._cancel
+
+        def work(task: _Task) -> list[Finding]:
+            throttle = _Throttle()
+
+            def on_progress(done: int, total: int) -> None:
+                if cancel.is_set():
+                    raise CancelledError("The dataset check was cancelled.")
+                if done >= total or throttle.ready():
+                    task.signals.progress.emit(done, total)
+
+            return check_project(project, near_duplicates=near, progress=on_progress)
+
+        self._start_task(work, f"checking {project.path.name}", cancel=cancel,
+                         progress=self._on_progress)
+
+    def cancel(self) -> None:
+        """Ask the check to stop; ``cancelled`` follows unless the job has already ended."""
+        self._cancel.set()
+        if self._task is None and not self._ended:
+            # Never started: end now so that the rule "exactly one ending signal" still holds.
+            self._ended = True
+            self.cancelled.emit()
+
+    @property
+    def is_cancelled(self) -> bool:
+        """True once :meth:`cancel` has been called."""
+        return self._cancel.is_set()
+
+    @pyqtSlot(int, object)
+    def _on_progress(self, done: int, total: Any) -> None:
+        if not self._ended and not self._cancel.is_set():
+            self.progress.emit(done, int(total))
+
+    @pyqtSlot(object)
+    def _on_succeeded(self, result: object) -> None:
+        if self._cancel.is_set():
+            self._on_cancelled()
+        elif self._end():
+            self.finished.emit(result)
+
+    @pyqtSlot(str)
+    def _on_failed(self, message: str) -> None:
+        if self._cancel.is_set():
+            self._on_cancelled()
+        elif self._end():
+            self.failed.emit(message)
+
+    @pyqtSlot()
+    def _on_cancelled(self) -> None:
+        if self._end():
+            self.cancelled.emit()
+
+
+__all__ = ["CheckJob", "ExportJob", "ModelListJob", "PROGRESS_INTERVAL_S", "ScanJob"]

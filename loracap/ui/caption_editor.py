@@ -131,6 +131,8 @@ class CaptionEditor(QWidget):
         self.provenance_label.setObjectName("provenance")
         self.word_count = QLabel()
         self.word_count.setObjectName("wordCount")
+        # Wraps in a narrow window instead of forcing the whole panel wider.
+        self.word_count.setWordWrap(True)
         self.revert_button = QPushButton("Revert to generated")
         self.revert_button.setToolTip("Bring back the caption the model wrote (your edit stays "
                                       "in the history)")
@@ -208,6 +210,15 @@ class CaptionEditor(QWidget):
         if text != self._saved_body:
             old, self._saved_body = self._saved_body, text
             self.edited.emit(self._image_id, old, text)
+
+    def apply_text(self, body: str) -> None:
+        """Replace the text as if the user had typed it (tag chips, recent tags) and save it
+        now: one ``edited`` signal, so one undo step."""
+        if self._image_id is None or not self.body.isEnabled():
+            return
+        if self.body.toPlainText() != body:
+            self.body.setPlainText(body)
+        self.flush()
 
     def _load_text(self, body: str) -> None:
         self._timer.stop()

@@ -1118,6 +1118,17 @@ class SettingsDialog(QDialog):
             "Photos are shrunk to this long side before they are sent; smaller costs less."
         )
 
+        # -- tag list for autocomplete
+        self.tag_list_label = QLabel()
+        self.tag_list_label.setWordWrap(True)
+        self.tag_list_label.setAccessibleName("Tag list for autocomplete")
+        self.load_tags_button = QPushButton("&Load…")
+        self.load_tags_button.setToolTip(
+            "A text file with one tag per line, or a CSV tag list (e.g. Danbooru's) with the "
+            "tag in the first column. Its tags are offered while you type a tag.")
+        self.clear_tags_button = QPushButton("Clear")
+        self.clear_tags_button.setToolTip("Stop offering the loaded tag list")
+
         self.error_label = _message_label("Settings problem")
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
@@ -1143,6 +1154,11 @@ class SettingsDialog(QDialog):
             label = QLabel(text)
             label.setBuddy(spin)
             form.addRow(label, spin)
+        tags_row = QHBoxLayout()
+        tags_row.addWidget(self.tag_list_label, 1)
+        tags_row.addWidget(self.load_tags_button)
+        tags_row.addWidget(self.clear_tags_button)
+        form.addRow("Tag list:", tags_row)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.error_label)
@@ -1157,7 +1173,10 @@ class SettingsDialog(QDialog):
         self.change_key_button.clicked.connect(self.change_key)
         self.refresh_button.clicked.connect(self.refresh_models)
         self.model_combo.editTextChanged.connect(self._update)
+        self.load_tags_button.clicked.connect(lambda: self.load_tag_list())
+        self.clear_tags_button.clicked.connect(self.clear_tag_list)
         self._update_key_status()
+        self._update_tag_list()
         self._update()
 
     @property
@@ -1217,6 +1236,39 @@ class SettingsDialog(QDialog):
         self.settings.max_side = self.max_side_spin.value()
         self.settings.sync()
         super().accept()
+
+    @pyqtSlot()
+    def load_tag_list(self, path: Path | None = None) -> None:
+        """Load a tag list for autocomplete (asks for the file unless ``path`` is given)."""
+        if path is None:
+            name, _filter = QFileDialog.getOpenFileName(
+                self, "Load Tag List", str(Path.home()),
+                "Tag lists (*.txt *.csv);;All files (*)")
+            if not name:
+                return
+            path = Path(name)
+        try:
+            count = self.settings.import_tag_list(path)
+        except LoraCapError as exc:
+            _set_message(self.error_label, str(exc), error=True)
+            return
+        _set_message(self.error_label, f"Loaded {_plural(count, 'tag')} from {path.name}.")
+        self._update_tag_list()
+
+    @pyqtSlot()
+    def clear_tag_list(self) -> None:
+        """Stop offering the loaded tag list."""
+        self.settings.clear_tag_list()
+        self._update_tag_list()
+
+    def _update_tag_list(self) -> None:
+        tags = self.settings.user_tags()
+        if tags:
+            self.tag_list_label.setText(
+                f"{_plural(len(tags), 'tag')} from {self.settings.tag_list_source or 'a file'}")
+        else:
+            self.tag_list_label.setText("None — tags in use in the project are offered")
+        self.clear_tags_button.setEnabled(bool(tags))
 
     @pyqtSlot()
     def _update_key_status(self) -> None:

@@ -28,12 +28,15 @@ from PyQt6.QtCore import (
     QPersistentModelIndex,
     QSortFilterProxyModel,
     Qt,
+    pyqtSignal,
     pyqtSlot,
 )
 from PyQt6.QtGui import QColor
 
 from loracap.core.project import ImageRecord, ProjectSettings
 from loracap.core.query import Query, QueryItem, QuerySyntaxError, parse_query
+from loracap.core.schema import Review
+from loracap.core.tags import DEFAULT_SEPARATOR, TagCounter
 from loracap.core.trigger import full_caption
 from loracap.ui.thumbnails import ThumbnailProvider
 
@@ -163,7 +166,19 @@ class ImageListModel(QAbstractListModel):
     placeholder while it loads, or its broken pixmap for invalid and missing files (no load is
     queued for them); ``ToolTipRole`` rich text with the file name, the state and the reason or
     the caption; and :class:`Roles`. Use from the GUI thread only.
+
+    The model also keeps two sets of counts up to date incrementally (no recount on an update):
+    the tag frequencies of the valid images' caption bodies (:meth:`tag_counter`, split on the
+    project's tag separator) and the review-progress counts (:meth:`status_counts`).
+
+    Signals: ``tag_counts_changed(dict)`` -- tag -> new count (0 = gone) after an update;
+    ``tags_reset()`` -- the counts were rebuilt (new records or a new separator);
+    ``status_changed()`` -- :meth:`status_counts` may have changed.
     """
+
+    tag_counts_changed = pyqtSignal(dict)
+    tags_reset = pyqtSignal()
+    status_changed = pyqtSignal()
 
     def __init__(self, thumbnails: ThumbnailProvider, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -172,6 +187,8 @@ class ImageListModel(QAbstractListModel):
         self._rows: dict[int, int] = {}  # image id -> row
         self._missing: set[int] = set()
         self._settings: ProjectSettings | None = None
+        self._counter = TagCounter()
+        self._status: dict[str, int] = dict.fromkeys(_STATUS_KEYS, 0)
         thumbnails.thumbnail_ready.connect(self._on_thumbnail_ready)
 
     # ------------------------------------------------------------------ feeding the model
@@ -194,6 +211,18 @@ class ImageListModel(QAbstractListModel):
             self._settings = settings
         finally:
             self.endResetModel()
+        self._recount()
+
+    def _recount(self) -> None:
+        separator = self._settings.tag_separator if self._settings else DEFAULT_SEPARATOR
+        self._counter = TagCounter(separator)
+        self._status = dict.fromkeys(_STATUS_KEYS, 0)
+        for record in self._records:
+            self._counter.add_caption(_counted_body(record))
+            for key, value in _status_of(record).items():
+                self._status[key] += value
+        self.tags_reset.emit()
+        self.status_changed.emit()
 
     def update_record(self, record: ImageRecord, missing: bool | None = None) -> bool:
         """Replace the row of ``record.id`` and emit ``dataChanged`` with the roles that changed.
@@ -215,6 +244,17 @@ class ImageListModel(QAbstractListModel):
             self._missing.add(record.id)
         else:
             self._missing.discard(record.id)
+        old_status, new_status = _status_of(old), _status_of(record)
+        if old_status != new_status:
+            for key in _STATUS_KEYS:
+                self._status[key] += new_status[key] - old_status[key]
+        old_body, new_body = _counted_body(old), _counted_body(record)
+        if old_body != new_body:
+            changed = self._counter.replace_caption(old_body, new_body)
+            if changed:
+                self.tag_counts_changed.emit(changed)
+        if old_status != new_status:
+            self.status_changed.emit()
 
         roles: list[int] = [Roles.RECORD]
         if old.file_name != record.file_name:
@@ -240,6 +280,8 @@ class ImageListModel(QAbstractListModel):
         """Use new project settings; a new caption prefix updates every row's caption."""
         old = self._settings
         self._settings = settings
+        if old is None or old.tag_separator != settings.tag_separator:
+            self._recount()
         if old is not None and (old.prefix_template, old.trigger) == (
             settings.prefix_template, settings.trigger
         ):
@@ -279,6 +321,14 @@ class ImageListModel(QAbstractListModel):
     def settings(self) -> ProjectSettings | None:
         """The project settings in use (None before :meth:`set_records`)."""
         return self._settings
+
+    def tag_counter(self) -> TagCounter:
+        """The tag frequencies of the valid images' captions (kept current; do not modify)."""
+        return self._counter
+
+    def status_counts(self) -> dict[str, int]:
+        """``{"valid", "reviewed", "failed", "uncaptioned"}`` image counts, kept current."""
+        return dict(self._status)
 
     # ------------------------------------------------------------------ Qt model interface
 
@@ -364,6 +414,25 @@ class ImageListModel(QAbstractListModel):
             self.dataChanged.emit(index, index, list(_IMAGE_ROLES))
 
 
+_STATUS_KEYS = ("valid", "reviewed", "failed", "uncaptioned")
+
+
+def _counted_body(record: ImageRecord) -> str:
+    """The caption body that counts for tag frequencies ("" for invalid or uncaptioned)."""
+    return record.caption.body if record.valid and record.caption is not None else ""
+
+
+def _status_of(record: ImageRecord) -> dict[str, int]:
+    if not record.valid:
+        return dict.fromkeys(_STATUS_KEYS, 0)
+    return {
+        "valid": 1,
+        "reviewed": int(record.review is not Review.UNREVIEWED),
+        "failed": int(record.failed),
+        "uncaptioned": int(not record.has_caption and not record.failed),
+    }
+
+
 class ImageFilterProxy(QSortFilterProxyModel):
     """Filters an :class:`ImageListModel` by text and by state; keeps the source's row order.
 
@@ -376,6 +445,8 @@ class ImageFilterProxy(QSortFilterProxyModel):
         self._text = ""
         self._states: frozenset[str] | None = None
         self._query: Query | None = None
+        self._query_text = ""
+        self._separator = DEFAULT_SEPARATOR
         # The record changes on every update_record, so re-filtering on this role catches any
         # change of state or caption even on Qt versions that re-filter only for this role.
         self.setFilterRole(Roles.RECORD)
@@ -400,14 +471,24 @@ class ImageFilterProxy(QSortFilterProxyModel):
         state:edited``, ...). Returns ``""``, or the syntax error's message when ``text`` is not
         a valid query -- the filter then stays as it was, instead of showing nothing."""
         try:
-            query = parse_query(text)
+            query = parse_query(text, self._separator)
         except QuerySyntaxError as exc:
             return str(exc)
+        self._query_text = text
         new = None if query.matches_everything else query
         if new is None and self._query is None:
             return ""
         self._change_filter(lambda: setattr(self, "_query", new))
         return ""
+
+    def set_separator(self, separator: str) -> None:
+        """Split captions into tags on ``separator`` for ``tag:`` terms (the project setting)."""
+        if separator == self._separator:
+            return
+        self._separator = separator
+        if self._query is not None:
+            self._query = None
+            self.set_query(self._query_text)
 
     def set_state_filter(self, states: frozenset[str] | None) -> None:
         """Keep only rows in one of ``states`` (values of ``image_state``); None keeps all."""

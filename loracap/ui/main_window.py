@@ -1,8 +1,10 @@
 """The main window: thumbnail grid, preview, caption editor, captioning and export.
 
 Everything here drives the same core and runner as the command line. The window owns the open
-:class:`~loracap.core.project.Project`, a ``QUndoStack`` of caption edits and at most one
-:class:`~loracap.jobs.runner.CaptionRunner`.
+:class:`~loracap.core.project.Project` and at most one
+:class:`~loracap.jobs.runner.CaptionRunner`. Undo and redo are the project's own stack
+(:meth:`~loracap.core.project.Project.undo`), stored in the project file, so they survive
+reopening; the window only shows it in the Edit menu.
 """
 
 from __future__ import annotations
@@ -28,11 +30,11 @@ from PyQt6.QtGui import (
     QDragEnterEvent,
     QDropEvent,
     QKeySequence,
-    QUndoCommand,
-    QUndoStack,
 )
 from PyQt6.QtWidgets import (
     QComboBox,
+    QDialog,
+    QDockWidget,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -57,17 +59,24 @@ from loracap import __version__
 from loracap.core.captioning import Captioner
 from loracap.core.errors import ApiKeyMissingError, LoraCapError
 from loracap.core.export import plan_export
-from loracap.core.project import CaptionMode, CaptionRecord, ImageRecord, Project
+from loracap.core.project import CaptionMode, ImageRecord, Project, UndoOutcome
 from loracap.core.prompts import Profile, build_instructions
+from loracap.core.query import tag_term
 from loracap.core.schema import Review
+from loracap.core.tags import parse_tags_txt
 from loracap.core.text import progress_text
 from loracap.jobs.runner import BatchOptions, BatchSummary, CaptionRunner
+from loracap.ui.batch_dialog import BatchEditDialog, BatchTarget, Operation
 from loracap.ui.caption_editor import CaptionEditor
+from loracap.ui.checks_panel import ChecksPanel
 from loracap.ui.delegate import ThumbnailDelegate, cell_size
 from loracap.ui.dialogs import ApiKeyDialog, ExportDialog, NewProjectDialog, SettingsDialog
+from loracap.ui.history_panel import HistoryPanel
 from loracap.ui.image_model import ImageFilterProxy, ImageListModel, Roles
 from loracap.ui.preview import PreviewPane
 from loracap.ui.settings import AppSettings
+from loracap.ui.tag_chips import TagChipsWidget
+from loracap.ui.tag_panel import TagPanel
 from loracap.ui.thumbnails import ThumbnailProvider
 
 log = logging.getLogger(__name__)
@@ -96,30 +105,6 @@ def default_captioner_factory(model: str) -> Captioner:
     from loracap.core.keys import find_api_key
 
     return GeminiCaptioner(find_api_key().value, model)
-
-
-class _CaptionCommand(QUndoCommand):
-    """One change of one caption: ``apply`` does it, undo restores the caption before it."""
-
-    def __init__(self, window: MainWindow, image_id: int, text: str,
-                 apply: Callable[[Project], None], before: CaptionRecord | None) -> None:
-        super().__init__(text)
-        self._window = window
-        self._image_id = image_id
-        self._apply = apply
-        self._before = before
-
-    def redo(self) -> None:
-        project = self._window.project
-        if project is not None:
-            self._window.run_safely(lambda: self._apply(project))
-            self._window.refresh_image(self._image_id)
-
-    def undo(self) -> None:
-        project = self._window.project
-        if project is not None:
-            self._window.run_safely(lambda: project.restore_caption(self._image_id, self._before))
-            self._window.refresh_image(self._image_id)
 
 
 class ProgressStrip(QWidget):
@@ -174,7 +159,6 @@ class MainWindow(QMainWindow):
         self.runner: CaptionRunner | None = None
         self._captioner_factory = captioner_factory
         self._thumbnails = thumbnails
-        self.undo_stack = QUndoStack(self)
         self.setWindowTitle("LoRACap")
         self.setAcceptDrops(True)
         self.resize(1200, 800)
@@ -183,18 +167,27 @@ class MainWindow(QMainWindow):
         self.proxy = ImageFilterProxy(self)
         self.proxy.setSourceModel(self.model)
         self._build_actions()
-        self._build_menus()
         self._build_top_bar()
         self._build_central()
+        self._build_docks()
+        self._build_menus()
         self.review_status = QLabel()
         self.review_status.setObjectName("reviewStatus")
         self.statusBar().addPermanentWidget(self.review_status)
         self.progress = ProgressStrip()
         self.progress.cancel_button.clicked.connect(self.cancel_batch)
         self.statusBar().addPermanentWidget(self.progress, 1)
+        self._vocabulary_timer = QTimer(self)
+        self._vocabulary_timer.setSingleShot(True)
+        self._vocabulary_timer.setInterval(500)
+        self._vocabulary_timer.timeout.connect(self._update_vocabulary)
+        self.model.tags_reset.connect(self._on_tags_reset)
+        self.model.tag_counts_changed.connect(self._on_tag_counts_changed)
+        self.model.status_changed.connect(self._update_review_status)
         self._restore_window_state()
         self._update_top_bar()
         self._update_enabled()
+        self._update_undo_actions()
 
     # ------------------------------------------------------------------ construction
 
@@ -229,14 +222,12 @@ class MainWindow(QMainWindow):
             "&Settings…", self.settings_dialog, [key(key.StandardKey.Preferences)],
             "API key, model, speed and upload size")
         self.quit_action = self._action("&Quit", self.close, [key(key.StandardKey.Quit)])
-        self.undo_action = self.undo_stack.createUndoAction(self, "&Undo")
-        self.undo_action.setShortcuts([key(key.StandardKey.Undo)])
-        self.redo_action = self.undo_stack.createRedoAction(self, "&Redo")
-        self.redo_action.setShortcuts([key(key.StandardKey.Redo), key("Ctrl+Shift+Z")])
-        for action in (self.undo_action, self.redo_action):
-            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-            self.addAction(action)
-        self.undo_action.triggered.connect(self._before_undo)
+        self.undo_action = self._action(
+            "&Undo", self.undo, [key(key.StandardKey.Undo)],
+            "Take back the last edit (kept in the project: works after reopening too)")
+        self.redo_action = self._action(
+            "&Redo", self.redo, [key(key.StandardKey.Redo), key("Ctrl+Shift+Z")],
+            "Do the undone edit again")
         self.previous_action = self._action(
             "&Previous Image", lambda: self.navigate(-1), [key("PgUp"), key("Ctrl+Left")],
             "Previous image (Page Up, Ctrl+Left)")
@@ -264,6 +255,34 @@ class MainWindow(QMainWindow):
                          f"Rate the selected images {n} of 5 ({n})")
             for n in range(1, 6)
         ]
+        self.batch_action = self._action(
+            "&Batch Edit…", lambda: self.batch_edit(Operation.REPLACE), [key("Ctrl+Shift+H")],
+            "Find and replace, add, remove or rename tags on the selected or shown images")
+        self.find_replace_action = self._action(
+            "&Find and Replace…", lambda: self.batch_edit(Operation.REPLACE), [key("Ctrl+H")],
+            "Replace text in the captions of the selected or shown images, with a preview")
+        self.add_tag_action = self._action(
+            "&Add Tag to Images…", lambda: self.batch_edit(Operation.ADD_TAG), None,
+            "Add a tag to the selected or shown images")
+        self.remove_tag_action = self._action(
+            "&Remove Tag from Images…", lambda: self.batch_edit(Operation.REMOVE_TAG), None,
+            "Remove a tag from the selected or shown images")
+        self.rename_tag_action = self._action(
+            "Re&name Tag…", lambda: self.batch_edit(Operation.RENAME_TAG), None,
+            "Rename a tag in the selected or shown images")
+        self.export_tags_action = self._action(
+            "&Export Tag List (tags.txt)…", self.export_tag_list, None,
+            "Every tag of the project, one per line, most used first")
+        self.import_tags_action = self._action(
+            "&Import Tag List for Autocomplete…", self.import_tag_list, None,
+            "Offer the tags of a list (e.g. a Danbooru CSV) while you type a tag")
+        self.check_action = self._action(
+            "&Check Dataset", self.check_dataset, [key("Ctrl+Shift+K")],
+            "Find missing trigger words, duplicates, long captions, small and near-duplicate "
+            "images")
+        self.focus_tag_action = self._action(
+            "Add &Tag to This Image", self.focus_tag_input, [key("Ctrl+T")],
+            "Type a tag for the current image, with suggestions")
         self.shortcuts_action = self._action(
             "&Keyboard Shortcuts", self.show_shortcuts, [key(key.StandardKey.HelpContents)],
             "Every shortcut of the window")
@@ -294,6 +313,19 @@ class MainWindow(QMainWindow):
         edit_menu = bar.addMenu("&Edit")
         edit_menu.addAction(self.undo_action)
         edit_menu.addAction(self.redo_action)
+        edit_menu.addSeparator()
+        edit_menu.addAction(self.find_replace_action)
+        edit_menu.addAction(self.batch_action)
+        tags_menu = bar.addMenu("&Tags")
+        for action in (self.focus_tag_action, self.add_tag_action, self.remove_tag_action,
+                       self.rename_tag_action):
+            tags_menu.addAction(action)
+        tags_menu.addSeparator()
+        tags_menu.addAction(self.export_tags_action)
+        tags_menu.addAction(self.import_tags_action)
+        view_menu = bar.addMenu("&View")
+        for dock in (self.tags_dock, self.history_dock, self.checks_dock):
+            view_menu.addAction(dock.toggleViewAction())
         go_menu = bar.addMenu("&Go")
         go_menu.addAction(self.previous_action)
         go_menu.addAction(self.next_action)
@@ -309,6 +341,8 @@ class MainWindow(QMainWindow):
         review_menu.addSeparator()
         for action in self.rate_actions:
             review_menu.addAction(action)
+        review_menu.addSeparator()
+        review_menu.addAction(self.check_action)
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self.shortcuts_action)
         help_menu.addAction(self.filter_help_action)
@@ -356,6 +390,9 @@ class MainWindow(QMainWindow):
         self.state_filter.setAccessibleName("Show images by caption state")
         for label, _states in STATE_FILTERS:
             self.state_filter.addItem(label)
+        self.state_filter.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.state_filter.setMinimumContentsLength(10)
         self.state_filter.currentIndexChanged.connect(
             lambda i: self.proxy.set_state_filter(STATE_FILTERS[i][1]))
 
@@ -388,6 +425,12 @@ class MainWindow(QMainWindow):
         self.editor.revert_requested.connect(self.revert_to_generated)
         self.editor.caption_requested.connect(
             lambda image_id: self.generate(CaptionMode.SELECTED, (image_id,)))
+        self.chips = TagChipsWidget()
+        self.chips.set_recent_tags(self.settings.recent_tags)
+        self.chips.body_changed.connect(self.editor.apply_text)
+        self.chips.recent_changed.connect(self._on_recent_tags)
+        # The chips follow the text as typed, so a chip action never works on stale text.
+        self.editor.body.textChanged.connect(self._sync_chips)
         self.previous_button = QPushButton("◀ Previous")
         self.previous_button.setToolTip("Previous image (Page Up, Ctrl+Left)")
         self.previous_button.clicked.connect(lambda: self.navigate(-1))
@@ -403,6 +446,7 @@ class MainWindow(QMainWindow):
         image_layout = QVBoxLayout(image_tab)
         image_layout.addWidget(self.preview, 1)
         image_layout.addWidget(self.editor)
+        image_layout.addWidget(self.chips)
         self.review_label = QLabel()
         self.review_label.setObjectName("reviewState")
         self.note_edit = QLineEdit()
@@ -440,11 +484,44 @@ class MainWindow(QMainWindow):
         self.setTabOrder(self.state_filter, self.view)
         self.setTabOrder(self.view, self.editor.body)
 
+    def _build_docks(self) -> None:
+        self.tag_panel = TagPanel()
+        self.tag_panel.tag_activated.connect(self.filter_by_tag)
+        self.tag_panel.rename_requested.connect(
+            lambda tag: self.batch_edit(Operation.RENAME_TAG, tag, whole_project=True))
+        self.tag_panel.remove_requested.connect(
+            lambda tag: self.batch_edit(Operation.REMOVE_TAG, tag, whole_project=True))
+        self.history_panel = HistoryPanel()
+        self.history_panel.restore_requested.connect(self.restore_version)
+        self.checks_panel = ChecksPanel()
+        self.checks_panel.image_requested.connect(self.show_image)
+
+        def dock(title: str, name: str, widget: QWidget) -> QDockWidget:
+            result = QDockWidget(title, self)
+            result.setObjectName(name)
+            result.setWidget(widget)
+            result.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetClosable
+                               | QDockWidget.DockWidgetFeature.DockWidgetMovable
+                               | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+            return result
+
+        self.tags_dock = dock("Tags", "tagsDock", self.tag_panel)
+        self.history_dock = dock("History", "historyDock", self.history_panel)
+        self.checks_dock = dock("Dataset Check", "checksDock", self.checks_panel)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.tags_dock)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.history_dock)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.checks_dock)
+        self.tabifyDockWidget(self.history_dock, self.checks_dock)
+        self.history_dock.raise_()
+        self.resizeDocks([self.tags_dock, self.history_dock], [200, 270],
+                         Qt.Orientation.Horizontal)
+
     def _build_welcome(self) -> QWidget:
         """What a first-time user sees: how to start, in three lines and two buttons."""
         page = QWidget()
         page.setObjectName("welcome")
         title = QLabel("<h2>Make a captioned LoRA dataset</h2>")
+        title.setWordWrap(True)
         steps = QLabel(
             "1. Pick a folder of photos and a trigger word.<br>"
             "2. Press <b>Generate Captions</b> and review the captions.<br>"
@@ -490,14 +567,18 @@ class MainWindow(QMainWindow):
 
     def _restore_window_state(self) -> None:
         geometry, state, splitter = self.settings.window_state()
-        if not geometry.isEmpty():
-            self.restoreGeometry(geometry)
+        # The docks first: which are shown decides the smallest size the geometry may have.
         if not state.isEmpty():
             self.restoreState(state)
+        if not geometry.isEmpty():
+            self.restoreGeometry(geometry)
         if not splitter.isEmpty():
             self.splitter.restoreState(splitter)
         else:
-            self.splitter.setSizes([700, 500])
+            # First start: once the docks have their room, give the grid about half of the
+            # rest (two or more thumbnail columns on a 1366 px laptop screen).
+            QTimer.singleShot(0, lambda: self.splitter.setSizes(
+                [self.splitter.width() // 2, self.splitter.width() - self.splitter.width() // 2]))
 
     # ------------------------------------------------------------------ helpers
 
@@ -519,7 +600,10 @@ class MainWindow(QMainWindow):
         running = self.runner is not None and self.runner.is_running
         for action in (self.export_action, self.relink_action, self.previous_action,
                        self.next_action, self.approve_action, self.reject_action,
-                       self.unreview_action, *self.rate_actions):
+                       self.unreview_action, *self.rate_actions, self.batch_action,
+                       self.find_replace_action, self.add_tag_action, self.remove_tag_action,
+                       self.rename_tag_action, self.export_tags_action, self.check_action,
+                       self.focus_tag_action):
             action.setEnabled(has_project)
         for action in (self.generate_action, self.generate_missing, self.generate_all,
                        self.generate_failed, self.generate_selected):
@@ -528,6 +612,8 @@ class MainWindow(QMainWindow):
         self.previous_button.setEnabled(has_project)
         self.next_button.setEnabled(has_project)
         self.tabs.setEnabled(has_project)
+        for widget in (self.tag_panel, self.history_panel):
+            widget.setEnabled(has_project)
 
     def _update_top_bar(self) -> None:
         self._update_review_status()
@@ -597,10 +683,12 @@ class MainWindow(QMainWindow):
         self._close_project()
         self.project = project
         self.settings.add_recent_project(project.path)
-        self.undo_stack.clear()
+        self.proxy.set_separator(project.settings.tag_separator)
+        self.checks_panel.set_project(project)
         self._reload_model()
         self._update_top_bar()
         self._update_enabled()
+        self._update_undo_actions()
         missing = self.model_missing_count()
         if missing:
             self.statusBar().showMessage(
@@ -639,12 +727,13 @@ class MainWindow(QMainWindow):
         self.editor.set_image(None, "", can_revert=False)
         self._show_review(None)  # saves a note being typed, before the model goes away
         self.preview.show_record(None)
-        self.undo_stack.clear()
+        self.checks_panel.set_project(None)
         self.project.close()
         self.project = None
         self.model.set_records([], None)  # type: ignore[arg-type]
         self._update_top_bar()
         self._update_enabled()
+        self._update_undo_actions()
         return True
 
     def _fill_recent_menu(self) -> None:
@@ -727,35 +816,47 @@ class MainWindow(QMainWindow):
             self._show_review(None)
             self.editor.set_image(None, "", can_revert=False)
             self.preview.show_record(None)
+            self._show_side_panels(None)
             return
         project = self.project
         self._show_review(record)
         self.preview.show_record(record)
         self.editor.set_image(record, project.settings.prefix,
                               can_revert=project.has_generated_version(record.id))
+        self._show_side_panels(record)
         if project.settings.current_image_id != record.id:
             self.run_safely(lambda: project.update_settings(current_image_id=record.id))
 
     def refresh_image(self, image_id: int) -> None:
         """Re-read one image from the project into the grid, editor and metadata preview."""
+        self.refresh_images([image_id])
+
+    def refresh_images(self, image_ids: list[int]) -> None:
+        """Re-read images from the project (one query) into the grid, editor, panels and
+        metadata preview, and update the Undo/Redo menu entries."""
         if self.project is None:
             return
-        record = self.project.image(image_id)
+        records = self.project.images_by_id(image_ids) if image_ids else []
         if self._in_current_change:
-            QTimer.singleShot(0, lambda: self._refresh_model_row(image_id))
+            QTimer.singleShot(0, lambda: self._refresh_model_rows(image_ids))
         else:
-            self.model.update_record(record)
-        self.editor.show_saved(record, can_revert=self.project.has_generated_version(image_id))
-        if self._note_image_id == image_id:
-            self._show_review(record)
-        self._update_review_status()
+            for record in records:
+                self.model.update_record(record)
+        for record in records:
+            if record.id == self.editor.image_id:
+                self.editor.show_saved(
+                    record, can_revert=self.project.has_generated_version(record.id))
+                self._show_side_panels(record)
+            if self._note_image_id == record.id:
+                self._show_review(record)
+        self._update_undo_actions()
         if self.tabs.currentWidget() is self.metadata_view:
             self._refresh_metadata()
 
-    def _refresh_model_row(self, image_id: int) -> None:
-        if self.project is not None and self.model.row_of(image_id) >= 0:
-            self.model.update_record(self.project.image(image_id))
-            self._update_review_status()
+    def _refresh_model_rows(self, image_ids: list[int]) -> None:
+        if self.project is not None:
+            for record in self.project.images_by_id(image_ids):
+                self.model.update_record(record)
 
     def _refresh_metadata(self) -> None:
         if self.tabs.currentWidget() is not self.metadata_view:
@@ -771,35 +872,214 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ editing
 
-    def _caption_before(self, image_id: int) -> CaptionRecord | None:
-        assert self.project is not None
-        return self.project.image(image_id).caption
-
     def _on_caption_edited(self, image_id: int, _old: str, new: str) -> None:
-        if self.project is None:
-            return
-        name = self.project.image(image_id).file_name
-        command = _CaptionCommand(
-            self, image_id, f"Edit caption of {name}",
-            lambda project: project.edit_caption(image_id, new),
-            self._caption_before(image_id),
-        )
-        self.undo_stack.push(command)
+        project = self.project
+        if project is not None and self.run_safely(lambda: project.edit_caption(image_id, new)):
+            self.refresh_image(image_id)
 
     def revert_to_generated(self, image_id: int) -> None:
         """Bring back the generated caption (undoable)."""
-        if self.project is None:
-            return
-        name = self.project.image(image_id).file_name
-        self.undo_stack.push(_CaptionCommand(
-            self, image_id, f"Revert caption of {name}",
-            lambda project: project.revert_to_generated(image_id),
-            self._caption_before(image_id),
-        ))
+        project = self.project
+        if project is not None and self.run_safely(
+            lambda: project.revert_to_generated(image_id)
+        ):
+            self.refresh_image(image_id)
 
-    def _before_undo(self) -> None:
+    def undo(self) -> None:
+        """Edit > Undo: take back the newest edit of the project (stored in its file)."""
+        self._undo_or_redo(undo=True)
+
+    def redo(self) -> None:
+        """Edit > Redo."""
+        self._undo_or_redo(undo=False)
+
+    def _undo_or_redo(self, *, undo: bool) -> None:
+        project = self.project
+        if project is None:
+            return
         # Typing not yet saved is saved first, so Undo takes back exactly what was typed.
         self.editor.flush()
+        outcome: list[UndoOutcome | None] = []
+        if not self.run_safely(lambda: outcome.append(project.undo() if undo else project.redo())):
+            return
+        result = outcome[0] if outcome else None
+        if result is None:
+            self._update_undo_actions()
+            return
+        self.refresh_images(result.changed + result.skipped)
+        verb = "Undid" if undo else "Redid"
+        text = f"{verb}: {result.label}."
+        if result.skipped:
+            text += (f" {len(result.skipped)} image(s) changed since were left as they are.")
+        self.statusBar().showMessage(text, 8000)
+
+    def _update_undo_actions(self) -> None:
+        project = self.project
+        undo_label = project.undo_label() if project is not None else None
+        redo_label = project.redo_label() if project is not None else None
+        for action, verb, label in ((self.undo_action, "&Undo", undo_label),
+                                    (self.redo_action, "&Redo", redo_label)):
+            action.setEnabled(label is not None)
+            action.setText(f"{verb} {label.replace('&', '&&')}" if label else verb)
+
+    def restore_version(self, version_id: int) -> None:
+        """History panel: make an earlier caption version current again (undoable)."""
+        project, image_id = self.project, self.editor.image_id
+        if project is None or image_id is None:
+            return
+        self.editor.flush()
+        if self.run_safely(lambda: project.restore_version(image_id, version_id)):
+            self.refresh_image(image_id)
+            self.statusBar().showMessage("Earlier caption restored — Ctrl+Z takes it back.", 8000)
+
+    def _show_side_panels(self, record: ImageRecord | None) -> None:
+        """The tag chips and the History panel follow the current image."""
+        project = self.project
+        if record is None or project is None or not record.valid:
+            self.chips.set_caption(None)
+            if record is None or project is None:
+                self.history_panel.clear()
+            else:
+                self.history_panel.show_history(record.file_name, [], None)
+            return
+        self.chips.set_caption(self.editor.body.toPlainText(),
+                               separator=project.settings.tag_separator)
+        self.history_panel.show_history(record.file_name, project.history(record.id),
+                                        record.caption)
+
+    def _sync_chips(self) -> None:
+        if self.project is not None and self.editor.image_id is not None \
+                and self.editor.body.isEnabled():
+            self.chips.set_caption(self.editor.body.toPlainText(),
+                                   separator=self.project.settings.tag_separator)
+
+    def _on_recent_tags(self, tags: list[str]) -> None:
+        self.settings.recent_tags = tags
+
+    def focus_tag_input(self) -> None:
+        """Tags > Add Tag to This Image (Ctrl+T): put the cursor in the tag field."""
+        if self.chips.input.isEnabled():
+            self.tabs.setCurrentIndex(0)
+            self.chips.input.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
+    # ------------------------------------------------------------------ tags
+
+    def _on_tags_reset(self) -> None:
+        self.tag_panel.model.set_counts(self.model.tag_counter().counts())
+        self._vocabulary_timer.start()
+
+    def _on_tag_counts_changed(self, changed: dict[str, int]) -> None:
+        self.tag_panel.model.apply_delta(changed)
+        self._vocabulary_timer.start()
+
+    def _update_vocabulary(self) -> None:
+        self.chips.set_vocabulary(self.model.tag_counter().vocabulary(),
+                                  self.settings.user_tags())
+
+    def filter_by_tag(self, tag: str, exclude: bool) -> None:
+        """Tags panel click: show the images with ``tag`` (Ctrl-click: without it)."""
+        self.filter_edit.setText(tag_term(tag, exclude=exclude))
+
+    def _batch_targets(self, ids: list[int]) -> list[BatchTarget]:
+        targets = []
+        for image_id in ids:
+            row = self.model.row_of(image_id)
+            if row < 0:
+                continue
+            record = self.model.record(row)
+            if record.valid:
+                targets.append(BatchTarget(record.id, record.file_name,
+                                           record.caption.body if record.caption else ""))
+        return targets
+
+    def batch_edit(self, operation: Operation, tag: str = "", *,
+                   whole_project: bool = False) -> None:
+        """Edit > Batch Edit: change many captions at once, previewed, as one undo step.
+
+        Works on the selected images or on every image the grid shows (the filter);
+        ``whole_project`` (from the Tags panel) offers every image instead.
+        """
+        project = self.project
+        if project is None:
+            return
+        self.editor.flush()
+        shown_ids = [self.proxy.index(row, 0).data(Roles.IMAGE_ID)
+                     for row in range(self.proxy.rowCount())]
+        if whole_project:
+            shown_ids = [record.id for record in self.model.records()]
+        selected = [] if whole_project else self._batch_targets(list(self.selected_image_ids()))
+        dialog = BatchEditDialog(
+            selected, self._batch_targets(shown_ids),
+            separator=project.settings.tag_separator,
+            vocabulary=self.model.tag_counter().vocabulary(),
+            operation=operation, tag=tag, parent=self,
+        )
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return
+        changes = dialog.changes()
+        if not changes:
+            return
+        changed: list[int] = []
+        if self.run_safely(lambda: changed.extend(project.apply_edits(
+                {change.image_id: change.after for change in changes}, dialog.label()))):
+            self.refresh_images(changed)
+            self.statusBar().showMessage(
+                f"{dialog.label()}. Ctrl+Z takes it back.", 10000)
+
+    def export_tag_list(self) -> None:
+        """Tags > Export Tag List: ``tags.txt``, one tag per line, most used first."""
+        if self.project is None:
+            return
+        self.editor.flush()
+        default = str(self.project.folder / "tags.txt")
+        name, _filter = QFileDialog.getSaveFileName(self, "Export Tag List", default,
+                                                    "Text files (*.txt)")
+        if not name:
+            return
+        text = self.model.tag_counter().export_tags_txt()
+        try:
+            Path(name).write_text(text, encoding="utf-8", newline="\n")
+        except OSError as exc:
+            self.show_error(f"Cannot write {name}: {exc.strerror or exc}")
+            return
+        count = len(parse_tags_txt(text))
+        self.statusBar().showMessage(f"Wrote {count} tag(s) to {name}.", 10000)
+
+    def import_tag_list(self, path: Path | None = None) -> None:
+        """Tags > Import Tag List: offer a list's tags while typing a tag (kept for later)."""
+        if path is None:
+            name, _filter = QFileDialog.getOpenFileName(
+                self, "Import Tag List", str(Path.home()),
+                "Tag lists (*.txt *.csv);;All files (*)")
+            if not name:
+                return
+            path = Path(name)
+        count: list[int] = []
+        if self.run_safely(lambda: count.append(self.settings.import_tag_list(path))):
+            self._update_vocabulary()
+            self.statusBar().showMessage(
+                f"{count[0]} tag(s) from {path.name} are offered while you type a tag.", 10000)
+
+    def check_dataset(self) -> None:
+        """Review > Check Dataset: run the check and show its findings."""
+        if self.project is None:
+            return
+        self.editor.flush()
+        self.checks_dock.show()
+        self.checks_dock.raise_()
+        if not self.checks_panel.is_running:
+            self.checks_panel.run()
+
+    def show_image(self, image_id: int) -> None:
+        """Make an image current, clearing the filters if they hide it (check findings)."""
+        row = self.model.row_of(image_id)
+        if row < 0:
+            return
+        if not self.proxy.mapFromSource(self.model.index(row, 0)).isValid():
+            self.filter_edit.clear()
+            self.state_filter.setCurrentIndex(0)
+        self.tabs.setCurrentIndex(0)
+        self.select_row_of_source(row)
 
     # ------------------------------------------------------------------ review
 
@@ -820,14 +1100,14 @@ class MainWindow(QMainWindow):
 
     def _review_change(self, **change: object) -> None:
         project = self.project
-        if project is None:
+        ids = self._target_ids()
+        if project is None or not ids:
             return
-        for image_id in self._target_ids():
-            if not self.run_safely(
-                lambda image_id=image_id: project.set_review(image_id, **change)  # type: ignore[arg-type]
-            ):
-                return
-            self.refresh_image(image_id)
+        changed: list[int] = []
+        if self.run_safely(
+            lambda: changed.extend(project.set_reviews(ids, **change))  # type: ignore[arg-type]
+        ):
+            self.refresh_images(changed)
 
     def _save_note(self) -> None:
         """Store the note typed for the image it was typed for (never looks at the view, which
@@ -859,16 +1139,15 @@ class MainWindow(QMainWindow):
         self.note_edit.setEnabled(record.valid)
 
     def _update_review_status(self) -> None:
-        """"27 of 32 reviewed · 3 failed · 2 uncaptioned" in the status bar."""
-        records = [r for r in self.model.records() if r.valid] if self.project else []
-        if not records:
+        """"27 of 32 reviewed · 3 failed · 2 uncaptioned" in the status bar (counts kept by the
+        model incrementally, not recounted)."""
+        counts = self.model.status_counts()
+        if self.project is None or not counts["valid"]:
             self.review_status.setText("")
             return
-        reviewed = sum(r.review is not Review.UNREVIEWED for r in records)
-        failed = sum(r.failed for r in records)
-        uncaptioned = sum(not r.has_caption and not r.failed for r in records)
         self.review_status.setText(
-            f"{reviewed} of {len(records)} reviewed · {failed} failed · {uncaptioned} uncaptioned")
+            f"{counts['reviewed']} of {counts['valid']} reviewed · {counts['failed']} failed · "
+            f"{counts['uncaptioned']} uncaptioned")
 
     # ------------------------------------------------------------------ captioning
 
@@ -1069,6 +1348,7 @@ class MainWindow(QMainWindow):
                                         self.splitter.saveState())
         self.settings.sync()
         self.preview.shutdown()
+        self.checks_panel.shutdown()
         self._thumbnails.shutdown()
         super().closeEvent(event)
 

@@ -12,6 +12,7 @@ from loracap.core.query import (
     QueryItem,
     QuerySyntaxError,
     parse_query,
+    tag_term,
 )
 
 ITEMS: dict[str, QueryItem] = {
@@ -227,3 +228,25 @@ def test_plain_words_also_find_file_names() -> None:
     assert parse_query("img_0003").matches(item)
     assert parse_query("lobby").matches(item)
     assert not parse_query('"lobby IMG"').matches(item)  # a phrase never spans both
+
+
+@pytest.mark.parametrize("tag", [
+    "lamp", "wooden tables", '12" vinyl', "(red:1.2)", "or", "NOT", "a-b", "x|y", 'say ""hi""',
+    "tag:odd", "ünïcode",
+])
+def test_tag_term_finds_exactly_the_tag(tag: str) -> None:
+    having = QueryItem("a.jpg", f"photo of t {tag}, lamp shade", "edited", "unreviewed",
+                       body=f"{tag}, lamp shade")
+    lacking = QueryItem("b.jpg", "photo of t lamp shade", "edited", "unreviewed",
+                        body="lamp shade")
+    assert parse_query(tag_term(tag)).matches(having)
+    assert not parse_query(tag_term(tag)).matches(lacking)
+    assert not parse_query(tag_term(tag, exclude=True)).matches(having)
+    assert parse_query(tag_term(tag, exclude=True)).matches(lacking)
+
+
+def test_doubled_quote_inside_quotes_is_one_quote() -> None:
+    item = QueryItem("a.jpg", 'a 12" vinyl record', "edited", "unreviewed")
+    assert parse_query('"12"" vinyl"').matches(item)
+    with pytest.raises(QuerySyntaxError, match="Unclosed quote at position 0"):
+        parse_query('"12"" vinyl')
