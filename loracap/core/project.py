@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
+from types import EllipsisType
 from typing import Any
 
 import psutil
@@ -690,7 +691,10 @@ class Project:
         backend: str | None = None,
         model: str | None = None,
         prompt: str | None = None,
+        current: CaptionRow | None | EllipsisType = ...,
     ) -> None:
+        """Append a version and make it the image's caption. ``current``: the image's caption
+        row (or None) when the caller has loaded it already; saves a query per image."""
         now = utcnow()
         session.add(
             CaptionVersionRow(
@@ -703,7 +707,7 @@ class Project:
                 created_at=now,
             )
         )
-        row = session.get(CaptionRow, image_id)
+        row = session.get(CaptionRow, image_id) if current is ... else current
         if row is None:
             session.add(
                 CaptionRow(
@@ -813,37 +817,54 @@ class Project:
         unknown or invalid image (then nothing is stored).
         """
         entries: list[dict[str, Any]] = []
-        with self._write() as session:
+        with self._write() as session, session.no_autoflush:
+            images, captions = self._load_rows(session, list(bodies))
             for image_id, body in bodies.items():
-                image = self._require_image(session, image_id)
+                image = images.get(image_id)
+                if image is None:
+                    raise InputError(f"No image with id {image_id} in {self.path.name}.")
                 if not image.valid:
                     raise InputError(f"{image.path} is not a valid image; its caption cannot "
                                      "be changed.")
-                entry = self._edit_in_session(session, image_id, body)
+                entry = self._edit_row(session, image_id, captions.get(image_id), body)
                 if entry is not None:
                     entries.append(entry)
             if entries:
                 self._record_step(session, label, entries)
         return [entry["image"] for entry in entries]
 
+    @staticmethod
+    def _load_rows(session: Session, image_ids: Sequence[int]
+                   ) -> tuple[dict[int, ImageRow], dict[int, CaptionRow]]:
+        """The image and caption rows of many images, in a few queries (500 ids each)."""
+        images: dict[int, ImageRow] = {}
+        captions: dict[int, CaptionRow] = {}
+        for start in range(0, len(image_ids), 500):
+            chunk = image_ids[start:start + 500]
+            images.update((row.id, row) for row in
+                          session.scalars(select(ImageRow).where(ImageRow.id.in_(chunk))))
+            captions.update((row.image_id, row) for row in session.scalars(
+                select(CaptionRow).where(CaptionRow.image_id.in_(chunk))))
+        return images, captions
+
     def _edit_in_session(self, session: Session, image_id: int, body: str
                          ) -> dict[str, Any] | None:
         """Apply one person's edit in ``session``; the undo entry, or None when unchanged."""
-        current = session.get(CaptionRow, image_id)
+        return self._edit_row(session, image_id, session.get(CaptionRow, image_id), body)
+
+    def _edit_row(self, session: Session, image_id: int, current: CaptionRow | None,
+                  body: str) -> dict[str, Any] | None:
         if current is not None and current.body == body:
             return None
         before = _caption_state(current)
         if current is not None and current.provenance in (
             Provenance.GENERATED.value, Provenance.EDITED.value
         ):
-            self._put_caption(
-                session, image_id, body, Provenance.EDITED,
-                backend=current.backend, model=current.model, prompt=current.prompt,
-            )
+            after = [body, Provenance.EDITED.value, current.backend, current.model,
+                     current.prompt]
         else:
-            self._put_caption(session, image_id, body, Provenance.MANUAL)
-        session.flush()
-        after = _caption_state(session.get(CaptionRow, image_id))
+            after = [body, Provenance.MANUAL.value, None, None, None]
+        self._put_caption_state(session, image_id, after, current=current)
         return {"image": image_id, "before": {"caption": before}, "after": {"caption": after}}
 
     def restore_caption(self, image_id: int, caption: CaptionRecord | None) -> None:
@@ -953,9 +974,13 @@ class Project:
         if rating is not False and rating is not None and not 1 <= int(rating) <= 5:
             raise InputError("A rating is a whole number from 1 to 5.")
         entries: list[dict[str, Any]] = []
-        with self._write() as session:
-            for image_id in dict.fromkeys(image_ids):
-                row = self._require_image(session, image_id)
+        with self._write() as session, session.no_autoflush:
+            wanted = list(dict.fromkeys(image_ids))
+            images, _captions = self._load_rows(session, wanted)
+            for image_id in wanted:
+                row = images.get(image_id)
+                if row is None:
+                    raise InputError(f"No image with id {image_id} in {self.path.name}.")
                 before = _review_state(row)
                 if review is not None:
                     row.review = Review(review).value
@@ -995,52 +1020,47 @@ class Project:
         if drop:
             session.execute(delete(UndoStepRow).where(UndoStepRow.id.in_(drop)))
 
-    def _put_caption_state(self, session: Session, image_id: int, state: list[Any] | None
-                           ) -> None:
+    def _put_caption_state(self, session: Session, image_id: int, state: list[Any] | None,
+                           *, current: CaptionRow | None | EllipsisType = ...) -> None:
         if state is None:
-            current = session.get(CaptionRow, image_id)
-            if current is not None:
-                session.delete(current)
+            row = session.get(CaptionRow, image_id) if current is ... else current
+            if row is not None:
+                session.delete(row)
             return
         body, provenance, backend, model, prompt = state
         self._put_caption(session, image_id, body, Provenance(provenance),
-                          backend=backend, model=model, prompt=prompt)
-
-    def _current_state(self, session: Session, image_id: int, keys: Iterable[str]
-                       ) -> dict[str, Any] | None:
-        image = session.get(ImageRow, image_id)
-        if image is None:
-            return None
-        state: dict[str, Any] = {}
-        for key in keys:
-            if key == "caption":
-                state["caption"] = _caption_state(session.get(CaptionRow, image_id))
-            elif key == "review":
-                state["review"] = _review_state(image)
-        return state
+                          backend=backend, model=model, prompt=prompt, current=current)
 
     def _step(self, *, undo: bool) -> UndoOutcome | None:
-        with self._write() as session:
+        with self._write() as session, session.no_autoflush:
             query = select(UndoStepRow).where(UndoStepRow.undone.is_(not undo))
             query = query.order_by(UndoStepRow.id.desc() if undo else UndoStepRow.id)
             step = session.scalars(query.limit(1)).first()
             if step is None:
                 return None
             source, target = ("after", "before") if undo else ("before", "after")
+            entries = json.loads(step.payload)
+            images, captions = self._load_rows(session, [int(e["image"]) for e in entries])
             changed: list[int] = []
             skipped: list[int] = []
-            for entry in json.loads(step.payload):
+            for entry in entries:
                 image_id = int(entry["image"])
-                now = self._current_state(session, image_id, entry[target].keys())
-                if now != entry[source]:
+                image = images.get(image_id)
+                current = captions.get(image_id)
+                wanted = entry[target]
+                now: dict[str, Any] = {}
+                if "caption" in wanted:
+                    now["caption"] = _caption_state(current)
+                if "review" in wanted and image is not None:
+                    now["review"] = _review_state(image)
+                # Something else changed the image after this step: leave it as it is.
+                if image is None or now != entry[source]:
                     skipped.append(image_id)
                     continue
-                wanted = entry[target]
                 if "caption" in wanted:
-                    self._put_caption_state(session, image_id, wanted["caption"])
+                    self._put_caption_state(session, image_id, wanted["caption"],
+                                            current=current)
                 if "review" in wanted:
-                    image = session.get(ImageRow, image_id)
-                    assert image is not None
                     image.review, image.rating, image.note = wanted["review"]
                 changed.append(image_id)
             step.undone = undo

@@ -181,6 +181,13 @@ class MainWindow(QMainWindow):
         self._vocabulary_timer.setSingleShot(True)
         self._vocabulary_timer.setInterval(500)
         self._vocabulary_timer.timeout.connect(self._update_vocabulary)
+        # Tag count changes are merged and shown once per event-loop turn: a batch edit of
+        # thousands of captions updates the Tags panel once, not once per caption.
+        self._pending_tag_counts: dict[str, int] = {}
+        self._tag_counts_timer = QTimer(self)
+        self._tag_counts_timer.setSingleShot(True)
+        self._tag_counts_timer.setInterval(0)
+        self._tag_counts_timer.timeout.connect(self._show_tag_counts)
         self.model.tags_reset.connect(self._on_tags_reset)
         self.model.tag_counts_changed.connect(self._on_tag_counts_changed)
         self.model.status_changed.connect(self._update_review_status)
@@ -965,12 +972,20 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ tags
 
     def _on_tags_reset(self) -> None:
+        self._tag_counts_timer.stop()
+        self._pending_tag_counts.clear()
         self.tag_panel.model.set_counts(self.model.tag_counter().counts())
         self._vocabulary_timer.start()
 
     def _on_tag_counts_changed(self, changed: dict[str, int]) -> None:
-        self.tag_panel.model.apply_delta(changed)
-        self._vocabulary_timer.start()
+        self._pending_tag_counts.update(changed)  # new counts: the latest one wins
+        self._tag_counts_timer.start()
+
+    def _show_tag_counts(self) -> None:
+        pending, self._pending_tag_counts = self._pending_tag_counts, {}
+        if pending:
+            self.tag_panel.model.apply_delta(pending)
+            self._vocabulary_timer.start()
 
     def _update_vocabulary(self) -> None:
         self.chips.set_vocabulary(self.model.tag_counter().vocabulary(),
