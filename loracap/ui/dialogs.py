@@ -1128,6 +1128,15 @@ class SettingsDialog(QDialog):
             "tag in the first column. Its tags are offered while you type a tag.")
         self.clear_tags_button = QPushButton("Clear")
         self.clear_tags_button.setToolTip("Stop offering the loaded tag list")
+        self.separator_edit = QLineEdit(
+            project.settings.tag_separator if project is not None else ", ")
+        self.separator_edit.setMaximumWidth(80)
+        self.separator_edit.setAccessibleName("Tag separator")
+        self.separator_edit.setToolTip(
+            'What separates tags in this project\'s captions; ", " (comma and space) is what '
+            "kohya sd-scripts and most taggers write. Spaces around it are ignored when "
+            "splitting.")
+        self.separator_edit.setEnabled(project is not None)
 
         self.error_label = _message_label("Settings problem")
         self.buttons = QDialogButtonBox(
@@ -1159,6 +1168,7 @@ class SettingsDialog(QDialog):
         tags_row.addWidget(self.load_tags_button)
         tags_row.addWidget(self.clear_tags_button)
         form.addRow("Tag list:", tags_row)
+        form.addRow("Tag &separator:", self.separator_edit)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.error_label)
@@ -1226,6 +1236,9 @@ class SettingsDialog(QDialog):
             try:
                 if self.project.settings.model != model:
                     self.project.update_settings(model=model)
+                separator = self.separator_edit.text()
+                if self.project.settings.tag_separator != separator:
+                    self.project.update_settings(tag_separator=separator)
             except LoraCapError as exc:
                 _set_message(self.error_label, str(exc), error=True)
                 return

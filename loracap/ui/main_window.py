@@ -949,16 +949,19 @@ class MainWindow(QMainWindow):
             else:
                 self.history_panel.show_history(record.file_name, [], None)
             return
-        self.chips.set_caption(self.editor.body.toPlainText(),
-                               separator=project.settings.tag_separator)
+        self.chips.set_caption(self.editor.body.toPlainText(), separator=self._separator())
         self.history_panel.show_history(record.file_name, project.history(record.id),
                                         record.caption)
 
     def _sync_chips(self) -> None:
         if self.project is not None and self.editor.image_id is not None \
                 and self.editor.body.isEnabled():
-            self.chips.set_caption(self.editor.body.toPlainText(),
-                                   separator=self.project.settings.tag_separator)
+            self.chips.set_caption(self.editor.body.toPlainText(), separator=self._separator())
+
+    def _separator(self) -> str:
+        """The open project's tag separator (from memory: called on every keystroke)."""
+        settings = self.model.settings()
+        return settings.tag_separator if settings is not None else ", "
 
     def _on_recent_tags(self, tags: list[str]) -> None:
         self.settings.recent_tags = tags
@@ -1025,7 +1028,7 @@ class MainWindow(QMainWindow):
         selected = [] if whole_project else self._batch_targets(list(self.selected_image_ids()))
         dialog = BatchEditDialog(
             selected, self._batch_targets(shown_ids),
-            separator=project.settings.tag_separator,
+            separator=self._separator(),
             vocabulary=self.model.tag_counter().vocabulary(),
             operation=operation, tag=tag, parent=self,
         )
@@ -1276,6 +1279,13 @@ class MainWindow(QMainWindow):
         self.editor.flush()
         if SettingsDialog(self.settings, self.project, self).exec():
             self._update_top_bar()
+            if self.project is not None:
+                settings = self.project.settings
+                self.proxy.set_separator(settings.tag_separator)
+                self.model.set_settings(settings)  # a new separator recounts the tags
+            self._update_vocabulary()
+            record = self.current_record()
+            self._show_side_panels(record)
 
     def shortcut_list(self) -> list[tuple[str, str]]:
         """``(action, shortcuts)`` for every action with a shortcut, in menu order."""
@@ -1292,6 +1302,11 @@ class MainWindow(QMainWindow):
                     rows.append((action.text().replace("&", ""), keys))
         rows.append(("Previous / next image while typing", "Page Up / Page Down, Ctrl+Left / "
                      "Ctrl+Right"))
+        rows.append(("Add the typed tag (in the tag field)", "Enter"))
+        rows.append(("Remove the last tag (in the empty tag field)", "Backspace"))
+        rows.append(("Tags panel: show images with / without a tag", "Click / Ctrl+Click, "
+                     "Enter / Ctrl+Enter"))
+        rows.append(("Tags panel: rename or remove a tag everywhere", "Right-click, Menu key"))
         return rows
 
     def show_shortcuts(self) -> None:

@@ -272,3 +272,35 @@ def test_small_images_are_reported_by_the_check(qtbot, window: MainWindow) -> No
     qtbot.waitUntil(lambda: not window.checks_panel.is_running, timeout=20_000)
     assert any(f.kind == "small" and f.path == "tiny.jpg"
                for f in window.checks_panel.findings())
+
+
+def test_settings_change_the_tag_separator_and_load_a_tag_list(
+        qtbot, window: MainWindow, tmp_path: Path) -> None:
+    from loracap.ui.dialogs import SettingsDialog
+
+    window.show_image(ids(window)["IMG_0001.jpg"])
+    window.editor.apply_text("a hall; oak; lamp")
+    dialog = SettingsDialog(window.settings, window.project, window)
+    qtbot.addWidget(dialog)
+    assert dialog.separator_edit.text() == ", "
+    tags = tmp_path / "mine.txt"
+    tags.write_text("brass\nvelvet\n", encoding="utf-8")
+    dialog.load_tag_list(tags)
+    assert dialog.tag_list_label.text() == "2 tags from mine.txt"
+    dialog.separator_edit.setText("; ")
+    dialog.accept()
+    assert window.project.settings.tag_separator == "; "
+    # What the window does after the dialog closes with OK:
+    window.model.set_settings(window.project.settings)
+    window.proxy.set_separator("; ")
+    qtbot.waitUntil(lambda: window.tag_panel.model.count("oak") == 1)
+    window.filter_edit.setText("tag:oak")
+    assert shown_names(window) == ["IMG_0001.jpg"]
+
+
+def test_shortcut_help_lists_the_new_tools(window: MainWindow) -> None:
+    listed = dict(window.shortcut_list())
+    assert listed["Find and Replace…"] == "Ctrl+H"
+    assert listed["Check Dataset"] == "Ctrl+Shift+K"
+    assert listed["Add Tag to This Image"] == "Ctrl+T"
+    assert "Backspace" in listed["Remove the last tag (in the empty tag field)"]
