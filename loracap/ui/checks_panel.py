@@ -131,6 +131,13 @@ class ChecksPanel(QWidget):
         header.setSectionResizeMode(COL_KIND, QHeaderView.ResizeMode.ResizeToContents)
         self.list_view.setColumnWidth(COL_FILE, 140)
         self.list_view.itemClicked.connect(self._on_item_activated)
+        self.list_view.currentItemChanged.connect(self._show_detail)
+        # The selected finding's whole message: the Problem column is cut off in a narrow dock.
+        self.detail = QLabel()
+        self.detail.setObjectName("checkDetail")
+        self.detail.setTextFormat(Qt.TextFormat.PlainText)
+        self.detail.setWordWrap(True)
+        self.detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.list_view.itemActivated.connect(self._on_item_activated)
 
         top = QHBoxLayout()
@@ -150,6 +157,7 @@ class ChecksPanel(QWidget):
         layout.addWidget(self.summary)
         layout.addLayout(filter_row)
         layout.addWidget(self.list_view, 1)
+        layout.addWidget(self.detail)
         self.set_project(None)
 
     # ------------------------------------------------------------------ public
@@ -324,9 +332,16 @@ class ChecksPanel(QWidget):
         self.kind_combo.setEnabled(bool(self._findings))
         self._fill_rows()
 
+    def _show_detail(self, item: QTreeWidgetItem | None, _previous: object = None) -> None:
+        if item is None:
+            self.detail.setText("")
+        else:
+            self.detail.setText(f"{item.text(COL_FILE)}: {item.text(COL_PROBLEM)}")
+
     def _fill_rows(self) -> None:
         kind = self.kind_combo.currentData()
         self.list_view.clear()
+        self.detail.setText("")
         items = []
         for finding in self._findings:
             if kind is not None and finding.kind != kind:

@@ -232,6 +232,9 @@ def test_dataset_check_findings_jump_to_the_image(qtbot, window: MainWindow,
     findings = window.checks_panel.findings()
     duplicate = [f for f in findings if f.kind == "duplicate"]
     assert {f.path for f in duplicate} == {"IMG_0001.jpg", "IMG_0002.jpg"}
+    tree = window.checks_panel.list_view
+    tree.setCurrentItem(tree.topLevelItem(0))
+    assert window.checks_panel.detail.text().startswith("IMG_0001.jpg: Same caption as")
     window.checks_panel.image_requested.emit(duplicate[0].image_id)
     # The filter hid it, so the filter was cleared to show it.
     assert window.current_record().id == duplicate[0].image_id
