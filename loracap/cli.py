@@ -117,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--no-near-duplicates", action="store_true",
                        help="skip the look-alike image search (opens no image file)")
 
+    tags = sub.add_parser("tags", help="print the project's tags, most used first (tags.txt)")
+    tags.add_argument("project", type=Path)
+    tags.add_argument("--counts", action="store_true",
+                      help="add each tag's number of images after a tab")
+
     key = sub.add_parser("key", help="store, check or remove the Gemini API key")
     key.add_argument("action", choices=["set", "status", "clear"])
     return parser
@@ -468,6 +473,22 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_tags(args: argparse.Namespace) -> int:
+    from loracap.core.project import Project
+    from loracap.core.tags import TagCounter
+
+    with Project.open(args.project.expanduser(), read_only=True) as project:
+        counter = TagCounter(project.settings.tag_separator)
+        for rec in project.images():
+            if rec.valid and rec.caption is not None:
+                counter.add_caption(rec.caption.body)
+    if args.counts:
+        sys.stdout.write("".join(f"{tag}\t{count}\n" for tag, count in counter.most_common()))
+    else:
+        sys.stdout.write(counter.export_tags_txt())
+    return EXIT_OK
+
+
 def cmd_key(args: argparse.Namespace) -> int:
     from loracap.core.errors import ApiKeyMissingError
     from loracap.core.keys import delete_api_key, find_api_key, store_api_key
@@ -497,6 +518,7 @@ COMMANDS = {
     "export": cmd_export,
     "info": cmd_info,
     "check": cmd_check,
+    "tags": cmd_tags,
     "key": cmd_key,
 }
 

@@ -100,3 +100,19 @@ def test_check_clean_project_and_bad_input(tmp_path: Path) -> None:
     missing = loracap("check", tmp_path / "nope.loraproj")
     assert missing.returncode == 2 and "No project file" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_tags_prints_the_tag_list_by_frequency(tmp_path: Path) -> None:
+    folder = tmp_path / "cafe"
+    make_photo_folder(folder, 3)
+    path = folder / "cafe.loraproj"
+    with Project.create(path, trigger="cafe") as project:
+        project.add_scanned(scan_folder(folder))
+        for rec, body in zip(project.images(), ["lamp, oak table", "lamp, rug", "lamp, rug, tiles"],
+                             strict=True):
+            project.edit_caption(rec.id, body)
+    result = loracap("tags", path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "lamp\nrug\noak table\ntiles\n"
+    counted = loracap("tags", path, "--counts")
+    assert counted.stdout.splitlines()[:2] == ["lamp\t3", "rug\t2"]
