@@ -69,7 +69,12 @@ def build_window(settings: AppSettings | None = None) -> MainWindow:
         qsettings = (QSettings(str(dirs.settings_file), QSettings.Format.IniFormat)
                      if dirs.portable else QSettings("LoRACap", "LoRACap"))
         settings = AppSettings(qsettings)
-    return MainWindow(settings, ThumbnailProvider(dirs.cache / "thumbnails"), log_dir=dirs.logs)
+    screen = QApplication.primaryScreen()  # None without a screen: then 1x thumbnails
+    thumbnails = ThumbnailProvider(
+        dirs.cache / "thumbnails",
+        device_pixel_ratio=screen.devicePixelRatio() if screen is not None else 1.0)
+    thumbnails.start_pruning()  # in the background: does not slow startup
+    return MainWindow(settings, thumbnails, log_dir=dirs.logs)
 
 
 def _install_excepthook(window_ref: list[MainWindow]) -> None:

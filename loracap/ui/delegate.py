@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from PyQt6.QtCore import QModelIndex, QObject, QRect, QRectF, QSize, Qt
+from PyQt6.QtCore import QModelIndex, QObject, QRect, QRectF, QSize, QSizeF, Qt
 from PyQt6.QtGui import (
     QColor,
     QFont,
@@ -65,7 +65,7 @@ def thumbnail_rect(cell: QRect, thumb_size: int) -> QRect:
     return QRect(left, cell.top() + PADDING, width, height)
 
 
-def fit_rect(area: QRect, size: QSize) -> QRectF:
+def fit_rect(area: QRect, size: QSize | QSizeF) -> QRectF:
     """``size`` scaled (up or down) to fit ``area`` keeping its aspect ratio, centred in it."""
     if size.width() <= 0 or size.height() <= 0:
         return QRectF(area)
@@ -156,11 +156,16 @@ class ThumbnailDelegate(QStyledItemDelegate):
         painter.drawRoundedRect(QRectF(opt.rect).adjusted(0.5, 0.5, -0.5, -0.5), 4.0, 4.0)
 
     def _paint_thumbnail(self, painter: QPainter, area: QRect, pixmap: object) -> QRectF:
-        """Draw the pixmap fitted into ``area``; return where it went (``area`` if none)."""
+        """Draw the pixmap fitted into ``area``; return where it went (``area`` if none).
+
+        The layout uses the pixmap's device-independent size: a HiDPI thumbnail (device pixel
+        ratio 2, twice the pixels) takes the same place as a 1x one, and its extra pixels make
+        it sharp on a 2x screen. The source rectangle is the whole pixmap in its own
+        (physical) pixels.
+        """
         if not isinstance(pixmap, QPixmap) or pixmap.isNull():
             return QRectF(area)
-        logical = pixmap.size() / pixmap.devicePixelRatio()
-        target = fit_rect(area, logical)
+        target = fit_rect(area, pixmap.deviceIndependentSize())
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
         painter.drawPixmap(target, pixmap, QRectF(pixmap.rect()))
         return target

@@ -292,6 +292,12 @@ class ImageListModel(QAbstractListModel):
                 [Roles.CAPTION, Qt.ItemDataRole.ToolTipRole],
             )
 
+    def refresh_thumbnails(self) -> None:
+        """Ask the views to fetch every thumbnail again (e.g. after a change of screen scale)."""
+        if self._records:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self._records) - 1, 0),
+                                  [Qt.ItemDataRole.DecorationRole])
+
     def set_missing(self, image_id: int, missing: bool) -> None:
         """Mark one image's file as missing or back on disk (same as ``update_record``)."""
         row = self._rows.get(image_id)

@@ -30,6 +30,8 @@ from PyQt6.QtGui import (
     QDragEnterEvent,
     QDropEvent,
     QKeySequence,
+    QScreen,
+    QShowEvent,
 )
 from PyQt6.QtWidgets import (
     QComboBox,
@@ -1366,6 +1368,25 @@ class MainWindow(QMainWindow):
             self.new_project(path)
         else:
             self.open_project(path)
+
+    # ------------------------------------------------------------------ screens
+
+    def showEvent(self, event: QShowEvent | None) -> None:
+        super().showEvent(event)
+        handle = self.windowHandle()
+        if handle is not None and not getattr(self, "_screen_hooked", False):
+            self._screen_hooked = True
+            handle.screenChanged.connect(self._on_screen_changed)
+            self._on_screen_changed(handle.screen())
+
+    def _on_screen_changed(self, screen: QScreen | None) -> None:
+        """Moved to a screen with another scale: thumbnails are decoded again, crisp there."""
+        if screen is None:
+            return
+        ratio = screen.devicePixelRatio()
+        if ratio != self._thumbnails.device_pixel_ratio:
+            self._thumbnails.set_device_pixel_ratio(ratio)
+            self.model.refresh_thumbnails()
 
     # ------------------------------------------------------------------ closing
 
