@@ -20,7 +20,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from loracap.core.errors import (
     CaptionError,
@@ -29,10 +29,11 @@ from loracap.core.errors import (
     NetworkError,
     TransientError,
 )
-from loracap.core.imaging import prepare_for_upload
 from loracap.core.pacing import RateLimiter, RetryPolicy, call_with_retry
-from loracap.core.project import Project
 from loracap.core.prompts import Instructions
+
+if TYPE_CHECKING:
+    from loracap.core.project import Project
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,10 @@ def caption_image(
         project.record_failure(image_id, message, kind=kind)
         log.info("Captioning %s failed: %s", record.path, message)
         return ImageOutcome(image_id, ok=False, error=message, kind=kind)
+
+    # Imported here, not at the top: the desktop window imports this module at startup (for the
+    # Captioner protocol) and should not load Pillow until something is captioned.
+    from loracap.core.imaging import prepare_for_upload
 
     try:
         jpeg = prepare_for_upload(record.abs_path, max_side=job.max_side)

@@ -42,12 +42,13 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from PIL import Image, ImageOps
-
-from loracap.core.project import ImageRecord, Project, ProjectSettings
+from loracap.core.records import ImageRecord, ProjectSettings
 from loracap.core.trigger import TRIGGER_PLACEHOLDER, full_caption, strip_prefix
+
+if TYPE_CHECKING:
+    from loracap.core.project import Project
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,10 @@ def dhash(path: Path) -> int:
     pixel is brighter than its right-hand neighbour. Raises ``OSError`` and Pillow's errors for
     unreadable files.
     """
+    # Imported on first use, like the tokenizer: the caption editor imports this module at the
+    # desktop window's startup, which needs no Pillow.
+    from PIL import Image, ImageOps
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with Image.open(path) as im:

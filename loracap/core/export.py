@@ -35,12 +35,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
-
-from PIL import Image
+from typing import TYPE_CHECKING
 
 from loracap.core.errors import ExportError, OutputExistsError, UncaptionedImagesError
-from loracap.core.project import Project
-from loracap.core.schema import Review
+from loracap.core.records import Review
+
+if TYPE_CHECKING:  # not imported at run time: the window's startup needs only the enums here
+    from loracap.core.project import Project
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +214,8 @@ def _review_keeps(review_filter: ReviewFilter, review: Review) -> bool:
 
 
 def _png_bytes(source: Path) -> bytes:
+    from PIL import Image  # on first use: keeps Pillow off the desktop window's startup path
+
     with Image.open(source) as image:
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")

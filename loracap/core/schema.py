@@ -20,10 +20,12 @@ Times are stored in UTC.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 
 from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Re-exported: the enums live in the SQLAlchemy-free records module.
+from loracap.core.records import Provenance, Review
 
 #: Current schema version, written to ``PRAGMA user_version``.
 #: 1: first release. 2: review state, rating and note per image. 3: tag separator and the stored
@@ -32,28 +34,6 @@ SCHEMA_VERSION = 3
 
 #: ``PRAGMA application_id`` of a LoRACap project: the ASCII bytes "LoRA".
 APPLICATION_ID = 0x4C6F5241
-
-
-class Provenance(StrEnum):
-    """Where a caption's current text came from."""
-
-    GENERATED = "generated"  # from a model, untouched
-    EDITED = "edited"  # generated, then changed by a person
-    MANUAL = "manual"  # written by a person
-    IMPORTED = "imported"  # read from an existing sidecar .txt file
-
-    @property
-    def protected(self) -> bool:
-        """True for text a person wrote or chose: never replaced without an explicit choice."""
-        return self is not Provenance.GENERATED
-
-
-class Review(StrEnum):
-    """A person's verdict on an image for the dataset."""
-
-    UNREVIEWED = "unreviewed"
-    APPROVED = "approved"
-    REJECTED = "rejected"
 
 
 def utcnow() -> datetime:
@@ -176,3 +156,10 @@ class UndoStepRow(Base):
     undone: Mapped[bool] = mapped_column(Boolean, default=False)
     entries: Mapped[int] = mapped_column(Integer)
     payload: Mapped[str] = mapped_column(Text)
+
+
+__all__ = [
+    "APPLICATION_ID", "SCHEMA_VERSION", "Base", "CaptionAttemptRow", "CaptionRow",
+    "CaptionVersionRow", "ImageRow", "LockRow", "ProjectRow", "Provenance", "Review",
+    "UndoStepRow", "utcnow",
+]

@@ -23,15 +23,19 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PyQt6.QtCore import QObject, QRunnable, QThreadPool, pyqtSignal, pyqtSlot
 
 from loracap.core.checks import Finding, check_project
 from loracap.core.errors import CancelledError, LoraCapError
 from loracap.core.export import ExportFormat, ReviewFilter, export_project
-from loracap.core.project import Project
-from loracap.core.scan import ScannedFile, scan_folder
+
+if TYPE_CHECKING:
+    # Not imported at run time: the desktop window imports this module at startup, and the
+    # project (SQLAlchemy) and the scan (Pillow) are loaded only when first used.
+    from loracap.core.project import Project
+    from loracap.core.scan import ScannedFile
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +233,8 @@ class ScanJob(_Job):
         cancel = self._cancel
 
         def work(task: _Task) -> list[ScannedFile]:
+            from loracap.core.scan import scan_folder  # loads Pillow: on first scan only
+
             throttle = _Throttle()
             last: list[tuple[int, str]] = []
 

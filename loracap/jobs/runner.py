@@ -24,14 +24,18 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from PyQt6.QtCore import QObject, QRunnable, QThreadPool, QTimer, pyqtSignal, pyqtSlot
 
 from loracap.core.captioning import Captioner, CaptionJob, ImageOutcome, caption_image
 from loracap.core.errors import CancelledError, LoraCapError, TransientError
 from loracap.core.pacing import RateLimiter, RetryPolicy
-from loracap.core.project import CaptionMode, Project
 from loracap.core.prompts import Instructions
+from loracap.core.records import CaptionMode
+
+if TYPE_CHECKING:
+    from loracap.core.project import Project
 
 log = logging.getLogger(__name__)
 

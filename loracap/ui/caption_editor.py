@@ -20,8 +20,7 @@ from PyQt6.QtWidgets import (
 )
 
 from loracap.core.checks import CLIP_TOKEN_LIMIT, count_clip_tokens
-from loracap.core.project import ImageRecord
-from loracap.core.schema import Provenance
+from loracap.core.records import ImageRecord, Provenance
 
 #: Delay between the last keystroke and the save, in milliseconds.
 SAVE_DELAY_MS = 600

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from PyQt6.QtCore import Qt, QThreadPool, pyqtSignal
 from PyQt6.QtWidgets import (
@@ -29,8 +30,10 @@ from PyQt6.QtWidgets import (
 )
 
 from loracap.core.checks import KIND_LABELS, Finding, summary_text
-from loracap.core.project import Project
 from loracap.jobs.background import CheckJob
+
+if TYPE_CHECKING:
+    from loracap.core.project import Project
 
 #: Columns of :attr:`ChecksPanel.list_view`.
 COL_FILE, COL_KIND, COL_PROBLEM = range(3)

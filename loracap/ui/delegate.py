@@ -24,8 +24,7 @@ from PyQt6.QtGui import (
 )
 from PyQt6.QtWidgets import QApplication, QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
-from loracap.core.project import ImageRecord
-from loracap.core.schema import Review
+from loracap.core.records import ImageRecord, Review
 from loracap.ui.image_model import (
     STATE_BADGES,
     STATE_COLORS,

@@ -14,6 +14,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PyQt6.QtCore import Qt, QTimer, QUrl, pyqtSlot
 from PyQt6.QtGui import QDesktopServices
@@ -57,13 +58,15 @@ from loracap.core.keys import (
     keychain_available,
     store_api_key,
 )
-from loracap.core.project import Project, default_project_path
 from loracap.core.prompts import Profile
-from loracap.core.scan import ScannedFile
 from loracap.core.trigger import DEFAULT_PREFIX_TEMPLATE, render_prefix, validate_trigger
 from loracap.core.trigger import suggest_trigger as _suggest_trigger
 from loracap.jobs.background import ExportJob, ModelListJob, ScanJob
 from loracap.ui.settings import AppSettings
+
+if TYPE_CHECKING:  # not at run time: SQLAlchemy and Pillow load with the first project or scan
+    from loracap.core.project import Project
+    from loracap.core.scan import ScannedFile
 
 log = logging.getLogger(__name__)
 
@@ -369,6 +372,8 @@ class NewProjectDialog(QDialog):
         """
         if self._files is None or self._scan_folder is None:
             raise RuntimeError("NewProjectDialog.spec() needs a finished folder scan.")
+        from loracap.core.project import default_project_path
+
         trigger = self.trigger_edit.text()
         profile = self._profile()
         return NewProjectSpec(
@@ -498,6 +503,8 @@ class NewProjectDialog(QDialog):
         trigger = self.trigger_edit.text()
         if self._scan_folder is None or not self._trigger_valid():
             return None
+        from loracap.core.project import default_project_path
+
         return default_project_path(self._scan_folder, trigger)
 
     def _trigger_valid(self) -> bool:

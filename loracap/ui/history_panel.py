@@ -28,8 +28,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from loracap.core.project import CaptionRecord, CaptionVersion
-from loracap.core.schema import Provenance
+from loracap.core.records import CaptionRecord, CaptionVersion, Provenance
 
 #: Columns of :attr:`HistoryPanel.tree`.
 COL_WHEN, COL_SOURCE, COL_CAPTION = range(3)

@@ -33,9 +33,8 @@ from PyQt6.QtCore import (
 )
 from PyQt6.QtGui import QColor
 
-from loracap.core.project import ImageRecord, ProjectSettings
 from loracap.core.query import Query, QueryItem, QuerySyntaxError, parse_query
-from loracap.core.schema import Review
+from loracap.core.records import ImageRecord, ProjectSettings, Review
 from loracap.core.tags import DEFAULT_SEPARATOR, TagCounter
 from loracap.core.trigger import full_caption
 from loracap.ui.thumbnails import ThumbnailProvider

@@ -13,6 +13,7 @@ import html
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PyQt6.QtCore import (
     QItemSelectionModel,
@@ -61,10 +62,9 @@ from loracap import __version__
 from loracap.core.captioning import Captioner
 from loracap.core.errors import ApiKeyMissingError, LoraCapError
 from loracap.core.export import plan_export
-from loracap.core.project import CaptionMode, ImageRecord, Project, UndoOutcome
 from loracap.core.prompts import Profile, build_instructions
 from loracap.core.query import tag_term
-from loracap.core.schema import Review
+from loracap.core.records import CaptionMode, ImageRecord, Review, UndoOutcome
 from loracap.core.tags import parse_tags_txt
 from loracap.core.text import progress_text
 from loracap.jobs.runner import BatchOptions, BatchSummary, CaptionRunner
@@ -80,6 +80,9 @@ from loracap.ui.settings import AppSettings
 from loracap.ui.tag_chips import TagChipsWidget
 from loracap.ui.tag_panel import TagPanel
 from loracap.ui.thumbnails import ThumbnailProvider
+
+if TYPE_CHECKING:  # imported where used: SQLAlchemy loads with the first project
+    from loracap.core.project import Project
 
 log = logging.getLogger(__name__)
 
@@ -652,6 +655,8 @@ class MainWindow(QMainWindow):
         if not dialog.exec():
             return
         spec = dialog.spec()
+        from loracap.core.project import Project  # SQLAlchemy: loaded with the first project
+
         project: Project | None = None
 
         def create() -> None:
@@ -678,6 +683,8 @@ class MainWindow(QMainWindow):
         """Open ``path``; errors (locked, newer version, damaged) become a message."""
         if not self._close_project():
             return False
+        from loracap.core.project import Project  # SQLAlchemy: loaded with the first project
+
         try:
             project = Project.open(path)
         except LoraCapError as exc:

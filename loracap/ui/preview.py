@@ -9,7 +9,7 @@ from PyQt6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, pyqtSignal
 from PyQt6.QtGui import QImage, QImageReader, QPixmap, QResizeEvent
 from PyQt6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from loracap.core.project import ImageRecord
+from loracap.core.records import ImageRecord
 from loracap.core.text import human_size
 
 log = logging.getLogger(__name__)

@@ -54,7 +54,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageOps
 from PyQt6.QtCore import (
     QObject,
     QPointF,
@@ -203,6 +202,13 @@ def _decode_with_qt(path: Path, size: int) -> tuple[QImage | None, str]:
 
 
 def _decode_with_pillow(path: Path, size: int) -> tuple[QImage | None, str]:
+    # Imported on first use (the fallback when Qt cannot decode a file), not at the window's
+    # startup. Importing loracap.core.imaging also silences Pillow's decompression-bomb warning
+    # for the whole process, as it did when the window imported it at startup.
+    from PIL import Image, ImageOps
+
+    import loracap.core.imaging  # noqa: F401
+
     try:
         with Image.open(path) as im:
             if im.format in ("JPEG", "MPO"):

@@ -1,0 +1,181 @@
+"""The plain records a project hands out: frozen dataclasses and enums, no SQLAlchemy.
+
+:class:`~loracap.core.project.Project` returns these instead of ORM objects, so they can cross
+threads; the desktop window, the jobs and the exports use them as data. This module imports
+nothing heavy (no SQLAlchemy, no Pillow), so code that only needs the types -- e.g. every widget
+of the window at startup -- does not pay for the database layer.
+:mod:`loracap.core.schema` and :mod:`loracap.core.project` re-export every name defined here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+
+from loracap.core.trigger import render_prefix
+
+
+class Provenance(StrEnum):
+    """Where a caption's current text came from."""
+
+    GENERATED = "generated"  # from a model, untouched
+    EDITED = "edited"  # generated, then changed by a person
+    MANUAL = "manual"  # written by a person
+    IMPORTED = "imported"  # read from an existing sidecar .txt file
+
+    @property
+    def protected(self) -> bool:
+        """True for text a person wrote or chose: never replaced without an explicit choice."""
+        return self is not Provenance.GENERATED
+
+
+class Review(StrEnum):
+    """A person's verdict on an image for the dataset."""
+
+    UNREVIEWED = "unreviewed"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class CaptionMode(StrEnum):
+    """Which images a captioning batch takes."""
+
+    MISSING = "missing"  # valid images without a caption (the default)
+    ALL = "all"  # every valid image (protected captions still need overwrite_protected)
+    FAILED = "failed"  # images whose latest attempt failed and that still have no caption
+    SELECTED = "selected"  # an explicit list of image ids
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    """The settings stored in a project file."""
+
+    name: str
+    trigger: str
+    profile: str
+    custom_prompt: str
+    prefix_template: str
+    model: str
+    current_image_id: int | None = None
+    tag_separator: str = ", "
+
+    @property
+    def prefix(self) -> str:
+        """The rendered caption prefix, e.g. ``"photo of ide_main_hall "``."""
+        return render_prefix(self.prefix_template, self.trigger)
+
+
+@dataclass(frozen=True)
+class CaptionRecord:
+    """An image's current caption. ``body`` excludes the prefix."""
+
+    body: str
+    provenance: Provenance
+    backend: str | None
+    model: str | None
+    prompt: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class CaptionVersion:
+    """One entry of an image's caption history, oldest first when listed."""
+
+    id: int
+    body: str
+    provenance: Provenance
+    backend: str | None
+    model: str | None
+    prompt: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class UndoOutcome:
+    """What :meth:`Project.undo` or :meth:`Project.redo` did.
+
+    ``changed`` lists the images whose caption or review mark was put back; ``skipped`` the
+    images left alone because something else changed them after the step (e.g. a captioning
+    batch), so undoing would have thrown that change away.
+    """
+
+    label: str
+    changed: list[int]
+    skipped: list[int]
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image of a project, with its current caption and latest failure.
+
+    ``path`` is as stored (POSIX, relative to the project folder when below it); ``abs_path`` is
+    resolved against the project folder. Width and height are in pixels after EXIF orientation.
+    ``last_error`` is the error of the latest attempt when that attempt failed, else ``""``.
+    """
+
+    id: int
+    path: str
+    abs_path: Path
+    valid: bool
+    invalid_reason: str
+    width: int | None
+    height: int | None
+    format: str | None
+    file_size: int
+    mtime: float
+    caption: CaptionRecord | None
+    last_error: str = ""
+    last_error_kind: str = ""
+    review: Review = Review.UNREVIEWED
+    rating: int | None = None
+    note: str = ""
+
+    @property
+    def file_name(self) -> str:
+        """The image's file name without folders."""
+        return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def has_caption(self) -> bool:
+        """True when the image has a non-empty caption body of any provenance."""
+        return self.caption is not None and bool(self.caption.body.strip())
+
+    @property
+    def failed(self) -> bool:
+        """True when the latest attempt failed and the image still has no caption."""
+        return bool(self.last_error) and not self.has_caption
+
+
+@dataclass(frozen=True)
+class ProjectStats:
+    """Counts over a project, as shown by ``loracap info``."""
+
+    images: int  # valid images
+    invalid: int
+    captioned: int  # valid images with a non-empty caption of any provenance
+    failed: int  # valid images whose latest attempt failed and that have no caption
+    missing_files: int  # valid images whose file is not on disk
+    provenance: dict[str, int] = field(default_factory=dict)
+    reviewed: int = 0  # valid images approved or rejected
+    approved: int = 0
+    rejected: int = 0
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """What :meth:`Project.add_scanned` did."""
+
+    added: int
+    invalid: int
+    imported_captions: int
+    already_known: int
+    sidecar_errors: list[tuple[str, str]]
+
+
+__all__ = [
+    "AddResult", "CaptionMode", "CaptionRecord", "CaptionVersion", "ImageRecord",
+    "ProjectSettings", "ProjectStats", "Provenance", "Review", "UndoOutcome",
+]
