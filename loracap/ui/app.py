@@ -11,6 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import cast
 
+from PyQt6 import sip
 from PyQt6.QtCore import (
     QEvent,
     QMessageLogContext,
@@ -126,4 +127,22 @@ def run_gui(path: Path | None = None) -> int:
         else:
             QTimer.singleShot(0, lambda: QMessageBox.warning(
                 window, "LoRACap", f"{target} does not exist."))
-    return app.exec()
+    try:
+        return app.exec()
+    finally:
+        _tear_down(window)
+
+
+def _tear_down(window: MainWindow) -> None:
+    """Close and delete the window while the QApplication still exists.
+
+    Left to Python's frame teardown, the window and the application object die in no fixed
+    order, and PyQt can crash at exit when the application goes first. Closing first runs the
+    window's own cleanup (project closed, thumbnail threads stopped) if the event loop ended
+    without a close (``QApplication.quit``).
+    """
+    if sip.isdeleted(window):
+        return
+    if window.isVisible():
+        window.close()
+    sip.delete(window)
