@@ -60,6 +60,10 @@ def kind_label(kind: str, *, plural: bool = False) -> str:
     return text[:1].upper() + text[1:]
 
 
+OUTDATED_TEXT = ("Captions changed since this check; press Check Dataset again to bring the "
+                 "findings up to date.")
+
+
 class ChecksPanel(QWidget):
     """Run the dataset check on the open project and list the findings.
 
@@ -222,6 +226,11 @@ class ChecksPanel(QWidget):
         self.progress.show()
         self._set_status("Checking the images…")
         job.start()
+
+    def mark_outdated(self) -> None:
+        """Captions changed after the last check: say so (the findings may be out of date)."""
+        if self._job is None and self._findings:
+            self._set_status(OUTDATED_TEXT)
 
     def cancel(self) -> None:
         """Ask a running check to stop; "Check cancelled." follows."""

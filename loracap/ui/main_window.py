@@ -866,6 +866,8 @@ class MainWindow(QMainWindow):
             if self._note_image_id == record.id:
                 self._show_review(record)
         self._update_undo_actions()
+        if records:
+            self.checks_panel.mark_outdated()
         if self.tabs.currentWidget() is self.metadata_view:
             self._refresh_metadata()
 

@@ -235,6 +235,9 @@ def test_dataset_check_findings_jump_to_the_image(qtbot, window: MainWindow,
     tree = window.checks_panel.list_view
     tree.setCurrentItem(tree.topLevelItem(0))
     assert window.checks_panel.detail.text().startswith("IMG_0001.jpg: Same caption as")
+    assert not window.checks_panel.status.isVisibleTo(window.checks_panel)
+    window.editor.apply_text("a hall, wooden tables, lamp, rug")
+    assert "changed since this check" in window.checks_panel.status.text()
     window.checks_panel.image_requested.emit(duplicate[0].image_id)
     # The filter hid it, so the filter was cleared to show it.
     assert window.current_record().id == duplicate[0].image_id
