@@ -475,13 +475,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_tags(args: argparse.Namespace) -> int:
     from loracap.core.project import Project
-    from loracap.core.tags import TagCounter
+    from loracap.core.tags import count_tags
 
     with Project.open(args.project.expanduser(), read_only=True) as project:
-        counter = TagCounter(project.settings.tag_separator)
-        for rec in project.images():
-            if rec.valid and rec.caption is not None:
-                counter.add_caption(rec.caption.body)
+        counter = count_tags(project.images(), project.settings.tag_separator)
     if args.counts:
         sys.stdout.write("".join(f"{tag}\t{count}\n" for tag, count in counter.most_common()))
     else:

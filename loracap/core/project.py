@@ -487,9 +487,8 @@ class Project:
         ids = list(dict.fromkeys(image_ids))
         records: list[ImageRecord] = []
         with self._read() as session:
-            # SQLite limits the variables of one statement; 500 ids per query stay well below.
-            for start in range(0, len(ids), 500):
-                records.extend(self._records(session, ids[start:start + 500]))
+            for chunk in _chunks(ids):
+                records.extend(self._records(session, chunk))
         records.sort(key=lambda rec: (rec.path.casefold(), rec.path))
         return records
 
@@ -670,7 +669,7 @@ class Project:
         """
         with self._write() as session:
             image = self._require_image(session, image_id)
-            entry = self._edit_in_session(session, image_id, body)
+            entry = self._edit_row(session, image_id, session.get(CaptionRow, image_id), body)
             if entry is not None:
                 self._record_step(session, f"Edit caption of {_file_name(image.path)}", [entry])
             session.flush()
@@ -710,18 +709,12 @@ class Project:
         """The image and caption rows of many images, in a few queries (500 ids each)."""
         images: dict[int, ImageRow] = {}
         captions: dict[int, CaptionRow] = {}
-        for start in range(0, len(image_ids), 500):
-            chunk = image_ids[start:start + 500]
+        for chunk in _chunks(image_ids):
             images.update((row.id, row) for row in
                           session.scalars(select(ImageRow).where(ImageRow.id.in_(chunk))))
             captions.update((row.image_id, row) for row in session.scalars(
                 select(CaptionRow).where(CaptionRow.image_id.in_(chunk))))
         return images, captions
-
-    def _edit_in_session(self, session: Session, image_id: int, body: str
-                         ) -> dict[str, Any] | None:
-        """Apply one person's edit in ``session``; the undo entry, or None when unchanged."""
-        return self._edit_row(session, image_id, session.get(CaptionRow, image_id), body)
 
     def _edit_row(self, session: Session, image_id: int, current: CaptionRow | None,
                   body: str) -> dict[str, Any] | None:
@@ -1064,6 +1057,12 @@ def _caption_record(row: CaptionRow) -> CaptionRecord:
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+def _chunks(ids: Sequence[int], size: int = 500) -> Iterator[Sequence[int]]:
+    """``ids`` in slices of ``size``: SQLite limits the variables of one statement."""
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
 
 
 def _file_name(stored: str) -> str:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from loracap.core.errors import InputError
+from loracap.core.records import ImageRecord
 
 #: The separator written between tags (kohya sd-scripts and most trainers use comma + space).
 DEFAULT_SEPARATOR = ", "
@@ -347,6 +348,20 @@ class TagCounter:
         return "".join(f"{tag}\n" for tag in vocabulary)
 
 
+def counted_body(record: ImageRecord) -> str:
+    """The caption body whose tags a project's tag counts include: ``""`` for an invalid or
+    uncaptioned image."""
+    return record.caption.body if record.valid and record.caption is not None else ""
+
+
+def count_tags(records: Iterable[ImageRecord], separator: str = DEFAULT_SEPARATOR) -> TagCounter:
+    """The tag frequencies of a project's images (see :func:`counted_body`)."""
+    counter = TagCounter(separator)
+    for record in records:
+        counter.add_caption(counted_body(record))
+    return counter
+
+
 def parse_tags_txt(text: str) -> list[str]:
     """The tags of a tags file, in file order, each once.
 
@@ -455,6 +470,8 @@ __all__ = [
     "add_tag",
     "append_text",
     "apply_batch",
+    "count_tags",
+    "counted_body",
     "find_replace_preview",
     "has_tag",
     "join_tags",

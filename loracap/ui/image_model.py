@@ -35,7 +35,7 @@ from PyQt6.QtGui import QColor
 
 from loracap.core.query import Query, QueryItem, QuerySyntaxError, parse_query
 from loracap.core.records import ImageRecord, ProjectSettings, Review
-from loracap.core.tags import DEFAULT_SEPARATOR, TagCounter
+from loracap.core.tags import DEFAULT_SEPARATOR, TagCounter, count_tags, counted_body
 from loracap.core.trigger import full_caption
 from loracap.ui.thumbnails import ThumbnailProvider
 
@@ -214,10 +214,9 @@ class ImageListModel(QAbstractListModel):
 
     def _recount(self) -> None:
         separator = self._settings.tag_separator if self._settings else DEFAULT_SEPARATOR
-        self._counter = TagCounter(separator)
+        self._counter = count_tags(self._records, separator)
         self._status = dict.fromkeys(_STATUS_KEYS, 0)
         for record in self._records:
-            self._counter.add_caption(_counted_body(record))
             for key, value in _status_of(record).items():
                 self._status[key] += value
         self.tags_reset.emit()
@@ -247,7 +246,7 @@ class ImageListModel(QAbstractListModel):
         if old_status != new_status:
             for key in _STATUS_KEYS:
                 self._status[key] += new_status[key] - old_status[key]
-        old_body, new_body = _counted_body(old), _counted_body(record)
+        old_body, new_body = counted_body(old), counted_body(record)
         if old_body != new_body:
             changed = self._counter.replace_caption(old_body, new_body)
             if changed:
@@ -420,11 +419,6 @@ class ImageListModel(QAbstractListModel):
 
 
 _STATUS_KEYS = ("valid", "reviewed", "failed", "uncaptioned")
-
-
-def _counted_body(record: ImageRecord) -> str:
-    """The caption body that counts for tag frequencies ("" for invalid or uncaptioned)."""
-    return record.caption.body if record.valid and record.caption is not None else ""
 
 
 def _status_of(record: ImageRecord) -> dict[str, int]:

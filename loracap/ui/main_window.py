@@ -65,7 +65,7 @@ from loracap.core.export import plan_export
 from loracap.core.prompts import Profile, build_instructions
 from loracap.core.query import tag_term
 from loracap.core.records import CaptionMode, ImageRecord, Review, UndoOutcome
-from loracap.core.tags import parse_tags_txt
+from loracap.core.tags import DEFAULT_SEPARATOR, parse_tags_txt
 from loracap.core.text import progress_text
 from loracap.jobs.runner import BatchOptions, BatchSummary, CaptionRunner
 from loracap.ui.batch_dialog import BatchEditDialog, BatchTarget, Operation
@@ -160,6 +160,7 @@ class MainWindow(QMainWindow):
         self._note_image_id: int | None = None
         self._note_saved = ""
         self._in_current_change = False
+        self._screen_hooked = False
         self.project: Project | None = None
         self.runner: CaptionRunner | None = None
         self._captioner_factory = captioner_factory
@@ -972,7 +973,7 @@ class MainWindow(QMainWindow):
     def _separator(self) -> str:
         """The open project's tag separator (from memory: called on every keystroke)."""
         settings = self.model.settings()
-        return settings.tag_separator if settings is not None else ", "
+        return settings.tag_separator if settings is not None else DEFAULT_SEPARATOR
 
     def _on_recent_tags(self, tags: list[str]) -> None:
         self.settings.recent_tags = tags
@@ -1383,7 +1384,7 @@ class MainWindow(QMainWindow):
     def showEvent(self, event: QShowEvent | None) -> None:
         super().showEvent(event)
         handle = self.windowHandle()
-        if handle is not None and not getattr(self, "_screen_hooked", False):
+        if handle is not None and not self._screen_hooked:
             self._screen_hooked = True
             handle.screenChanged.connect(self._on_screen_changed)
             self._on_screen_changed(handle.screen())
