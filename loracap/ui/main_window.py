@@ -47,7 +47,6 @@ from PyQt6.QtWidgets import (
     QMenu,
     QMessageBox,
     QPlainTextEdit,
-    QProgressBar,
     QPushButton,
     QSplitter,
     QStackedWidget,
@@ -66,7 +65,6 @@ from loracap.core.prompts import Profile, build_instructions
 from loracap.core.query import tag_term
 from loracap.core.records import CaptionMode, ImageRecord, Review, UndoOutcome
 from loracap.core.tags import DEFAULT_SEPARATOR, parse_tags_txt
-from loracap.core.text import progress_text
 from loracap.jobs.runner import BatchOptions, BatchSummary, CaptionRunner
 from loracap.ui.batch_dialog import BatchEditDialog, BatchTarget, Operation
 from loracap.ui.caption_editor import CaptionEditor
@@ -76,6 +74,7 @@ from loracap.ui.dialogs import ApiKeyDialog, ExportDialog, NewProjectDialog, Set
 from loracap.ui.history_panel import HistoryPanel
 from loracap.ui.image_model import ImageFilterProxy, ImageListModel, Roles
 from loracap.ui.preview import PreviewPane
+from loracap.ui.progress_strip import ProgressStrip
 from loracap.ui.settings import AppSettings
 from loracap.ui.tag_chips import TagChipsWidget
 from loracap.ui.tag_panel import TagPanel
@@ -110,33 +109,6 @@ def default_captioner_factory(model: str) -> Captioner:
     from loracap.core.keys import find_api_key
 
     return GeminiCaptioner(find_api_key().value, model)
-
-
-class ProgressStrip(QWidget):
-    """"Captioning 12 of 32 · 1 failed · about 2 min left" with a Cancel button."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.label = QLabel()
-        self.label.setObjectName("progressText")
-        self.bar = QProgressBar()
-        self.bar.setTextVisible(False)
-        self.bar.setMaximumWidth(240)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop sending requests; captions already paid for are kept")
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(8, 2, 8, 2)
-        layout.addWidget(self.bar)
-        layout.addWidget(self.label, 1)
-        layout.addWidget(self.cancel_button)
-        self.hide()
-
-    def show_progress(self, done: int, failed: int, total: int, eta: float) -> None:
-        self.bar.setRange(0, max(1, total))
-        self.bar.setValue(done + failed)
-        text = progress_text(done, failed, total, eta)
-        self.label.setText(text)
-        self.show()
 
 
 class MainWindow(QMainWindow):
