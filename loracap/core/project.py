@@ -1089,7 +1089,9 @@ def _review_label(count: int, *, review: Review | None, rating: int | None | boo
                 Review.UNREVIEWED: "Clear the review mark of"}[Review(review)]
         return f"{verb} {images}"
     if rating is not False:
-        return f"Clear the rating of {images}" if rating is None else f"Rate {images} {rating}"
+        if rating is None:
+            return f"Clear the rating of {images}"
+        return f"Set the rating of {images} to {rating}"
     return f"Edit the note of {images}"
 
 

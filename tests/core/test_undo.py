@@ -150,7 +150,7 @@ def test_review_marks_are_one_undo_step(project: Project) -> None:
     assert changed == chosen
     assert project.undo_label() == "Approve 3 images"
     project.set_reviews(chosen[:1], rating=4)
-    assert project.undo_label() == "Rate 1 image 4"
+    assert project.undo_label() == "Set the rating of 1 image to 4"
     project.undo()
     project.undo()
     assert all(project.image(i).review is Review.UNREVIEWED for i in chosen)
@@ -160,7 +160,7 @@ def test_review_marks_are_one_undo_step(project: Project) -> None:
     # Marking again what is already marked changes nothing and records nothing.
     assert project.set_reviews(chosen, review=Review.APPROVED) == []
     assert project.undo_label() == "Approve 3 images"
-    assert project.redo_label() == "Rate 1 image 4"
+    assert project.redo_label() == "Set the rating of 1 image to 4"
 
 
 def test_restoring_a_version_is_undoable(project: Project) -> None:
