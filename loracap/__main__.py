@@ -20,6 +20,10 @@ def main() -> int:
         from loracap.selftest import run_self_test
 
         return run_self_test()
+    if args == ["--smoke-window"]:  # hidden: proves a packaged build opens its window (xcb)
+        from loracap.ui.app import run_gui
+
+        return run_gui(smoke_test=True)
     if not args or (len(args) == 1 and args[0] not in COMMANDS and not args[0].startswith("-")):
         from loracap.ui.app import run_gui
 

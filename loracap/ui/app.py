@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +31,7 @@ from loracap.core.logs import configure_logging
 from loracap.core.resources import resource
 from loracap.core.userdirs import user_dirs
 from loracap.ui.main_window import MainWindow
+from loracap.ui.platform_check import bundle_library_problems, xcb_problem
 from loracap.ui.settings import AppSettings
 from loracap.ui.thumbnails import ThumbnailProvider
 
@@ -102,8 +105,53 @@ def _report_startup(app: QApplication) -> None:
     app.quit()
 
 
-def run_gui(path: Path | None = None) -> int:
-    """Open the window; ``path`` is a folder (new project) or a ``.loraproj`` file to open."""
+SMOKE_TIMEOUT_S = 20.0
+"""How long ``--smoke-window`` waits for the window system to expose the main window."""
+
+
+def _smoke_report(app: QApplication, window: MainWindow, deadline: float) -> None:
+    """For ``loracap --smoke-window``: once the window system has exposed the main window,
+    print one line and quit with exit code 0; print a FAILED line and quit with 1 when it is
+    not exposed within ``SMOKE_TIMEOUT_S`` or (packaged Linux app) when an X11 library came
+    from the system instead of the bundle."""
+    handle = window.windowHandle()
+    if handle is None or not handle.isExposed():
+        if time.monotonic() < deadline:
+            QTimer.singleShot(20, lambda: _smoke_report(app, window, deadline))
+            return
+        problems = [f"the main window was not exposed within {SMOKE_TIMEOUT_S:.0f} s"]
+    else:
+        problems = []
+    detail = (f"Qt {QApplication.platformName()}, main window {window.width()}x"
+              f"{window.height()} exposed")
+    bundle = getattr(sys, "_MEIPASS", None)
+    if not problems and bundle is not None and sys.platform.startswith("linux"):
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            problems = bundle_library_problems(maps.read(), Path(bundle))
+        detail += ", X11 libraries loaded from the bundle"
+    if problems:
+        sys.stdout.write(f"LoRACap {__version__} window test FAILED: {'; '.join(problems)}\n")
+    else:
+        sys.stdout.write(f"LoRACap {__version__} window test passed: {detail}\n")
+    sys.stdout.flush()
+    app.exit(1 if problems else 0)
+
+
+def run_gui(path: Path | None = None, *, smoke_test: bool = False) -> int:
+    """Open the window; ``path`` is a folder (new project) or a ``.loraproj`` file to open.
+
+    Returns the exit code. On Linux, when Qt would use its xcb platform plugin and a system
+    library it needs is missing, prints one line naming the package to install and returns 1
+    without starting Qt (:mod:`loracap.ui.platform_check`).
+
+    ``smoke_test`` (``loracap --smoke-window``, hidden: proves that a packaged build opens its
+    real window under the platform plugin Qt picks, e.g. xcb under Xvfb): the window is shown
+    with throw-away settings, one line is printed once it is exposed, and the app quits.
+    """
+    problem = xcb_problem()
+    if problem is not None:
+        sys.stderr.write(problem + "\n")
+        return 1
     configure_logging(user_dirs().logs, stream=sys.stderr)
     qInstallMessageHandler(_qt_message)
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -114,13 +162,20 @@ def run_gui(path: Path | None = None) -> int:
     icon = resource("icons", "loracap.png")
     if icon is not None:
         app.setWindowIcon(QIcon(str(icon)))
-    window = build_window()
+    scratch = tempfile.mkdtemp(prefix="loracap-smoke-") if smoke_test else None
+    settings = (AppSettings(QSettings(os.path.join(scratch, "settings.ini"),
+                                      QSettings.Format.IniFormat))
+                if scratch is not None else None)
+    window = build_window(settings)
     app.installEventFilter(FileOpenFilter(window))
     _install_excepthook([window])
     window.show()
-    if os.environ.get("LORACAP_STARTUP_TIMING"):
+    if smoke_test:
+        deadline = time.monotonic() + SMOKE_TIMEOUT_S
+        QTimer.singleShot(0, lambda: _smoke_report(app, window, deadline))
+    elif os.environ.get("LORACAP_STARTUP_TIMING"):
         QTimer.singleShot(0, lambda: _report_startup(app))
-    if path is not None:
+    if path is not None and not smoke_test:
         target = path.expanduser()
         if target.exists():
             QTimer.singleShot(0, lambda: window.open_path(target.absolute()))
@@ -131,6 +186,8 @@ def run_gui(path: Path | None = None) -> int:
         return app.exec()
     finally:
         _tear_down(window)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _tear_down(window: MainWindow) -> None:
