@@ -10,7 +10,10 @@ Runs ``pyinstaller --noconfirm --clean build_scripts/loracap.spec`` (dist path `
 * macOS:   ``dist/LoRACap-<version>-macos.zip``           (``LoRACap.app`` inside)
 
 It prints the sizes of the built folder and the archive, and exits 1 when the Linux build is
-larger than the budget (folder 200 MB, archive 80 MB), so that size creep fails the release.
+larger than the budget (folder 200 MB, archive 80 MB), so that size creep fails the release, or
+when the Linux bundle lacks a library Qt's xcb platform plugin needs (``linux_libs.py``: the
+build machine must have them installed, e.g. ``libxcb-cursor0``, so that PyInstaller collects
+them).
 Needs PyInstaller in the running Python (``pip install pyinstaller``).
 """
 
@@ -102,6 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     run_pyinstaller()
 
     folder = DIST / (f"{APP_NAME}.app" if sys.platform == "darwin" else APP_NAME)
+    if sys.platform.startswith("linux"):
+        from linux_libs import check_xcb_bundle  # build_scripts/, beside this file
+
+        problems = check_xcb_bundle(folder / "_internal")
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        if problems:
+            return 1
+        print("xcb plugin: every library it needs beyond the system's is in the bundle")
     folder_mb = size_mb(folder)
     print(f"folder  {folder.relative_to(ROOT)}: {folder_mb:.1f} MB")
     archive_mb = 0.0
