@@ -21,6 +21,7 @@ from PyQt6.QtWidgets import (
 
 from loracap.core.checks import CLIP_TOKEN_LIMIT, count_clip_tokens
 from loracap.core.records import ImageRecord, Provenance
+from loracap.ui.widgets import ElidedLabel
 
 #: Delay between the last keystroke and the save, in milliseconds.
 SAVE_DELAY_MS = 600
@@ -126,12 +127,12 @@ class CaptionEditor(QWidget):
         self.body.textChanged.connect(self._on_text_changed)
         self.body.navigate.connect(self.navigate)
 
-        self.provenance_label = QLabel()
+        # Both are one line, elided in a narrow window (the whole text in the tooltip): a long
+        # error message of the service must never make the window wider than the screen.
+        self.provenance_label = ElidedLabel(min_chars=12)
         self.provenance_label.setObjectName("provenance")
-        self.word_count = QLabel()
+        self.word_count = ElidedLabel(min_chars=6)
         self.word_count.setObjectName("wordCount")
-        # Wraps in a narrow window instead of forcing the whole panel wider.
-        self.word_count.setWordWrap(True)
         self.revert_button = QPushButton("Revert to generated")
         self.revert_button.setToolTip("Bring back the caption the model wrote (your edit stays "
                                       "in the history)")
@@ -142,8 +143,7 @@ class CaptionEditor(QWidget):
 
         top = QHBoxLayout()
         top.addWidget(self.prefix_label)
-        top.addStretch(1)
-        top.addWidget(self.provenance_label)
+        top.addWidget(self.provenance_label, 1)
         bottom = QHBoxLayout()
         bottom.addWidget(self.word_count, 1)
         bottom.addWidget(self.revert_button)
@@ -239,16 +239,16 @@ class CaptionEditor(QWidget):
             return
         caption = f"{self.prefix_label.text()} {self.body.toPlainText()}".strip()
         tokens = count_clip_tokens(caption)
-        text = (f"{len(caption.split())} words · {len(caption)} characters · "
-                f"{tokens} CLIP tokens")
+        text = f"{len(caption.split())} words · {len(caption)} chars · {tokens} tokens"
         if tokens > CLIP_TOKEN_LIMIT:
-            self.word_count.setText(f"<span style='color:#c0392b'>{text} — over "
-                                    f"{CLIP_TOKEN_LIMIT}</span>")
+            self.word_count.setText(f"{text} — over {CLIP_TOKEN_LIMIT}")
+            self.word_count.setStyleSheet("QLabel#wordCount { color: #c0392b; }")
             self.word_count.setToolTip(
                 f"SD-family trainers read only the first {CLIP_TOKEN_LIMIT} CLIP tokens of a "
                 "caption; the rest is cut off. FLUX (Replicate) reads longer captions.")
         else:
             self.word_count.setText(text)
+            self.word_count.setStyleSheet("")
             self.word_count.setToolTip(
                 f"Words, characters and CLIP tokens of the whole caption, prefix included "
                 f"(SD-family trainers cut captions after {CLIP_TOKEN_LIMIT} tokens)")

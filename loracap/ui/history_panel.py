@@ -29,6 +29,7 @@ from PyQt6.QtWidgets import (
 )
 
 from loracap.core.records import CaptionRecord, CaptionVersion, Provenance
+from loracap.ui.widgets import ElidedLabel
 
 #: Columns of :attr:`HistoryPanel.tree`.
 COL_WHEN, COL_SOURCE, COL_CAPTION = range(3)
@@ -118,10 +119,8 @@ class HistoryPanel(QWidget):
         self._versions: dict[int, CaptionVersion] = {}
         self._current_id: int | None = None
 
-        self.title = QLabel()
+        self.title = ElidedLabel(mode=Qt.TextElideMode.ElideMiddle, min_chars=12)
         self.title.setObjectName("historyTitle")
-        self.title.setTextFormat(Qt.TextFormat.PlainText)
-        self.title.setWordWrap(True)
         font = self.title.font()
         font.setBold(True)
         self.title.setFont(font)

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 from PyQt6.QtCore import (
     QItemSelectionModel,
     QModelIndex,
-    QSize,
     Qt,
     QTimer,
     QUrl,
@@ -79,6 +78,8 @@ from loracap.ui.settings import AppSettings
 from loracap.ui.tag_chips import TagChipsWidget
 from loracap.ui.tag_panel import TagPanel
 from loracap.ui.thumbnails import ThumbnailProvider
+from loracap.ui.widgets import ElidedLabel
+from loracap.ui.window_layout import ScreenFit
 
 if TYPE_CHECKING:  # imported where used: SQLAlchemy loads with the first project
     from loracap.core.project import Project
@@ -86,6 +87,14 @@ if TYPE_CHECKING:  # imported where used: SQLAlchemy loads with the first projec
 log = logging.getLogger(__name__)
 
 CaptionerFactory = Callable[[str], Captioner]
+
+#: Thumbnail columns the grid always keeps (the splitter cannot squeeze it below them).
+MIN_GRID_COLUMNS = 2
+#: Smallest width of the Image tab (preview, caption editor, tags), in logical pixels.
+MIN_IMAGE_PANE_WIDTH = 360
+#: Smallest widths of the dock panels, in logical pixels.
+TAGS_PANEL_MIN_WIDTH = 170
+SIDE_PANEL_MIN_WIDTH = 210
 
 #: State filter choices: (label, states shown; None = all).
 STATE_FILTERS: list[tuple[str, frozenset[str] | None]] = [
@@ -139,7 +148,6 @@ class MainWindow(QMainWindow):
         self._thumbnails = thumbnails
         self.setWindowTitle("LoRACap")
         self.setAcceptDrops(True)
-        self.resize(1200, 800)
 
         self.model = ImageListModel(thumbnails, self)
         self.proxy = ImageFilterProxy(self)
@@ -149,7 +157,8 @@ class MainWindow(QMainWindow):
         self._build_central()
         self._build_docks()
         self._build_menus()
-        self.review_status = QLabel()
+        # Its whole text stays readable ("27 of 32 reviewed · 3 failed · 2 uncaptioned").
+        self.review_status = ElidedLabel(min_chars=60)
         self.review_status.setObjectName("reviewStatus")
         self.statusBar().addPermanentWidget(self.review_status)
         self.progress = ProgressStrip()
@@ -338,11 +347,16 @@ class MainWindow(QMainWindow):
         bar = QToolBar("Project")
         bar.setObjectName("projectBar")
         bar.setMovable(False)
-        self.folder_label = QLabel()
+        # Elided, never wider than the room left: a long folder path must not push the
+        # Generate button off the screen (or into the tool bar's overflow menu).
+        self.folder_label = ElidedLabel(mode=Qt.TextElideMode.ElideMiddle, min_chars=12)
         self.folder_label.setObjectName("projectFolder")
-        self.trigger_label = QLabel()
-        self.profile_label = QLabel()
-        self.model_label = QLabel()
+        self.trigger_label = ElidedLabel(min_chars=16)
+        bold = self.trigger_label.font()
+        bold.setBold(True)
+        self.trigger_label.setFont(bold)
+        self.profile_label = ElidedLabel(min_chars=10)
+        self.model_label = ElidedLabel(min_chars=10)
         for label in (self.folder_label, self.trigger_label, self.profile_label, self.model_label):
             label.setContentsMargins(6, 0, 12, 0)
             bar.addWidget(label)
@@ -393,6 +407,7 @@ class MainWindow(QMainWindow):
         self.view.setSpacing(4)
         self.view.setModel(self.proxy)
         self.view.selectionModel().currentChanged.connect(self._on_current_changed)
+        self.view.setMinimumWidth(self._grid_width(MIN_GRID_COLUMNS))
 
         left = QWidget()
         left_layout = QVBoxLayout(left)
@@ -432,15 +447,18 @@ class MainWindow(QMainWindow):
         image_layout.addWidget(self.preview, 1)
         image_layout.addWidget(self.editor)
         image_layout.addWidget(self.chips)
-        self.review_label = QLabel()
+        self.review_label = ElidedLabel(min_chars=10)
         self.review_label.setObjectName("reviewState")
+        self.review_label.setToolTip("With the grid focused: A approves, R rejects, U clears the "
+                                     "mark, 1–5 rate the selected images")
         self.note_edit = QLineEdit()
         self.note_edit.setPlaceholderText("Note for this image (for you or your team)…")
         self.note_edit.setAccessibleName("Note")
         self.note_edit.editingFinished.connect(self._save_note)
         review_row = QHBoxLayout()
-        review_row.addWidget(self.review_label)
-        review_row.addWidget(self.note_edit, 1)
+        self.note_edit.setMinimumWidth(160)
+        review_row.addWidget(self.review_label, 1)
+        review_row.addWidget(self.note_edit, 2)
         image_layout.addLayout(review_row)
         image_layout.addLayout(nav)
 
@@ -458,8 +476,11 @@ class MainWindow(QMainWindow):
         self.left_stack.addWidget(self.welcome)
         self.left_stack.addWidget(left)
 
+        self.tabs.setMinimumWidth(MIN_IMAGE_PANE_WIDTH)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.setObjectName("mainSplitter")
+        # Neither side can be dragged away: the grid keeps two columns, the editor its room.
+        self.splitter.setChildrenCollapsible(False)
         self.splitter.addWidget(self.left_stack)
         self.splitter.addWidget(self.tabs)
         self.splitter.setStretchFactor(0, 3)
@@ -493,13 +514,13 @@ class MainWindow(QMainWindow):
         self.tags_dock = dock("Tags", "tagsDock", self.tag_panel)
         self.history_dock = dock("History", "historyDock", self.history_panel)
         self.checks_dock = dock("Dataset Check", "checksDock", self.checks_panel)
-        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.tags_dock)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.history_dock)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.checks_dock)
-        self.tabifyDockWidget(self.history_dock, self.checks_dock)
-        self.history_dock.raise_()
-        self.resizeDocks([self.tags_dock, self.history_dock], [200, 270],
-                         Qt.Orientation.Horizontal)
+        # The smallest widths at which each panel still reads: dragging a dock's edge, a long
+        # text in the middle of the window or a saved layout cannot squeeze it further.
+        self.tag_panel.setMinimumWidth(TAGS_PANEL_MIN_WIDTH)
+        self.history_panel.setMinimumWidth(SIDE_PANEL_MIN_WIDTH)
+        self.checks_panel.setMinimumWidth(SIDE_PANEL_MIN_WIDTH)
+        self.screen_fit = ScreenFit(self, [self.tags_dock, self.history_dock, self.checks_dock])
+        self.screen_fit.arrange(wide=True)
 
     def _build_welcome(self) -> QWidget:
         """What a first-time user sees: how to start, in three lines and two buttons."""
@@ -550,20 +571,43 @@ class MainWindow(QMainWindow):
         text = html.escape(query.__doc__ or "").replace("``", "")
         QMessageBox.information(self, "Filter Syntax", f"<pre>{text}</pre>")
 
+    def _grid_width(self, columns: int) -> int:
+        """The grid's width, frame and scroll bar included, for ``columns`` thumbnail columns."""
+        style = self.view.style()
+        scroll_bar = style.pixelMetric(style.PixelMetric.PM_ScrollBarExtent) if style else 16
+        # A few pixels to spare: the view starts a new row when a cell would end at its edge.
+        return columns * self.view.gridSize().width() + scroll_bar + 2 * self.view.frameWidth() + 8
+
     def _restore_window_state(self) -> None:
+        """The saved layout, repaired if it does not fit this screen; on the first launch a
+        window sized to the screen with a layout chosen for its width."""
         geometry, state, splitter = self.settings.window_state()
-        # The docks first: which are shown decides the smallest size the geometry may have.
-        if not state.isEmpty():
+        if geometry.isEmpty() or state.isEmpty():
+            self.screen_fit.first_launch()
+        else:
+            # The docks first: which are shown decides the smallest size the geometry may have.
             self.restoreState(state)
-        if not geometry.isEmpty():
             self.restoreGeometry(geometry)
         if not splitter.isEmpty():
             self.splitter.restoreState(splitter)
         else:
-            # First start: once the docks have their room, give the grid about half of the
-            # rest (two or more thumbnail columns on a 1366 px laptop screen).
-            QTimer.singleShot(0, lambda: self.splitter.setSizes(
-                [self.splitter.width() // 2, self.splitter.width() - self.splitter.width() // 2]))
+            # First start: once the window has its size, the docks their starting widths and
+            # the grid about half of the rest, never less than its two columns.
+            QTimer.singleShot(0, self._first_splitter_sizes)
+        self.screen_fit.schedule()
+
+    def _first_splitter_sizes(self) -> None:
+        """About half of the room for the grid, in whole thumbnail columns (two at least)."""
+        self.screen_fit.size_docks()
+        layout = self.layout()
+        if layout is not None:
+            layout.activate()
+        total = self.splitter.width()
+        overhead = self._grid_width(0)
+        cell = max(1, self.view.gridSize().width())
+        columns = max(MIN_GRID_COLUMNS, round((total / 2 - overhead) / cell))
+        grid = min(total - MIN_IMAGE_PANE_WIDTH, columns * cell + overhead)
+        self.splitter.setSizes([grid, max(0, total - grid)])
 
     # ------------------------------------------------------------------ helpers
 
@@ -614,7 +658,7 @@ class MainWindow(QMainWindow):
         settings = self.project.settings
         self.folder_label.setText(f"Folder: {self.project.folder}")
         self.folder_label.setToolTip(str(self.project.path))
-        self.trigger_label.setText(f"Trigger word: <b>{settings.trigger}</b>")
+        self.trigger_label.setText(f"Trigger word: {settings.trigger}")
         self.trigger_label.setToolTip(f'Captions start with "{settings.prefix}"')
         self.profile_label.setText(f"Profile: {Profile(settings.profile).label}")
         self.model_label.setText(f"Model: {settings.model}")
@@ -1133,7 +1177,7 @@ class MainWindow(QMainWindow):
             self.note_edit.setEnabled(False)
             return
         marks = {Review.APPROVED: "✓ Approved", Review.REJECTED: "✗ Rejected",
-                 Review.UNREVIEWED: "Not reviewed (A approve, R reject, 1–5 rate)"}
+                 Review.UNREVIEWED: "Not reviewed"}
         text = marks[record.review]
         if record.rating:
             text += f" · {'★' * record.rating}{'☆' * (5 - record.rating)}"
@@ -1362,9 +1406,11 @@ class MainWindow(QMainWindow):
             self._on_screen_changed(handle.screen())
 
     def _on_screen_changed(self, screen: QScreen | None) -> None:
-        """Moved to a screen with another scale: thumbnails are decoded again, crisp there."""
+        """Moved to a screen with another scale: thumbnails are decoded again, crisp there.
+        Moved to a smaller screen: the layout is made to fit it."""
         if screen is None:
             return
+        self.screen_fit.schedule()
         ratio = screen.devicePixelRatio()
         if ratio != self._thumbnails.device_pixel_ratio:
             self._thumbnails.set_device_pixel_ratio(ratio)
@@ -1385,5 +1431,3 @@ class MainWindow(QMainWindow):
         self._thumbnails.shutdown()
         super().closeEvent(event)
 
-    def sizeHint(self) -> QSize:
-        return QSize(1200, 800)

@@ -11,6 +11,7 @@ from PyQt6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from loracap.core.records import ImageRecord
 from loracap.core.text import human_size
+from loracap.ui.widgets import ElidedLabel
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,9 @@ class PreviewPane(QWidget):
         self.image_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.image_label.setMinimumSize(QSize(200, 150))
         self.image_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
-        self.info_label = QLabel()
+        # One line, elided in the middle (a deep path keeps its file name in view).
+        self.info_label = ElidedLabel(mode=Qt.TextElideMode.ElideMiddle, min_chars=16)
         self.info_label.setObjectName("imageInfo")
-        self.info_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.image_label, 1)
