@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import random
+import struct
 import threading
+import zlib
+from array import array
 from pathlib import Path
 
 import pytest
@@ -197,6 +201,76 @@ def test_dhash_applies_exif_orientation(tmp_path: Path) -> None:
     base = dhash(upright)
     assert (base ^ dhash(tmp_path / "tagged.jpg")).bit_count() <= 2
     assert (base ^ dhash(tmp_path / "untagged.jpg")).bit_count() > 6
+
+
+def write_png16(path: Path, image: Image.Image, seed: int = 0) -> Path:
+    """Write ``image`` (mode L or RGB) as a real 16-bit PNG (greyscale or 48-bit RGB), built
+    byte by byte (PNG spec: IHDR bit depth 16, big-endian samples, filter 0 per row). Each 8-bit
+    sample ``v`` becomes ``v * 257`` plus noise of up to half an 8-bit step that leaves the high
+    byte ``v``, so the file has detail an 8-bit copy does not, and its 8-bit copy (rounded, or
+    the high byte) is ``image`` again."""
+    rng = random.Random(seed)
+    samples = array("H", (v * 257 + rng.randint(-min(v, 128), min(255 - v, 128))
+                          for v in image.tobytes()))
+    samples.byteswap()  # to big-endian (this machine is little-endian)
+    raw = samples.tobytes()
+    width, height = image.size
+    stride = width * len(image.getbands()) * 2
+    rows = b"".join(b"\0" + raw[y * stride:(y + 1) * stride] for y in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    colour_type = 2 if image.mode == "RGB" else 0
+    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_dhash_of_16_bit_images_matches_their_8_bit_copy(tmp_path: Path) -> None:
+    photo = make_photo(tmp_path / "photo.png", size=(640, 480), seed=4)  # 8-bit RGB
+    with Image.open(photo) as im:
+        rgb = im.convert("RGB")
+    gray = rgb.convert("L")
+    gray.save(tmp_path / "gray8.png")
+    wide = gray.convert("I").point(lambda v: v * 257)  # 0..65535
+    grays = {
+        "gray16.png": write_png16(tmp_path / "gray16.png", gray, seed=1),
+        "pillow_i16.png": tmp_path / "pillow_i16.png",
+        "i16b.tif": tmp_path / "i16b.tif",
+        "int32.tif": tmp_path / "int32.tif",
+        "float.tif": tmp_path / "float.tif",
+    }
+    wide.convert("I;16").save(grays["pillow_i16.png"])
+    wide.convert("I;16B").save(grays["i16b.tif"])
+    wide.save(grays["int32.tif"])
+    gray.convert("F").point(lambda v: v / 255).save(grays["float.tif"])  # 0.0..1.0
+    with Image.open(grays["gray16.png"]) as im:
+        assert im.mode in ("I;16", "I") and im.getextrema()[1] > 255  # really 16-bit
+    with Image.open(grays["i16b.tif"]) as im:
+        assert im.mode == "I;16B"
+    with Image.open(grays["float.tif"]) as im:
+        assert im.mode == "F"
+
+    base = dhash(tmp_path / "gray8.png")
+    assert bin(base).count("1") > 10  # a real hash, not a blank image's
+    distances = {name: (dhash(path) ^ base).bit_count() for name, path in grays.items()}
+    assert distances == dict.fromkeys(grays, 0)  # scaled and rounded as an 8-bit export does
+    # 48-bit RGB: Pillow reads it as 8-bit RGB (the high byte of each sample).
+    rgb48 = write_png16(tmp_path / "rgb48.png", rgb, seed=2)
+    assert dhash(rgb48) == dhash(photo)
+
+
+def test_near_duplicates_include_16_bit_copies(folder: Path) -> None:
+    with Image.open(folder / "IMG_0001.jpg") as im:
+        rgb = im.convert("RGB")
+    write_png16(folder / "copy_gray16.png", rgb.convert("L"))
+    write_png16(folder / "copy_rgb48.png", rgb)
+    with new_project(folder) as project:
+        found = [f for f in check_project(project) if f.kind == "near_duplicate"]
+        assert [f.path for f in found] == ["IMG_0001.jpg", "copy_gray16.png", "copy_rgb48.png"]
+        assert "copy_gray16.png" in found[0].message and "copy_rgb48.png" in found[0].message
 
 
 def test_missing_and_unreadable_files_are_skipped(folder: Path) -> None:
