@@ -36,22 +36,34 @@ _MAX_LISTED_CHARS = 6
 _LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
 
+LEADING_DIGIT_PREFIX = "x"
+"""Put in front of a suggestion that would start with a digit (``123abc`` -> ``x123abc``)."""
+
+
 def suggest_trigger(text: str) -> str:
     """Return the valid trigger word closest to ``text``, or ``""`` if nothing usable is left.
 
     Steps: NFKD-normalise and drop the accents (``é`` -> ``e``), lowercase, turn every run of
-    characters outside ``[a-z0-9]`` into one ``_``, strip leading and trailing ``_``, then strip
-    leading digits and underscores so the word starts with a letter (``"3D room"`` ->
-    ``"d_room"``: nothing is invented, the digits are dropped), and cut it to
+    characters outside ``[a-z0-9]`` into one ``_``, strip leading and trailing ``_``; when the
+    word then starts with a digit, put :data:`LEADING_DIGIT_PREFIX` (``x``) in front
+    (``"123abc"`` -> ``"x123abc"``, ``"3D room"`` -> ``"x3d_room"``); cut it to
     ``MAX_TRIGGER_LENGTH`` characters. The result always matches ``TRIGGER_RE`` or is ``""``.
+
+    Why a letter in front: the digits are often what tells two subjects apart (``2023_trip``,
+    ``2024_trip``), so dropping them (``abc``) loses what the user typed, and moving them to the
+    end would break up words such as ``3d``. One letter in front keeps every typed character in
+    its order and is the smallest change the rule needs; ``x`` is the letter R's
+    ``make.names`` puts before names that start with a digit, a well-known precedent for the
+    same fix.
 
     >>> suggest_trigger("IDE Main-Hall")
     'ide_main_hall'
     """
     decomposed = unicodedata.normalize("NFKD", text)
     ascii_text = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    word = re.sub(r"[^a-z0-9]+", "_", ascii_text.lower())
-    word = word.lstrip("_0123456789")
+    word = re.sub(r"[^a-z0-9]+", "_", ascii_text.lower()).strip("_")
+    if word[:1].isdigit():
+        word = LEADING_DIGIT_PREFIX + word
     word = word[:MAX_TRIGGER_LENGTH]
     return word.rstrip("_")
 

@@ -22,11 +22,15 @@ from loracap.core.trigger import (
     [
         ("IDE Main-Hall", "ide_main_hall"),
         ("Café  Ümlaut!", "cafe_umlaut"),
-        ("3D room", "d_room"),
+        ("3D room", "x3d_room"),
+        ("123abc", "x123abc"),  # the digits are kept, a letter goes in front
+        ("2024 Trip", "x2024_trip"),
+        ("_42", "x42"),
         ("__x__", "x"),
         ("ide_main_hall", "ide_main_hall"),
         ("ﬁsh", "fish"),  # NFKD splits the ligature
-        ("12345", ""),
+        ("12345", "x12345"),
+        ("1" * 70, "x" + "1" * 63),
         ("日本", ""),
         ("", ""),
         ("a" * 70, "a" * 64),
@@ -63,8 +67,8 @@ def test_validate_trigger_accepts(word: str) -> None:
         (
             "3d_room",
             'Trigger word "3d_room" starts with a digit; use lowercase letters, digits and '
-            'underscores, starting with a letter. Try "d_room".',
-            "d_room",
+            'underscores, starting with a letter. Try "x3d_room".',
+            "x3d_room",
         ),
         (
             "_hall",
@@ -81,14 +85,20 @@ def test_validate_trigger_accepts(word: str) -> None:
         (
             "9 Lives",
             'Trigger word "9 Lives" starts with a digit and has uppercase letters and spaces; '
-            'use lowercase letters, digits and underscores, starting with a letter. Try "lives".',
-            "lives",
+            'use lowercase letters, digits and underscores, starting with a letter. Try "x9_lives".',
+            "x9_lives",
         ),
         (
             "tab\there",
             'Trigger word "tab\there" has U+0009; use lowercase letters, digits and '
             'underscores, starting with a letter. Try "tab_here".',
             "tab_here",
+        ),
+        (
+            "123abc",
+            'Trigger word "123abc" starts with a digit; use lowercase letters, digits and '
+            'underscores, starting with a letter. Try "x123abc".',
+            "x123abc",
         ),
         (
             "!!!",
