@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import logging
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from enum import IntEnum
 from typing import Any
 
@@ -158,10 +158,36 @@ def _wrapped_html(text: str) -> str:
     return "<br>".join(html.escape(line) for line in lines)
 
 
+def grid_labels(paths: Sequence[str]) -> list[str]:
+    """Labels for images stored at ``paths`` (POSIX, relative to the project folder): the file
+    name, or, where several images share a file name (``a/IMG_2.jpg`` and ``b/IMG_2.jpg``; names
+    compared case-insensitively, as macOS and Windows do), the shortest end of the path that
+    tells them apart (``a/IMG_2.jpg``, ``b/IMG_2.jpg``)."""
+    parts = [path.split("/") for path in paths]
+    groups: dict[str, list[int]] = {}
+    for index, components in enumerate(parts):
+        groups.setdefault(components[-1].casefold(), []).append(index)
+    labels = [components[-1] for components in parts]
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        depth = 1
+        longest = max(len(parts[i]) for i in members)
+        while depth < longest:
+            depth += 1
+            ends = ["/".join(parts[i][-depth:]).casefold() for i in members]
+            if len(set(ends)) == len(ends):
+                break
+        for i in members:
+            labels[i] = "/".join(parts[i][-depth:])
+    return labels
+
+
 class ImageListModel(QAbstractListModel):
     """One row per image, in the order of the records given; ``data()`` answers from memory.
 
-    Roles: ``DisplayRole`` the file name; ``DecorationRole`` the thumbnail, the provider's
+    Roles: ``DisplayRole`` the file name, or the end of the path that tells images of the same
+    name apart (:func:`grid_labels`); ``DecorationRole`` the thumbnail, the provider's
     placeholder while it loads, or its broken pixmap for invalid and missing files (no load is
     queued for them); ``ToolTipRole`` rich text with the file name, the state and the reason or
     the caption; and :class:`Roles`. Use from the GUI thread only.
@@ -183,6 +209,7 @@ class ImageListModel(QAbstractListModel):
         super().__init__(parent)
         self._thumbnails = thumbnails
         self._records: list[ImageRecord] = []
+        self._labels: list[str] = []  # DisplayRole of each row
         self._rows: dict[int, int] = {}  # image id -> row
         self._missing: set[int] = set()
         self._settings: ProjectSettings | None = None
@@ -205,6 +232,7 @@ class ImageListModel(QAbstractListModel):
         self.beginResetModel()
         try:
             self._records = list(records)
+            self._labels = grid_labels([record.path for record in self._records])
             self._rows = rows
             self._missing = set(missing_ids) & set(rows)
             self._settings = settings
@@ -255,10 +283,9 @@ class ImageListModel(QAbstractListModel):
             self.status_changed.emit()
 
         roles: list[int] = [Roles.RECORD]
-        if old.file_name != record.file_name:
-            roles.append(Qt.ItemDataRole.DisplayRole)
         if old.path != record.path:
             roles.append(Roles.PATH)
+            self._relabel()
         file_changed = (old.path, old.abs_path, old.mtime, old.file_size) != (
             record.path, record.abs_path, record.mtime, record.file_size)
         if file_changed:
@@ -353,7 +380,7 @@ class ImageListModel(QAbstractListModel):
             return None
         record = self._records[row]
         if role == Qt.ItemDataRole.DisplayRole:
-            return record.file_name
+            return self._labels[row]
         if role == Qt.ItemDataRole.DecorationRole:
             return self._decoration(record)
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -379,6 +406,16 @@ class ImageListModel(QAbstractListModel):
         return names
 
     # ------------------------------------------------------------------ helpers
+
+    def _relabel(self) -> None:
+        """New labels after a path changed (relinking): every row whose label changed."""
+        labels = grid_labels([record.path for record in self._records])
+        changed = [row for row, (old, new) in enumerate(zip(self._labels, labels, strict=True))
+                   if old != new]
+        self._labels = labels
+        for row in changed:
+            index = self.index(row, 0)
+            self.dataChanged.emit(index, index, [Qt.ItemDataRole.DisplayRole])
 
     def _caption(self, record: ImageRecord) -> str:
         if record.caption is None or self._settings is None:

@@ -69,12 +69,14 @@ from loracap.ui.batch_dialog import BatchEditDialog, BatchTarget, Operation
 from loracap.ui.caption_editor import CaptionEditor
 from loracap.ui.checks_panel import ChecksPanel
 from loracap.ui.delegate import ThumbnailDelegate, cell_size
-from loracap.ui.dialogs import ApiKeyDialog, ExportDialog, NewProjectDialog, SettingsDialog
+from loracap.ui.export_dialog import ExportDialog
 from loracap.ui.history_panel import HistoryPanel
 from loracap.ui.image_model import ImageFilterProxy, ImageListModel, Roles
+from loracap.ui.new_project_dialog import NewProjectDialog
 from loracap.ui.preview import PreviewPane
 from loracap.ui.progress_strip import ProgressStrip
 from loracap.ui.settings import AppSettings
+from loracap.ui.settings_dialog import ApiKeyDialog, SettingsDialog
 from loracap.ui.tag_chips import TagChipsWidget
 from loracap.ui.tag_panel import TagPanel
 from loracap.ui.thumbnails import ThumbnailProvider
@@ -190,7 +192,13 @@ class MainWindow(QMainWindow):
         action = QAction(text, self)
         action.triggered.connect(lambda _checked=False: slot())
         if shortcuts:
-            action.setShortcuts(shortcuts)
+            # A platform's standard key may equal an extra one given here (Redo is
+            # Ctrl+Shift+Z on Linux): each key once, or Help > Keyboard Shortcuts repeats it.
+            unique: list[QKeySequence] = []
+            for sequence in shortcuts:
+                if sequence not in unique:
+                    unique.append(sequence)
+            action.setShortcuts(unique)
             action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
         if tip:
             action.setToolTip(tip)

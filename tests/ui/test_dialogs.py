@@ -14,7 +14,14 @@ import keyring
 import keyring.backends.fail
 import pytest
 from PyQt6.QtCore import QPoint, QSettings, Qt, QTimer
-from PyQt6.QtWidgets import QApplication, QDialog, QDialogButtonBox, QLineEdit, QMessageBox
+from PyQt6.QtWidgets import (
+    QApplication,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QLineEdit,
+    QMessageBox,
+)
 
 import loracap.core.scan as scan_module
 from loracap.core.errors import ExportError
@@ -26,13 +33,10 @@ from loracap.core.prompts import Profile
 from loracap.core.scan import scan_folder
 from loracap.jobs import background
 from loracap.ui import dialogs
-from loracap.ui.dialogs import (
-    ApiKeyDialog,
-    ExportDialog,
-    NewProjectDialog,
-    SettingsDialog,
-)
+from loracap.ui.export_dialog import ExportDialog
+from loracap.ui.new_project_dialog import NewProjectDialog
 from loracap.ui.settings import AppSettings
+from loracap.ui.settings_dialog import ApiKeyDialog, SettingsDialog
 from tests.fakes.gemini_server import FakeGeminiServer
 from tests.fakes.memory_keyring import MemoryKeyring
 from tests.fakes.photos import make_photo, make_photo_folder
@@ -134,7 +138,7 @@ def test_trigger_is_suggested_from_the_folder_and_checked_as_you_type(qtbot, hal
     retype(qtbot, dialog.trigger_edit, "3d room")
     assert dialog.trigger_message.text().startswith(
         'Trigger word "3d room" starts with a digit and has spaces;')
-    assert dialog.use_suggestion_button.text() == "Use d_room"
+    assert dialog.use_suggestion_button.text() == "Use x3d_room"  # the digit is kept
 
     retype(qtbot, dialog.trigger_edit, "___")  # nothing usable left: no fix to offer
     assert "starts with an underscore" in dialog.trigger_message.text()
@@ -271,7 +275,7 @@ def test_choosing_another_folder_cancels_the_previous_scan(qtbot, hall: Path, tm
     first.cancelled.connect(lambda: seen.append("cancelled"))
     other = tmp_path / "Small Room"
     make_photo_folder(other, 2, size=(64, 48))
-    monkeypatch.setattr(dialogs.QFileDialog, "getExistingDirectory",
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory",
                         staticmethod(lambda *args: str(other)))
     qtbot.mouseClick(dialog.browse_button, LEFT)
     wait_scanned(qtbot, dialog)

@@ -282,7 +282,7 @@ def test_small_images_are_reported_by_the_check(qtbot, window: MainWindow) -> No
 
 def test_settings_change_the_tag_separator_and_load_a_tag_list(
         qtbot, window: MainWindow, tmp_path: Path) -> None:
-    from loracap.ui.dialogs import SettingsDialog
+    from loracap.ui.settings_dialog import SettingsDialog
 
     window.show_image(ids(window)["IMG_0001.jpg"])
     window.editor.apply_text("a hall; oak; lamp")

@@ -25,6 +25,7 @@ from loracap.ui.image_model import (
     ImageFilterProxy,
     ImageListModel,
     Roles,
+    grid_labels,
     image_state,
     relative_luminance,
 )
@@ -471,3 +472,28 @@ def test_delegate_paints_every_state(model: ImageListModel, dark: bool) -> None:
                 assert _close(image.pixelColor(2, size.height() // 2), highlight, 40)
             painted_states.add(state)
     assert painted_states == set(STATES)
+
+
+# ---------------------------------------------------------------------- labels
+
+
+def test_grid_labels_tell_images_of_the_same_name_apart() -> None:
+    assert grid_labels(["IMG_1.jpg", "a/IMG_2.jpg", "b/IMG_2.jpg", "IMG_2.JPG"]) == [
+        "IMG_1.jpg", "a/IMG_2.jpg", "b/IMG_2.jpg", "IMG_2.JPG"]
+    # Only as much of the path as it takes; a unique name stays a name.
+    assert grid_labels(["x/day1/cam/P1.jpg", "x/day2/cam/P1.jpg", "x/day2/cam/P2.jpg"]) == [
+        "day1/cam/P1.jpg", "day2/cam/P1.jpg", "P2.jpg"]
+
+
+def test_the_grid_labels_two_images_of_the_same_name_by_their_folders(
+        tmp_path: Path, provider: ThumbnailProvider) -> None:
+    folder = tmp_path / "photos"
+    make_photo(folder / "a" / "IMG_002.jpg", seed=1)
+    make_photo(folder / "b" / "IMG_002.jpg", seed=2)
+    make_photo(folder / "IMG_003.jpg", seed=3)
+    with Project.create(tmp_path / "p.loraproj", trigger="ohwx") as project:
+        project.add_scanned(scan_folder(folder))
+        model = ImageListModel(provider)
+        model.set_records(project.images(), project.settings)
+        labels = sorted(model.index(r, 0).data() for r in range(model.rowCount()))
+        assert labels == ["IMG_003.jpg", "a/IMG_002.jpg", "b/IMG_002.jpg"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from PyQt6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
-from PyQt6.QtGui import QDropEvent
+from PyQt6.QtGui import QDropEvent, QKeySequence
 from PyQt6.QtWidgets import QApplication, QDialog, QDialogButtonBox, QMessageBox
 
 from loracap.core.errors import ApiKeyMissingError
@@ -17,6 +17,7 @@ from loracap.core.scan import scan_folder
 from loracap.core.schema import Review
 from loracap.ui import dialogs as dialogs_mod
 from loracap.ui import main_window as main_window_mod
+from loracap.ui.export_dialog import ExportDialog
 from loracap.ui.image_model import Roles
 from loracap.ui.main_window import MainWindow
 from loracap.ui.settings import AppSettings
@@ -164,7 +165,7 @@ def test_generate_navigate_edit_undo_reopen_export(qtbot, make_window, folder: P
 
     def click_export() -> None:
         dialog = QApplication.activeModalWidget()
-        assert isinstance(dialog, dialogs_mod.ExportDialog)
+        assert isinstance(dialog, ExportDialog)
         qtbot.waitUntil(dialog.export_button.isEnabled)
         qtbot.mouseClick(dialog.export_button, Qt.MouseButton.LeftButton)
 
@@ -374,6 +375,13 @@ def test_keyboard_shortcuts_are_listed(qtbot, make_window) -> None:
     assert "Ctrl+Z" in shortcuts["Undo"] and "Ctrl+Shift+Z" in shortcuts["Redo"]
     assert "PgDown" in shortcuts["Next Image"] and "Ctrl+Right" in shortcuts["Next Image"]
     assert shortcuts["Generate Captions"] == "Ctrl+G"
+    for name, keys in shortcuts.items():  # no key listed twice ("Ctrl+Shift+Z, Ctrl+Shift+Z")
+        listed = keys.split(", ")
+        assert len(listed) == len(set(listed)), (name, keys)
+    # On Linux desktops the standard Redo key is Ctrl+Shift+Z, the extra key given for Redo.
+    redo = window._action("Redo", lambda: None,
+                          [QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Shift+Z")])
+    assert [k.toString() for k in redo.shortcuts()] == ["Ctrl+Shift+Z"]
 
 
 def test_filter_box_speaks_the_query_language(qtbot, make_window, folder: Path,
@@ -453,3 +461,22 @@ def test_filtering_away_the_image_being_typed_saves_it(qtbot, make_window, folde
     assert window.proxy.rowCount() == 1
     qtbot.waitUntil(lambda: window.model.index(0, 0).data(Roles.STATE) == "manual")
     assert window.project.image(typed.id).caption.body == "half a sentence"
+
+
+def test_nothing_is_editable_on_an_invalid_file(qtbot, make_window, folder: Path,
+                                                no_dialogs) -> None:
+    (folder / "broken.jpg").write_bytes(b"not a picture " * 40)
+    window = make_window()
+    window.open_project(make_project(folder))
+    generate(qtbot, window)  # a batch finishing re-enables the window's actions
+
+    def editable() -> list[bool]:
+        return [window.editor.body.isEnabled(), window.chips.input.isEnabled(),
+                window.note_edit.isEnabled(), window.editor.caption_button.isEnabled()]
+
+    for _ in range(2):  # reached from another image, and again after a round trip
+        window.show_image(next(r.id for r in window.model.records() if not r.valid))
+        assert editable() == [False, False, False, False]
+        assert "Invalid file" in window.editor.provenance_label.text()
+        window.navigate(1)
+        assert editable() == [True, True, True, True]

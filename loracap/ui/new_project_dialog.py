@@ -1,0 +1,439 @@
+"""File > New Project from Folder: choose the folder, the trigger word and the caption profile.
+
+The folder is scanned in the background (:class:`~loracap.jobs.background.ScanJob`); nothing is
+created until the user presses Create Project.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PyQt6.QtCore import Qt, QTimer, pyqtSlot
+from PyQt6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QPlainTextEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from loracap.core.errors import TriggerWordError
+from loracap.core.prompts import Profile
+from loracap.core.trigger import DEFAULT_PREFIX_TEMPLATE, render_prefix, validate_trigger
+from loracap.core.trigger import suggest_trigger as _suggest_trigger
+from loracap.jobs.background import ScanJob
+from loracap.ui.dialogs import (
+    ERROR_STYLE,
+    MAX_LISTED,
+    message_label,
+    plural,
+    set_message,
+)
+
+if TYPE_CHECKING:  # not at run time: SQLAlchemy and Pillow load with the first project or scan
+    from loracap.core.scan import ScannedFile
+
+
+log = logging.getLogger(__name__)
+
+#: Delay after the last keystroke in a typed folder path before it is scanned, in ms.
+FOLDER_TYPING_DELAY_MS = 500
+
+
+@dataclass(frozen=True)
+class NewProjectSpec:
+    """What :class:`NewProjectDialog` collected: everything needed to create the project.
+
+    ``files`` holds every file of the scan, valid and invalid (the project lists invalid ones
+    with their reasons); ``custom_prompt`` is ``""`` unless ``profile`` is ``Profile.CUSTOM``.
+    """
+
+    folder: Path
+    project_path: Path
+    trigger: str
+    profile: Profile
+    custom_prompt: str
+    files: list[ScannedFile]
+
+
+class NewProjectDialog(QDialog):
+    """File > New Project from Folder: folder, trigger word, caption profile.
+
+    Choosing a folder scans it in the background at once (a previous scan is cancelled) and
+    suggests a trigger word from the folder's name. "Create Project" is enabled only when the
+    trigger word is valid, the scan has found at least one usable image, a custom prompt is
+    written (Custom prompt profile) and the project file does not exist yet. Closing the dialog
+    cancels a running scan. After ``exec()`` returns Accepted, :meth:`spec` has the result.
+    """
+
+    def __init__(self, folder: Path | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("New Project from Folder")
+        self.setMinimumWidth(560)
+        self._scan_job: ScanJob | None = None
+        self._scan_folder: Path | None = None
+        self._scan_state = "idle"  # idle | running | done | failed
+        self._files: list[ScannedFile] | None = None
+        self._trigger_edited = False
+        self._suggestion = ""
+
+        # -- folder
+        self.folder_edit = QLineEdit()
+        self.folder_edit.setPlaceholderText("The folder that holds the photos")
+        self.folder_edit.setAccessibleName("Photo folder")
+        self.folder_edit.setToolTip(
+            "The folder with the photos of one subject; sub-folders are included."
+        )
+        self.browse_button = QPushButton("&Browse…")
+        self.browse_button.setToolTip("Choose the photo folder")
+        self.browse_button.setAccessibleName("Browse for the photo folder")
+        self.scan_label = QLabel("Choose the folder that holds the photos.")
+        self.scan_label.setWordWrap(True)
+        self.scan_label.setAccessibleName("Scan result")
+        self.invalid_list = QListWidget()
+        self.invalid_list.setAccessibleName("Files that cannot be used")
+        self.invalid_list.setToolTip("These files are listed in the project but not exported.")
+        self.invalid_list.setMaximumHeight(110)
+        self.invalid_list.setVisible(False)
+        self._typing_timer = QTimer(self)
+        self._typing_timer.setSingleShot(True)
+        self._typing_timer.setInterval(FOLDER_TYPING_DELAY_MS)
+        self._typing_timer.timeout.connect(self._start_scan)
+
+        # -- trigger word
+        self.trigger_edit = QLineEdit()
+        self.trigger_edit.setPlaceholderText("e.g. ide_main_hall")
+        self.trigger_edit.setAccessibleName("Trigger word")
+        self.trigger_edit.setToolTip(
+            "The rare word the LoRA learns for your subject. Lowercase letters, digits and "
+            "underscores, starting with a letter."
+        )
+        self.trigger_message = QLabel()
+        self.trigger_message.setWordWrap(True)
+        self.trigger_message.setAccessibleName("Trigger word check")
+        self.use_suggestion_button = QPushButton()
+        self.use_suggestion_button.setToolTip("Replace the trigger word with this valid form")
+        self.use_suggestion_button.setVisible(False)
+
+        # -- caption profile
+        self.profile_combo = QComboBox()
+        for profile in Profile:
+            self.profile_combo.addItem(profile.label, profile.value)
+        self.profile_combo.setAccessibleName("Caption profile")
+        self.profile_combo.setToolTip(
+            "What the photos show; decides what the captions describe."
+        )
+        self.prompt_edit = QPlainTextEdit()
+        self.prompt_edit.setPlaceholderText(
+            "Describe what each caption should say (only for Custom prompt)."
+        )
+        self.prompt_edit.setAccessibleName("Custom prompt")
+        self.prompt_edit.setToolTip("The instructions sent to the model with each photo.")
+        self.prompt_edit.setTabChangesFocus(True)
+        self.prompt_edit.setMaximumHeight(90)
+
+        # -- project file
+        self.project_label = QLabel("—")
+        self.project_label.setWordWrap(True)
+        self.project_label.setAccessibleName("Project file")
+        self.project_label.setToolTip("Where the project is saved: beside the photos.")
+        self.project_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.project_message = message_label("Project file check")
+
+        # -- buttons
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        assert ok is not None
+        self.create_button = ok
+        self.create_button.setText("Create Project")
+        self.create_button.setAccessibleName("Create Project")
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+
+        self._build_layout()
+
+        self.browse_button.clicked.connect(self._browse)
+        self.folder_edit.textEdited.connect(lambda _text: self._typing_timer.start())
+        self.folder_edit.editingFinished.connect(self._start_scan)
+        self.trigger_edit.textEdited.connect(self._on_trigger_edited)
+        self.trigger_edit.textChanged.connect(self._update)
+        self.use_suggestion_button.clicked.connect(self._use_suggestion)
+        self.profile_combo.currentIndexChanged.connect(self._update)
+        self.prompt_edit.textChanged.connect(self._update)
+
+        self._update()
+        if folder is not None:
+            self.set_folder(Path(folder))
+            self.trigger_edit.setFocus()
+        else:
+            self.folder_edit.setFocus()
+
+    def _build_layout(self) -> None:
+        form = QFormLayout()
+        folder_row = QHBoxLayout()
+        folder_row.addWidget(self.folder_edit, 1)
+        folder_row.addWidget(self.browse_button)
+        folder_label = QLabel("Photo &folder:")
+        folder_label.setBuddy(self.folder_edit)
+        form.addRow(folder_label, folder_row)
+        form.addRow("", self.scan_label)
+        form.addRow("", self.invalid_list)
+        trigger_row = QHBoxLayout()
+        trigger_row.addWidget(self.trigger_edit, 1)
+        trigger_row.addWidget(self.use_suggestion_button)
+        trigger_label = QLabel("&Trigger word:")
+        trigger_label.setBuddy(self.trigger_edit)
+        form.addRow(trigger_label, trigger_row)
+        form.addRow("", self.trigger_message)
+        profile_label = QLabel("Caption &profile:")
+        profile_label.setBuddy(self.profile_combo)
+        form.addRow(profile_label, self.profile_combo)
+        prompt_label = QLabel("Custom pro&mpt:")
+        prompt_label.setBuddy(self.prompt_edit)
+        form.addRow(prompt_label, self.prompt_edit)
+        form.addRow("Project file:", self.project_label)
+        form.addRow("", self.project_message)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.buttons)
+        QWidget.setTabOrder(self.folder_edit, self.browse_button)
+        QWidget.setTabOrder(self.browse_button, self.trigger_edit)
+        QWidget.setTabOrder(self.trigger_edit, self.use_suggestion_button)
+        QWidget.setTabOrder(self.use_suggestion_button, self.profile_combo)
+        QWidget.setTabOrder(self.profile_combo, self.prompt_edit)
+        QWidget.setTabOrder(self.prompt_edit, self.invalid_list)
+        QWidget.setTabOrder(self.invalid_list, self.buttons)
+
+    # -- public
+
+    @property
+    def scan_job(self) -> ScanJob | None:
+        """The scan of the current folder (running or ended), or None."""
+        return self._scan_job
+
+    @property
+    def scanned_files(self) -> list[ScannedFile] | None:
+        """Files of the finished scan of the current folder; None while scanning or before."""
+        return self._files
+
+    def set_folder(self, folder: Path) -> None:
+        """Show ``folder`` and scan it (cancelling a scan of another folder)."""
+        self.folder_edit.setText(str(folder))
+        self._start_scan()
+
+    def spec(self) -> NewProjectSpec:
+        """The collected choices; valid once the dialog was accepted.
+
+        Raises RuntimeError when called before the scan finished (a programming error).
+        """
+        if self._files is None or self._scan_folder is None:
+            raise RuntimeError("NewProjectDialog.spec() needs a finished folder scan.")
+        from loracap.core.project import default_project_path
+
+        trigger = self.trigger_edit.text()
+        profile = self._profile()
+        return NewProjectSpec(
+            folder=self._scan_folder,
+            project_path=default_project_path(self._scan_folder, trigger),
+            trigger=trigger,
+            profile=profile,
+            custom_prompt=self.prompt_edit.toPlainText().strip()
+            if profile is Profile.CUSTOM else "",
+            files=list(self._files),
+        )
+
+    def done(self, result: int) -> None:
+        """Accept only when every rule holds (Enter is pressed anywhere); cancel the scan."""
+        if result == QDialog.DialogCode.Accepted and self._blocker():
+            return
+        if self._scan_job is not None:
+            self._scan_job.cancel()
+        self._typing_timer.stop()
+        super().done(result)
+
+    # -- folder and scan
+
+    @pyqtSlot()
+    def _browse(self) -> None:
+        start = self.folder_edit.text().strip() or str(Path.home())
+        chosen = QFileDialog.getExistingDirectory(self, "Choose the Photo Folder", start)
+        if chosen:
+            self.set_folder(Path(chosen))
+
+    @pyqtSlot()
+    def _start_scan(self) -> None:
+        self._typing_timer.stop()
+        text = self.folder_edit.text().strip()
+        folder = Path(os.path.abspath(Path(text).expanduser())) if text else None
+        if folder == self._scan_folder and self._scan_state in ("running", "done"):
+            return
+        self._stop_scan()
+        self._scan_folder = folder
+        self._files = None
+        self.invalid_list.clear()
+        self.invalid_list.setVisible(False)
+        if folder is None:
+            self._scan_state = "idle"
+            set_message(self.scan_label, "Choose the folder that holds the photos.")
+            self._update()
+            return
+        if not self._trigger_edited:
+            self.trigger_edit.setText(_suggest_trigger(folder.name))
+        job = ScanJob(folder, self)
+        job.progress.connect(self._on_scan_progress)
+        job.finished.connect(self._on_scan_finished)
+        job.failed.connect(self._on_scan_failed)
+        self._scan_job = job
+        self._scan_state = "running"
+        set_message(self.scan_label, "Scanning…")
+        self._update()
+        job.start()
+
+    def _stop_scan(self) -> None:
+        job, self._scan_job = self._scan_job, None
+        if job is None:
+            return
+        job.progress.disconnect(self._on_scan_progress)
+        job.finished.disconnect(self._on_scan_finished)
+        job.failed.disconnect(self._on_scan_failed)
+        if job.has_ended:
+            job.deleteLater()
+        else:
+            job.cancelled.connect(job.deleteLater)
+            job.cancel()
+
+    @pyqtSlot(int, str)
+    def _on_scan_progress(self, count: int, _rel_path: str) -> None:
+        set_message(self.scan_label, f"Scanning… {plural(count, 'file')}")
+
+    @pyqtSlot(object)
+    def _on_scan_finished(self, files: list[ScannedFile]) -> None:
+        self._files = files
+        self._scan_state = "done"
+        valid = [f for f in files if f.info.valid]
+        invalid = [f for f in files if not f.info.valid]
+        if not files:
+            set_message(self.scan_label, "No photos in this folder (JPEG, PNG, WebP or BMP).",
+                         error=True)
+        elif not valid:
+            set_message(self.scan_label,
+                         f"No usable photos in this folder ({len(invalid)} invalid).", error=True)
+        else:
+            text = plural(len(valid), "image")
+            if invalid:
+                text += f", {len(invalid)} invalid"
+            imported = sum(1 for f in valid if f.sidecar_caption)
+            if imported:
+                text += f". {plural(imported, 'caption')} will be imported from .txt files."
+            set_message(self.scan_label, text)
+        for scanned in invalid[:MAX_LISTED]:
+            self.invalid_list.addItem(f"{scanned.rel_path} — {scanned.info.reason}")
+        if len(invalid) > MAX_LISTED:
+            self.invalid_list.addItem(f"… and {len(invalid) - MAX_LISTED} more")
+        self.invalid_list.setVisible(bool(invalid))
+        self._update()
+
+    @pyqtSlot(str)
+    def _on_scan_failed(self, message: str) -> None:
+        self._scan_state = "failed"
+        set_message(self.scan_label, message, error=True)
+        self._update()
+
+    # -- trigger word, profile, project file
+
+    @pyqtSlot(str)
+    def _on_trigger_edited(self, text: str) -> None:
+        self._trigger_edited = bool(text)
+
+    @pyqtSlot()
+    def _use_suggestion(self) -> None:
+        if self._suggestion:
+            self._trigger_edited = True
+            self.trigger_edit.setText(self._suggestion)
+            self.trigger_edit.setFocus()
+
+    def _profile(self) -> Profile:
+        return Profile(self.profile_combo.currentData())
+
+    def _project_path(self) -> Path | None:
+        trigger = self.trigger_edit.text()
+        if self._scan_folder is None or not self._trigger_valid():
+            return None
+        from loracap.core.project import default_project_path
+
+        return default_project_path(self._scan_folder, trigger)
+
+    def _trigger_valid(self) -> bool:
+        try:
+            validate_trigger(self.trigger_edit.text())
+        except TriggerWordError:
+            return False
+        return True
+
+    def _blocker(self) -> str:
+        """Why "Create Project" is disabled, or ``""`` when it is enabled."""
+        if self._scan_state == "running":
+            return "Wait until the folder scan has finished."
+        if self._files is None:
+            return "Choose the folder that holds the photos."
+        if not any(f.info.valid for f in self._files):
+            return "The folder has no usable photos."
+        if not self._trigger_valid():
+            return "Enter a valid trigger word."
+        if self._profile() is Profile.CUSTOM and not self.prompt_edit.toPlainText().strip():
+            return "Write the custom prompt."
+        path = self._project_path()
+        if path is not None and path.exists():
+            return "The project file already exists."
+        return ""
+
+    @pyqtSlot()
+    def _update(self) -> None:
+        text = self.trigger_edit.text()
+        self._suggestion = ""
+        try:
+            validate_trigger(text)
+        except TriggerWordError as exc:
+            self.trigger_message.setText(str(exc))
+            self.trigger_message.setStyleSheet(ERROR_STYLE)
+            if exc.suggestion and exc.suggestion != text:
+                self._suggestion = exc.suggestion
+        else:
+            prefix = render_prefix(DEFAULT_PREFIX_TEMPLATE, text).strip()
+            self.trigger_message.setText(f"Captions will start with “{prefix}”.")
+            self.trigger_message.setStyleSheet("")
+        self.use_suggestion_button.setVisible(bool(self._suggestion))
+        self.use_suggestion_button.setText(f"Use {self._suggestion}")
+        self.use_suggestion_button.setAccessibleName(f"Use the trigger word {self._suggestion}")
+
+        self.prompt_edit.setEnabled(self._profile() is Profile.CUSTOM)
+
+        path = self._project_path()
+        self.project_label.setText(str(path) if path is not None else "—")
+        if path is not None and path.exists():
+            set_message(
+                self.project_message,
+                f"{path.name} already exists in this folder. Open it with File > Open Project, "
+                "or choose another trigger word.",
+                error=True,
+            )
+        else:
+            set_message(self.project_message, "")
+
+        blocker = self._blocker()
+        self.create_button.setEnabled(not blocker)
+        self.create_button.setToolTip(blocker or "Create the project file and open it")
