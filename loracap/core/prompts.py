@@ -50,6 +50,26 @@ def profile_label(profile: Profile) -> str:
     return profile.label
 
 
+#: Words (the start of a word) in a folder name or trigger word that say the photos show a
+#: person: ``portrait``, ``portraits_anna``, ``selfies``, ``headshot``, ``faces``.
+_PERSON_WORDS = ("person", "people", "portrait", "selfie", "headshot", "face")
+
+
+def suggest_profile(*names: str) -> Profile | None:
+    """The profile that ``names`` (a folder name, a trigger word) suggest, or None.
+
+    :attr:`Profile.PERSON` when a word of a name starts with one of :data:`_PERSON_WORDS`
+    (``"Portraits Anna"``, ``anna_headshots``); words are split at anything but letters, so
+    ``surface`` is not ``face``. None when nothing says so (keep the user's or the default
+    choice).
+    """
+    for name in names:
+        for word in re.split(r"[^a-z]+", name.lower()):
+            if word and any(word.startswith(person) for person in _PERSON_WORDS):
+                return Profile.PERSON
+    return None
+
+
 @dataclass(frozen=True)
 class Instructions:
     """What to send for one profile.
@@ -75,6 +95,22 @@ _NO_PREFIX_RULE = (
     "that will be added automatically."
 )
 
+#: The example answers the structured prompts show the model; also what
+#: :func:`example_caption_body` assembles for people choosing a profile.
+_SPACE_EXAMPLE: dict[str, Any] = {
+    "room_type": "lecture hall",
+    "key_objects": ["tiered seating", "projection screen"],
+    "lighting": "overhead fluorescent lighting",
+    "contextual_details": "teaching space with rows of desks",
+}
+_PERSON_EXAMPLE: dict[str, Any] = {
+    "pose_action": "standing",
+    "clothing": "casual jeans and sweater",
+    "expression": "relaxed expression",
+    "lighting": "soft window light from left",
+    "background": "neutral grey background",
+}
+
 _SPACE_PROMPT = f"""\
 Analyze this image of an interior space and provide a structured description of it.
 Answer with a JSON object with these fields, in this order:
@@ -84,9 +120,7 @@ elements, most prominent first, with materials and textures where relevant; shor
 - lighting: the lighting conditions: natural vs artificial, quality, direction.
 - contextual_details: the atmosphere and context of the space.
 Be specific and objective. Use short lowercase phrases, not sentences.
-Example: {{"room_type": "lecture hall", "key_objects": ["tiered seating", "projection screen"], \
-"lighting": "overhead fluorescent lighting", "contextual_details": "teaching space with rows of \
-desks"}}
+Example: {json.dumps(_SPACE_EXAMPLE)}
 {_NO_PREFIX_RULE}"""
 
 _PERSON_PROMPT = f"""\
@@ -98,9 +132,7 @@ Answer with a JSON object with these fields, in this order:
 - lighting: the lighting conditions: natural vs artificial, quality, direction.
 - background: the background, its atmosphere and context.
 Be specific and objective. Use short lowercase phrases, not sentences.
-Example: {{"pose_action": "standing", "clothing": "casual jeans and sweater", "expression": \
-"relaxed expression", "lighting": "soft window light from left", "background": "neutral grey \
-background"}}
+Example: {json.dumps(_PERSON_EXAMPLE)}
 {_NO_PREFIX_RULE}"""
 
 _CUSTOM_SUFFIX = (
@@ -161,6 +193,17 @@ def build_instructions(profile: Profile, custom_prompt: str = "") -> Instruction
     if not text:
         raise InputError("The custom prompt is empty. Write the instructions for the model.")
     return Instructions(profile, text + _CUSTOM_SUFFIX, None, ())
+
+
+def example_caption_body(profile: Profile) -> str:
+    """What a caption body of ``profile`` looks like: the example answer its prompt shows the
+    model, assembled as a real answer is (:func:`assemble_structured`). ``""`` for the custom
+    profile, whose captions follow the user's own prompt."""
+    profile = Profile(profile)
+    examples = {Profile.SPACE: _SPACE_EXAMPLE, Profile.PERSON: _PERSON_EXAMPLE}
+    if profile not in examples:
+        return ""
+    return assemble_structured(examples[profile], build_instructions(profile))
 
 
 def _copy_schema(schema: dict[str, Any]) -> dict[str, Any]:

@@ -25,12 +25,13 @@ from PyQt6.QtWidgets import (
     QListWidget,
     QPlainTextEdit,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
 
 from loracap.core.errors import TriggerWordError
-from loracap.core.prompts import Profile
+from loracap.core.prompts import Profile, example_caption_body, suggest_profile
 from loracap.core.trigger import DEFAULT_PREFIX_TEMPLATE, render_prefix, validate_trigger
 from loracap.core.trigger import suggest_trigger as _suggest_trigger
 from loracap.jobs.background import ScanJob
@@ -47,6 +48,14 @@ if TYPE_CHECKING:  # not at run time: SQLAlchemy and Pillow load with the first 
 
 
 log = logging.getLogger(__name__)
+
+#: Starting height of the dialog, in logical pixels: room for a list of invalid files, and
+#: less than a 13-inch laptop's 720-768 px screen.
+DIALOG_HEIGHT = 520
+
+#: Shown under the empty trigger word field (neutral: nothing was typed wrong yet).
+TRIGGER_HINT = ("The word the LoRA learns for your subject: lowercase letters, digits and "
+                "underscores, starting with a letter (e.g. ide_main_hall).")
 
 #: Delay after the last keystroke in a typed folder path before it is scanned, in ms.
 FOLDER_TYPING_DELAY_MS = 500
@@ -105,7 +114,15 @@ class NewProjectDialog(QDialog):
         self.invalid_list = QListWidget()
         self.invalid_list.setAccessibleName("Files that cannot be used")
         self.invalid_list.setToolTip("These files are listed in the project but not exported.")
-        self.invalid_list.setMaximumHeight(110)
+        # Whole reasons, wrapped (each also in its row's tooltip), in a box that grows with
+        # the dialog.
+        self.invalid_list.setWordWrap(True)
+        self.invalid_list.setTextElideMode(Qt.TextElideMode.ElideNone)
+        self.invalid_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.invalid_list.setMinimumHeight(90)
+        self.invalid_list.setAlternatingRowColors(True)
+        self.invalid_list.setSizePolicy(QSizePolicy.Policy.Expanding,
+                                        QSizePolicy.Policy.Expanding)
         self.invalid_list.setVisible(False)
         self._typing_timer = QTimer(self)
         self._typing_timer.setSingleShot(True)
@@ -135,6 +152,12 @@ class NewProjectDialog(QDialog):
         self.profile_combo.setToolTip(
             "What the photos show; decides what the captions describe."
         )
+        self._profile_chosen = False  # the user picked a profile: no more suggestions
+        self._last_suggestion: Profile | None = None
+        self.profile_note = QLabel()
+        self.profile_note.setWordWrap(True)
+        self.profile_note.setTextFormat(Qt.TextFormat.PlainText)
+        self.profile_note.setAccessibleName("Example caption")
         self.prompt_edit = QPlainTextEdit()
         self.prompt_edit.setPlaceholderText(
             "Describe what each caption should say (only for Custom prompt)."
@@ -173,9 +196,11 @@ class NewProjectDialog(QDialog):
         self.trigger_edit.textChanged.connect(self._update)
         self.use_suggestion_button.clicked.connect(self._use_suggestion)
         self.profile_combo.currentIndexChanged.connect(self._update)
+        self.profile_combo.activated.connect(self._on_profile_chosen)
         self.prompt_edit.textChanged.connect(self._update)
 
         self._update()
+        self.resize(self.sizeHint().width(), max(self.sizeHint().height(), DIALOG_HEIGHT))
         if folder is not None:
             self.set_folder(Path(folder))
             self.trigger_edit.setFocus()
@@ -202,13 +227,18 @@ class NewProjectDialog(QDialog):
         profile_label = QLabel("Caption &profile:")
         profile_label.setBuddy(self.profile_combo)
         form.addRow(profile_label, self.profile_combo)
+        form.addRow("", self.profile_note)
         prompt_label = QLabel("Custom pro&mpt:")
         prompt_label.setBuddy(self.prompt_edit)
         form.addRow(prompt_label, self.prompt_edit)
+        self._form = form
         form.addRow("Project file:", self.project_label)
         form.addRow("", self.project_message)
+        # The list of invalid files takes the room the dialog gets when it is made taller.
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addLayout(form, 1)
         layout.addWidget(self.buttons)
         QWidget.setTabOrder(self.folder_edit, self.browse_button)
         QWidget.setTabOrder(self.browse_button, self.trigger_edit)
@@ -341,7 +371,11 @@ class NewProjectDialog(QDialog):
                 text += f". {plural(imported, 'caption')} will be imported from .txt files."
             set_message(self.scan_label, text)
         for scanned in invalid[:MAX_LISTED]:
-            self.invalid_list.addItem(f"{scanned.rel_path} — {scanned.info.reason}")
+            text = f"{scanned.rel_path} — {scanned.info.reason}"
+            self.invalid_list.addItem(text)
+            item = self.invalid_list.item(self.invalid_list.count() - 1)
+            if item is not None:
+                item.setToolTip(text)
         if len(invalid) > MAX_LISTED:
             self.invalid_list.addItem(f"… and {len(invalid) - MAX_LISTED} more")
         self.invalid_list.setVisible(bool(invalid))
@@ -358,6 +392,44 @@ class NewProjectDialog(QDialog):
     @pyqtSlot(str)
     def _on_trigger_edited(self, text: str) -> None:
         self._trigger_edited = bool(text)
+
+    @pyqtSlot(int)
+    def _on_profile_chosen(self, _index: int) -> None:
+        self._profile_chosen = True
+        self._update()
+
+    def _suggested_profile(self) -> tuple[Profile | None, str]:
+        """The profile the folder name or the trigger word suggests, and which of them."""
+        names = [("folder name", self._scan_folder.name if self._scan_folder else ""),
+                 ("trigger word", self.trigger_edit.text())]
+        for what, name in names:
+            if suggest_profile(name) is not None:
+                return suggest_profile(name), what
+        return None, ""
+
+    def _update_profile(self) -> None:
+        """Follow the names' suggestion until the user picks a profile; show an example."""
+        suggested, source = self._suggested_profile()
+        # Only a new suggestion moves the choice (a new folder or trigger word), never a
+        # profile the user picked.
+        if suggested is not self._last_suggestion and not self._profile_chosen:
+            wanted = suggested or Profile.SPACE
+            self.profile_combo.blockSignals(True)
+            self.profile_combo.setCurrentIndex(self.profile_combo.findData(wanted.value))
+            self.profile_combo.blockSignals(False)
+        self._last_suggestion = suggested
+        profile = self._profile()
+        lines = []
+        if suggested is profile and not self._profile_chosen:
+            lines.append(f"{profile.label} suggested: the {source} says so.")
+        body = example_caption_body(profile)
+        if body:
+            trigger = self.trigger_edit.text() if self._trigger_valid() else "your_trigger"
+            prefix = render_prefix(DEFAULT_PREFIX_TEMPLATE, trigger)
+            lines.append(f"Example caption: {prefix}{body}")
+        else:
+            lines.append("Captions follow your prompt.")
+        self.profile_note.setText("\n".join(lines))
 
     @pyqtSlot()
     def _use_suggestion(self) -> None:
@@ -408,8 +480,12 @@ class NewProjectDialog(QDialog):
         try:
             validate_trigger(text)
         except TriggerWordError as exc:
-            self.trigger_message.setText(str(exc))
-            self.trigger_message.setStyleSheet(ERROR_STYLE)
+            if not text:  # nothing typed yet: a hint, not an error
+                self.trigger_message.setText(TRIGGER_HINT)
+                self.trigger_message.setStyleSheet("")
+            else:
+                self.trigger_message.setText(str(exc))
+                self.trigger_message.setStyleSheet(ERROR_STYLE)
             if exc.suggestion and exc.suggestion != text:
                 self._suggestion = exc.suggestion
         else:
@@ -420,7 +496,10 @@ class NewProjectDialog(QDialog):
         self.use_suggestion_button.setText(f"Use {self._suggestion}")
         self.use_suggestion_button.setAccessibleName(f"Use the trigger word {self._suggestion}")
 
-        self.prompt_edit.setEnabled(self._profile() is Profile.CUSTOM)
+        self._update_profile()
+        custom = self._profile() is Profile.CUSTOM
+        self.prompt_edit.setEnabled(custom)
+        self._form.setRowVisible(self.prompt_edit, custom)  # room for the list of files
 
         path = self._project_path()
         self.project_label.setText(str(path) if path is not None else "—")

@@ -261,3 +261,35 @@ def test_instructions_are_frozen() -> None:
     instructions = Instructions(Profile.CUSTOM, "x", None, ())
     with pytest.raises(AttributeError):
         instructions.prompt = "y"  # type: ignore[misc]
+
+
+def test_prompts_show_the_example_answers_as_json() -> None:
+    from loracap.core.prompts import _PERSON_EXAMPLE, _SPACE_EXAMPLE
+
+    assert json.dumps(_SPACE_EXAMPLE) in build_instructions(Profile.SPACE).prompt
+    assert json.dumps(_PERSON_EXAMPLE) in build_instructions(Profile.PERSON).prompt
+
+
+def test_example_caption_of_each_profile() -> None:
+    from loracap.core.prompts import example_caption_body
+
+    assert example_caption_body(Profile.SPACE) == (
+        "lecture hall, tiered seating, projection screen, overhead fluorescent lighting, "
+        "teaching space with rows of desks")
+    assert example_caption_body(Profile.PERSON).startswith("standing, casual jeans and sweater")
+    assert example_caption_body(Profile.CUSTOM) == ""
+
+
+@pytest.mark.parametrize(("names", "expected"), [
+    (("Portraits Anna", "anna"), Profile.PERSON),
+    (("workshop", "anna_headshots"), Profile.PERSON),
+    (("selfies-2026",), Profile.PERSON),
+    (("Faces",), Profile.PERSON),
+    (("surface_textures", "ide_main_hall"), None),  # "face" only at the start of a word
+    (("IDE Main Hall", "ide_main_hall"), None),
+])
+def test_a_person_profile_is_suggested_by_the_names(names: tuple[str, ...],
+                                                    expected: Profile | None) -> None:
+    from loracap.core.prompts import suggest_profile
+
+    assert suggest_profile(*names) is expected

@@ -34,7 +34,7 @@ from loracap.core.scan import scan_folder
 from loracap.jobs import background
 from loracap.ui import dialogs
 from loracap.ui.export_dialog import ExportDialog
-from loracap.ui.new_project_dialog import NewProjectDialog
+from loracap.ui.new_project_dialog import TRIGGER_HINT, NewProjectDialog
 from loracap.ui.settings import AppSettings
 from loracap.ui.settings_dialog import ApiKeyDialog, SettingsDialog
 from tests.fakes.gemini_server import FakeGeminiServer
@@ -145,8 +145,67 @@ def test_trigger_is_suggested_from_the_folder_and_checked_as_you_type(qtbot, hal
     assert not dialog.use_suggestion_button.isVisible()
 
     dialog.trigger_edit.clear()
-    assert dialog.trigger_message.text().startswith("Trigger word is empty;")
+    # An empty field is a hint, not an error in red (also before anything was typed).
+    assert dialog.trigger_message.text() == TRIGGER_HINT
+    assert dialog.trigger_message.styleSheet() == ""
     assert not dialog.create_button.isEnabled()
+
+
+def test_the_first_view_shows_no_error(qtbot) -> None:
+    dialog = open_new_project(qtbot, None)
+    assert dialog.trigger_message.text() == TRIGGER_HINT
+    assert dialog.trigger_message.styleSheet() == ""
+
+
+def test_a_portrait_folder_suggests_the_person_profile_with_an_example(
+        qtbot, tmp_path: Path) -> None:
+    folder = tmp_path / "Portraits Anna"
+    make_photo_folder(folder, 2, size=(96, 64))
+    dialog = open_new_project(qtbot, folder)
+    wait_scanned(qtbot, dialog)
+    assert dialog.profile_combo.currentText() == "Person"
+    assert dialog.profile_note.text() == (
+        "Person suggested: the folder name says so.\n"
+        "Example caption: photo of portraits_anna standing, casual jeans and sweater, relaxed "
+        "expression, soft window light from left, neutral grey background")
+    # The user's own choice wins, and its example follows.
+    dialog.profile_combo.setFocus()
+    qtbot.keyClick(dialog.profile_combo, Qt.Key.Key_Home)
+    assert dialog.profile_combo.currentText() == "Interior space"
+    assert dialog.profile_note.text() == (
+        "Example caption: photo of portraits_anna lecture hall, tiered seating, projection "
+        "screen, overhead fluorescent lighting, teaching space with rows of desks")
+    retype(qtbot, dialog.trigger_edit, "anna_headshot")
+    assert dialog.profile_combo.currentText() == "Interior space"
+
+
+def test_a_person_trigger_word_suggests_the_person_profile(qtbot, hall: Path) -> None:
+    dialog = open_new_project(qtbot, hall)
+    wait_scanned(qtbot, dialog)
+    assert dialog.profile_combo.currentText() == "Interior space"
+    retype(qtbot, dialog.trigger_edit, "selfie_me")
+    assert dialog.profile_combo.currentText() == "Person"
+    assert dialog.profile_note.text().startswith("Person suggested: the trigger word says so.")
+    retype(qtbot, dialog.trigger_edit, "my_room")
+    assert dialog.profile_combo.currentText() == "Interior space"
+
+
+def test_invalid_files_are_listed_with_their_whole_reason(qtbot, hall: Path) -> None:
+    dialog = open_new_project(qtbot, hall)
+    dialog.resize(560, 700)
+    wait_scanned(qtbot, dialog)
+    rows = [dialog.invalid_list.item(i) for i in range(dialog.invalid_list.count())]
+    assert [row.text().split(" — ")[0] for row in rows] == ["broken.jpg", "phone.heic"]
+    assert all(row.toolTip() == row.text() for row in rows)
+    assert dialog.invalid_list.wordWrap()
+    # Each row is as tall as its wrapped text needs: nothing is cut off at the right.
+    view_width = dialog.invalid_list.viewport().width()
+    for row in rows:
+        rect = dialog.invalid_list.visualItemRect(row)
+        assert rect.width() <= view_width
+        lines = rect.height() // dialog.invalid_list.fontMetrics().lineSpacing()
+        needed = dialog.invalid_list.fontMetrics().horizontalAdvance(row.text()) / view_width
+        assert lines >= int(needed)
 
 
 def test_a_typed_trigger_word_is_not_replaced_by_the_next_folder(qtbot, hall: Path,
