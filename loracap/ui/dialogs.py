@@ -126,6 +126,14 @@ def message_label(name: str) -> QLabel:
     return label
 
 
+def start_size(dialog: QWidget, width: int, height: int = 0) -> None:
+    """Give ``dialog`` its first size: at least ``width`` × ``height`` and at least what its
+    contents need. Used instead of ``setMinimumWidth`` on the dialog, which would stop its
+    layout from enforcing the contents' minimum size (wrapped labels then get cut off)."""
+    hint = dialog.sizeHint().expandedTo(dialog.minimumSizeHint())
+    dialog.resize(max(width, hint.width()), max(height, hint.height()))
+
+
 def current_key_source() -> str | None:
     """Where the API key in use comes from (``"OS keychain"``, ``"GEMINI_API_KEY"``, ...), or
     None when there is none (or the keychain cannot be read)."""

@@ -48,6 +48,7 @@ from loracap.ui.dialogs import (
     message_label,
     plural,
     set_message,
+    start_size,
 )
 
 if TYPE_CHECKING:  # not at run time: SQLAlchemy and Pillow load with the first project or scan
@@ -55,6 +56,9 @@ if TYPE_CHECKING:  # not at run time: SQLAlchemy and Pillow load with the first 
 
 
 log = logging.getLogger(__name__)
+
+#: Starting width of the dialog, in logical pixels.
+DIALOG_WIDTH = 560
 
 
 class ExportDialog(QDialog):
@@ -70,7 +74,6 @@ class ExportDialog(QDialog):
     def __init__(self, project: Project, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export Dataset")
-        self.setMinimumWidth(560)
         self.project = project
         self._plan: ExportPlan | None = None
         self._plan_error = ""
@@ -187,6 +190,7 @@ class ExportDialog(QDialog):
 
         self.dest_edit.setText(str(default_output(project, self.format)))
         self._refresh_plan()
+        start_size(self, DIALOG_WIDTH)
 
     # -- public
 

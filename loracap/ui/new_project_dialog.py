@@ -41,6 +41,7 @@ from loracap.ui.dialogs import (
     message_label,
     plural,
     set_message,
+    start_size,
 )
 
 if TYPE_CHECKING:  # not at run time: SQLAlchemy and Pillow load with the first project or scan
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 #: Starting height of the dialog, in logical pixels: room for a list of invalid files, and
 #: less than a 13-inch laptop's 720-768 px screen.
 DIALOG_HEIGHT = 520
+DIALOG_WIDTH = 560
 
 #: Shown under the empty trigger word field (neutral: nothing was typed wrong yet).
 TRIGGER_HINT = ("The word the LoRA learns for your subject: lowercase letters, digits and "
@@ -90,7 +92,6 @@ class NewProjectDialog(QDialog):
     def __init__(self, folder: Path | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("New Project from Folder")
-        self.setMinimumWidth(560)
         self._scan_job: ScanJob | None = None
         self._scan_folder: Path | None = None
         self._scan_state = "idle"  # idle | running | done | failed
@@ -200,7 +201,7 @@ class NewProjectDialog(QDialog):
         self.prompt_edit.textChanged.connect(self._update)
 
         self._update()
-        self.resize(self.sizeHint().width(), max(self.sizeHint().height(), DIALOG_HEIGHT))
+        start_size(self, DIALOG_WIDTH, DIALOG_HEIGHT)
         if folder is not None:
             self.set_folder(Path(folder))
             self.trigger_edit.setFocus()

@@ -39,8 +39,10 @@ from loracap.ui.dialogs import (
     message_label,
     plural,
     set_message,
+    start_size,
 )
 from loracap.ui.settings import AppSettings
+from loracap.ui.widgets import ElidedLabel
 
 if TYPE_CHECKING:  # not at run time: SQLAlchemy and Pillow load with the first project or scan
     from loracap.core.project import Project
@@ -50,6 +52,9 @@ log = logging.getLogger(__name__)
 
 #: Environment variable that a session-only API key is put in (read by ``find_api_key``).
 SESSION_KEY_VARIABLE = "GEMINI_API_KEY"
+
+#: Starting width of the API key and settings dialogs, in logical pixels.
+DIALOG_WIDTH = 480
 
 
 # ---------------------------------------------------------------------------------- API key
@@ -67,7 +72,6 @@ class ApiKeyDialog(QDialog):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Gemini API Key")
-        self.setMinimumWidth(480)
         self.saved_to: str | None = None
         self._keychain = keychain_available()
 
@@ -149,6 +153,7 @@ class ApiKeyDialog(QDialog):
         self.show_button.toggled.connect(self._on_show_toggled)
         self.key_edit.textChanged.connect(self._update)
         self._update()
+        start_size(self, DIALOG_WIDTH)
         self.key_edit.setFocus()
 
     @property
@@ -209,15 +214,15 @@ class SettingsDialog(QDialog):
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
-        self.setMinimumWidth(480)
         self.settings = settings
         self.project = project
         self._model_job: ModelListJob | None = None
         self._key_dialog: ApiKeyDialog | None = None
 
         # -- API key
+        # One line each (a wrapped label in a form row is cut off when the row is laid out for
+        # one line); the dialog is as wide as the key's sentence, a long tag list name is elided.
         self.key_label = QLabel()
-        self.key_label.setWordWrap(True)
         self.key_label.setAccessibleName("API key status")
         self.change_key_button = QPushButton("&Change…")
         self.change_key_button.setToolTip("Enter or replace the Gemini API key")
@@ -265,8 +270,7 @@ class SettingsDialog(QDialog):
         )
 
         # -- tag list for autocomplete
-        self.tag_list_label = QLabel()
-        self.tag_list_label.setWordWrap(True)
+        self.tag_list_label = ElidedLabel(mode=Qt.TextElideMode.ElideMiddle, min_chars=20)
         self.tag_list_label.setAccessibleName("Tag list for autocomplete")
         self.load_tags_button = QPushButton("&Load…")
         self.load_tags_button.setToolTip(
@@ -334,6 +338,7 @@ class SettingsDialog(QDialog):
         self._update_key_status()
         self._update_tag_list()
         self._update()
+        start_size(self, DIALOG_WIDTH)
 
     @property
     def model(self) -> str:

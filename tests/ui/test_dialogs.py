@@ -788,3 +788,47 @@ def test_export_only_approved_images(qtbot, project: Project, seams) -> None:
     with zipfile.ZipFile(dialog.export_result.path) as archive:
         images = [n for n in archive.namelist() if not n.endswith(".txt")]
     assert images == [approved.file_name]
+
+
+# ------------------------------------------------------------------------------------ layout
+
+
+def assert_nothing_cut_off(dialog: QDialog) -> None:
+    """The dialog is at least as large as its contents need, and every label shows its text:
+    a wrapped label as tall as its lines, a one-line label as wide as its text (elided labels
+    excepted: they show "…" and the whole text in a tooltip)."""
+    from PyQt6.QtWidgets import QLabel
+
+    from loracap.ui.widgets import ElidedLabel
+
+    QApplication.processEvents()
+    needed = dialog.minimumSizeHint()
+    assert dialog.width() >= needed.width() and dialog.height() >= needed.height()
+    for label in dialog.findChildren(QLabel):
+        if not label.isVisible() or not label.text() or isinstance(label, ElidedLabel):
+            continue
+        if label.wordWrap():
+            assert label.height() >= label.heightForWidth(label.width()), label.text()
+        else:
+            assert label.width() >= label.minimumSizeHint().width(), label.text()
+
+
+def test_no_dialog_cuts_off_its_text(qtbot, project: Project, hall: Path,
+                                     app_settings: AppSettings,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # The longest key sentence: a key from an environment variable (it was cut off).
+    monkeypatch.setenv("GEMINI_API_KEY", "test-key")
+    settings = SettingsDialog(app_settings, project)
+    qtbot.addWidget(settings)
+    settings.show()
+    assert settings.key_label.text() == (
+        "A key from the GEMINI_API_KEY environment variable is in use.")
+    assert_nothing_cut_off(settings)
+    key = ApiKeyDialog()
+    qtbot.addWidget(key)
+    key.show()
+    assert_nothing_cut_off(key)
+    new = open_new_project(qtbot, hall)
+    wait_scanned(qtbot, new)
+    assert_nothing_cut_off(new)
+    assert_nothing_cut_off(open_export(qtbot, project))
