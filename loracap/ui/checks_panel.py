@@ -31,6 +31,7 @@ from PyQt6.QtWidgets import (
 
 from loracap.core.checks import KIND_LABELS, Finding, summary_text
 from loracap.jobs.background import CheckJob
+from loracap.ui.widgets import ResponsiveColumns
 
 if TYPE_CHECKING:
     from loracap.core.project import Project
@@ -59,6 +60,10 @@ def kind_label(kind: str, *, plural: bool = False) -> str:
     text = (labels[1] if plural else labels[0]) if labels else kind.replace("_", " ")
     return text[:1].upper() + text[1:]
 
+
+#: Narrowest list, in logical pixels, that shows the Problem column (the detail line under the
+#: list shows the selected finding's whole message in any case).
+PROBLEM_COLUMN_MIN_WIDTH = 420
 
 OUTDATED_TEXT = ("Captions changed since this check; press Check Dataset again to bring the "
                  "findings up to date.")
@@ -95,7 +100,7 @@ class ChecksPanel(QWidget):
         self.run_button = QPushButton(RUN_TEXT)
         self.run_button.setObjectName("checkRunButton")
         self.run_button.clicked.connect(self._on_run_clicked)
-        self.near_check = QCheckBox("Near-duplicate photos (slower)")
+        self.near_check = QCheckBox("Near-duplicates (slower)")
         self.near_check.setChecked(True)
         self.near_check.setToolTip("Also look for near-duplicate photos: resized or re-encoded "
                                    "copies and burst shots, found by comparing a small "
@@ -133,10 +138,14 @@ class ChecksPanel(QWidget):
         self.list_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         header = self.list_view.header()
         assert header is not None
-        header.setStretchLastSection(True)
-        header.setSectionResizeMode(COL_FILE, QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(COL_FILE, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(COL_KIND, QHeaderView.ResizeMode.ResizeToContents)
-        self.list_view.setColumnWidth(COL_FILE, 140)
+        header.setSectionResizeMode(COL_PROBLEM, QHeaderView.ResizeMode.Stretch)
+        self.list_view.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # keeps the file name
+        self.list_view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # In a narrow dock: File and Kind whole, the problem in the detail line below.
+        self._columns = ResponsiveColumns(self.list_view, {COL_PROBLEM: PROBLEM_COLUMN_MIN_WIDTH})
         self.list_view.itemClicked.connect(self._on_item_activated)
         self.list_view.currentItemChanged.connect(self._show_detail)
         # The selected finding's whole message: the Problem column is cut off in a narrow dock.

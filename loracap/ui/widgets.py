@@ -7,12 +7,42 @@ It shows as much as fits, ending in "…", and the whole text in its tooltip.
 
 from __future__ import annotations
 
-from PyQt6.QtCore import QSize, Qt
+from PyQt6.QtCore import QEvent, QObject, QSize, Qt
 from PyQt6.QtGui import QPainter, QPaintEvent, QResizeEvent
-from PyQt6.QtWidgets import QLabel, QSizePolicy, QWidget
+from PyQt6.QtWidgets import QLabel, QSizePolicy, QTreeView, QWidget
 
 #: Characters an :class:`ElidedLabel` keeps visible at its smallest (plus the ellipsis).
 DEFAULT_MIN_CHARS = 8
+
+
+class ResponsiveColumns(QObject):
+    """Hides a tree view's optional columns while the view is narrower than they need.
+
+    ``optional`` maps a column to the smallest view width (logical pixels) at which it is shown;
+    below it the column is hidden, so the columns that stay are wide enough to read (a narrow
+    dock shows "File, Kind" whole rather than "File, Kin, Pro" cut off). What a hidden column
+    held must be available elsewhere (a detail pane, a tooltip).
+    """
+
+    def __init__(self, view: QTreeView, optional: dict[int, int]) -> None:
+        super().__init__(view)
+        self._view = view
+        self._optional = dict(optional)
+        view.installEventFilter(self)
+        self.update()
+
+    def update(self) -> None:
+        """Show or hide the optional columns for the view's current width."""
+        width = self._view.width()
+        for column, needed in self._optional.items():
+            hidden = width < needed
+            if self._view.isColumnHidden(column) != hidden:
+                self._view.setColumnHidden(column, hidden)
+
+    def eventFilter(self, watched: QObject | None, event: QEvent | None) -> bool:
+        if event is not None and event.type() == QEvent.Type.Resize:
+            self.update()
+        return False
 
 
 class ElidedLabel(QLabel):

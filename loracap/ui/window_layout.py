@@ -28,6 +28,9 @@ WIDE_SCREEN_WIDTH = 1600
 #: Starting widths of the left dock (Tags) and of the right one (History), in logical pixels.
 FIRST_DOCK_WIDTH = 200
 SECOND_DOCK_WIDTH = 280
+#: Starting width of the one dock whose tabs hold every panel (narrow screens): room for the
+#: three tab titles.
+TABBED_DOCK_WIDTH = 280
 
 #: The window frame (borders, title bar) drawn by the window manager, in logical pixels, assumed
 #: until the window is shown and its real frame is known.
@@ -141,8 +144,9 @@ class ScreenFit(QObject):
         """Give the docks their starting widths (call once the window has its size)."""
         window = self._window
         first, *rest = self._docks
-        docks, widths = [first], [FIRST_DOCK_WIDTH]
-        if rest and window.dockWidgetArea(rest[0]) != window.dockWidgetArea(first):
+        beside = bool(rest) and window.dockWidgetArea(rest[0]) != window.dockWidgetArea(first)
+        docks, widths = [first], [FIRST_DOCK_WIDTH if beside else TABBED_DOCK_WIDTH]
+        if beside:
             docks.append(rest[0])
             widths.append(SECOND_DOCK_WIDTH)
         window.resizeDocks(docks, widths, Qt.Orientation.Horizontal)

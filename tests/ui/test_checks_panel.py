@@ -92,7 +92,7 @@ def test_without_a_project_nothing_can_run(panel: ChecksPanel) -> None:
     assert panel.run_button.text() == "Check Dataset"
     assert panel.summary.text() == NO_PROJECT_TEXT
     assert panel.near_check.isChecked()
-    assert panel.near_check.text().startswith("Near-duplicate photos")
+    assert panel.near_check.text().startswith("Near-duplicates")
     panel.run()
     assert not panel.is_running
     assert panel.findings() == []

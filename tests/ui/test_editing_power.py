@@ -211,7 +211,7 @@ def test_history_panel_restores_a_version_undoably(qtbot, window: MainWindow) ->
     window.editor.apply_text("a kitchen, lamp, tiles")
     window.editor.apply_text("my own words")
     history = window.project.history(image_id)
-    assert window.history_panel.title.text().startswith("History of IMG_0003.jpg")
+    assert window.history_panel.title.text().startswith("IMG_0003.jpg")
     generated = next(v for v in history if v.provenance is Provenance.GENERATED)
     window.history_panel.restore_requested.emit(generated.id)
     assert body(window, "IMG_0003.jpg") == "a kitchen, lamp"

@@ -96,6 +96,10 @@ def assert_fits(report: dict, when: str) -> None:
     for name, (shown, width) in report["docks"].items():
         assert shown, f"{when}: {name} was closed"
         assert width >= 170, f"{when}: {name} squeezed to {width} px"
+    for panel, widths in report["columns"].items():  # columns shown are shown whole
+        assert len(widths) >= 2, f"{when}: the {panel} panel shows {len(widths)} column"
+        for shown, needed in widths:
+            assert shown >= needed, f"{when}: a column of the {panel} panel is cut: {widths}"
 
 
 @pytest.mark.slow
@@ -105,7 +109,7 @@ def test_window_fits_the_screen_with_every_panel_and_the_longest_error(
     settings = tmp_path / "settings.ini"
     first, after_next, after_error, reopened = _probe(
         tmp_path, screen, settings, demo_project,
-        "open", "docks", "report", "next", "report", "error", "report", "close",
+        "open", "docks", "check", "report", "next", "report", "error", "report", "close",
         "reopen", "open", "report")
     assert_fits(first, "first launch")
     assert_fits(after_next, "next image")
@@ -114,9 +118,13 @@ def test_window_fits_the_screen_with_every_panel_and_the_longest_error(
     # The first launch takes most of the screen, and nothing changes size between images or
     # after an error: the panels keep their widths.
     assert first["frame"][2] >= 0.8 * first["screen"][2]
+    def panel_widths(report: dict) -> dict[str, int]:
+        return {name: report["controls"][name][2] for name in
+                ("tags_panel", "history_panel", "checks_panel") if report["visible"][name]}
+
     for later in (after_next, after_error, reopened):
         assert later["frame"][2:] == first["frame"][2:]
-        assert later["docks"] == first["docks"]
+        assert panel_widths(later) == panel_widths(first)
 
 
 @pytest.mark.slow

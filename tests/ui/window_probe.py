@@ -12,6 +12,7 @@ Usage: ``python -m tests.ui.window_probe SETTINGS.ini PROJECT STEP [STEP ...]`` 
 * ``error`` -- make the current image one with the longest error message the service gives, and
   show the longest progress text in the progress strip;
 * ``next`` -- go to the next image;
+* ``check`` -- run the dataset check and wait for its findings;
 * ``report`` -- print the geometry report;
 * ``close`` -- close the window (saves its layout to SETTINGS.ini);
 * ``reopen`` -- make a new window with the same settings (the saved layout restored).
@@ -63,6 +64,17 @@ def report(window: object) -> dict[str, object]:
         "checks_panel": window.checks_panel,
     }
     grid_cell = window.view.gridSize().width()
+
+    def columns(tree: object) -> list[list[int]]:
+        """``[shown width, width its text needs]`` of each visible column."""
+        from PyQt6.QtWidgets import QTreeView
+
+        assert isinstance(tree, QTreeView)
+        header = tree.header()
+        assert header is not None
+        return [[tree.columnWidth(c), max(tree.sizeHintForColumn(c), header.sectionSizeHint(c))]
+                for c in range(header.count()) if not tree.isColumnHidden(c)]
+
     return {
         "screen": [available.x(), available.y(), available.width(), available.height()],
         "dpr": screen.devicePixelRatio(),
@@ -74,6 +86,8 @@ def report(window: object) -> dict[str, object]:
         "grid_columns": window.view.viewport().width() // max(1, grid_cell),
         "word_count_lines": window.editor.word_count.height()
         // max(1, window.editor.word_count.fontMetrics().lineSpacing()),
+        "columns": {"history": columns(window.history_panel.tree),
+                    "checks": columns(window.checks_panel.list_view)},
         "docks": {dock.objectName(): [dock.isVisible(), dock.width()]
                   for dock in (window.tags_dock, window.history_dock, window.checks_dock)},
     }
@@ -117,6 +131,10 @@ def main(argv: list[str]) -> int:
             sys.stdout.write(json.dumps(report(window)) + "\n")
         elif step == "next":
             window.navigate(1)
+        elif step == "check":
+            window.check_dataset()
+            while window.checks_panel.is_running:
+                app.processEvents()
         elif step == "close":
             window.close()
         elif step == "reopen":
