@@ -11,13 +11,16 @@ Outcomes:
   timeout or a server error) -- recorded in the project with its reason, returned as failed;
   the batch goes on;
 * a batch-stopping failure (invalid key, per-day quota, network unreachable, unknown model) --
-  recorded on the image, then raised for the runner to stop the batch.
+  raised for the runner to stop the batch. Nothing is recorded on the image: the image did not
+  fail, the batch stopped, so it stays exactly as it was (uncaptioned, not failed) and the next
+  run takes it again (issue 9: "Stops are not failures").
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -39,12 +42,20 @@ log = logging.getLogger(__name__)
 
 
 class CaptionResult(Protocol):
-    """What a backend returns: the cleaned caption body and where it came from."""
+    """What a backend returns: the cleaned caption body and where it came from (read-only, so
+    a frozen dataclass such as :class:`loracap.core.gemini.GeneratedCaption` fits)."""
 
-    body: str
-    backend: str
-    model: str
-    prompt: str
+    @property
+    def body(self) -> str: ...
+
+    @property
+    def backend(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def prompt(self) -> str: ...
 
 
 class Captioner(Protocol):
@@ -80,7 +91,9 @@ class ImageOutcome:
     """The result of captioning one image.
 
     ``stored`` is False when a person's caption was kept and the generated text went to the
-    history only. ``error`` is the reason of a failure, ``""`` on success.
+    history only. ``error`` is the reason of a failure, ``""`` on success. ``request_s`` is how
+    long the last request to the backend took, in seconds (0.0 when none was sent), for the
+    runner's time estimate.
     """
 
     image_id: int
@@ -89,6 +102,7 @@ class ImageOutcome:
     stored: bool = False
     error: str = ""
     kind: str = ""
+    request_s: float = 0.0
 
 
 def caption_image(
@@ -101,15 +115,18 @@ def caption_image(
     Raises :class:`~loracap.core.errors.CancelledError` if cancelled before the request was sent,
     and the batch-stopping errors (:class:`~loracap.core.errors.AuthenticationError`,
     :class:`~loracap.core.errors.QuotaExhaustedError`, :class:`NetworkError`, other
-    :class:`CaptionError`) after recording them on the image.
+    :class:`CaptionError`) without recording anything on the image.
     """
     project = job.project
     record = project.image(image_id)
 
+    timing = {"last": 0.0}
+
     def fail(message: str, kind: str) -> ImageOutcome:
         project.record_failure(image_id, message, kind=kind)
         log.info("Captioning %s failed: %s", record.path, message)
-        return ImageOutcome(image_id, ok=False, error=message, kind=kind)
+        return ImageOutcome(image_id, ok=False, error=message, kind=kind,
+                            request_s=timing["last"])
 
     # Imported here, not at the top: the desktop window imports this module at startup (for the
     # Captioner protocol) and should not load Pillow until something is captioned.
@@ -121,9 +138,13 @@ def caption_image(
         return fail(str(exc), "image")
 
     def request() -> CaptionResult:
-        return job.captioner.caption(
-            jpeg, job.instructions, trigger=job.trigger, prefix=job.prefix
-        )
+        started = time.monotonic()
+        try:
+            return job.captioner.caption(
+                jpeg, job.instructions, trigger=job.trigger, prefix=job.prefix
+            )
+        finally:
+            timing["last"] = time.monotonic() - started
 
     try:
         result = call_with_retry(
@@ -138,11 +159,11 @@ def caption_image(
                 f"Cannot reach the captioning service after {job.policy.max_attempts} "
                 f"attempts ({exc}). Check the internet connection; finished captions are kept."
             )
-            project.record_failure(image_id, message, kind="connection")
+            log.info("Captioning %s stopped the batch: %s", record.path, message)
             raise NetworkError(message) from exc
         return fail(f"{exc} (gave up after {job.policy.max_attempts} attempts)", exc.kind)
     except CaptionError as exc:
-        project.record_failure(image_id, str(exc), kind=type(exc).__name__)
+        log.info("Captioning %s stopped the batch: %s", record.path, exc)
         raise
 
     body = result.body.strip()
@@ -156,4 +177,4 @@ def caption_image(
         prompt=result.prompt,
         overwrite_protected=job.overwrite_protected,
     )
-    return ImageOutcome(image_id, ok=True, body=body, stored=stored)
+    return ImageOutcome(image_id, ok=True, body=body, stored=stored, request_s=timing["last"])

@@ -125,3 +125,35 @@ class ImageRejectedError(CaptionError):
 
 class CancelledError(LoraCapError):
     """The operation was cancelled by the user."""
+
+
+def stop_advice(error: BaseException, *, for_cli: bool) -> str:
+    """What to do after ``error`` stopped a captioning batch: one sentence or two.
+
+    Finished captions are always kept and the images not reached stay uncaptioned (not failed),
+    so the advice is how to get the batch going again. ``for_cli`` chooses the command line's
+    wording (``loracap key set``, "run the same command again") over the window's ("File >
+    Settings…", "Generate again"). Free-tier quotas reset at midnight Pacific time (Gemini API
+    rate-limit documentation).
+    """
+    again = "run the same command again" if for_cli else "choose Generate Captions again"
+    if isinstance(error, (ApiKeyMissingError, AuthenticationError)):
+        where = (
+            "with `loracap key set` (or in the GEMINI_API_KEY environment variable)"
+            if for_cli else "in File > Settings…"
+        )
+        return f"Set a valid Gemini API key {where}, then {again}."
+    if isinstance(error, QuotaExhaustedError):
+        return (
+            f"Finished captions are kept; {again} after midnight Pacific time, when the daily "
+            "quota resets, or use a key with a paid plan."
+        )
+    if isinstance(error, NetworkError):
+        return f"Check the internet connection, then {again}; finished captions are kept."
+    if isinstance(error, CaptionError) and not isinstance(error, TransientError):
+        model = "with --model" if for_cli else "in File > Settings…"
+        return (
+            f"Finished captions are kept; if the model is the problem, choose another one "
+            f"{model}, then {again}."
+        )
+    return f"Finished captions are kept; {again} to continue."

@@ -41,6 +41,21 @@ T = TypeVar("T")
 WINDOW_MARGIN_S = 0.25
 
 
+@dataclass(frozen=True)
+class LimiterStatus:
+    """A snapshot of a :class:`RateLimiter`.
+
+    ``waiting`` counts the threads blocked in :meth:`RateLimiter.acquire` (a thread whose start
+    is allowed at once is counted only for that instant); ``next_start_s`` is the number of
+    seconds until the next start is allowed, 0.0 when one is allowed now; ``held_by_server`` is
+    True while a server's ``retryDelay`` after a 429 holds every start back.
+    """
+
+    waiting: int
+    next_start_s: float
+    held_by_server: bool
+
+
 class RateLimiter:
     """At most ``max_requests`` starts in any ``period_s``-second sliding window.
 
@@ -65,6 +80,7 @@ class RateLimiter:
         self._margin = min(margin_s, period_s * 0.05)
         self._starts: deque[float] = deque()
         self._not_before = 0.0
+        self._waiting = 0
         self._cond = threading.Condition()
 
     def _prune(self, now: float) -> None:
@@ -86,16 +102,32 @@ class RateLimiter:
         Raises :class:`CancelledError` as soon as ``cancel`` is set.
         """
         with self._cond:
-            while True:
-                if cancel is not None and cancel.is_set():
-                    raise CancelledError("Cancelled.")
-                now = self._clock()
-                delay = self._delay(now)
-                if delay <= 0:
-                    self._starts.append(now)
-                    return now
-                # Wake at least every 0.1 s to notice a cancel set without wake_all().
-                self._cond.wait(min(delay, 0.1))
+            self._waiting += 1
+            try:
+                while True:
+                    if cancel is not None and cancel.is_set():
+                        raise CancelledError("Cancelled.")
+                    now = self._clock()
+                    delay = self._delay(now)
+                    if delay <= 0:
+                        self._starts.append(now)
+                        return now
+                    # Wake at least every 0.1 s to notice a cancel set without wake_all().
+                    self._cond.wait(min(delay, 0.1))
+            finally:
+                self._waiting -= 1
+
+    def status(self) -> LimiterStatus:
+        """How many threads wait in :meth:`acquire` now, and the seconds until the next start
+        is allowed (0.0 when one is allowed now) -- for an honest progress display."""
+        with self._cond:
+            now = self._clock()
+            delay = self._delay(now)
+            return LimiterStatus(
+                waiting=self._waiting,
+                next_start_s=delay,
+                held_by_server=self._not_before > now,
+            )
 
     def eta(self, count: int) -> float:
         """Seconds from now until ``count`` more starts could all have happened (0 for none).

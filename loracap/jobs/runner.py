@@ -14,6 +14,10 @@ Rules (issue: "The captioning runner"):
   answer, keeping everything finished.
 * :meth:`CaptionRunner.cancel` stops issuing requests at once; answers still in flight are
   stored when they arrive. Each caption is committed before it is reported.
+* Honest progress (issue 9): while workers are held back by the rate limiter (the client's
+  per-minute limit or a server's ``retryDelay`` after a 429) or sleep before a retry, the runner
+  says so through ``waiting(seconds, reason)``, and a one-second tick re-emits ``progress`` with
+  a fresh estimate that includes the wait, so the estimate counts down instead of standing still.
 """
 
 from __future__ import annotations
@@ -79,9 +83,19 @@ class BatchSummary:
         return self.total - self.done - len(self.failed)
 
 
+#: ``reason`` of ``CaptionRunner.waiting`` while the rate limiter holds the workers back (the
+#: client's requests-per-minute limit, or the server's ``retryDelay`` after a 429). Other reasons
+#: are the retried error's ``TransientError.kind``: ``server``, ``timeout``, ``connection``.
+WAIT_RATE_LIMIT = "rate_limit"
+
+#: Milliseconds between two ticks of a running batch (countdown and estimate refresh).
+TICK_MS = 1000
+
+
 class _WorkerSignals(QObject):
     outcome = pyqtSignal(object)  # ImageOutcome
-    retrying = pyqtSignal(int, str, float)  # image id, reason, delay in seconds
+    # image id, reason, delay in seconds, kind, time.monotonic() when the wait began
+    retrying = pyqtSignal(int, str, float, str, float)
     stopped = pyqtSignal(object)  # the LoraCapError that stops the batch
     exited = pyqtSignal()
 
@@ -98,7 +112,7 @@ class _Worker(QRunnable):
 
     def _retry_reporter(self, image_id: int) -> Callable[[int, TransientError, float], None]:
         def on_retry(_attempt: int, error: TransientError, delay: float) -> None:
-            self.signals.retrying.emit(image_id, str(error), delay)
+            self.signals.retrying.emit(image_id, str(error), delay, error.kind, time.monotonic())
 
         return on_retry
 
@@ -135,7 +149,15 @@ class CaptionRunner(QObject):
     * ``captioned(image_id, body)`` -- committed to the project
     * ``failed(image_id, reason)``
     * ``retrying(image_id, reason, delay_s)``
+    * ``waiting(seconds, reason)`` -- the batch is held back: ``reason`` is
+      :data:`WAIT_RATE_LIMIT` (``seconds`` until the rate limiter allows the next request) or
+      the kind of error a retry waits after (``server``, ``timeout``, ``connection``; ``seconds``
+      until the soonest retry). Re-emitted every second while it lasts, so ``seconds`` counts
+      down; ``waiting(0.0, "")`` once it is over (always before ``finished``).
+      :func:`loracap.core.text.progress_text` turns it into words.
     * ``finished(BatchSummary)``
+
+    While the batch runs, ``progress`` is also re-emitted every second with a fresh ``eta_s``.
     """
 
     started = pyqtSignal(int)
@@ -143,6 +165,7 @@ class CaptionRunner(QObject):
     captioned = pyqtSignal(int, str)
     failed = pyqtSignal(int, str)
     retrying = pyqtSignal(int, str, float)
+    waiting = pyqtSignal(float, str)
     finished = pyqtSignal(object)
 
     def __init__(
@@ -175,6 +198,15 @@ class CaptionRunner(QObject):
         self._cancelled = False
         self._started_at = 0.0
         self._finished = False
+        self._workers_count = 1
+        # image id -> (monotonic time the retry is due, kind of the retried error)
+        self._retries: dict[int, tuple[float, str]] = {}
+        self._request_time = 0.0  # seconds, summed over answered requests
+        self._requests_timed = 0
+        self._wait: tuple[float, str] = (0.0, "")
+        self._tick = QTimer(self)
+        self._tick.setInterval(TICK_MS)
+        self._tick.timeout.connect(self._on_tick)
 
     @property
     def is_running(self) -> bool:
@@ -207,6 +239,7 @@ class CaptionRunner(QObject):
             overwrite_protected=opts.overwrite_protected,
         )
         count = min(max(1, opts.workers), len(ids))
+        self._workers_count = max(1, count)
         self._pool.setMaxThreadCount(max(1, count))
         self.started.emit(self._total)
         self.progress.emit(0, 0, self._total, -1.0)
@@ -216,12 +249,13 @@ class CaptionRunner(QObject):
         for _ in range(count):
             worker = _Worker(job, self._take)
             worker.signals.outcome.connect(self._on_outcome)
-            worker.signals.retrying.connect(self.retrying)
+            worker.signals.retrying.connect(self._on_retrying)
             worker.signals.stopped.connect(self._on_stopped)
             worker.signals.exited.connect(self._on_worker_exited)
             self._workers.append(worker)
             self._running += 1
             self._pool.start(worker)
+        self._tick.start()
 
     def cancel(self) -> None:
         """Stop issuing requests now; answers in flight are still stored when they arrive."""
@@ -238,24 +272,106 @@ class CaptionRunner(QObject):
         self._cancel.set()
         if self._limiter is not None:
             self._limiter.wake_all()
+        self._tick.stop()
+        self._retries.clear()
+        self._emit_waiting(0.0, "")
 
     def _take(self) -> int | None:
         with self._queue_lock:
             return self._queue.popleft() if self._queue else None
 
+    def _pending_retries(self, now: float) -> dict[int, tuple[float, str]]:
+        """The retries still sleeping at ``now`` (due ones are dropped)."""
+        self._retries = {i: r for i, r in self._retries.items() if r[0] > now}
+        return self._retries
+
+    def _waiting_state(self) -> tuple[float, str]:
+        """``(seconds, reason)`` of what holds the batch back now, or ``(0.0, "")``."""
+        if self._limiter is None or self._cancel.is_set():
+            return 0.0, ""
+        now = time.monotonic()
+        retries = self._pending_retries(now)
+        status = self._limiter.status()
+        # A worker that got a 429 sleeps a moment (jitter) before it queues at the limiter:
+        # count it as held back by the limit too.
+        limited = any(kind == WAIT_RATE_LIMIT for _, kind in retries.values())
+        if status.next_start_s > 0 and (status.waiting > 0 or limited):
+            return status.next_start_s, WAIT_RATE_LIMIT
+        if retries:
+            due, kind = min(retries.values())
+            return due - now, kind
+        return 0.0, ""
+
+    def _emit_waiting(self, seconds: float, reason: str) -> None:
+        """Emit ``waiting`` while held back (every call), and once when it ends."""
+        if not reason and not self._wait[1]:
+            return
+        self._wait = (seconds, reason) if reason else (0.0, "")
+        self.waiting.emit(*self._wait)
+
     def _eta(self) -> float:
-        processed = self._done + len(self._failed)
-        if processed == 0:
+        """Seconds until the batch should end, -1.0 while unknown.
+
+        The largest of three bounds, all counting down during a wait: the workers' (the
+        requests left, ``workers`` at a time, each taking the mean request time so far); the
+        rate limit's (when the limiter allows the last start still needed -- it knows the
+        sliding window and any server ``retryDelay`` -- plus one request time); and the last
+        retry still sleeping, plus one request time. Before the first answer the request time
+        is unknown: -1.0, unless the batch already waits (then the wait alone).
+        """
+        remaining = self._total - self._done - len(self._failed)
+        if remaining <= 0:
+            return 0.0
+        now = time.monotonic()
+        retries = self._pending_retries(now)
+        status = self._limiter.status() if self._limiter is not None else None
+        if self._requests_timed:
+            latency = self._request_time / self._requests_timed
+        elif status is not None and (status.next_start_s > 0 or retries):
+            latency = 0.0  # waiting before the first answer: the wait is what is known
+        else:
             return -1.0
-        elapsed = time.monotonic() - self._started_at
-        by_speed = elapsed / processed * (self._total - processed)
         with self._queue_lock:
             queued = len(self._queue)
-        by_quota = self._limiter.eta(queued) if self._limiter is not None else 0.0
-        return max(by_speed, by_quota)
+        waiting = status.waiting if status is not None else 0
+        starts = min(remaining, queued + waiting + len(retries))
+        workers = max(1, min(self._workers_count, remaining))
+        by_workers = -(-remaining // workers) * latency
+        by_quota = 0.0
+        if starts and self._limiter is not None:
+            by_quota = self._limiter.eta(starts) + latency
+        by_retry = max((due - now for due, _ in retries.values()), default=0.0)
+        if retries:
+            by_retry += latency
+        return max(by_workers, by_quota, by_retry)
+
+    @pyqtSlot()
+    def _on_tick(self) -> None:
+        if self._finished or self._cancel.is_set():
+            return
+        # The estimate first: a listener that writes a line when a wait begins (the command
+        # line without a terminal) then shows the wait with a fresh estimate.
+        self.progress.emit(self._done, len(self._failed), self._total, self._eta())
+        self._emit_waiting(*self._waiting_state())
+
+    @pyqtSlot(int, str, float, str, float)
+    def _on_retrying(self, image_id: int, reason: str, delay: float, kind: str,
+                     since: float) -> None:
+        self.retrying.emit(image_id, reason, delay)
+        if self._cancel.is_set():
+            return
+        self._retries[image_id] = (since + max(0.0, delay), kind)
+        state = self._waiting_state()
+        if state[1] and not self._wait[1]:  # a wait begins: a fresh estimate first
+            self.progress.emit(self._done, len(self._failed), self._total, self._eta())
+        self._emit_waiting(*state)
 
     @pyqtSlot(object)
     def _on_outcome(self, outcome: ImageOutcome) -> None:
+        self._retries.pop(outcome.image_id, None)
+        if outcome.request_s > 0:
+            self._request_time += outcome.request_s
+            self._requests_timed += 1
         if outcome.ok:
             self._done += 1
             if not outcome.stored:
@@ -265,13 +381,16 @@ class CaptionRunner(QObject):
             path = self._paths.get(outcome.image_id, str(outcome.image_id))
             self._failed.append((outcome.image_id, path, outcome.error))
             self.failed.emit(outcome.image_id, outcome.error)
+        if not self._cancel.is_set():
+            self._emit_waiting(*self._waiting_state())
         self.progress.emit(self._done, len(self._failed), self._total, self._eta())
 
     @pyqtSlot(object)
     def _on_stopped(self, error: LoraCapError) -> None:
         if self._stop_error is None:
             self._stop_error = error
-            log.warning("Batch stopped: %s", error)
+            # INFO, not WARNING: the front end shows the stop once, with what to do.
+            log.info("Batch stopped: %s", error)
         self._stop()
 
     @pyqtSlot()
@@ -284,6 +403,9 @@ class CaptionRunner(QObject):
         if self._finished:
             return
         self._finished = True
+        self._tick.stop()
+        self._retries.clear()
+        self._emit_waiting(0.0, "")
         self._pool.waitForDone()
         # The workers (and their signal objects) stay referenced until the runner goes away:
         # this method can run inside a slot called by a worker's own signal object, and

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from PyQt6.QtCore import pyqtSlot
 from PyQt6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
 from loracap.core.text import progress_text
 
 
 class ProgressStrip(QWidget):
-    """"Captioning 12 of 32 · 1 failed · about 2 min left" with a Cancel button."""
+    """"Captioning 12 of 32 · 1 failed · about 2 min left" with a Cancel button.
+
+    Connect ``CaptionRunner.progress`` to :meth:`show_progress` and ``CaptionRunner.waiting``
+    to :meth:`show_waiting`; while the runner waits the text reads "Captioning 10 of 30 ·
+    waiting for the rate limit · next request in 42 s · about 1 min 58 s left".
+    """
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -24,11 +30,33 @@ class ProgressStrip(QWidget):
         layout.addWidget(self.bar)
         layout.addWidget(self.label, 1)
         layout.addWidget(self.cancel_button)
+        self._progress: tuple[int, int, int, float] = (0, 0, 0, -1.0)
+        self._wait: tuple[float, str] = (0.0, "")
         self.hide()
 
+    @pyqtSlot(int, int, int, float)
     def show_progress(self, done: int, failed: int, total: int, eta: float) -> None:
+        """Show ``done`` (``failed`` of them failed) of ``total`` and the estimate (seconds,
+        < 0 while unknown); shows the strip. A new batch (nothing done yet) clears a wait
+        left from an earlier one."""
+        if done + failed == 0 and eta < 0:
+            self._wait = (0.0, "")
+        self._progress = (done, failed, total, eta)
         self.bar.setRange(0, max(1, total))
         self.bar.setValue(done + failed)
-        text = progress_text(done, failed, total, eta)
-        self.label.setText(text)
+        self._render()
         self.show()
+
+    @pyqtSlot(float, str)
+    def show_waiting(self, seconds: float, reason: str) -> None:
+        """Show what holds the batch back (``CaptionRunner.waiting``): ``seconds`` until the
+        next request, ``reason`` as :func:`loracap.core.text.waiting_text` takes it;
+        ``reason`` ``""`` (or ``seconds`` 0) clears it. Does not show a hidden strip."""
+        self._wait = (seconds, reason) if reason and seconds > 0 else (0.0, "")
+        if self._progress[2]:
+            self._render()
+
+    def _render(self) -> None:
+        done, failed, total, eta = self._progress
+        seconds, reason = self._wait
+        self.label.setText(progress_text(done, failed, total, eta, seconds, reason))

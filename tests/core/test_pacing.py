@@ -191,3 +191,30 @@ def test_progress_text_reads_like_the_brief() -> None:
     assert progress_text(11, 1, 32, 125) == "Captioning 12 of 32 · 1 failed · about 2 min 05 s left"
     assert progress_text(0, 0, 5, -1) == "Captioning 0 of 5"
     assert progress_text(5, 0, 5, 0) == "Captioned 5 of 5"
+
+
+def test_status_counts_the_waiting_threads_and_the_seconds_to_the_next_start() -> None:
+    limiter = RateLimiter(2, period_s=1.5, margin_s=0.0)
+    assert limiter.status().waiting == 0 and limiter.status().next_start_s == 0.0
+    limiter.acquire()
+    limiter.acquire()
+    threads = [threading.Thread(target=limiter.acquire) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    status = limiter.status()
+    assert status.waiting == 2  # both blocked until the window moves on
+    assert 1.0 < status.next_start_s <= 1.2 and not status.held_by_server
+    for thread in threads:
+        thread.join(5)
+    status = limiter.status()
+    assert status.waiting == 0 and status.next_start_s > 1.0  # the window is full again
+
+
+def test_status_shows_a_server_hold() -> None:
+    limiter = RateLimiter(100, period_s=60.0)
+    ticket = limiter.acquire()
+    limiter.rate_limited(ticket, retry_after=2.0)
+    status = limiter.status()
+    assert status.held_by_server and 1.8 < status.next_start_s <= 2.0
+    assert status.waiting == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -9,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from loracap.core import pacing
 from loracap.core.errors import AuthenticationError, NetworkError, QuotaExhaustedError
 from loracap.core.gemini import GeminiCaptioner
 from loracap.core.project import CaptionMode, Project, Provenance
 from loracap.core.prompts import Profile, build_instructions
 from loracap.core.scan import scan_folder
-from loracap.jobs.runner import BatchOptions, BatchSummary, CaptionRunner
+from loracap.jobs.runner import WAIT_RATE_LIMIT, BatchOptions, BatchSummary, CaptionRunner
 from tests.fakes.gemini_server import FakeGeminiServer, RecordedRequest, Reply
 from tests.fakes.photos import make_photo_folder
 
@@ -39,11 +41,16 @@ def run_batch(qtbot, project: Project, server: FakeGeminiServer, *, key: str = "
     captioner = GeminiCaptioner(key, timeout_s=timeout_s, base_url=base_url or server.base_url)
     runner = CaptionRunner(project, captioner, build_instructions(profile),
                            BatchOptions(**options))
-    seen: dict[str, list] = {"captioned": [], "failed": [], "progress": [], "retrying": []}
+    seen: dict[str, list] = {"captioned": [], "failed": [], "progress": [], "retrying": [],
+                             "waiting": [], "events": []}
     runner.captioned.connect(lambda i, b: seen["captioned"].append((i, b)))
     runner.failed.connect(lambda i, r: seen["failed"].append((i, r)))
     runner.progress.connect(lambda *a: seen["progress"].append(a))
     runner.retrying.connect(lambda *a: seen["retrying"].append(a))
+    runner.waiting.connect(lambda *a: seen["waiting"].append(a))
+    # Progress and waiting in the order they came, with the time they came.
+    runner.progress.connect(lambda *a: seen["events"].append((time.monotonic(), "progress", a)))
+    runner.waiting.connect(lambda *a: seen["events"].append((time.monotonic(), "waiting", a)))
     if start_hook:
         start_hook(runner, seen)
     with qtbot.waitSignal(runner.finished, timeout=60_000) as blocker:
@@ -119,6 +126,10 @@ def test_per_day_quota_stops_the_batch_and_keeps_finished_work(
     assert "midnight Pacific" in str(summary.stop_error)
     assert summary.done == 3 and len(captions(project)) == 3
     assert summary.stop_error.exit_code == 4
+    # The images the quota stop left are uncaptioned, not failed: the next run takes them.
+    assert project.stats().failed == 0 and summary.failed == []
+    assert all(rec.last_error == "" for rec in project.images())
+    assert len(project.select_for_captioning(CaptionMode.MISSING)[0]) == 3
 
 
 def test_invalid_key_stops_after_the_first_answer(qtbot, project: Project,
@@ -127,6 +138,33 @@ def test_invalid_key_stops_after_the_first_answer(qtbot, project: Project,
     assert isinstance(summary.stop_error, AuthenticationError)
     assert len(server.generate_requests) == 1
     assert summary.done == 0 and captions(project) == {}
+
+
+def test_a_stopped_batch_marks_no_image_failed(qtbot, project: Project,
+                                               server: FakeGeminiServer) -> None:
+    server.latency_s = 0.2  # several requests in flight when the key is refused
+    summary, _, seen = run_batch(qtbot, project, server, key="bad-key", workers=3)
+    assert isinstance(summary.stop_error, AuthenticationError)
+    assert seen["failed"] == [] and summary.failed == []
+    assert summary.not_started == 6
+    stats = project.stats()
+    assert (stats.captioned, stats.failed) == (0, 0)
+    assert [rec.last_error for rec in project.images()] == [""] * 6
+    assert project.select_for_captioning(CaptionMode.FAILED) == ([], [])
+    # With a good key the same images are captioned: nothing was lost or marked.
+    summary, _, _ = run_batch(qtbot, project, server)
+    assert (summary.total, summary.done) == (6, 6)
+
+
+def test_an_earlier_failure_stays_as_it_was_after_a_stop(qtbot, project: Project,
+                                                         server: FakeGeminiServer) -> None:
+    server.queue_replies(Reply.blocked("SAFETY"))
+    first, _, _ = run_batch(qtbot, project, server, workers=1, mode=CaptionMode.ALL)
+    failed_id = first.failed[0][0]
+    reason = project.image(failed_id).last_error
+    summary, _, _ = run_batch(qtbot, project, server, key="bad-key", mode=CaptionMode.FAILED)
+    assert isinstance(summary.stop_error, AuthenticationError)
+    assert project.image(failed_id).last_error == reason  # not replaced by the key error
 
 
 def test_a_blocked_image_fails_with_its_reason_and_the_batch_goes_on(
@@ -170,6 +208,7 @@ def test_unreachable_service_stops_the_batch(qtbot, project: Project,
     summary, _, _ = run_batch(qtbot, project, server, base_url=url, workers=2, max_attempts=2)
     assert isinstance(summary.stop_error, NetworkError)
     assert summary.done == 0
+    assert project.stats().failed == 0
 
 
 def test_cancel_stops_new_requests_and_keeps_answers_in_flight(
@@ -221,3 +260,57 @@ def test_nothing_to_do_still_finishes(qtbot, project: Project, server: FakeGemin
     run_batch(qtbot, project, server)
     summary, _, _ = run_batch(qtbot, project, server)  # only missing: none left
     assert summary.total == 0 and summary.done == 0 and not server.generate_requests[6:]
+
+
+def test_a_wait_for_the_rate_limit_is_reported_with_a_countdown(
+    qtbot, project: Project, server: FakeGeminiServer
+) -> None:
+    # The server answers the first request with a per-minute 429 asking for 3.5 s: every
+    # worker is held back that long.
+    server.queue_replies(Reply.rate_limited(retry_delay_s=3.5))
+    started = time.monotonic()
+    summary, _, seen = run_batch(qtbot, project, server, workers=2, rpm=1000)
+    assert summary.done == 6 and summary.failed == []
+    waits = [args for _, kind, args in seen["events"] if kind == "waiting"]
+    limited = [seconds for seconds, reason in waits if reason == WAIT_RATE_LIMIT]
+    assert 2.5 < limited[0] <= 3.5  # reported as soon as the 429 came back
+    assert len(limited) >= 3  # re-emitted every second while it lasts...
+    assert limited == sorted(limited, reverse=True) and limited[-1] < 1.5  # ...counting down
+    assert waits[-1] == (0.0, "")  # and over before the batch ends
+    assert {reason for _, reason in waits} == {WAIT_RATE_LIMIT, ""}
+    # While waiting, progress is re-emitted with an estimate that includes the wait and
+    # counts down with it.
+    first_wait = next(t for t, kind, args in seen["events"] if kind == "waiting" and args[1])
+    wait_over = next(t for t, kind, args in seen["events"]
+                     if kind == "waiting" and not args[1] and t > first_wait)
+    during = [(t, args) for t, kind, args in seen["events"]
+              if kind == "progress" and first_wait < t < wait_over]
+    assert len(during) >= 2
+    for t, (done, failed, total, eta) in during:
+        assert done <= 1 and (failed, total) == (0, 6)  # the other worker's first answer
+        assert eta >= started + 3.5 - t - 0.5  # at least the rest of the wait
+    etas = [args[3] for _, args in during]
+    assert etas == sorted(etas, reverse=True)
+    assert seen["progress"][-1][:3] == (6, 0, 6)
+
+
+def test_a_retry_after_a_server_error_is_reported_with_its_cause(
+    qtbot, project: Project, server: FakeGeminiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A seeded generator makes the backoff before the retry known: 1.69 s of at most 2 s.
+    monkeypatch.setattr(pacing, "random", random.Random(0))
+    delay = random.Random(0).uniform(0, 2.0)
+    server.queue_replies(Reply.server_error(503))
+    summary, _, seen = run_batch(qtbot, project, server, workers=1, base_delay_s=1.0)
+    assert summary.done == 6 and len(seen["retrying"]) == 1
+    assert seen["retrying"][0][2] == pytest.approx(delay)
+    server_waits = [seconds for seconds, reason in seen["waiting"] if reason == "server"]
+    assert server_waits and delay - 0.5 < server_waits[0] <= delay
+    assert server_waits == sorted(server_waits, reverse=True)
+    assert seen["waiting"][-1] == (0.0, "")
+
+
+def test_no_wait_is_reported_when_nothing_waits(qtbot, project: Project,
+                                                server: FakeGeminiServer) -> None:
+    summary, _, seen = run_batch(qtbot, project, server, workers=2, rpm=1000)
+    assert summary.done == 6 and seen["waiting"] == []
