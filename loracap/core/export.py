@@ -22,23 +22,36 @@ Rules kept for every format:
   reported. Nothing is dropped or overwritten.
 * No absolute paths or ``..`` in the archive. An existing output file is replaced only with
   ``force=True``, and always atomically: a crash or a full disk never leaves half a file.
+* Every export written while the project is open for writing is recorded in the project
+  (path, format, size, SHA-256; project format 4). A file at the output path counts as the
+  project's own previous export when a recorded export has the same path, size and SHA-256
+  (:func:`is_own_export`); ``replace_own=True`` (``loracap run``) replaces only such a file
+  without ``force``.
+* Once any image is marked rejected, the default is to leave rejected images out
+  (:func:`default_review_filter`; issue 9: a student's rejects must not slip into the zip).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from loracap.core.errors import ExportError, OutputExistsError, UncaptionedImagesError
-from loracap.core.records import Review
+from loracap.core.errors import (
+    ExportError,
+    OutputExistsError,
+    ProjectError,
+    UncaptionedImagesError,
+)
+from loracap.core.records import ImageRecord, ProjectStats, Review
 
 if TYPE_CHECKING:  # not imported at run time: the window's startup needs only the enums here
     from loracap.core.project import Project
@@ -114,6 +127,9 @@ class ExportResult:
     conversions: list[tuple[str, str]]
     bytes_written: int
     review_skipped: list[str] = field(default_factory=list)
+    sha256: str = ""  # of the file written, lowercase hex
+    replaced_own: bool = False  # an earlier export of this project was replaced
+    recorded: bool = False  # recorded in the project (it was open for writing)
 
 
 def _one_line(text: str) -> str:
@@ -205,6 +221,21 @@ def plan_export(project: Project, *, allow_uncaptioned: bool = False, fmt: Expor
     )
 
 
+def default_review_filter(images: ProjectStats | Iterable[ImageRecord]) -> ReviewFilter:
+    """The review filter an export starts with: :attr:`ReviewFilter.NOT_REJECTED` once any
+    valid image is marked rejected, else :attr:`ReviewFilter.ALL`.
+
+    ``images`` is the project's :class:`ProjectStats` (``Project.stats()``) or its image
+    records. The Export dialog and ``loracap export``/``run`` use it so that images a person
+    rejected stay out of the dataset unless asked for (issue 9).
+    """
+    if isinstance(images, ProjectStats):
+        rejected = images.rejected > 0
+    else:
+        rejected = any(rec.valid and rec.review is Review.REJECTED for rec in images)
+    return ReviewFilter.NOT_REJECTED if rejected else ReviewFilter.ALL
+
+
 def _review_keeps(review_filter: ReviewFilter, review: Review) -> bool:
     if review_filter is ReviewFilter.APPROVED:
         return review is Review.APPROVED
@@ -222,8 +253,44 @@ def _png_bytes(source: Path) -> bytes:
         return buffer.getvalue()
 
 
-def _atomic_write(out: Path, force: bool, write: Callable[[Path], None]) -> int:
-    """Write through a temporary file in the target folder, then rename it into place."""
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes as lowercase hex (read in 1 MiB blocks).
+
+    Raises :class:`OSError` when the file cannot be read.
+    """
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_own_export(project: Project, path: Path) -> bool:
+    """True when the file at ``path`` is an export this project wrote and nobody changed since:
+    a recorded export (:meth:`Project.exports`) has the same path, size and SHA-256.
+
+    False when there is no file (or it cannot be read), or it differs from every recorded one.
+    """
+    path = Path(path).absolute()
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return False
+    candidates = [rec for rec in project.exports(path) if rec.size == size]
+    if not candidates or not path.is_file():
+        return False
+    try:
+        digest = file_sha256(path)
+    except OSError:
+        return False
+    return any(rec.sha256 == digest for rec in candidates)
+
+
+def _atomic_write(out: Path, force: bool, write: Callable[[Path], None]) -> tuple[int, str]:
+    """Write through a temporary file in the target folder, then rename it into place.
+
+    Returns the size in bytes and the SHA-256 (hex) of what was written.
+    """
     out = Path(out).absolute()
     if out.exists() and not force:
         raise OutputExistsError(f"{out} already exists; use --force to replace it.")
@@ -234,6 +301,7 @@ def _atomic_write(out: Path, force: bool, write: Callable[[Path], None]) -> int:
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        digest = file_sha256(tmp)
         os.replace(tmp, out)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
@@ -242,7 +310,7 @@ def _atomic_write(out: Path, force: bool, write: Callable[[Path], None]) -> int:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return out.stat().st_size
+    return out.stat().st_size, digest
 
 
 def _zip_info(name: str, compress: int) -> zipfile.ZipInfo:
@@ -293,8 +361,8 @@ def write_replicate_zip(
             )
         _verify_zip(tmp, plan)
 
-    size = _atomic_write(out, force, write)
-    return _result(plan, out, size)
+    size, digest = _atomic_write(out, force, write)
+    return _result(plan, out, size, digest)
 
 
 def _verify_zip(path: Path, plan: ExportPlan) -> None:
@@ -317,11 +385,11 @@ def write_metadata_txt(plan: ExportPlan, out: Path, *, force: bool = False) -> E
     def write(tmp: Path) -> None:
         tmp.write_bytes(data)
 
-    size = _atomic_write(out, force, write)
-    return _result(plan, out, size)
+    size, digest = _atomic_write(out, force, write)
+    return _result(plan, out, size, digest)
 
 
-def _result(plan: ExportPlan, out: Path, size: int) -> ExportResult:
+def _result(plan: ExportPlan, out: Path, size: int, digest: str) -> ExportResult:
     return ExportResult(
         path=Path(out).absolute(),
         images=len(plan.entries),
@@ -331,6 +399,7 @@ def _result(plan: ExportPlan, out: Path, size: int) -> ExportResult:
         conversions=plan.conversions,
         bytes_written=size,
         review_skipped=plan.review_skipped,
+        sha256=digest,
     )
 
 
@@ -343,17 +412,50 @@ def export_project(
     allow_uncaptioned: bool = False,
     progress: Callable[[int, int], None] | None = None,
     review: ReviewFilter = ReviewFilter.ALL,
+    replace_own: bool = False,
 ) -> ExportResult:
     """Plan and write an export in one call (what the CLI and the GUI run).
 
     ``out`` is the output file, or a folder to write the default file name into; None means
-    beside the project (:func:`default_output`).
+    beside the project (:func:`default_output`). An existing file is replaced with ``force``,
+    or with ``replace_own`` when it is this project's own unchanged earlier export
+    (:func:`is_own_export`); otherwise :class:`OutputExistsError`. A project open for writing
+    records the export (:meth:`Project.record_export`); a read-only one cannot
+    (``ExportResult.recorded`` says which).
     """
     plan = plan_export(project, allow_uncaptioned=allow_uncaptioned, fmt=fmt, review=review)
+    target = export_target(project, fmt, out)
+    replaced_own = False
+    if target.exists() and not force:
+        if not replace_own:
+            raise OutputExistsError(f"{target} already exists; use --force to replace it.")
+        if not is_own_export(project, target):
+            raise OutputExistsError(
+                f"{target} already exists and is not an export LoRACap wrote for this project "
+                "(or it was changed since). Add --force to replace it, or choose another file "
+                "with --out."
+            )
+        force = replaced_own = True
+    if fmt is ExportFormat.REPLICATE:
+        result = write_replicate_zip(plan, target, force=force, progress=progress)
+    else:
+        result = write_metadata_txt(plan, target, force=force)
+    recorded = False
+    if not project.read_only:
+        try:
+            project.record_export(result.path, fmt.value, size=result.bytes_written,
+                                  sha256=result.sha256)
+            recorded = True
+        except ProjectError as exc:  # the file is written; only the record is missing
+            log.warning("%s", exc)
+    return replace(result, replaced_own=replaced_own, recorded=recorded)
+
+
+def export_target(project: Project, fmt: ExportFormat, out: Path | None = None) -> Path:
+    """The absolute file an export writes: ``out``, the default file name inside ``out`` when
+    it is a folder, or :func:`default_output` when ``out`` is None."""
     target = default_output(project, fmt)
     if out is not None:
         out = Path(out)
         target = out / target.name if out.is_dir() else out
-    if fmt is ExportFormat.REPLICATE:
-        return write_replicate_zip(plan, target, force=force, progress=progress)
-    return write_metadata_txt(plan, target, force=force)
+    return Path(os.path.abspath(target))

@@ -51,6 +51,7 @@ from loracap.core.records import (
     CaptionMode,
     CaptionRecord,
     CaptionVersion,
+    ExportRecord,
     ImageRecord,
     ProjectSettings,
     ProjectStats,
@@ -65,6 +66,7 @@ from loracap.core.schema import (
     CaptionAttemptRow,
     CaptionRow,
     CaptionVersionRow,
+    ExportRow,
     ImageRow,
     LockRow,
     ProjectRow,
@@ -101,7 +103,14 @@ def _migrate_2_to_3(conn: Any) -> None:
     Base.metadata.tables[UndoStepRow.__tablename__].create(conn)
 
 
-MIGRATIONS: dict[int, Callable[[Any], None]] = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
+def _migrate_3_to_4(conn: Any) -> None:
+    """Version 4 adds the table of the exports written (``exports``)."""
+    Base.metadata.tables[ExportRow.__tablename__].create(conn)
+
+
+MIGRATIONS: dict[int, Callable[[Any], None]] = {
+    1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4,
+}
 
 #: Undo steps kept in a project file; older ones are dropped (the caption history keeps every
 #: text regardless).
@@ -992,6 +1001,33 @@ class Project:
             return ""
         return full_caption(settings.prefix_template, settings.trigger, record.caption.body)
 
+    # ------------------------------------------------------------------ exports
+
+    def record_export(self, path: Path, fmt: str, *, size: int, sha256: str) -> None:
+        """Remember an export just written at ``path`` (format value ``fmt``, ``size`` bytes,
+        SHA-256 hex digest ``sha256``). Committed at once. Raises
+        :class:`ProjectReadOnlyError` on a project opened read-only, :class:`ProjectError` when
+        the file cannot be written."""
+        try:
+            with self._write() as session:
+                session.add(ExportRow(path=self.stored_path(path), format=str(fmt),
+                                      written_at=utcnow(), size=int(size), sha256=sha256))
+        except (OperationalError, DatabaseError) as exc:
+            raise ProjectError(f"Cannot record the export in {self.path.name}: {exc}") from exc
+
+    def exports(self, path: Path | None = None) -> list[ExportRecord]:
+        """The exports recorded by :meth:`record_export`, newest first; only those written to
+        ``path`` when given."""
+        query = select(ExportRow).order_by(ExportRow.id.desc())
+        if path is not None:
+            query = query.where(ExportRow.path == self.stored_path(path))
+        with self._read() as session:
+            return [
+                ExportRecord(path=row.path, abs_path=self.resolve(row.path), format=row.format,
+                             written_at=row.written_at, size=row.size, sha256=row.sha256)
+                for row in session.scalars(query)
+            ]
+
     # ------------------------------------------------------------------ batches and counts
 
     def select_for_captioning(
@@ -1136,7 +1172,8 @@ def project_lock_owner(path: Path) -> tuple[int, str] | None:
 
 
 __all__ = [
-    "AddResult", "CaptionMode", "CaptionRecord", "CaptionVersion", "ImageRecord", "MIGRATIONS",
+    "AddResult", "CaptionMode", "CaptionRecord", "CaptionVersion", "ExportRecord",
+    "ImageRecord", "MIGRATIONS",
     "MAX_UNDO_ENTRIES", "MAX_UNDO_STEPS", "PROJECT_SUFFIX", "Project", "ProjectSettings",
     "ProjectStats", "Provenance", "UndoOutcome",
     "default_project_path", "project_lock_owner",

@@ -165,6 +165,23 @@ class ProjectStats:
 
 
 @dataclass(frozen=True)
+class ExportRecord:
+    """An export LoRACap wrote for the project (:meth:`Project.exports`).
+
+    ``path`` is as stored (POSIX, relative to the project folder when below it), ``abs_path``
+    resolved; ``format`` the export format's value; ``written_at`` in UTC; ``size`` in bytes;
+    ``sha256`` the file's SHA-256 as lowercase hex.
+    """
+
+    path: str
+    abs_path: Path
+    format: str
+    written_at: datetime
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class AddResult:
     """What :meth:`Project.add_scanned` did."""
 
@@ -176,6 +193,6 @@ class AddResult:
 
 
 __all__ = [
-    "AddResult", "CaptionMode", "CaptionRecord", "CaptionVersion", "ImageRecord",
+    "AddResult", "CaptionMode", "CaptionRecord", "CaptionVersion", "ExportRecord", "ImageRecord",
     "ProjectSettings", "ProjectStats", "Provenance", "Review", "UndoOutcome",
 ]

@@ -13,6 +13,9 @@ Tables:
 * ``caption_attempts`` -- every captioning attempt's outcome (ok, or the error).
 * ``lock`` -- which process has the project open for writing.
 * ``undo_steps`` -- the undo/redo stack of people's edits (bounded), so Undo works after reopening.
+* ``exports`` -- every export written while the project was open for writing (path, format,
+  time, size, SHA-256), so ``loracap run`` knows its own previous export from a file it did not
+  write.
 
 Times are stored in UTC.
 """
@@ -29,8 +32,8 @@ from loracap.core.records import Provenance, Review
 
 #: Current schema version, written to ``PRAGMA user_version``.
 #: 1: first release. 2: review state, rating and note per image. 3: tag separator and the stored
-#: undo stack.
-SCHEMA_VERSION = 3
+#: undo stack. 4: the exports written.
+SCHEMA_VERSION = 4
 
 #: ``PRAGMA application_id`` of a LoRACap project: the ASCII bytes "LoRA".
 APPLICATION_ID = 0x4C6F5241
@@ -158,8 +161,26 @@ class UndoStepRow(Base):
     payload: Mapped[str] = mapped_column(Text)
 
 
+class ExportRow(Base):
+    """One export written by LoRACap while the project was open for writing (format 4)."""
+
+    __tablename__ = "exports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: Stored like :attr:`ImageRow.path`: POSIX, relative to the project file's folder when the
+    #: file is below it, else absolute.
+    path: Mapped[str] = mapped_column(String, index=True)
+    #: The export format's value (``replicate``, ``metadata``).
+    format: Mapped[str] = mapped_column(String)
+    written_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: File size in bytes.
+    size: Mapped[int] = mapped_column(Integer)
+    #: SHA-256 of the file's bytes, lowercase hex.
+    sha256: Mapped[str] = mapped_column(String)
+
+
 __all__ = [
     "APPLICATION_ID", "SCHEMA_VERSION", "Base", "CaptionAttemptRow", "CaptionRow",
-    "CaptionVersionRow", "ImageRow", "LockRow", "ProjectRow", "Provenance", "Review",
-    "UndoStepRow", "utcnow",
+    "CaptionVersionRow", "ExportRow", "ImageRow", "LockRow", "ProjectRow", "Provenance",
+    "Review", "UndoStepRow", "utcnow",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import zipfile
 from pathlib import Path
 
@@ -13,7 +14,9 @@ from loracap.core.export import (
     ExportFormat,
     ReviewFilter,
     default_output,
+    default_review_filter,
     export_project,
+    is_own_export,
     plan_export,
 )
 from loracap.core.project import Project
@@ -196,3 +199,59 @@ def test_review_marks_choose_the_exported_images(tmp_path: Path, review: ReviewF
         images = {n for n in archive.namelist() if n.endswith(".jpg")}
     assert images == exported
     assert len(result.review_skipped) == 3 - len(exported)
+
+
+def test_every_export_is_recorded_and_its_own_file_can_be_replaced(tmp_path: Path) -> None:
+    folder = tmp_path / "ds"
+    with captioned_project(folder, ["a.jpg", "b.jpg"]) as project:
+        first = export_project(project)
+        data = first.path.read_bytes()
+        assert first.recorded and not first.replaced_own
+        assert first.sha256 == hashlib.sha256(data).hexdigest()
+        [record] = project.exports()
+        assert (record.path, record.format, record.size, record.sha256) == (
+            "ide_main_hall_training.zip", "replicate", len(data), first.sha256)
+        assert is_own_export(project, first.path)
+        with pytest.raises(OutputExistsError, match="--force"):
+            export_project(project)  # `loracap export` still asks for --force
+        rec = project.images()[0]
+        project.edit_caption(rec.id, "a new caption")
+        second = export_project(project, replace_own=True)
+        assert second.replaced_own and second.path.read_bytes() != data
+        assert len(project.exports()) == 2
+        # A file changed since, or one LoRACap never wrote, is not replaced.
+        with second.path.open("ab") as handle:
+            handle.write(b"!")
+        assert not is_own_export(project, second.path)
+        with pytest.raises(OutputExistsError, match="not an export LoRACap wrote"):
+            export_project(project, replace_own=True)
+        foreign = folder / "metadata.txt"
+        foreign.write_text("mine\n")
+        with pytest.raises(OutputExistsError, match="not an export LoRACap wrote"):
+            export_project(project, ExportFormat.METADATA, replace_own=True)
+        assert foreign.read_text() == "mine\n"
+        forced = export_project(project, ExportFormat.METADATA, force=True)
+        assert forced.recorded and is_own_export(project, foreign)
+
+
+def test_a_read_only_project_exports_without_recording(tmp_path: Path) -> None:
+    folder = tmp_path / "ds"
+    with captioned_project(folder, ["a.jpg"]):
+        pass
+    with Project.open(folder / "ide_main_hall.loraproj", read_only=True) as project:
+        result = export_project(project)
+        assert result.path.is_file() and not result.recorded
+        assert project.exports() == []
+
+
+def test_rejected_images_are_left_out_by_default_once_any_is_rejected(tmp_path: Path) -> None:
+    folder = tmp_path / "ds"
+    with captioned_project(folder, ["a.jpg", "b.jpg"]) as project:
+        assert default_review_filter(project.stats()) is ReviewFilter.ALL
+        assert default_review_filter(project.images()) is ReviewFilter.ALL
+        rec = project.images()[0]
+        project.set_review(rec.id, review=Review.APPROVED)
+        assert default_review_filter(project.stats()) is ReviewFilter.ALL
+        project.set_review(rec.id, review=Review.REJECTED)
+        assert default_review_filter(project.stats()) is ReviewFilter.NOT_REJECTED
+        assert default_review_filter(project.images()) is ReviewFilter.NOT_REJECTED

@@ -216,8 +216,18 @@ def test_not_a_project_and_newer_version_are_refused(dataset: Path, tmp_path: Pa
         Project.open(tmp_path / "nope.loraproj")
 
 
+def _make_version_3(path: Path) -> None:
+    """Turn a current project file into what schema version 3 looked like (no exports)."""
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE exports")
+    conn.execute("PRAGMA user_version = 3")
+    conn.commit()
+    conn.close()
+
+
 def _make_version_2(path: Path) -> None:
     """Turn a current project file into what schema version 2 looked like."""
+    _make_version_3(path)
     conn = sqlite3.connect(path)
     conn.execute("ALTER TABLE project DROP COLUMN tag_separator")
     conn.execute("DROP TABLE undo_steps")
@@ -275,6 +285,40 @@ def test_a_version_2_project_gains_the_separator_and_a_stored_undo_stack(dataset
         project.undo()
         rec = project.image(image_id)
         assert rec.caption is not None and rec.caption.provenance is Provenance.IMPORTED
+
+
+def test_a_version_3_project_gains_the_exports_table(dataset: Path, tmp_path: Path) -> None:
+    with new_project(dataset) as project:
+        image_id = ids_by_path(project)["IMG_0002.jpg"]
+        project.set_review(image_id, rating=3)
+    path = dataset / "hall.loraproj"
+    _make_version_3(path)
+    with Project.open(path, read_only=True) as project:  # read-only: nothing migrated
+        assert project.image(image_id).rating == 3
+    assert not (dataset / "hall.v3-backup.loraproj").exists()
+    out = tmp_path / "elsewhere.zip"
+    out.write_bytes(b"zip bytes")
+    with Project.open(path) as project:
+        assert project.exports() == []
+        project.record_export(out, "replicate", size=9, sha256="ab" * 32)
+        project.record_export(dataset / "metadata.txt", "metadata", size=3, sha256="cd" * 32)
+    backup = dataset / "hall.v3-backup.loraproj"
+    old = sqlite3.connect(backup)
+    assert old.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert "exports" not in {row[0] for row in
+                             old.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    old.close()
+    with Project.open(path, read_only=True) as project:
+        assert project.image(image_id).rating == 3  # nothing else changed
+        recorded = project.exports()
+        # Newest first; stored like image paths: relative below the project folder.
+        assert [(r.path, r.format, r.size) for r in recorded] == [
+            ("metadata.txt", "metadata", 3), (out.as_posix(), "replicate", 9)]
+        assert recorded[0].abs_path == dataset / "metadata.txt"
+        assert [r.path for r in project.exports(out)] == [out.as_posix()]
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4 == project_mod.SCHEMA_VERSION
+    conn.close()
 
 
 def test_migrations_run_in_order_after_one_backup(
