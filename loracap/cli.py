@@ -1,9 +1,10 @@
-"""The headless command line: ``loracap new | caption | export | info | check | key``.
+"""The headless command line: ``loracap run | new | caption | export | info | check | tags | key``.
 
 Results go to standard output, progress and messages to standard error. Exit codes:
-0 done (a batch that ran to its end with some failed images is done), 2 bad usage or input,
-3 authentication failure, 4 quota exhausted, 130 interrupted, 1 anything else. Errors are one
-clear line, never a traceback (``--debug`` shows one).
+0 done (a ``caption`` batch that ran to its end with some failed images is done), 2 bad usage or
+input, 3 authentication failure, 4 quota exhausted, 130 interrupted, 1 anything else (e.g.
+``run`` ending with failed images, so nothing was exported). Errors are one clear line, never a
+traceback (``--debug`` shows one).
 """
 
 from __future__ import annotations
@@ -12,22 +13,27 @@ import argparse
 import getpass
 import json
 import logging
+import re
 import signal
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from loracap import __version__
-from loracap.core.errors import InputError, LoraCapError
+from loracap.core.errors import InputError, LoraCapError, stop_advice
 from loracap.core.logs import configure_logging
-from loracap.core.text import human_duration, progress_text
+from loracap.core.text import human_duration, no_usable_images_message, progress_text
 from loracap.core.userdirs import user_dirs
 
 if TYPE_CHECKING:
-    from loracap.core.project import Project
-    from loracap.jobs.runner import BatchSummary
+    from loracap.core.captioning import Captioner
+    from loracap.core.export import ReviewFilter
+    from loracap.core.gemini import GeminiCaptioner
+    from loracap.core.project import AddResult, CaptionMode, Project
+    from loracap.core.scan import ScannedFile
+    from loracap.jobs.runner import BatchOptions, BatchSummary
 
 log = logging.getLogger("loracap.cli")
 
@@ -35,6 +41,9 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+#: The backup copy a migration writes (``name.v3-backup.loraproj``, ``name.v3-backup-2.…``).
+_BACKUP_NAME = re.compile(r"\.v\d+-backup(-\d+)?\.loraproj$")
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -51,6 +60,30 @@ def _positive(text: str) -> int:
     return value
 
 
+def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=_positive, default=4,
+                        help="requests at once (default 4)")
+    parser.add_argument("--rpm", type=_positive, default=10,
+                        help="requests per minute at most (default 10, the free tier's order)")
+    parser.add_argument("--attempts", type=_positive, default=5,
+                        help="tries per image on transient errors (default 5)")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds per request (default 60)")
+    parser.add_argument("--max-side", type=_positive, default=1536,
+                        help="long side in pixels of the image sent (default 1536)")
+
+
+def _add_review_arguments(parser: argparse.ArgumentParser) -> None:
+    review = parser.add_mutually_exclusive_group()
+    review.add_argument("--only-approved", action="store_true",
+                        help="export only the images marked approved")
+    review.add_argument("--skip-rejected", action="store_true",
+                        help="leave out the images marked rejected (the default once any "
+                        "image is rejected)")
+    review.add_argument("--include-rejected", action="store_true",
+                        help="export the images marked rejected too")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = _ArgumentParser(
@@ -63,6 +96,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run", help="the whole job: create or reopen the project, caption what is missing, export",
+        description="Create FOLDER/TRIGGER.loraproj (or reopen it and add new images), caption "
+        "the images without a caption, then export, replacing the previous export this project "
+        "wrote. Run it again after a stop: it continues where it stopped.",
+    )
+    run.add_argument("folder", type=Path, help="folder of images (scanned recursively)")
+    run.add_argument("--trigger", required=True, help="trigger word, e.g. ide_main_hall")
+    run.add_argument("--profile", choices=["space", "person", "custom"], default=None,
+                     help="caption profile of a new project (default: space)")
+    run.add_argument("--prompt", default=None, help="the prompt of the custom profile")
+    run.add_argument("--format", choices=["replicate", "metadata"], default="replicate")
+    run.add_argument("--out", type=Path, help="output file (default: beside the project)")
+    run.add_argument("--force", action="store_true",
+                     help="replace an output file that this project's exports did not write")
+    run.add_argument("--model", help="Gemini model to use (saved in the project)")
+    _add_batch_arguments(run)
+    _add_review_arguments(run)
 
     new = sub.add_parser("new", help="create a project from a folder of images")
     new.add_argument("folder", type=Path, help="folder of images (scanned recursively)")
@@ -82,14 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--image", action="append", default=[], metavar="PATH",
                      help="caption just this image (repeatable; path as `info --list` shows it)")
     cap.add_argument("--model", help="Gemini model to use (saved in the project)")
-    cap.add_argument("--workers", type=_positive, default=4, help="requests at once (default 4)")
-    cap.add_argument("--rpm", type=_positive, default=10,
-                     help="requests per minute at most (default 10, the free tier's order)")
-    cap.add_argument("--attempts", type=_positive, default=5,
-                     help="tries per image on transient errors (default 5)")
-    cap.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
-    cap.add_argument("--max-side", type=_positive, default=1536,
-                     help="long side in pixels of the image sent (default 1536)")
+    _add_batch_arguments(cap)
     cap.add_argument("--overwrite-edited", action="store_true",
                      help="also replace edited, manual and imported captions (kept in history)")
 
@@ -100,11 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--force", action="store_true", help="replace an existing output file")
     exp.add_argument("--allow-uncaptioned", action="store_true",
                      help="export images without a caption (Replicate then captions them)")
-    review = exp.add_mutually_exclusive_group()
-    review.add_argument("--only-approved", action="store_true",
-                        help="export only the images marked approved")
-    review.add_argument("--skip-rejected", action="store_true",
-                        help="leave out the images marked rejected")
+    _add_review_arguments(exp)
 
     info = sub.add_parser("info", help="show a project's counts")
     info.add_argument("project", type=Path)
@@ -172,11 +213,48 @@ class _Progress:
 # ---------------------------------------------------------------------- commands
 
 
+def _scan(folder: Path) -> list[ScannedFile]:
+    """Scan ``folder`` with a progress line on stderr."""
+    from loracap.core.scan import scan_folder
+
+    progress = _Progress(sys.stderr)
+
+    def on_file(count: int, rel_path: str) -> None:
+        if progress.interactive or count % 100 == 0:
+            progress.show(f"Scanning {count}: {rel_path}")
+
+    try:
+        return list(scan_folder(folder, progress=on_file))
+    finally:
+        progress.clear()
+
+
+def _require_usable(folder: Path, files: Sequence[ScannedFile]) -> None:
+    """Raise :class:`InputError` (exit 2) with the New Project dialog's words when ``files``
+    holds no usable image; the unusable files are listed on stderr first."""
+    invalid = [f for f in files if not f.info.valid]
+    if len(invalid) < len(files):
+        return
+    for scanned in invalid:
+        sys.stderr.write(f"  {scanned.rel_path}: {scanned.info.reason}\n")
+    raise InputError(f"{folder}: {no_usable_images_message(len(files), len(invalid))}")
+
+
+def _write_added(out: TextIO, files: Sequence[ScannedFile], result: AddResult) -> None:
+    """List the unusable files among ``files`` (those just added) and unreadable sidecars."""
+    invalid = [f for f in files if not f.info.valid]
+    if invalid:
+        out.write("Invalid files (not part of the dataset):\n")
+        for scanned in invalid:
+            out.write(f"  {scanned.rel_path}: {scanned.info.reason}\n")
+    for rel, reason in result.sidecar_errors:
+        out.write(f"  caption file of {rel} not imported: {reason}\n")
+
+
 def cmd_new(args: argparse.Namespace) -> int:
     from loracap.core.errors import ProjectError
     from loracap.core.project import Project, default_project_path
     from loracap.core.prompts import Profile, build_instructions
-    from loracap.core.scan import scan_folder
     from loracap.core.trigger import validate_trigger
 
     trigger = validate_trigger(args.trigger)
@@ -189,17 +267,11 @@ def cmd_new(args: argparse.Namespace) -> int:
     if path.exists():
         raise ProjectError(
             f"{path} already exists. Caption it with `loracap caption {path}`, or choose "
-            "another path with --project."
+            "another path with --project (`loracap run` continues an existing project)."
         )
-    progress = _Progress(sys.stderr)
     started = time.monotonic()
-
-    def on_file(count: int, rel_path: str) -> None:
-        if progress.interactive or count % 100 == 0:
-            progress.show(f"Scanning {count}: {rel_path}")
-
-    files = list(scan_folder(folder, progress=on_file))
-    progress.clear()
+    files = _scan(folder)
+    _require_usable(folder, files)
     kwargs = {"prefix_template": args.prefix} if args.prefix is not None else {}
     if args.model:
         kwargs["model"] = args.model
@@ -216,103 +288,140 @@ def cmd_new(args: argparse.Namespace) -> int:
               f"{result.imported_captions} caption(s) imported from .txt files "
               f"({human_duration(time.monotonic() - started)})\n")
     out.write(f"  trigger word: {trigger}   caption prefix: \"{prefix}\"\n")
-    invalid = [f for f in files if not f.info.valid]
-    if invalid:
-        out.write("Invalid files (not part of the dataset):\n")
-        for scanned in invalid:
-            out.write(f"  {scanned.rel_path}: {scanned.info.reason}\n")
-    for rel, reason in result.sidecar_errors:
-        out.write(f"  caption file of {rel} not imported: {reason}\n")
-    if valid == 0:
-        progress.message(f"warning: no usable images found in {folder}")
+    _write_added(out, files, result)
     return EXIT_OK
 
 
-def cmd_caption(args: argparse.Namespace) -> int:
+def _run_batch(project: Project, captioner: Captioner, options: BatchOptions,
+               args: argparse.Namespace) -> BatchSummary:
+    """Run one captioning batch under a QCoreApplication, with the progress line on stderr
+    (counts, failures, and the countdown while the batch waits) and each caption on stdout as
+    ``path<TAB>caption``. Ctrl+C cancels: no new requests, answers in flight are kept."""
     from PyQt6.QtCore import QCoreApplication, QTimer
 
-    from loracap.core.gemini import GeminiCaptioner
-    from loracap.core.keys import find_api_key
-    from loracap.core.project import CaptionMode, Project
     from loracap.core.prompts import Profile, build_instructions
     from loracap.core.trigger import full_caption
-    from loracap.jobs.runner import BatchOptions, CaptionRunner
+    from loracap.jobs.runner import CaptionRunner
+
+    settings = project.settings
+    instructions = build_instructions(Profile(settings.profile), settings.custom_prompt)
+    app = QCoreApplication.instance() or QCoreApplication([sys.argv[0]])
+    runner = CaptionRunner(project, captioner, instructions, options)
+    progress = _Progress(sys.stderr)
+    missing = project.missing_images()
+    if missing:
+        progress.message(
+            f"warning: {len(missing)} image file(s) are missing on disk and are skipped "
+            f"(moved or renamed?), e.g. {missing[0].path}"
+        )
+    paths = {rec.id: rec.path for rec in project.images()}
+    results: list[BatchSummary] = []
+    # The latest progress and wait, and what was last written when stderr is not a terminal
+    # (a log then gets a line per finished image and one when a wait starts, not one a second).
+    state: dict[str, Any] = {"counts": (0, 0, 0, -1.0), "wait": (0.0, ""), "logged": None}
+
+    def draw() -> None:
+        done, failed, total, eta = state["counts"]
+        seconds, reason = state["wait"]
+        if not progress.interactive:
+            key = (done, failed, total, reason)
+            logged = state["logged"]
+            if logged is not None and (key == logged or key[:3] == logged[:3] and not reason):
+                return
+            state["logged"] = key
+        fraction = (done + failed) / total if total else 1.0
+        progress.show(progress_text(done, failed, total, eta, seconds, reason), fraction)
+
+    def on_progress(done: int, failed: int, total: int, eta: float) -> None:
+        state["counts"] = (done, failed, total, eta)
+        draw()
+
+    def on_waiting(seconds: float, reason: str) -> None:
+        state["wait"] = (seconds, reason) if reason else (0.0, "")
+        if state["counts"][2]:
+            draw()
+
+    def on_captioned(image_id: int, body: str) -> None:
+        progress.clear()
+        caption = full_caption(settings.prefix_template, settings.trigger, body)
+        sys.stdout.write(f"{paths.get(image_id, image_id)}\t{caption}\n")
+        sys.stdout.flush()
+
+    def on_failed(image_id: int, reason: str) -> None:
+        progress.message(f"failed: {paths.get(image_id, image_id)}: {reason}")
+
+    def on_retry(image_id: int, reason: str, delay: float) -> None:
+        if args.verbose:
+            progress.message(f"retrying {paths.get(image_id, image_id)} in {delay:.0f} s: "
+                             f"{reason}")
+
+    def on_finished(summary: BatchSummary) -> None:
+        results.append(summary)
+        app.quit()
+
+    runner.progress.connect(on_progress)
+    runner.waiting.connect(on_waiting)
+    runner.captioned.connect(on_captioned)
+    runner.failed.connect(on_failed)
+    runner.retrying.connect(on_retry)
+    runner.finished.connect(on_finished)
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        progress.message("Cancelling: no new requests; waiting for answers in flight…")
+        runner.cancel()
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    ticker = QTimer()
+    ticker.timeout.connect(lambda: None)  # lets Python run the signal handler
+    ticker.start(200)
+    try:
+        runner.start()
+        if not results:
+            app.exec()
+    finally:
+        ticker.stop()
+        signal.signal(signal.SIGINT, previous)
+        runner.wait()
+    progress.clear()
+    return results[0]
+
+
+def _batch_options(args: argparse.Namespace, mode: CaptionMode, ids: tuple[int, ...] = (),
+                   overwrite: bool = False) -> BatchOptions:
+    from loracap.jobs.runner import BatchOptions
+
+    return BatchOptions(
+        mode=mode, image_ids=ids, overwrite_protected=overwrite, workers=args.workers,
+        rpm=args.rpm, max_attempts=args.attempts, max_side=args.max_side,
+    )
+
+
+def _captioner(project: Project, args: argparse.Namespace) -> GeminiCaptioner:
+    from loracap.core.gemini import GeminiCaptioner
+    from loracap.core.keys import find_api_key
+
+    api_key = find_api_key()
+    return GeminiCaptioner(api_key.value, project.settings.model, timeout_s=args.timeout)
+
+
+def cmd_caption(args: argparse.Namespace) -> int:
+    from loracap.core.project import CaptionMode, Project
+    from loracap.core.prompts import Profile, build_instructions
 
     with Project.open(args.project.expanduser()) as project:
         if args.model:
             project.update_settings(model=args.model)
         settings = project.settings
-        instructions = build_instructions(Profile(settings.profile), settings.custom_prompt)
-        api_key = find_api_key()
-        captioner = GeminiCaptioner(api_key.value, settings.model, timeout_s=args.timeout)
+        build_instructions(Profile(settings.profile), settings.custom_prompt)
+        captioner = _captioner(project, args)
         mode = CaptionMode(args.only)
         ids: tuple[int, ...] = ()
         if args.image:
             mode = CaptionMode.SELECTED
             ids = _resolve_images(project, args.image)
-        options = BatchOptions(
-            mode=mode, image_ids=ids, overwrite_protected=args.overwrite_edited,
-            workers=args.workers, rpm=args.rpm, max_attempts=args.attempts,
-            max_side=args.max_side,
-        )
-        app = QCoreApplication.instance() or QCoreApplication([sys.argv[0]])
-        runner = CaptionRunner(project, captioner, instructions, options)
-        progress = _Progress(sys.stderr)
-        missing = project.missing_images()
-        if missing:
-            progress.message(
-                f"warning: {len(missing)} image file(s) are missing on disk and are skipped "
-                f"(moved or renamed?), e.g. {missing[0].path}"
-            )
-        paths = {rec.id: rec.path for rec in project.images()}
-        results: list[BatchSummary] = []
-
-        def on_progress(done: int, failed: int, total: int, eta: float) -> None:
-            fraction = (done + failed) / total if total else 1.0
-            progress.show(progress_text(done, failed, total, eta), fraction)
-
-        def on_captioned(image_id: int, body: str) -> None:
-            progress.clear()
-            caption = full_caption(settings.prefix_template, settings.trigger, body)
-            sys.stdout.write(f"{paths.get(image_id, image_id)}\t{caption}\n")
-            sys.stdout.flush()
-
-        def on_failed(image_id: int, reason: str) -> None:
-            progress.message(f"failed: {paths.get(image_id, image_id)}: {reason}")
-
-        def on_retry(image_id: int, reason: str, delay: float) -> None:
-            if args.verbose:
-                progress.message(f"retrying {paths.get(image_id, image_id)} in {delay:.0f} s: "
-                                 f"{reason}")
-
-        def on_finished(summary: BatchSummary) -> None:
-            results.append(summary)
-            app.quit()
-
-        runner.progress.connect(on_progress)
-        runner.captioned.connect(on_captioned)
-        runner.failed.connect(on_failed)
-        runner.retrying.connect(on_retry)
-        runner.finished.connect(on_finished)
-
-        def interrupt(_signum: int, _frame: object) -> None:
-            progress.message("Cancelling: no new requests; waiting for answers in flight…")
-            runner.cancel()
-
-        previous = signal.signal(signal.SIGINT, interrupt)
-        ticker = QTimer()
-        ticker.timeout.connect(lambda: None)  # lets Python run the signal handler
-        ticker.start(200)
-        try:
-            runner.start()
-            if not results:
-                app.exec()
-        finally:
-            ticker.stop()
-            signal.signal(signal.SIGINT, previous)
-            runner.wait()
-        progress.clear()
-        return _report_batch(results[0], args)
+        options = _batch_options(args, mode, ids, args.overwrite_edited)
+        summary = _run_batch(project, captioner, options, args)
+        return _report_batch(summary, args)
 
 
 def _resolve_images(project: Project, wanted: Sequence[str]) -> tuple[int, ...]:
@@ -332,14 +441,22 @@ def _resolve_images(project: Project, wanted: Sequence[str]) -> tuple[int, ...]:
 
 
 def _report_batch(summary: BatchSummary, args: argparse.Namespace) -> int:
+    """Write how a batch ended to stderr; returns the exit code.
+
+    A stop (bad key, daily quota, no network) prints its message once, with what to do
+    (:func:`loracap.core.errors.stop_advice`). Failed images are listed with the way to retry
+    them: ``--only failed`` for ``caption``; running the same command again for ``run``, which
+    then exits 1 (nothing is exported while images lack a caption).
+    """
     err = sys.stderr
+    run = args.command == "run"
     if summary.skipped_protected:
         err.write(
             f"{summary.skipped_protected} image(s) with edited, manual or imported captions were "
             "left alone; add --overwrite-edited to replace them (old text stays in the history).\n"
         )
     if summary.total == 0:
-        err.write(f"Nothing to caption (--only {args.only}).\n")
+        err.write(f"Nothing to caption (--only {getattr(args, 'only', 'missing')}).\n")
         return EXIT_OK
     line = (f"Captioned {summary.done} of {summary.total} image(s) in "
             f"{human_duration(summary.elapsed_s)}")
@@ -348,42 +465,69 @@ def _report_batch(summary: BatchSummary, args: argparse.Namespace) -> int:
     err.write(line + ".\n")
     for _, path, reason in summary.failed:
         err.write(f"  failed: {path}: {reason}\n")
-    if summary.failed and summary.stop_error is None:
-        err.write(f"Retry them with `loracap caption {args.project} --only failed`.\n")
     if summary.kept:
         err.write(f"{len(summary.kept)} caption(s) edited meanwhile were kept.\n")
     if summary.stop_error is not None:
         err.write(f"loracap: stopped: {summary.stop_error}\n")
-        if summary.not_started:
-            err.write(f"{summary.not_started} image(s) were not captioned; run the same command "
-                      "again to continue where it stopped.\n")
+        left = f"{summary.not_started} image(s) not captioned yet. " if summary.not_started else ""
+        if run:
+            left += "Nothing was exported. "
+        err.write(left + stop_advice(summary.stop_error, for_cli=True) + "\n")
         return summary.stop_error.exit_code
     if summary.cancelled:
         err.write(f"Cancelled; {summary.not_started} image(s) left for the next run.\n")
         return EXIT_INTERRUPTED
+    if summary.failed:
+        if run:
+            err.write(f"loracap: {len(summary.failed)} image(s) could not be captioned, so "
+                      "nothing was exported. Run the same command again to retry them (images "
+                      "Gemini keeps refusing need a caption written by hand, e.g. in the "
+                      "window).\n")
+            return EXIT_FAILURE
+        err.write(f"Retry them with `loracap caption {args.project} --only failed`.\n")
     return EXIT_OK
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from loracap.core.export import ExportFormat, ReviewFilter, export_project
-    from loracap.core.project import Project
+def _review_filter(args: argparse.Namespace, project: Project) -> tuple[ReviewFilter, bool]:
+    """The export's review filter from the options, else the project's default (rejected
+    images left out once any is rejected); the flag is True when the default was taken."""
+    from loracap.core.export import ReviewFilter, default_review_filter
 
-    fmt = ExportFormat(args.format)
-    with Project.open(args.project.expanduser(), read_only=True) as project:
-        progress = _Progress(sys.stderr)
+    if args.only_approved:
+        return ReviewFilter.APPROVED, False
+    if args.skip_rejected:
+        return ReviewFilter.NOT_REJECTED, False
+    if args.include_rejected:
+        return ReviewFilter.ALL, False
+    return default_review_filter(project.stats()), True
+
+
+def _export(project: Project, args: argparse.Namespace, *, allow_uncaptioned: bool,
+            replace_own: bool) -> int:
+    """Export with the options of ``export``/``run``; the path on stdout, a summary on stderr."""
+    from loracap.core.export import ExportFormat, ReviewFilter, export_project
+
+    review, by_default = _review_filter(args, project)
+    progress = _Progress(sys.stderr)
+
+    def on_progress(done: int, total: int) -> None:
+        if progress.interactive:  # a log gets the summary only, not a line per image
+            progress.show(f"Exporting {done} of {total}", done / total)
+    try:
         result = export_project(
-            project, fmt, args.out.expanduser() if args.out else None, force=args.force,
-            allow_uncaptioned=args.allow_uncaptioned,
-            review=ReviewFilter.APPROVED if args.only_approved
-            else ReviewFilter.NOT_REJECTED if args.skip_rejected else ReviewFilter.ALL,
-            progress=lambda done, total: progress.show(f"Exporting {done} of {total}",
-                                                       done / total),
+            project, ExportFormat(args.format), args.out.expanduser() if args.out else None,
+            force=args.force, allow_uncaptioned=allow_uncaptioned, review=review,
+            replace_own=replace_own,
+            progress=on_progress,
         )
+    finally:
         progress.clear()
     sys.stdout.write(f"{result.path}\n")
+    sys.stdout.flush()
     err = sys.stderr
     err.write(f"Exported {result.images} image(s), {result.captions} caption(s) "
-              f"({result.bytes_written / 1e6:.1f} MB).\n")
+              f"({result.bytes_written / 1e6:.1f} MB)"
+              f"{'; replaced the previous export' if result.replaced_own else ''}.\n")
     for original, new in result.renames:
         err.write(f"  renamed {original} -> {new} (the name was taken)\n")
     for original, new in result.conversions:
@@ -391,8 +535,145 @@ def cmd_export(args: argparse.Namespace) -> int:
     if result.uncaptioned:
         err.write(f"  {len(result.uncaptioned)} image(s) exported without a caption.\n")
     if result.review_skipped:
-        err.write(f"  {len(result.review_skipped)} image(s) left out by their review mark.\n")
+        if by_default and review is ReviewFilter.NOT_REJECTED:
+            err.write(f"  {len(result.review_skipped)} rejected image(s) left out; "
+                      "--include-rejected exports them.\n")
+        else:
+            err.write(f"  {len(result.review_skipped)} image(s) left out by their review "
+                      "mark.\n")
     return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from loracap.core.errors import ProjectLockedError
+    from loracap.core.project import Project
+
+    path = args.project.expanduser()
+    try:
+        project = Project.open(path)  # for writing, so the export is recorded
+    except ProjectLockedError:
+        # The window (or another command) has it open: export all the same, unrecorded.
+        log.info("%s is open elsewhere; exporting from a read-only copy", path)
+        project = Project.open(path, read_only=True)
+    with project:
+        return _export(project, args, allow_uncaptioned=args.allow_uncaptioned,
+                       replace_own=False)
+
+
+def _other_projects(folder: Path, path: Path) -> list[tuple[Path, str]]:
+    """The project files in ``folder`` other than ``path`` (backups left out), with their
+    trigger words (``?`` when a file cannot be read)."""
+    from loracap.core.project import PROJECT_SUFFIX, Project
+
+    found: list[tuple[Path, str]] = []
+    for other in sorted(folder.glob(f"*{PROJECT_SUFFIX}")):
+        if other == path or _BACKUP_NAME.search(other.name):
+            continue
+        try:
+            with Project.open(other, read_only=True) as project:
+                trigger = project.settings.trigger
+        except LoraCapError:
+            trigger = "?"
+        found.append((other, trigger))
+    return found
+
+
+def _open_for_run(args: argparse.Namespace, folder: Path, trigger: str) -> Project:
+    """Reopen FOLDER/TRIGGER.loraproj (adding new images) or create it; see :func:`cmd_run`."""
+    from loracap.core.project import Project, default_project_path
+    from loracap.core.prompts import Profile, build_instructions
+
+    path = default_project_path(folder, trigger)
+    err = sys.stderr
+    if path.is_file():
+        project = Project.open(path)
+        try:
+            settings = project.settings
+            if args.profile is not None and args.profile != settings.profile:
+                raise InputError(
+                    f"{path.name} uses the {settings.profile} profile, not {args.profile}; its "
+                    f"captions were made with it. Leave out --profile to continue it, or start "
+                    "a new project in another folder."
+                )
+            if args.prompt is not None and args.prompt != settings.custom_prompt:
+                raise InputError(
+                    f"{path.name} was made with a different prompt. Leave out --prompt to "
+                    "continue it with its own (File > Settings… in the window changes it)."
+                )
+            if args.model:
+                project.update_settings(model=args.model)
+            known = {rec.path for rec in project.images()}
+            files = _scan(folder)
+            fresh = [f for f in files if project.stored_path(f.path) not in known]
+            result = project.add_scanned(fresh)
+            stats = project.stats()
+            if stats.images == 0:
+                _require_usable(folder, files)
+            err.write(f"Reopened {path}: {stats.images} image(s), {stats.captioned} captioned")
+            if result.added:
+                err.write(f"; {result.added - result.invalid} new image(s) added")
+            err.write(".\n")
+            _write_added(err, fresh, result)
+        except BaseException:
+            project.close()
+            raise
+        return project
+
+    others = _other_projects(folder, path)
+    if others:
+        other, other_trigger = others[0]
+        raise InputError(
+            f"{folder} already holds the project {other.name} (trigger word {other_trigger}). "
+            f"To continue it: loracap run {folder} --trigger {other_trigger}"
+        )
+    profile = Profile(args.profile or Profile.SPACE.value)
+    prompt = args.prompt or ""
+    build_instructions(profile, prompt)  # a custom profile needs a prompt: check early
+    files = _scan(folder)
+    _require_usable(folder, files)
+    create_kwargs = {"model": args.model} if args.model else {}
+    project = Project.create(path, trigger=trigger, profile=profile.value, custom_prompt=prompt,
+                             name=folder.name, **create_kwargs)
+    try:
+        result = project.add_scanned(files)
+    except BaseException:
+        project.close()
+        raise
+    err.write(f"Created {path}: {result.added - result.invalid} image(s), "
+              f"{result.imported_captions} caption(s) imported from .txt files.\n")
+    _write_added(err, files, result)
+    return project
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``loracap run FOLDER --trigger WORD``: the whole job in one command, safe to repeat.
+
+    Creates FOLDER/WORD.loraproj (as ``new``) or reopens it and adds new image files; refuses
+    (exit 2) a folder holding another trigger word's project, a ``--profile``/``--prompt`` that
+    contradicts the project, and a folder without usable images. Captions the images without a
+    caption (failed ones included; edited, manual and imported captions are never replaced), then
+    exports, replacing only this project's own unchanged earlier export without ``--force``.
+    A stop exits with its code (3 key, 4 daily quota) and exports nothing; failed images exit 1.
+    """
+    from loracap.core.project import CaptionMode
+    from loracap.core.trigger import validate_trigger
+
+    trigger = validate_trigger(args.trigger)
+    folder: Path = args.folder.expanduser().absolute()
+    if not folder.is_dir():
+        raise InputError(f"{folder} is not a folder.")
+    with _open_for_run(args, folder, trigger) as project:
+        ids, _protected = project.select_for_captioning(CaptionMode.MISSING)
+        if ids:
+            captioner = _captioner(project, args)
+            options = _batch_options(args, CaptionMode.MISSING)
+            summary = _run_batch(project, captioner, options, args)
+            code = _report_batch(summary, args)
+            if code != EXIT_OK:
+                return code
+        else:
+            sys.stderr.write("Nothing to caption: every image has a caption.\n")
+        return _export(project, args, allow_uncaptioned=False, replace_own=True)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -510,6 +791,7 @@ def cmd_key(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
+    "run": cmd_run,
     "new": cmd_new,
     "caption": cmd_caption,
     "export": cmd_export,

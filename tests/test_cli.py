@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -115,10 +117,31 @@ def test_invalid_key_exits_3_and_daily_quota_exits_4(photos: Path,
     server.daily_limit = 2
     quota = loracap("caption", project, "--workers", "1", server=server)
     assert quota.returncode == 4
-    assert "midnight Pacific" in quota.stderr
+    assert ("run the same command again after midnight Pacific time, when the daily quota "
+            "resets, or use a key with a paid plan") in quota.stderr
     assert len(quota.stdout.splitlines()) == 2  # the two answered captions were reported...
     with Project.open(project, read_only=True) as proj:
         assert proj.stats().captioned == 2  # ...and kept
+
+
+def test_an_invalid_key_stops_once_with_the_right_advice(photos: Path,
+                                                        server: FakeGeminiServer) -> None:
+    assert loracap("new", photos, "--trigger", "hall").returncode == 0
+    project = photos / "hall.loraproj"
+    bad = loracap("caption", project, "--workers", "3", server=server, key="bad-key")
+    assert bad.returncode == 3
+    assert bad.stderr.count("Gemini refused the API key") == 1, bad.stderr
+    assert "WARNING" not in bad.stderr and "Traceback" not in bad.stderr
+    assert ("6 image(s) not captioned yet. Set a valid Gemini API key with `loracap key set` "
+            "(or in the GEMINI_API_KEY environment variable), then run the same command "
+            "again.") in bad.stderr
+    assert "failed:" not in bad.stderr
+    info = json.loads(loracap("info", project, "--json").stdout)
+    assert (info["captioned"], info["failed"]) == (0, 0)
+    listed = loracap("info", project, "--list").stdout
+    assert "failed" not in listed.replace("0 failed", "") and listed.count("uncaptioned") == 6
+    retry = loracap("caption", project, "--only", "failed", server=server)
+    assert retry.returncode == 0 and "Nothing to caption" in retry.stderr
 
 
 def test_failed_images_are_named_and_the_run_is_still_done(photos: Path,
@@ -196,3 +219,85 @@ def test_export_by_review_mark(photos: Path) -> None:
         assert sorted(archive.namelist()) == ["IMG_0001.jpg", "IMG_0001.txt", "metadata.txt"]
     both = loracap("export", project, "--only-approved", "--skip-rejected", "--force")
     assert both.returncode == 2
+
+
+def test_the_progress_line_says_when_it_waits_for_the_rate_limit(photos: Path,
+                                                                server: FakeGeminiServer) -> None:
+    assert loracap("new", photos, "--trigger", "hall").returncode == 0
+    server.queue_replies(Reply.rate_limited(retry_delay_s=3))  # "retry in 3 s" on the first
+    result = loracap("caption", photos / "hall.loraproj", "--workers", "1", server=server)
+    assert result.returncode == 0, result.stderr
+    waits = [line for line in result.stderr.splitlines() if "waiting" in line]
+    # Not a terminal: one line when the wait starts (a terminal gets the countdown in place).
+    assert len(waits) == 1, result.stderr
+    assert re.fullmatch(r"Captioning 0 of 6 · waiting for the rate limit · next request in "
+                        r"3 s · about \d+ s left", waits[0]), waits[0]
+    assert "Captioned 6 of 6" in result.stderr and "WARNING" not in result.stderr
+
+
+def test_new_refuses_a_folder_without_usable_photos(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = loracap("new", empty, "--trigger", "hall")
+    assert result.returncode == 2
+    assert result.stderr == (f"loracap: error: {empty}: No photos in this folder (JPEG, PNG, "
+                             "WebP or BMP).\n")
+    assert list(empty.iterdir()) == []
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.jpg").write_bytes(b"")
+    result = loracap("new", broken, "--trigger", "hall")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "  a.jpg: empty file (0 bytes)",
+        f"loracap: error: {broken}: No usable photos in this folder (1 invalid).",
+    ]
+    assert not list(broken.glob("*.loraproj"))
+
+
+def _caption_by_hand(project: Path, reject: str = "") -> None:
+    with Project.open(project) as proj:
+        for rec in proj.images():
+            if rec.valid:
+                proj.edit_caption(rec.id, f"caption {rec.file_name}")
+                if rec.file_name == reject:
+                    proj.set_review(rec.id, review=Review.REJECTED)
+
+
+def test_export_leaves_rejected_images_out_by_default(photos: Path) -> None:
+    assert loracap("new", photos, "--trigger", "hall").returncode == 0
+    project = photos / "hall.loraproj"
+    _caption_by_hand(project, reject="IMG_0002.jpg")
+    result = loracap("export", project)
+    assert result.returncode == 0, result.stderr
+    assert "  1 rejected image(s) left out; --include-rejected exports them.\n" in result.stderr
+    with zipfile.ZipFile(photos / "hall_training.zip") as archive:
+        names = archive.namelist()
+    assert "IMG_0001.jpg" in names and "IMG_0002.jpg" not in names
+    included = loracap("export", project, "--include-rejected", "--force")
+    assert included.returncode == 0 and "left out" not in included.stderr
+    with zipfile.ZipFile(photos / "hall_training.zip") as archive:
+        assert "IMG_0002.jpg" in archive.namelist()
+    both = loracap("export", project, "--include-rejected", "--skip-rejected", "--force")
+    assert both.returncode == 2 and "not allowed with" in both.stderr
+
+
+def test_export_is_recorded_and_still_works_while_the_project_is_open_elsewhere(
+    photos: Path,
+) -> None:
+    assert loracap("new", photos, "--trigger", "hall").returncode == 0
+    project = photos / "hall.loraproj"
+    _caption_by_hand(project)
+    zip_path = photos / "hall_training.zip"
+    with Project.open(project) as held:  # as the window holds it
+        result = loracap("export", project)
+        assert result.returncode == 0, result.stderr
+        assert zipfile.ZipFile(zip_path).testzip() is None
+        assert held.exports() == []  # read-only: nothing recorded
+    result = loracap("export", project, "--force")
+    assert result.returncode == 0, result.stderr
+    with Project.open(project, read_only=True) as proj:
+        recorded = proj.exports()
+    assert [(r.path, r.format, r.size) for r in recorded] == [
+        ("hall_training.zip", "replicate", zip_path.stat().st_size)]
+    assert recorded[0].sha256 == hashlib.sha256(zip_path.read_bytes()).hexdigest()
