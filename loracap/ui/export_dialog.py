@@ -38,6 +38,7 @@ from loracap.core.export import (
     ExportPlan,
     ExportResult,
     ReviewFilter,
+    default_review_filter,
     default_output,
     plan_export,
 )
@@ -112,6 +113,9 @@ class ExportDialog(QDialog):
                              ("Only approved images", ReviewFilter.APPROVED),
                              ("All but rejected images", ReviewFilter.NOT_REJECTED)):
             self.review_combo.addItem(label, value)
+        # Images a person rejected stay out unless asked for (once any image is rejected).
+        self.review_combo.setCurrentIndex(
+            self.review_combo.findData(default_review_filter(project.stats())))
 
         # -- plan
         self.summary_label = QLabel()
@@ -323,8 +327,13 @@ class ExportDialog(QDialog):
             skipped = len(plan.invalid_skipped)
             summary += f" {plural(skipped, 'invalid file is', 'invalid files are')} left out."
         if plan.review_skipped:
-            summary += (f" {plural(len(plan.review_skipped), 'image is', 'images are')} left "
-                        "out by their review mark.")
+            left_out = len(plan.review_skipped)
+            if self.review_filter is ReviewFilter.NOT_REJECTED:
+                summary += (f" {plural(left_out, 'rejected image is', 'rejected images are')} "
+                            "left out (Images: All images exports them too).")
+            else:
+                summary += (f" {plural(left_out, 'image is', 'images are')} left out: not "
+                            "marked approved.")
         self.summary_label.setText(summary)
         self.summary_label.setVisible(True)
 

@@ -25,7 +25,7 @@ from PyQt6.QtWidgets import (
 
 import loracap.core.scan as scan_module
 from loracap.core.errors import ExportError
-from loracap.core.export import ExportFormat, ExportResult, plan_export
+from loracap.core.export import ExportFormat, ExportResult, ReviewFilter, plan_export
 from loracap.core.gemini import DEFAULT_MODEL
 from loracap.core.keys import KEYRING_SERVICE, KEYRING_USERNAME, find_api_key
 from loracap.core.project import Project
@@ -782,12 +782,34 @@ def test_export_only_approved_images(qtbot, project: Project, seams) -> None:
     dialog = open_export(qtbot, project)
     dialog.review_combo.setCurrentIndex(1)  # only approved
     assert dialog.summary_label.text().startswith("1 image will be exported")
-    assert "left out by their review mark" in dialog.summary_label.text()
+    assert "1 invalid file is left out. 4 images are left out: not marked approved." in \
+        dialog.summary_label.text()
     qtbot.mouseClick(dialog.export_button, LEFT)
     qtbot.waitUntil(lambda: bool(seams["done"]), timeout=10_000)
     with zipfile.ZipFile(dialog.export_result.path) as archive:
         images = [n for n in archive.namelist() if not n.endswith(".txt")]
     assert images == [approved.file_name]
+
+
+def test_rejected_images_are_left_out_by_default_once_one_is_rejected(
+        qtbot, project: Project, seams) -> None:
+    from loracap.core.schema import Review
+
+    caption_all(project)
+    assert open_export(qtbot, project).review_filter is ReviewFilter.ALL  # nothing rejected
+    rejected = next(rec for rec in project.images() if rec.valid)
+    project.set_review(rejected.id, review=Review.REJECTED)
+    dialog = open_export(qtbot, project)
+    assert dialog.review_combo.currentText() == "All but rejected images"
+    assert dialog.summary_label.text() == (
+        "4 images will be exported, 4 with a caption. 1 invalid file is left out. 1 rejected "
+        "image is left out (Images: All images exports them too).")
+    qtbot.mouseClick(dialog.export_button, LEFT)
+    qtbot.waitUntil(lambda: bool(seams["done"]), timeout=10_000)
+    assert dialog.export_result.images == 4
+    with zipfile.ZipFile(dialog.export_result.path) as archive:
+        images = [n for n in archive.namelist() if not n.endswith(".txt")]
+    assert len(images) == 4  # sub/IMG_0001.jpg keeps its own name once the other is left out
 
 
 # ------------------------------------------------------------------------------------ layout
