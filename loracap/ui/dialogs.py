@@ -72,6 +72,22 @@ def show_message(parent: QWidget | None, title: str, text: str, *, error: bool =
     box.exec()
 
 
+def show_stop(parent: QWidget | None, text: str, advice: str, *,
+              offer_settings: bool) -> bool:
+    """Tell that a captioning batch stopped (``text``) and what to do (``advice``); with
+    ``offer_settings`` an "Open Settings…" button is offered. True when it was chosen."""
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Warning)
+    box.setWindowTitle("Captioning Stopped")
+    box.setText(text)
+    box.setInformativeText(advice)
+    settings = (box.addButton("Open Settings…", QMessageBox.ButtonRole.ActionRole)
+                if offer_settings else None)
+    box.addButton(QMessageBox.StandardButton.Ok)
+    box.exec()
+    return settings is not None and box.clickedButton() is settings
+
+
 def open_folder(folder: Path) -> bool:
     """Open ``folder`` in the system's file manager; False when that failed."""
     return QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))

@@ -58,13 +58,19 @@ from PyQt6.QtWidgets import (
 
 from loracap import __version__
 from loracap.core.captioning import Captioner
-from loracap.core.errors import ApiKeyMissingError, LoraCapError
+from loracap.core.errors import (
+    ApiKeyMissingError,
+    AuthenticationError,
+    LoraCapError,
+    stop_advice,
+)
 from loracap.core.export import plan_export
 from loracap.core.prompts import Profile, build_instructions
 from loracap.core.query import tag_term
 from loracap.core.records import CaptionMode, ImageRecord, Review, UndoOutcome
 from loracap.core.tags import DEFAULT_SEPARATOR, parse_tags_txt
 from loracap.jobs.runner import BatchOptions, BatchSummary, CaptionRunner
+from loracap.ui import dialogs
 from loracap.ui.batch_dialog import BatchEditDialog, BatchTarget, Operation
 from loracap.ui.caption_editor import CaptionEditor
 from loracap.ui.checks_panel import ChecksPanel
@@ -1252,6 +1258,7 @@ class MainWindow(QMainWindow):
         )
         runner = CaptionRunner(project, captioner, instructions, options, self)
         runner.progress.connect(self.progress.show_progress)
+        runner.waiting.connect(self.progress.show_waiting)
         runner.captioned.connect(lambda image_id, _body: self.refresh_image(image_id))
         runner.failed.connect(lambda image_id, _reason: self.refresh_image(image_id))
         runner.finished.connect(self._on_batch_finished)
@@ -1298,8 +1305,22 @@ class MainWindow(QMainWindow):
             parts = ["Nothing to caption"]
         self.statusBar().showMessage("; ".join(parts) + ".", 15000)
         if summary.stop_error is not None:
-            self.show_error(f"Captioning stopped: {summary.stop_error}", "Captioning stopped")
+            self.show_stop(summary)
         self.batch_finished.emit(summary)
+
+    def show_stop(self, summary: BatchSummary) -> None:
+        """One message for a batch that stopped early (a wrong key, the daily quota, no
+        network): what happened and what to do. The images not reached keep their state; a
+        key problem offers File > Settings at once."""
+        error = summary.stop_error
+        assert error is not None
+        left = f"{summary.not_started} image(s) were not captioned yet. " \
+            if summary.not_started else ""
+        key_problem = isinstance(error, (AuthenticationError, ApiKeyMissingError))
+        if dialogs.show_stop(self, f"Captioning stopped: {error}",
+                             left + stop_advice(error, for_cli=False),
+                             offer_settings=key_problem):
+            self.settings_dialog()
 
     # ------------------------------------------------------------------ dialogs
 

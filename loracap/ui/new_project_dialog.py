@@ -32,6 +32,7 @@ from PyQt6.QtWidgets import (
 
 from loracap.core.errors import TriggerWordError
 from loracap.core.prompts import Profile, example_caption_body, suggest_profile
+from loracap.core.text import no_usable_images_message
 from loracap.core.trigger import DEFAULT_PREFIX_TEMPLATE, render_prefix, validate_trigger
 from loracap.core.trigger import suggest_trigger as _suggest_trigger
 from loracap.jobs.background import ScanJob
@@ -357,12 +358,9 @@ class NewProjectDialog(QDialog):
         self._scan_state = "done"
         valid = [f for f in files if f.info.valid]
         invalid = [f for f in files if not f.info.valid]
-        if not files:
-            set_message(self.scan_label, "No photos in this folder (JPEG, PNG, WebP or BMP).",
-                         error=True)
-        elif not valid:
-            set_message(self.scan_label,
-                         f"No usable photos in this folder ({len(invalid)} invalid).", error=True)
+        if not valid:  # the same words as `loracap new` on this folder
+            set_message(self.scan_label, no_usable_images_message(len(files), len(invalid)),
+                        error=True)
         else:
             text = plural(len(valid), "image")
             if invalid:
@@ -464,7 +462,8 @@ class NewProjectDialog(QDialog):
         if self._files is None:
             return "Choose the folder that holds the photos."
         if not any(f.info.valid for f in self._files):
-            return "The folder has no usable photos."
+            return no_usable_images_message(
+                len(self._files), sum(not f.info.valid for f in self._files))
         if not self._trigger_valid():
             return "Enter a valid trigger word."
         if self._profile() is Profile.CUSTOM and not self.prompt_edit.toPlainText().strip():

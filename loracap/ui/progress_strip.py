@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from PyQt6.QtCore import pyqtSlot
-from PyQt6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+from PyQt6.QtWidgets import QHBoxLayout, QProgressBar, QPushButton, QWidget
 
 from loracap.core.text import progress_text
+from loracap.ui.widgets import ElidedLabel
 
 
 class ProgressStrip(QWidget):
@@ -18,7 +19,7 @@ class ProgressStrip(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.label = QLabel()
+        self.label = ElidedLabel(min_chars=24)  # never wider than the status bar's room
         self.label.setObjectName("progressText")
         self.bar = QProgressBar()
         self.bar.setTextVisible(False)

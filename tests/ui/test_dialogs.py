@@ -271,7 +271,7 @@ def test_a_folder_without_usable_photos_cannot_become_a_project(qtbot, tmp_path:
     wait_scanned(qtbot, dialog)
     assert dialog.scan_label.text() == "No usable photos in this folder (2 invalid)."
     assert not dialog.create_button.isEnabled()
-    assert dialog.create_button.toolTip() == "The folder has no usable photos."
+    assert dialog.create_button.toolTip() == "No usable photos in this folder (2 invalid)."
 
 
 def test_a_missing_folder_is_explained(qtbot, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from loracap.ui.image_model import Roles
 from loracap.ui.main_window import MainWindow
 from loracap.ui.settings import AppSettings
 from loracap.ui.thumbnails import ThumbnailProvider
-from tests.fakes.gemini_server import FakeGeminiServer
+from tests.fakes.gemini_server import FakeGeminiServer, Reply
 from tests.fakes.photos import make_photo_folder
 
 pytestmark = pytest.mark.slow
@@ -206,9 +206,23 @@ def test_invalid_key_stops_with_a_plain_message(qtbot, make_window, folder: Path
     window.open_project(make_project(folder))
     window._captioner_factory = lambda model: GeminiCaptioner("bad-key", model,
                                                               base_url=server.base_url)
+    stops: list[tuple[str, str, bool]] = []
+    opened: list[bool] = []
+    monkeypatch.setattr(dialogs_mod, "show_stop", lambda _parent, text, advice, **kw: (
+        stops.append((text, advice, kw["offer_settings"])) or True))
+    monkeypatch.setattr(main_window_mod.SettingsDialog, "exec",
+                        lambda self: opened.append(True) or 0)
     summary = generate(qtbot, window)
     assert summary.stop_error is not None
-    assert any("API key" in text and "Traceback" not in text for text in no_dialogs)
+    # One message, with what to do and a way to the key; no image is marked failed.
+    ((text, advice, offer_settings),) = stops
+    assert text.startswith("Captioning stopped: Gemini refused the API key")
+    assert "Set a valid Gemini API key in File > Settings…" in advice
+    assert "not captioned yet" in advice and "Traceback" not in text + advice
+    assert offer_settings and opened == [True]
+    assert window.project.stats().failed == 0
+    states = {window.model.index(r, 0).data(Roles.STATE) for r in range(window.model.rowCount())}
+    assert states == {"uncaptioned"}
 
 
 def test_missing_key_asks_for_one(qtbot, make_window, folder: Path, no_dialogs,
@@ -480,3 +494,25 @@ def test_nothing_is_editable_on_an_invalid_file(qtbot, make_window, folder: Path
         assert "Invalid file" in window.editor.provenance_label.text()
         window.navigate(1)
         assert editable() == [True, True, True, True]
+
+
+def test_the_strip_counts_down_while_the_rate_limit_holds_the_batch(
+        qtbot, make_window, folder: Path, no_dialogs, server: FakeGeminiServer) -> None:
+    window = make_window()
+    window.open_project(make_project(folder))
+    window.settings.workers = 1
+    # The first request is answered with a per-minute 429 asking for 3 s.
+    server.queue_replies(Reply.rate_limited(retry_delay_s=3.0))
+    with qtbot.waitSignal(window.batch_finished, timeout=30_000):
+        window.generate(CaptionMode.MISSING)
+        qtbot.waitUntil(lambda: "waiting for the rate limit" in window.progress.label.text(),
+                        timeout=10_000)
+        text = window.progress.label.text()
+        assert text.startswith("Captioning 0 of 6 · waiting for the rate limit · next "
+                               "request in ")
+        assert window.progress.isVisible()
+        # The countdown goes on; the strip never says more than the wait the server asked.
+        seconds = int(text.split("next request in ")[1].split(" s")[0])
+        assert 1 <= seconds <= 3
+        qtbot.waitUntil(lambda: "waiting" not in window.progress.label.text(), timeout=10_000)
+    assert window.project.stats().captioned == 6
