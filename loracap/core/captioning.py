@@ -157,7 +157,7 @@ def caption_image(
         if exc.kind == "connection":
             message = (
                 f"Cannot reach the captioning service after {job.policy.max_attempts} "
-                f"attempts ({exc}). Check the internet connection; finished captions are kept."
+                f"attempts ({exc})."
             )
             log.info("Captioning %s stopped the batch: %s", record.path, message)
             raise NetworkError(message) from exc

@@ -277,8 +277,8 @@ def _map_quota_error(details: list[dict[str, Any]], head: str) -> LoraCapError:
     daily = [quota_id for quota_id in quota_ids if "PerDay" in quota_id]
     if daily:
         return QuotaExhaustedError(
-            f"The Gemini daily quota is used up ({daily[0]}). Finished captions are kept; the "
-            "quota resets at midnight Pacific time, then run again to caption the rest."
+            # What to do next is the front end's to say (errors.stop_advice), once.
+            f"The Gemini daily quota is used up ({daily[0]})."
         )
     retry_after = _retry_delay_s(details)
     wait = f" Gemini asks to wait {retry_after:g} s." if retry_after is not None else ""

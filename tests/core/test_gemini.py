@@ -190,9 +190,13 @@ def test_per_day_quota_stops_with_a_clear_message(
     with pytest.raises(QuotaExhaustedError) as caught:
         caption_custom(captioner)
     message = str(caught.value)
-    assert "daily quota" in message
-    assert "midnight Pacific time" in message
-    assert "kept" in message
+    assert message == ("The Gemini daily quota is used up "
+                       "(GenerateRequestsPerDayPerProjectPerModel-FreeTier).")
+    # What to do is said once, by the front end (the window's and the CLI's own words).
+    from loracap.core.errors import stop_advice
+
+    advice = stop_advice(caught.value, for_cli=True)
+    assert "midnight Pacific time" in advice and "kept" in advice
     assert not isinstance(caught.value, TransientError)
 
 

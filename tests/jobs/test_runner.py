@@ -123,7 +123,7 @@ def test_per_day_quota_stops_the_batch_and_keeps_finished_work(
     with FakeGeminiServer(daily_limit=3) as server:
         summary, _, _ = run_batch(qtbot, project, server, workers=1)
     assert isinstance(summary.stop_error, QuotaExhaustedError)
-    assert "midnight Pacific" in str(summary.stop_error)
+    assert "daily quota is used up" in str(summary.stop_error)
     assert summary.done == 3 and len(captions(project)) == 3
     assert summary.stop_error.exit_code == 4
     # The images the quota stop left are uncaptioned, not failed: the next run takes them.
