@@ -123,7 +123,8 @@ class CaptionEditor(QWidget):
         self.body.setTabChangesFocus(True)
         self.body.setUndoRedoEnabled(False)  # undo goes through the window's undo stack
         self.body.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        self.body.setMaximumHeight(140)
+        # Room for about six lines: a caption is one paragraph, the preview needs the height.
+        self.body.setMaximumHeight(self.body.fontMetrics().lineSpacing() * 6 + 12)
         self.body.textChanged.connect(self._on_text_changed)
         self.body.navigate.connect(self.navigate)
 

@@ -38,8 +38,8 @@ from loracap.core.export import (
     ExportPlan,
     ExportResult,
     ReviewFilter,
-    default_review_filter,
     default_output,
+    default_review_filter,
     plan_export,
 )
 from loracap.jobs.background import ExportJob

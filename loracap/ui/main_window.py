@@ -471,8 +471,8 @@ class MainWindow(QMainWindow):
         self.note_edit.editingFinished.connect(self._save_note)
         review_row = QHBoxLayout()
         self.note_edit.setMinimumWidth(160)
-        review_row.addWidget(self.review_label, 1)
-        review_row.addWidget(self.note_edit, 2)
+        review_row.addWidget(self.review_label)  # its whole text while there is room
+        review_row.addWidget(self.note_edit, 1)
         image_layout.addLayout(review_row)
         image_layout.addLayout(nav)
 
