@@ -150,6 +150,11 @@ class NewProjectDialog(QDialog):
         self.profile_combo = QComboBox()
         for profile in Profile:
             self.profile_combo.addItem(profile.label, profile.value)
+            example = example_caption_body(profile)
+            self.profile_combo.setItemData(
+                self.profile_combo.count() - 1,
+                f"Captions like: {example}" if example else "Captions follow your own prompt.",
+                Qt.ItemDataRole.ToolTipRole)
         self.profile_combo.setAccessibleName("Caption profile")
         self.profile_combo.setToolTip(
             "What the photos show; decides what the captions describe."
