@@ -235,10 +235,11 @@ def test_the_progress_line_says_when_it_waits_for_the_rate_limit(photos: Path,
     assert "Captioned 6 of 6" in result.stderr and "WARNING" not in result.stderr
 
 
-def test_new_refuses_a_folder_without_usable_photos(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["new", "run"])
+def test_new_and_run_refuse_a_folder_without_usable_photos(tmp_path: Path, command: str) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = loracap("new", empty, "--trigger", "hall")
+    result = loracap(command, empty, "--trigger", "hall")
     assert result.returncode == 2
     assert result.stderr == (f"loracap: error: {empty}: No photos in this folder (JPEG, PNG, "
                              "WebP or BMP).\n")
@@ -246,7 +247,7 @@ def test_new_refuses_a_folder_without_usable_photos(tmp_path: Path) -> None:
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "a.jpg").write_bytes(b"")
-    result = loracap("new", broken, "--trigger", "hall")
+    result = loracap(command, broken, "--trigger", "hall")
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "  a.jpg: empty file (0 bytes)",

@@ -187,12 +187,3 @@ def test_run_refuses_a_profile_or_prompt_that_contradicts_the_project(
     assert same.returncode == 0, same.stderr
     assert server.generate_requests[0].api_key == "test-key"
 
-
-def test_run_on_a_folder_without_photos_creates_nothing(tmp_path: Path) -> None:
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    result = loracap("run", empty, "--trigger", "hall")
-    assert result.returncode == 2
-    assert result.stderr == (f"loracap: error: {empty}: No photos in this folder (JPEG, PNG, "
-                             "WebP or BMP).\n")
-    assert list(empty.iterdir()) == []
