@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 
 from loracap.core.errors import InputError, TriggerWordError
 
@@ -205,3 +206,140 @@ def strip_prefix(text: str, template: str, trigger: str) -> str:
     if match is None:
         return text
     return text[match.end() :].strip()
+
+
+# ---------------------------------------------------------------------- foreign prefixes
+
+KNOWN_TRIGGER_TOKENS = frozenset({"tok", "sks", "ohwx", "zwx"})
+"""Trigger words so common in tutorials and trainer defaults that they count as trigger words
+in :func:`find_foreign_prefix` although they hold no underscore or digit: ``TOK`` (the default
+``trigger_word`` of Replicate's FLUX LoRA trainer), ``sks`` (the DreamBooth paper's rare token),
+``ohwx`` and ``zwx`` (kohya sd-scripts tutorials). Compared ignoring letter case."""
+
+FOREIGN_PLACEHOLDER = "[trigger]"
+"""ai-toolkit's and fal's literal trigger placeholder; a prefix carrying it is foreign too."""
+
+_ARTICLES = frozenset({"a", "an", "the"})
+_TOKEN = rf"(?P<token>\[trigger\]|[A-Za-z][A-Za-z0-9_]{{0,{MAX_TRIGGER_LENGTH - 1}}})"
+_SEPARATORS = re.compile(r"[\s,;:]*")
+_ARTICLE_NEXT = re.compile(r"\s+(?:a|an|the)(?!\w)", re.IGNORECASE)
+_SENTINEL = "\x00"  # stands for {trigger} while the template is cut into words
+
+
+def _foreign_match(text: str, template: str, trigger: str) -> re.Match[str] | None:
+    """The match of a foreign prefix at the start of ``text`` (see :func:`find_foreign_prefix`);
+    its end is where the caption body starts (separators not yet skipped)."""
+    if TRIGGER_PLACEHOLDER not in template:
+        return None
+    words = render_prefix(template, _SENTINEL).split()
+    if not words:
+        return None
+    parts: list[str] = []
+    seen_token = False
+    for word in words:
+        pieces = []
+        for index, piece in enumerate(word.split(_SENTINEL)):
+            if index:
+                pieces.append("(?P=token)" if seen_token else _TOKEN)
+                seen_token = True
+            pieces.append(re.escape(piece))
+        parts.append("".join(pieces))
+    pattern = r"\s*" + r"\s+".join(parts)
+    last = words[-1][-1]
+    if last == _SENTINEL or last.isalnum() or last == "_":
+        pattern += r"(?!\w)"
+    match = re.match(pattern, text, flags=re.IGNORECASE)
+    if match is None:
+        return None
+    token = match.group("token")
+    folded = token.casefold()
+    if folded == trigger.casefold() or folded in _ARTICLES:
+        return None  # the project's own prefix (the check calls it prefix_twice), or "a"
+    if ("_" in token or any(ch.isdigit() for ch in token) or folded in KNOWN_TRIGGER_TOKENS
+            or folded == FOREIGN_PLACEHOLDER):
+        return match
+    # An ordinary word right before the caption body is a trigger word when the body starts
+    # with an article: "photo of johndoe a man" (not "photo of people in a hall").
+    ends_with_token = render_prefix(template, _SENTINEL).rstrip(" \t,;:").endswith(_SENTINEL)
+    if ends_with_token and _ARTICLE_NEXT.match(text, match.end()):
+        return match
+    return None
+
+
+def find_foreign_prefix(text: str, template: str, trigger: str) -> str | None:
+    """Return the prefix of another trigger word that ``text`` starts with, or None.
+
+    A foreign prefix is ``template`` rendered with a token other than ``trigger``:
+    ``"photo of other_name a hall"`` starts with ``"photo of other_name"`` for the default
+    template and the trigger word ``ide_main_hall``. It typically comes with sidecar caption
+    files written for another LoRA; exported, the caption would read ``"photo of ide_main_hall
+    photo of other_name a hall"``. The template is matched as :func:`strip_prefix` does: letter
+    case ignored, any run of whitespace as one space, a word boundary after the token.
+
+    The token must be a trigger word of any letter case (:data:`TRIGGER_RE`, at most
+    :data:`MAX_TRIGGER_LENGTH` characters) that is not ``trigger`` (ignoring case: that is the
+    project's own prefix) and that is not an ordinary word: it holds an underscore or a digit
+    (``other_name``, ``hall2``), is one of :data:`KNOWN_TRIGGER_TOKENS` (``TOK``, ``sks``, …) or
+    the placeholder ``[trigger]``, or -- when the template ends with ``{trigger}`` -- the text
+    after it starts with ``a``, ``an`` or ``the`` (``"photo of johndoe a man"``). So
+    ``"photo of a hall"`` and ``"photo of people in a hall"`` have none.
+
+    Returns the prefix as found, whitespace runs made one space and trailing ``,;:`` dropped
+    (``"Photo of  TOK,"`` -> ``"Photo of TOK"``). A template without ``{trigger}`` has no
+    foreign prefix (None).
+    """
+    match = _foreign_match(text, template, trigger)
+    if match is None:
+        return None
+    return " ".join(match.group(0).split()).rstrip(",;:").rstrip()
+
+
+def strip_foreign_prefix(text: str, template: str, trigger: str) -> str:
+    """Return ``text`` without the foreign prefix it starts with (:func:`find_foreign_prefix`),
+    stripped, with commas, semicolons and colons at the start of the rest dropped (as
+    :func:`strip_prefix` does); ``text`` unchanged when it has none.
+
+    >>> strip_foreign_prefix("photo of other_name, a hall", "photo of {trigger} ", "hall")
+    'a hall'
+    """
+    match = _foreign_match(text, template, trigger)
+    if match is None:
+        return text
+    rest = _SEPARATORS.match(text, match.end())
+    assert rest is not None  # the pattern matches the empty string
+    return text[rest.end():].strip()
+
+
+_MAX_PREFIXES_NAMED = 3
+
+
+def foreign_prefix_note(sidecar_captions: Iterable[str], template: str, trigger: str) -> str:
+    """Say how many imported sidecar captions start with a foreign prefix; ``""`` when none do.
+
+    Each caption is taken as :meth:`~loracap.core.project.Project.add_scanned` imports it (the
+    project's own prefix stripped with :func:`strip_prefix`), then looked at with
+    :func:`find_foreign_prefix`. The New Project dialog and ``loracap new``/``run`` show this
+    line; nothing is stripped. Example: ``"3 imported captions start with another trigger
+    word's prefix (photo of other_name)"``; up to three different prefixes are named, most
+    frequent first (letter case ignored), the rest counted.
+    """
+    counts: dict[str, int] = {}
+    shown: dict[str, str] = {}
+    total = 0
+    for text in sidecar_captions:
+        found = find_foreign_prefix(strip_prefix(text, template, trigger), template, trigger)
+        if found is None:
+            continue
+        total += 1
+        key = found.casefold()
+        counts[key] = counts.get(key, 0) + 1
+        shown.setdefault(key, found)
+    if not total:
+        return ""
+    keys = sorted(counts, key=lambda key: -counts[key])  # stable: first seen first on a tie
+    named = ", ".join(shown[key] for key in keys[:_MAX_PREFIXES_NAMED])
+    if len(keys) > _MAX_PREFIXES_NAMED:
+        named += f" and {len(keys) - _MAX_PREFIXES_NAMED} more"
+    if total == 1:
+        return f"1 imported caption starts with another trigger word's prefix ({named})"
+    return f"{total} imported captions start with another trigger word's prefix ({named})"

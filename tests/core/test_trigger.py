@@ -8,8 +8,11 @@ from loracap.core.errors import InputError, TriggerWordError
 from loracap.core.trigger import (
     DEFAULT_PREFIX_TEMPLATE,
     TRIGGER_RE,
+    find_foreign_prefix,
+    foreign_prefix_note,
     full_caption,
     render_prefix,
+    strip_foreign_prefix,
     strip_prefix,
     suggest_trigger,
     validate_prefix_template,
@@ -204,3 +207,84 @@ def test_strip_prefix_blank_template_keeps_text() -> None:
 def test_strip_prefix_round_trips_full_caption() -> None:
     caption = full_caption(DEFAULT_PREFIX_TEMPLATE, "sks", "a dog on a sofa")
     assert strip_prefix(caption, DEFAULT_PREFIX_TEMPLATE, "sks") == "a dog on a sofa"
+
+
+# ---------------------------------------------------------------------- foreign prefixes
+
+@pytest.mark.parametrize(
+    ("text", "found", "rest"),
+    [
+        ("photo of other_name a hall, tall windows", "photo of other_name",
+         "a hall, tall windows"),
+        ("Photo  of\tOther_Name, a hall", "Photo of Other_Name", "a hall"),  # case, spaces
+        ("  photo of hall2: a hall", "photo of hall2", "a hall"),
+        ("photo of TOK a hall", "photo of TOK", "a hall"),  # Replicate's default trigger
+        ("photo of sks dog", "photo of sks", "dog"),
+        ("photo of [trigger] a hall", "photo of [trigger]", "a hall"),
+        ("photo of johndoe a man", "photo of johndoe", "a man"),  # a label before "a"
+        ("photo of ide_main_hall2 a hall", "photo of ide_main_hall2", "a hall"),
+        # ordinary captions that happen to start with "photo of"
+        ("photo of a hall", None, None),
+        ("photo of the lobby, chairs", None, None),
+        ("photo of people in a hall", None, None),
+        ("photo of johndoe, smiling", None, None),
+        # the project's own prefix is not foreign (the check says prefix_twice)
+        ("photo of ide_main_hall a hall", None, None),
+        ("PHOTO OF IDE_MAIN_HALL a hall", None, None),
+        # not at the start, not a whole word, not trigger-shaped
+        ("a photo of other_name", None, None),
+        ("photo of other_namé a hall", None, None),
+        ("photo of 3d_room a hall", None, None),
+        ("photos of other_name a hall", None, None),
+    ],
+)
+def test_foreign_prefix_default_template(text: str, found: str | None,
+                                         rest: str | None) -> None:
+    template = DEFAULT_PREFIX_TEMPLATE
+    assert find_foreign_prefix(text, template, "ide_main_hall") == found
+    expected = text if rest is None else rest
+    assert strip_foreign_prefix(text, template, "ide_main_hall") == expected
+
+
+def test_foreign_prefix_custom_template() -> None:
+    template = "[{trigger}] style, "
+    assert find_foreign_prefix("[other_x] Style,  a hall", template, "hall") == "[other_x] Style"
+    assert strip_foreign_prefix("[other_x] Style,  a hall", template, "hall") == "a hall"
+    assert find_foreign_prefix("[hall] style, a hall", template, "hall") is None  # own prefix
+    assert find_foreign_prefix("[other] style, a hall", template, "hall") is None  # a word
+    # the token repeated in the template must be the same token
+    assert find_foreign_prefix("x_y, x_y a", "{trigger}, {trigger} ", "me") == "x_y, x_y"
+    assert find_foreign_prefix("x_y, z_z a", "{trigger}, {trigger} ", "me") is None
+
+
+def test_foreign_prefix_template_that_is_the_trigger_alone() -> None:
+    assert find_foreign_prefix("other_name, a hall", "{trigger}, ", "hall") == "other_name"
+    assert strip_foreign_prefix("other_name, a hall", "{trigger}, ", "hall") == "a hall"
+    assert find_foreign_prefix("hall, a hall", "{trigger}, ", "hall") is None
+
+
+@pytest.mark.parametrize("template", ["photo of ", "", "   "])
+def test_no_foreign_prefix_without_trigger_in_template(template: str) -> None:
+    text = "photo of other_name a hall"
+    assert find_foreign_prefix(text, template, "hall") is None
+    assert strip_foreign_prefix(text, template, "hall") == text
+
+
+def test_strip_foreign_prefix_leaves_the_own_prefix_to_strip_prefix() -> None:
+    text = "photo of ide_main_hall photo of other_name, a hall"
+    body = strip_prefix(text, DEFAULT_PREFIX_TEMPLATE, "ide_main_hall")
+    assert strip_foreign_prefix(body, DEFAULT_PREFIX_TEMPLATE, "ide_main_hall") == "a hall"
+
+
+def test_foreign_prefix_note_counts_imported_captions() -> None:
+    sidecars = ["photo of other_name a hall", "Photo of Other_Name, a lobby",
+                "photo of ide_main_hall photo of other_name a door", "photo of TOK a stair",
+                "photo of a hall", "a hall"]
+    note = foreign_prefix_note(sidecars, DEFAULT_PREFIX_TEMPLATE, "ide_main_hall")
+    assert note == ("4 imported captions start with another trigger word's prefix "
+                    "(photo of other_name, photo of TOK)")
+    assert foreign_prefix_note(sidecars[:1], DEFAULT_PREFIX_TEMPLATE, "ide_main_hall") == (
+        "1 imported caption starts with another trigger word's prefix (photo of other_name)")
+    # the trigger word decides what is foreign
+    assert foreign_prefix_note(sidecars[:1], DEFAULT_PREFIX_TEMPLATE, "other_name") == ""
+    assert foreign_prefix_note(sidecars[4:], DEFAULT_PREFIX_TEMPLATE, "ide_main_hall") == ""
