@@ -116,3 +116,23 @@ def test_tags_prints_the_tag_list_by_frequency(tmp_path: Path) -> None:
     assert result.stdout == "lamp\nrug\noak table\ntiles\n"
     counted = loracap("tags", path, "--counts")
     assert counted.stdout.splitlines()[:2] == ["lamp\t3", "rug\t2"]
+
+
+def test_check_reports_a_foreign_prefix(tmp_path: Path) -> None:
+    folder = tmp_path / "hall"
+    make_photo_folder(folder, 2, size=(800, 600))
+    (folder / "IMG_0001.txt").write_text("Photo of Other_Name, a lobby", encoding="utf-8")
+    (folder / "IMG_0002.txt").write_text("a corridor", encoding="utf-8")
+    path = folder / "hall.loraproj"
+    with Project.create(path, trigger="hall") as project:
+        project.add_scanned(scan_folder(folder))
+    result = loracap("check", path, "--json", "--no-near-duplicates")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert [(item["path"], item["kind"]) for item in data] == [("IMG_0001.jpg", "prefix_other")]
+    assert data[0]["message"] == (
+        'The caption starts with "Photo of Other_Name": another trigger word\'s prefix; the '
+        'export would read "photo of hall Photo of Other_Name …".')
+    assert result.stderr.strip() == "1 finding in 2 images: 1 foreign prefix."
+    text = loracap("check", path, "--no-near-duplicates")
+    assert text.stdout.startswith("IMG_0001.jpg\tprefix_other\tThe caption starts with ")

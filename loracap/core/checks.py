@@ -11,6 +11,14 @@ these kinds (see :data:`KIND_LABELS`):
     adds it on export, so a body that itself starts with the rendered prefix (matched like
     :func:`~loracap.core.trigger.strip_prefix` does), or that contains ``photo of <trigger>``
     while the prefix already carries the trigger word, repeats it.
+``prefix_other``
+    The caption body starts with another trigger word's prefix (a *foreign prefix*, usually
+    from sidecar caption files written for another LoRA): ``photo of other_name a hall`` would
+    be exported as ``photo of ide_main_hall photo of other_name a hall``. Found with
+    :func:`~loracap.core.trigger.find_foreign_prefix`: the prefix template rendered with
+    another trigger-word-shaped token (one with an underscore or a digit, a well-known one such
+    as ``TOK`` or ``sks``, or a word followed by "a", "an" or "the"). The window's Dataset Check
+    panel offers to strip it (one undo step); nothing here changes the caption.
 ``empty``
     The image has a caption, but its text is blank.
 ``duplicate``
@@ -45,7 +53,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
 
 from loracap.core.records import ImageRecord, ProjectSettings
-from loracap.core.trigger import TRIGGER_PLACEHOLDER, full_caption, strip_prefix
+from loracap.core.trigger import (
+    TRIGGER_PLACEHOLDER,
+    find_foreign_prefix,
+    full_caption,
+    strip_prefix,
+)
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -72,6 +85,7 @@ NEAR_DUPLICATE_DISTANCE = 6
 KIND_LABELS: dict[str, tuple[str, str]] = {
     "prefix_missing": ("missing trigger word", "missing trigger words"),
     "prefix_twice": ("doubled prefix", "doubled prefixes"),
+    "prefix_other": ("foreign prefix", "foreign prefixes"),
     "empty": ("empty caption", "empty captions"),
     "duplicate": ("duplicate", "duplicates"),
     "too_long": ("too long", "too long"),
@@ -267,6 +281,11 @@ def _caption_findings(rec: ImageRecord, settings: ProjectSettings) -> list[Findi
     ):
         add("prefix_twice", f'The caption text contains "photo of {trigger}"; the prefix '
             "already carries the trigger word.")
+    foreign = find_foreign_prefix(body, settings.prefix_template, trigger)
+    if foreign is not None:
+        doubled = full_caption(settings.prefix_template, trigger, foreign)
+        add("prefix_other", f'The caption starts with "{foreign}": another trigger word\'s '
+            f'prefix; the export would read "{doubled} …".')
     if not prefix_has_trigger and not _word_pattern(trigger).search(body):
         add("prefix_missing", f"The exported caption does not contain the trigger word "
             f'"{trigger}" (the caption prefix has no {TRIGGER_PLACEHOLDER}).')

@@ -165,6 +165,31 @@ def test_prefix_missing_only_without_trigger_in_template(folder: Path) -> None:
         assert kinds(check_project(project)) == kinds(found)
 
 
+def test_prefix_other_in_imported_sidecar_captions(folder: Path) -> None:
+    (folder / "IMG_0001.txt").write_text("photo of other_name a hall, tall windows",
+                                         encoding="utf-8")
+    (folder / "IMG_0002.txt").write_text("photo of hall photo of TOK, a lobby", encoding="utf-8")
+    (folder / "IMG_0003.txt").write_text("photo of a corridor", encoding="utf-8")
+    with new_project(folder) as project:
+        found = check_project(project, near_duplicates=False)
+        assert kinds(found) == {("IMG_0001.jpg", "prefix_other"),
+                                ("IMG_0002.jpg", "prefix_other")}
+        first = next(f for f in found if f.path == "IMG_0001.jpg")
+        assert first.message == (
+            'The caption starts with "photo of other_name": another trigger word\'s prefix; '
+            'the export would read "photo of hall photo of other_name …".')
+        # the project's own prefix is prefix_twice, never prefix_other
+        project.edit_caption(ids_by_path(project)["IMG_0003.jpg"], "photo of hall a corridor")
+        found = check_project(project, near_duplicates=False)
+        assert ("IMG_0003.jpg", "prefix_twice") in kinds(found)
+        assert ("IMG_0003.jpg", "prefix_other") not in kinds(found)
+        # a template without {trigger} has no foreign prefix
+        project.update_settings(prefix_template="a photo, ")
+        assert not any(f.kind == "prefix_other" for f in check_project(project))
+        assert summary_text(found, 3).startswith(
+            "3 findings in 3 images: 1 doubled prefix, 2 foreign prefixes")
+
+
 # ---------------------------------------------------------------------- image findings
 
 
