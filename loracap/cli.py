@@ -251,6 +251,19 @@ def _write_added(out: TextIO, files: Sequence[ScannedFile], result: AddResult) -
         out.write(f"  caption file of {rel} not imported: {reason}\n")
 
 
+def _write_foreign_prefixes(out: TextIO, files: Sequence[ScannedFile], template: str,
+                            trigger: str) -> None:
+    """Say how many of the sidecar captions imported from ``files`` start with another trigger
+    word's prefix (:func:`~loracap.core.trigger.foreign_prefix_note`); nothing is stripped."""
+    from loracap.core.trigger import foreign_prefix_note
+
+    note = foreign_prefix_note((f.sidecar_caption for f in files
+                                if f.info.valid and f.sidecar_caption), template, trigger)
+    if note:
+        out.write(f"{note}; `loracap check` lists them, and Review > Check Dataset in the "
+                  "window can strip it.\n")
+
+
 def cmd_new(args: argparse.Namespace) -> int:
     from loracap.core.errors import ProjectError
     from loracap.core.project import Project, default_project_path
@@ -281,6 +294,7 @@ def cmd_new(args: argparse.Namespace) -> int:
     ) as project:
         result = project.add_scanned(files)
         prefix = project.settings.prefix
+        template = project.settings.prefix_template
     valid = result.added - result.invalid
     out = sys.stdout
     out.write(f"Created {path}\n")
@@ -289,6 +303,7 @@ def cmd_new(args: argparse.Namespace) -> int:
               f"({human_duration(time.monotonic() - started)})\n")
     out.write(f"  trigger word: {trigger}   caption prefix: \"{prefix}\"\n")
     _write_added(out, files, result)
+    _write_foreign_prefixes(sys.stderr, files, template, trigger)
     return EXIT_OK
 
 
@@ -614,6 +629,7 @@ def _open_for_run(args: argparse.Namespace, folder: Path, trigger: str) -> Proje
                 err.write(f"; {result.added - result.invalid} new image(s) added")
             err.write(".\n")
             _write_added(err, fresh, result)
+            _write_foreign_prefixes(err, fresh, settings.prefix_template, trigger)
         except BaseException:
             project.close()
             raise
@@ -642,6 +658,7 @@ def _open_for_run(args: argparse.Namespace, folder: Path, trigger: str) -> Proje
     err.write(f"Created {path}: {result.added - result.invalid} image(s), "
               f"{result.imported_captions} caption(s) imported from .txt files.\n")
     _write_added(err, files, result)
+    _write_foreign_prefixes(err, files, project.settings.prefix_template, trigger)
     return project
 
 
