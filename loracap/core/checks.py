@@ -36,7 +36,10 @@ these kinds (see :data:`KIND_LABELS`):
 Near-duplicates use a 64-bit dHash computed here with Pillow alone. The ``imagehash`` package is
 deliberately not used: it pulls in SciPy (and NumPy), and the packaged app has a size budget.
 
-Findings are information, not errors: nothing here changes the project.
+Findings are information, not errors: nothing here changes the project. For ``prefix_other``,
+:func:`foreign_prefix_edits` computes the stripped captions and :func:`strip_foreign_label` names
+the step; the window stores them with :meth:`~loracap.core.project.Project.apply_edits` (one
+undo step) when the user asks for it.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from loracap.core.trigger import (
     TRIGGER_PLACEHOLDER,
     find_foreign_prefix,
     full_caption,
+    strip_foreign_prefix,
     strip_prefix,
 )
 
@@ -381,3 +385,33 @@ def summary_text(findings: Sequence[Finding], images: int) -> str:
     parts.extend(f"{n} {kind}" for kind, n in counts.items() if kind not in KIND_LABELS)
     word = "finding" if len(findings) == 1 else "findings"
     return f"{len(findings)} {word} in {images} {noun}: {', '.join(parts)}."
+
+
+# ---------------------------------------------------------------------- the prefix_other fix
+
+
+def foreign_prefix_edits(project: Project, image_ids: Iterable[int]) -> dict[int, str]:
+    """The new caption bodies that strip another trigger word's prefix from these images.
+
+    Returns ``{image id: body}`` for each valid image whose current caption body starts with a
+    foreign prefix (:func:`~loracap.core.trigger.strip_foreign_prefix` with the project's
+    template and trigger word), ready for :meth:`~loracap.core.project.Project.apply_edits`.
+    Captions are read now, not taken from the findings: an image whose caption has no foreign
+    prefix any more is left out, and so is a caption that holds nothing but the prefix
+    (stripping would blank it). Unknown ids are ignored.
+    """
+    settings = project.settings
+    bodies: dict[int, str] = {}
+    for rec in project.images_by_id(image_ids):
+        if not rec.valid or rec.caption is None:
+            continue
+        body = strip_foreign_prefix(rec.caption.body, settings.prefix_template, settings.trigger)
+        if body and body != rec.caption.body:
+            bodies[rec.id] = body
+    return bodies
+
+
+def strip_foreign_label(count: int) -> str:
+    """The undo step's label: ``"Strip another trigger word's prefix from 3 captions"``."""
+    noun = "caption" if count == 1 else "captions"
+    return f"Strip another trigger word's prefix from {count} {noun}"

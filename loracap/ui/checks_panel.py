@@ -3,7 +3,9 @@
 The same check as ``loracap check`` on the command line. It runs as a
 :class:`~loracap.jobs.background.CheckJob` on a pool thread, so the window stays usable; the
 panel never changes the project. Activating a finding emits :attr:`ChecksPanel.image_requested`
-so that the window can show the image.
+so that the window can show the image; the one fix it offers (strip another trigger word's
+prefix, for ``prefix_other`` findings) is asked for with
+:attr:`ChecksPanel.strip_other_prefix_requested` and applied by the window.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from PyQt6.QtCore import Qt, QThreadPool, pyqtSignal
+from PyQt6.QtCore import QObject, QPoint, Qt, QThreadPool, pyqtSignal
+from PyQt6.QtGui import QAction
 from PyQt6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -21,6 +24,8 @@ from PyQt6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMenu,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QTreeWidget,
@@ -41,6 +46,8 @@ COL_FILE, COL_KIND, COL_PROBLEM = range(3)
 
 #: Item data role holding a row's image id (on the ``File`` column).
 IMAGE_ID_ROLE = Qt.ItemDataRole.UserRole
+#: Item data role holding a row's index into :meth:`ChecksPanel.findings` (on ``Kind``).
+FINDING_INDEX_ROLE = Qt.ItemDataRole.UserRole
 
 #: How long :meth:`ChecksPanel.set_project` and :meth:`ChecksPanel.shutdown` wait for a
 #: cancelled check's thread (it stops after the image it is checking), in milliseconds.
@@ -50,7 +57,7 @@ RUN_TEXT = "Check Dataset"
 CANCEL_TEXT = "Cancel"
 CANCELLED_TEXT = "Check cancelled."
 INTRO_TEXT = ("Looks for empty, repeated and too-long captions, a missing or doubled trigger "
-              "word, small images and near-duplicate photos.")
+              "word, another trigger word's prefix, small images and near-duplicate photos.")
 NO_PROJECT_TEXT = "Open a project to check its dataset."
 
 
@@ -64,6 +71,11 @@ def kind_label(kind: str, *, plural: bool = False) -> str:
 #: Narrowest list, in logical pixels, that shows the Problem column (the detail line under the
 #: list shows the selected finding's whole message in any case).
 PROBLEM_COLUMN_MIN_WIDTH = 420
+
+#: The finding kind the panel offers a fix for, and the fix's button text.
+FOREIGN_KIND = "prefix_other"
+STRIP_TEXT = "Strip Other Prefix…"
+STRIP_THIS_TEXT = "Strip Other Prefix from This Image"
 
 OUTDATED_TEXT = ("Captions changed since this check; press Check Dataset again to bring the "
                  "findings up to date.")
@@ -83,9 +95,15 @@ class ChecksPanel(QWidget):
 
     * ``image_requested(image_id)`` -- a finding was clicked, double-clicked or activated with
       Enter; the window shows that image. A double-click emits it once.
+    * ``strip_other_prefix_requested(image_ids)`` -- the user chose to strip another trigger
+      word's prefix (``prefix_other`` findings) from these images' captions (a ``list[int]``):
+      with :attr:`strip_button` ("Strip Other Prefix…", shown while there are such findings,
+      which asks "this image or all of them?") or the list's context menu. The window applies
+      it as one undo step; the panel itself changes nothing.
     """
 
     image_requested = pyqtSignal(int)
+    strip_other_prefix_requested = pyqtSignal(list)
 
     def __init__(self, parent: QWidget | None = None, *, pool: QThreadPool | None = None) -> None:
         super().__init__(parent)
@@ -155,6 +173,16 @@ class ChecksPanel(QWidget):
         self.detail.setWordWrap(True)
         self.detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.list_view.itemActivated.connect(self._on_item_activated)
+        self.list_view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.list_view.customContextMenuRequested.connect(self._show_context_menu)
+
+        self.strip_button = QPushButton(STRIP_TEXT)
+        self.strip_button.setObjectName("checkStripPrefixButton")
+        self.strip_button.setToolTip("Strip another trigger word's prefix from the selected "
+                                     "caption or from every caption that starts with one "
+                                     "(asks first; Ctrl+Z takes it back)")
+        self.strip_button.clicked.connect(self.ask_strip_other_prefix)
+        self.strip_button.setVisible(False)
 
         top = QHBoxLayout()
         top.addWidget(self.run_button)
@@ -165,6 +193,7 @@ class ChecksPanel(QWidget):
         filter_row.addWidget(show_label)
         filter_row.addWidget(self.kind_combo)
         filter_row.addStretch(1)
+        filter_row.addWidget(self.strip_button)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.near_check)
@@ -235,6 +264,61 @@ class ChecksPanel(QWidget):
         self.progress.show()
         self._set_status("Checking the images…")
         job.start()
+
+    def foreign_prefix_ids(self) -> list[int]:
+        """The images of the last check's ``prefix_other`` findings, in list order."""
+        return [f.image_id for f in self._findings if f.kind == FOREIGN_KIND]
+
+    def ask_strip_other_prefix(self) -> None:
+        """"Strip Other Prefix…": ask whether to strip another trigger word's prefix from the
+        selected finding's image or from every image with that finding, then emit
+        :attr:`strip_other_prefix_requested` with the chosen ids (nothing on Cancel)."""
+        every = self.foreign_prefix_ids()
+        if not every:
+            return
+        current = self._current_foreign_finding()
+        box = QMessageBox(self)
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setWindowTitle("Strip Other Prefix")
+        count = len(every)
+        captions = "1 caption starts" if count == 1 else f"{count} captions start"
+        box.setText(f"{captions} with another trigger word's prefix. Strip it?")
+        selected = f"The selected finding is {current.path}. " if current is not None else ""
+        box.setInformativeText(
+            f"{selected}The export puts your own prefix in front of each caption, so the other "
+            "one would follow it. Only that prefix is removed; Edit > Undo takes it back.")
+        this_button = None
+        if current is not None and count > 1:
+            this_button = box.addButton("Only This Image", QMessageBox.ButtonRole.AcceptRole)
+        all_text = "Strip" if count == 1 else f"All {count} Images"
+        all_button = box.addButton(all_text, QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(all_button)
+        box.exec()
+        clicked = box.clickedButton()
+        if clicked is all_button:
+            self.strip_other_prefix_requested.emit(every)
+        elif this_button is not None and clicked is this_button and current is not None:
+            self.strip_other_prefix_requested.emit([current.image_id])
+
+    def context_actions(self, item: QTreeWidgetItem | None,
+                        parent: QObject | None = None) -> list[QAction]:
+        """The list's context-menu entries for ``item`` (owned by ``parent``, else the panel):
+        for a ``prefix_other`` finding, strip the prefix from this image, or from all images
+        with that finding. None for other findings."""
+        finding = self._finding_of(item)
+        if finding is None or finding.kind != FOREIGN_KIND:
+            return []
+        owner = parent if parent is not None else self
+        this = QAction(STRIP_THIS_TEXT, owner)
+        image_id = finding.image_id
+        this.triggered.connect(
+            lambda _checked=False: self.strip_other_prefix_requested.emit([image_id]))
+        every = self.foreign_prefix_ids()
+        all_action = QAction(f"Strip Other Prefix from All {len(every)} Images", owner)
+        all_action.triggered.connect(
+            lambda _checked=False: self.strip_other_prefix_requested.emit(every))
+        return [this, all_action] if len(every) > 1 else [this]
 
     def mark_outdated(self) -> None:
         """Captions changed after the last check: say so (the findings may be out of date)."""
@@ -351,6 +435,7 @@ class ChecksPanel(QWidget):
         finally:
             self.kind_combo.blockSignals(False)
         self.kind_combo.setEnabled(bool(self._findings))
+        self.strip_button.setVisible(FOREIGN_KIND in counts)
         self._fill_rows()
 
     def _show_detail(self, item: QTreeWidgetItem | None, _previous: object = None) -> None:
@@ -364,15 +449,38 @@ class ChecksPanel(QWidget):
         self.list_view.clear()
         self.detail.setText("")
         items = []
-        for finding in self._findings:
+        for index, finding in enumerate(self._findings):
             if kind is not None and finding.kind != kind:
                 continue
             item = QTreeWidgetItem([finding.path, kind_label(finding.kind), finding.message])
             item.setData(COL_FILE, IMAGE_ID_ROLE, finding.image_id)
+            item.setData(COL_KIND, FINDING_INDEX_ROLE, index)
             item.setToolTip(COL_FILE, f"{finding.path}\nClick to show this image")
             item.setToolTip(COL_PROBLEM, finding.message)
             items.append(item)
         self.list_view.addTopLevelItems(items)
+
+    def _finding_of(self, item: QTreeWidgetItem | None) -> Finding | None:
+        if item is None:
+            return None
+        index = item.data(COL_KIND, FINDING_INDEX_ROLE)
+        return self._findings[index] if isinstance(index, int) else None
+
+    def _current_foreign_finding(self) -> Finding | None:
+        finding = self._finding_of(self.list_view.currentItem())
+        return finding if finding is not None and finding.kind == FOREIGN_KIND else None
+
+    def _show_context_menu(self, pos: QPoint) -> None:
+        menu = QMenu(self)
+        actions = self.context_actions(self.list_view.itemAt(pos), menu)
+        if not actions:
+            menu.deleteLater()
+            return
+        menu.addActions(actions)
+        viewport = self.list_view.viewport()
+        assert viewport is not None
+        menu.exec(viewport.mapToGlobal(pos))
+        menu.deleteLater()
 
     def _on_item_activated(self, item: QTreeWidgetItem | None, _column: int = 0) -> None:
         if item is None:

@@ -515,6 +515,7 @@ class MainWindow(QMainWindow):
         self.history_panel.restore_requested.connect(self.restore_version)
         self.checks_panel = ChecksPanel()
         self.checks_panel.image_requested.connect(self.show_image)
+        self.checks_panel.strip_other_prefix_requested.connect(self.strip_other_prefixes)
 
         def dock(title: str, name: str, widget: QWidget) -> QDockWidget:
             result = QDockWidget(title, self)
@@ -1129,6 +1130,28 @@ class MainWindow(QMainWindow):
         self.checks_dock.raise_()
         if not self.checks_panel.is_running:
             self.checks_panel.run()
+
+    def strip_other_prefixes(self, image_ids: list[int]) -> None:
+        """Dataset Check panel (``prefix_other``): strip another trigger word's prefix from
+        these images' captions, as one undo step; captions without one are left alone."""
+        from loracap.core.checks import foreign_prefix_edits, strip_foreign_label
+
+        project = self.project
+        if project is None:
+            return
+        self.editor.flush()
+        bodies: dict[int, str] = {}
+        if not self.run_safely(lambda: bodies.update(foreign_prefix_edits(project, image_ids))):
+            return
+        if not bodies:
+            self.statusBar().showMessage(
+                "No caption starts with another trigger word's prefix any more.", 8000)
+            return
+        label = strip_foreign_label(len(bodies))
+        changed: list[int] = []
+        if self.run_safely(lambda: changed.extend(project.apply_edits(bodies, label))):
+            self.refresh_images(changed)
+            self.statusBar().showMessage(f"{label}. Ctrl+Z takes it back.", 10000)
 
     def show_image(self, image_id: int) -> None:
         """Make an image current, clearing the filters if they hide it (check findings)."""

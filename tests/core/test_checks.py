@@ -19,7 +19,9 @@ from loracap.core.checks import (
     check_project,
     count_clip_tokens,
     dhash,
+    foreign_prefix_edits,
     near_duplicate_pairs,
+    strip_foreign_label,
     summary_text,
 )
 from loracap.core.project import Project
@@ -188,6 +190,18 @@ def test_prefix_other_in_imported_sidecar_captions(folder: Path) -> None:
         assert not any(f.kind == "prefix_other" for f in check_project(project))
         assert summary_text(found, 3).startswith(
             "3 findings in 3 images: 1 doubled prefix, 2 foreign prefixes")
+
+
+def test_foreign_prefix_edits_strip_it_and_nothing_else(folder: Path) -> None:
+    (folder / "IMG_0001.txt").write_text("photo of other_name, a hall", encoding="utf-8")
+    (folder / "IMG_0002.txt").write_text("photo of other_name", encoding="utf-8")  # only that
+    (folder / "IMG_0003.txt").write_text("photo of a corridor", encoding="utf-8")
+    with new_project(folder) as project:
+        ids = ids_by_path(project)
+        assert foreign_prefix_edits(project, ids.values()) == {ids["IMG_0001.jpg"]: "a hall"}
+        assert project.image(ids["IMG_0001.jpg"]).caption.body == "photo of other_name, a hall"
+    assert strip_foreign_label(1) == "Strip another trigger word's prefix from 1 caption"
+    assert strip_foreign_label(3) == "Strip another trigger word's prefix from 3 captions"
 
 
 # ---------------------------------------------------------------------- image findings
