@@ -1,7 +1,9 @@
 """File > New Project from Folder: choose the folder, the trigger word and the caption profile.
 
 The folder is scanned in the background (:class:`~loracap.jobs.background.ScanJob`); nothing is
-created until the user presses Create Project.
+created until the user presses Create Project. The scan summary also says how many of the sidecar
+captions to be imported start with another trigger word's prefix (for the trigger word typed);
+they are imported as they are, and the dataset check offers to strip it.
 """
 
 from __future__ import annotations
@@ -33,7 +35,12 @@ from PyQt6.QtWidgets import (
 from loracap.core.errors import TriggerWordError
 from loracap.core.prompts import Profile, example_caption_body, suggest_profile
 from loracap.core.text import no_usable_images_message
-from loracap.core.trigger import DEFAULT_PREFIX_TEMPLATE, render_prefix, validate_trigger
+from loracap.core.trigger import (
+    DEFAULT_PREFIX_TEMPLATE,
+    foreign_prefix_note,
+    render_prefix,
+    validate_trigger,
+)
 from loracap.core.trigger import suggest_trigger as _suggest_trigger
 from loracap.jobs.background import ScanJob
 from loracap.ui.dialogs import (
@@ -59,6 +66,9 @@ DIALOG_WIDTH = 560
 #: Shown under the empty trigger word field (neutral: nothing was typed wrong yet).
 TRIGGER_HINT = ("The word the LoRA learns for your subject: lowercase letters, digits and "
                 "underscores, starting with a letter (e.g. ide_main_hall).")
+
+#: Said after the count of imported captions with another trigger word's prefix.
+FOREIGN_PREFIX_HINT = "Review > Check Dataset can strip it."
 
 #: Delay after the last keystroke in a typed folder path before it is scanned, in ms.
 FOLDER_TYPING_DELAY_MS = 500
@@ -99,6 +109,7 @@ class NewProjectDialog(QDialog):
         self._files: list[ScannedFile] | None = None
         self._trigger_edited = False
         self._suggestion = ""
+        self._scan_summary = ""  # the finished scan's summary, before the foreign-prefix note
 
         # -- folder
         self.folder_edit = QLineEdit()
@@ -201,6 +212,7 @@ class NewProjectDialog(QDialog):
         self.folder_edit.editingFinished.connect(self._start_scan)
         self.trigger_edit.textEdited.connect(self._on_trigger_edited)
         self.trigger_edit.textChanged.connect(self._update)
+        self.trigger_edit.textChanged.connect(self._show_scan_summary)
         self.use_suggestion_button.clicked.connect(self._use_suggestion)
         self.profile_combo.currentIndexChanged.connect(self._update)
         self.profile_combo.activated.connect(self._on_profile_chosen)
@@ -321,6 +333,7 @@ class NewProjectDialog(QDialog):
         self._stop_scan()
         self._scan_folder = folder
         self._files = None
+        self._scan_summary = ""
         self.invalid_list.clear()
         self.invalid_list.setVisible(False)
         if folder is None:
@@ -373,7 +386,8 @@ class NewProjectDialog(QDialog):
             imported = sum(1 for f in valid if f.sidecar_caption)
             if imported:
                 text += f". {plural(imported, 'caption')} will be imported from .txt files."
-            set_message(self.scan_label, text)
+            self._scan_summary = text
+            self._show_scan_summary()
         for scanned in invalid[:MAX_LISTED]:
             text = f"{scanned.rel_path} — {scanned.info.reason}"
             self.invalid_list.addItem(text)
@@ -384,6 +398,21 @@ class NewProjectDialog(QDialog):
             self.invalid_list.addItem(f"… and {len(invalid) - MAX_LISTED} more")
         self.invalid_list.setVisible(bool(invalid))
         self._update()
+
+    @pyqtSlot()
+    def _show_scan_summary(self) -> None:
+        """The finished scan's summary, plus how many sidecar captions start with another
+        trigger word's prefix than the one typed (recomputed as the trigger word changes)."""
+        if not self._scan_summary or self._files is None:
+            return
+        text = self._scan_summary
+        if self._trigger_valid():
+            note = foreign_prefix_note(
+                (f.sidecar_caption for f in self._files if f.info.valid and f.sidecar_caption),
+                DEFAULT_PREFIX_TEMPLATE, self.trigger_edit.text())
+            if note:
+                text += f" {note}; {FOREIGN_PREFIX_HINT}"
+        set_message(self.scan_label, text)
 
     @pyqtSlot(str)
     def _on_scan_failed(self, message: str) -> None:
