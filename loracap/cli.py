@@ -29,7 +29,7 @@ from loracap.core.userdirs import user_dirs
 
 if TYPE_CHECKING:
     from loracap.core.captioning import Captioner
-    from loracap.core.export import ReviewFilter
+    from loracap.core.exports import ReviewFilter
     from loracap.core.gemini import GeminiCaptioner
     from loracap.core.project import AddResult, CaptionMode, Project
     from loracap.core.scan import ScannedFile
@@ -73,6 +73,30 @@ def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
                         help="long side in pixels of the image sent (default 1536)")
 
 
+def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    from loracap.core.exports import FORMATS
+
+    names = [fmt.value for fmt in FORMATS]
+    parser.add_argument("--format", choices=names, default="replicate", metavar="FORMAT",
+                        help=f"what to write: {', '.join(names)} (default: replicate)")
+    parser.add_argument("--out", type=Path,
+                        help="output file or folder (default: beside the project); a folder "
+                        "format writes a zip when it ends in .zip (ai-toolkit)")
+    parser.add_argument("--skip-untrainable", action="store_true",
+                        help="leave out images the trainer cannot train on (too small) "
+                        "instead of stopping")
+    parser.add_argument("--trigger-placeholder", action="store_true",
+                        help="write [trigger] instead of the trigger word (ai-toolkit, fal)")
+    parser.add_argument("--repeats", type=_positive, default=10,
+                        help="kohya: how often each image is seen per epoch (default 10)")
+    parser.add_argument("--caption-ext", default=None,
+                        help="kohya: the caption file extension, .caption (default) or .txt")
+    parser.add_argument("--rename", default="", metavar="PREFIX",
+                        help="name the images PREFIX_0001.jpg … in file-name order "
+                        "(renames.csv lists the old paths)")
+    _add_review_arguments(parser)
+
+
 def _add_review_arguments(parser: argparse.ArgumentParser) -> None:
     review = parser.add_mutually_exclusive_group()
     review.add_argument("--only-approved", action="store_true",
@@ -108,13 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", choices=["space", "person", "custom"], default=None,
                      help="caption profile of a new project (default: space)")
     run.add_argument("--prompt", default=None, help="the prompt of the custom profile")
-    run.add_argument("--format", choices=["replicate", "metadata"], default="replicate")
-    run.add_argument("--out", type=Path, help="output file (default: beside the project)")
     run.add_argument("--force", action="store_true",
                      help="replace an output file that this project's exports did not write")
     run.add_argument("--model", help="Gemini model to use (saved in the project)")
     _add_batch_arguments(run)
-    _add_review_arguments(run)
+    _add_export_arguments(run)
 
     new = sub.add_parser("new", help="create a project from a folder of images")
     new.add_argument("folder", type=Path, help="folder of images (scanned recursively)")
@@ -138,14 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--overwrite-edited", action="store_true",
                      help="also replace edited, manual and imported captions (kept in history)")
 
-    exp = sub.add_parser("export", help="write the training zip or metadata.txt")
+    exp = sub.add_parser("export", help="write what a trainer reads (zip, folder or file)")
     exp.add_argument("project", type=Path)
-    exp.add_argument("--format", choices=["replicate", "metadata"], default="replicate")
-    exp.add_argument("--out", type=Path, help="output file (default: beside the project)")
-    exp.add_argument("--force", action="store_true", help="replace an existing output file")
+    exp.add_argument("--force", action="store_true",
+                     help="replace an existing export (never a file or folder that is not one)")
     exp.add_argument("--allow-uncaptioned", action="store_true",
                      help="export images without a caption (Replicate then captions them)")
-    _add_review_arguments(exp)
+    _add_export_arguments(exp)
 
     info = sub.add_parser("info", help="show a project's counts")
     info.add_argument("project", type=Path)
@@ -506,7 +527,7 @@ def _report_batch(summary: BatchSummary, args: argparse.Namespace) -> int:
 def _review_filter(args: argparse.Namespace, project: Project) -> tuple[ReviewFilter, bool]:
     """The export's review filter from the options, else the project's default (rejected
     images left out once any is rejected); the flag is True when the default was taken."""
-    from loracap.core.export import ReviewFilter, default_review_filter
+    from loracap.core.exports import ReviewFilter, default_review_filter
 
     if args.only_approved:
         return ReviewFilter.APPROVED, False
@@ -520,9 +541,13 @@ def _review_filter(args: argparse.Namespace, project: Project) -> tuple[ReviewFi
 def _export(project: Project, args: argparse.Namespace, *, allow_uncaptioned: bool,
             replace_own: bool) -> int:
     """Export with the options of ``export``/``run``; the path on stdout, a summary on stderr."""
-    from loracap.core.export import ExportFormat, ReviewFilter, export_project
+    from loracap.core.exports import ExportOptions, ReviewFilter, export_project, get_format
 
     review, by_default = _review_filter(args, project)
+    options = ExportOptions(
+        review=review, allow_uncaptioned=allow_uncaptioned,
+        skip_untrainable=args.skip_untrainable, trigger_placeholder=args.trigger_placeholder,
+        repeats=args.repeats, caption_ext=args.caption_ext, rename_prefix=args.rename)
     progress = _Progress(sys.stderr)
 
     def on_progress(done: int, total: int) -> None:
@@ -530,11 +555,8 @@ def _export(project: Project, args: argparse.Namespace, *, allow_uncaptioned: bo
             progress.show(f"Exporting {done} of {total}", done / total)
     try:
         result = export_project(
-            project, ExportFormat(args.format), args.out.expanduser() if args.out else None,
-            force=args.force, allow_uncaptioned=allow_uncaptioned, review=review,
-            replace_own=replace_own,
-            progress=on_progress,
-        )
+            project, get_format(args.format), args.out.expanduser() if args.out else None,
+            options, force=args.force, replace_own=replace_own, progress=on_progress)
     finally:
         progress.clear()
     sys.stdout.write(f"{result.path}\n")
@@ -543,10 +565,14 @@ def _export(project: Project, args: argparse.Namespace, *, allow_uncaptioned: bo
     err.write(f"Exported {result.images} image(s), {result.captions} caption(s) "
               f"({result.bytes_written / 1e6:.1f} MB)"
               f"{'; replaced the previous export' if result.replaced_own else ''}.\n")
-    for original, new in result.renames:
-        err.write(f"  renamed {original} -> {new} (the name was taken)\n")
-    for original, new in result.conversions:
-        err.write(f"  converted {original} -> {new} (the trainer reads jpg/png/webp only)\n")
+    for change in result.renames:
+        err.write(f"  renamed {change.path} -> {change.new_name} ({change.reason})\n")
+    for change in result.conversions:
+        err.write(f"  converted {change.path} -> {change.new_name} ({change.reason})\n")
+    if result.untrainable:
+        err.write(f"  {len(result.untrainable)} image(s) left out: too small for the trainer\n")
+        for change in result.untrainable:
+            err.write(f"    {change.path}: {change.reason}\n")
     if result.uncaptioned:
         err.write(f"  {len(result.uncaptioned)} image(s) exported without a caption.\n")
     if result.review_skipped:

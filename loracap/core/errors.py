@@ -73,6 +73,23 @@ class UncaptionedImagesError(ExportError):
         self.images = list(images)
 
 
+class UntrainableImagesError(ExportError):
+    """Images the format's trainer cannot train on (too small) and leaving them out was not
+    asked for. ``images`` lists their project-relative paths."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, images: Sequence[str]) -> None:
+        super().__init__(message)
+        self.images = list(images)
+
+
+class NothingToExportError(ExportError):
+    """No image is left to export (an empty project, or every image left out)."""
+
+    exit_code = 2
+
+
 class CaptionError(LoraCapError):
     """Base class of the errors a captioning backend raises."""
 

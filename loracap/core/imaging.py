@@ -372,7 +372,7 @@ def _upload_pixels(im: ImageFile.ImageFile, max_side: int) -> Image.Image:
         im.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
     im.load()
     oriented = _apply_orientation(im)
-    rgb = _to_rgb(oriented)
+    rgb = to_rgb_on_white(oriented)
     return _shrink(rgb, max_side)
 
 
@@ -385,19 +385,54 @@ def _apply_orientation(im: Image.Image) -> Image.Image:
         return im
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
-    """Return an RGB copy of ``im``; transparency is flattened onto white, 16-bit scaled to 8."""
-    if im.mode.startswith("I;16"):
-        im = im.convert("I").point(lambda v: v * (1 / 256)).convert("L")
-    elif im.mode in ("I", "F"):
-        low_high = im.getextrema()
-        high = float(low_high[1]) if isinstance(low_high[1], (int, float)) else 255.0
-        factor = 255.0 / high if high > 255 else 1.0
-        im = im.convert("F").point(lambda v: v * factor).convert("L")
-    has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        im.mode in ("P", "L", "RGB") and "transparency" in im.info
-    )
-    if has_alpha:
+#: Pillow's one-channel modes with more than 8 bits per sample: 16-bit greyscale PNG and TIFF
+#: (``I;16``, or ``I`` in older Pillow), 32-bit integer and float TIFF. Pillow's
+#: ``convert("L")`` (and so a trainer's ``convert("RGB")``) clips their samples at 255 instead
+#: of scaling them: a 16-bit image turns almost white. 16-bit colour PNGs need nothing special:
+#: Pillow reads them as 8-bit ``RGB``/``RGBA``, keeping the high byte of each sample.
+WIDE_GRAY_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+
+#: Pillow modes with an alpha channel.
+ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+
+
+def to_8_bit(im: Image.Image) -> Image.Image:
+    """Scale a :data:`WIDE_GRAY_MODES` image to 8-bit greyscale (mode ``L``), rounding; other
+    images are returned unchanged.
+
+    16-bit samples ``0..65535`` map to ``0..255`` by ``v / 257`` (65535 = 255 x 257; what an
+    image editor's 8-bit export gives, so the result equals such a copy pixel for pixel). Mode
+    ``I`` within ``0..65535`` is 16-bit data too; float samples within ``0..1`` (the float
+    convention) are multiplied by 255; any other range is stretched from its minimum to its
+    maximum.
+    """
+    if im.mode not in WIDE_GRAY_MODES:
+        return im
+    lo, hi = 0.0, 65535.0
+    if not im.mode.startswith("I;16"):
+        low, high = im.getextrema()  # one band: (min, max)
+        assert isinstance(low, (int, float)) and isinstance(high, (int, float))
+        if im.mode == "F" and 0 <= low and high <= 1:
+            lo, hi = 0.0, 1.0
+        elif not (im.mode == "I" and 0 <= low and high <= 65535):
+            lo, hi = float(low), float(high)
+    scale = 255 / (hi - lo) if hi > lo else 0.0
+    # Mode F -> L truncates (and clips), so 0.5 is added to round.
+    return im.convert("F").point(lambda v: v * scale - lo * scale + 0.5).convert("L")
+
+
+def has_transparency(im: Image.Image) -> bool:
+    """True when ``im`` has an alpha channel or a transparent palette entry / colour key."""
+    return im.mode in ALPHA_MODES or (
+        im.mode in ("P", "L", "RGB") and "transparency" in im.info)
+
+
+def to_rgb_on_white(im: Image.Image) -> Image.Image:
+    """Return an RGB copy of ``im`` as the captioner sees it: samples deeper than 8 bits scaled
+    to 8 (:func:`to_8_bit`), transparency flattened onto white. Exports convert the images a
+    trainer would misread with this same function, so caption and pixels agree."""
+    im = to_8_bit(im)
+    if has_transparency(im):
         rgba = im.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")

@@ -29,7 +29,7 @@ from PyQt6.QtCore import QObject, QRunnable, QThreadPool, pyqtSignal, pyqtSlot
 
 from loracap.core.checks import Finding, check_project
 from loracap.core.errors import CancelledError, LoraCapError
-from loracap.core.export import ExportFormat, ReviewFilter, export_project
+from loracap.core.exports import ExportOptions, TrainerFormat, export_project
 
 if TYPE_CHECKING:
     # Not imported at run time: the desktop window imports this module at startup, and the
@@ -291,10 +291,10 @@ class ScanJob(_Job):
 
 
 class ExportJob(_Job):
-    """Runs :func:`loracap.core.export.export_project` on a pool thread.
+    """Runs :func:`loracap.core.exports.export_project` on a pool thread.
 
-    ``out`` is the output file (or a folder for the default file name); ``force`` replaces an
-    existing file; ``allow_uncaptioned`` exports images without a caption file.
+    ``out`` is the output (see :func:`~loracap.core.exports.export_target`); ``force``
+    replaces an existing export; ``options`` are the user's choices.
 
     Signals (GUI thread): ``progress(done, total)`` (images written, at most ~20 per second
     plus the last one; the metadata format reports none), ``finished(ExportResult)``,
@@ -307,22 +307,20 @@ class ExportJob(_Job):
     finished = pyqtSignal(object)
     failed = pyqtSignal(str)
 
-    def __init__(self, project: Project, fmt: ExportFormat, out: Path, *, force: bool,
-                 allow_uncaptioned: bool, parent: QObject | None = None,
-                 pool: QThreadPool | None = None,
-                 review: ReviewFilter = ReviewFilter.ALL) -> None:
+    def __init__(self, project: Project, fmt: TrainerFormat, out: Path, options: ExportOptions,
+                 *, force: bool, parent: QObject | None = None,
+                 pool: QThreadPool | None = None) -> None:
         super().__init__(pool, parent)
         self.project = project
-        self.fmt = ExportFormat(fmt)
+        self.fmt = fmt
         self.out = Path(out)
+        self.options = options
         self.force = force
-        self.allow_uncaptioned = allow_uncaptioned
-        self.review = ReviewFilter(review)
 
     def start(self) -> None:
         """Start the export; call once."""
         project, fmt, out = self.project, self.fmt, self.out
-        force, allow, review = self.force, self.allow_uncaptioned, self.review
+        force, options = self.force, self.options
 
         def work(task: _Task) -> object:
             throttle = _Throttle()
@@ -331,8 +329,8 @@ class ExportJob(_Job):
                 if done >= total or throttle.ready():
                     task.signals.progress.emit(done, total)
 
-            return export_project(project, fmt, out, force=force, allow_uncaptioned=allow,
-                                  progress=on_progress, review=review)
+            return export_project(project, fmt, out, options, force=force,
+                                  progress=on_progress)
 
         self._start_task(work, f"exporting to {out}", progress=self._on_progress)
 

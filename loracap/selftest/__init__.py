@@ -66,7 +66,7 @@ def _run(workdir: Path) -> str:
     from PIL import features
     from PyQt6.QtCore import QCoreApplication
 
-    from loracap.core.export import export_project
+    from loracap.core.exports import REPLICATE_FORMAT, export_project
     from loracap.core.gemini import GeminiCaptioner
     from loracap.core.project import Project
     from loracap.core.prompts import Profile, build_instructions
@@ -104,7 +104,7 @@ def _run(workdir: Path) -> str:
         summary = results[0]
         if summary.stop_error is not None or summary.done != len(SAMPLE_NAMES):
             raise RuntimeError(f"captioning failed: {summary.stop_error or summary.failed}")
-        result = export_project(project)
+        result = export_project(project, REPLICATE_FORMAT)
     with zipfile.ZipFile(result.path) as archive:
         if archive.testzip() is not None:
             raise RuntimeError("the exported zip is damaged")

@@ -26,16 +26,13 @@ from PyQt6.QtWidgets import (
 )
 
 from loracap.core.errors import LoraCapError
-from loracap.core.export import (
-    ExportResult,
-)
 from loracap.core.keys import (
     KEYCHAIN_SOURCE,
     find_api_key,
 )
 
-if TYPE_CHECKING:  # not at run time: SQLAlchemy and Pillow load with the first project or scan
-    pass
+if TYPE_CHECKING:
+    from loracap.core.exports import ExportResult
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +96,9 @@ def show_export_done(parent: QWidget | None, result: ExportResult) -> None:
     box.setIcon(QMessageBox.Icon.Information)
     box.setWindowTitle("Export Finished")
     box.setText(f"Exported {result.images} image(s) to {result.path}.")
+    box.setDetailedText("\n".join(
+        [f"{c.path} → {c.new_name}: {c.reason}" for c in result.renames + result.conversions]
+        + [f"{c.path} left out: {c.reason}" for c in result.untrainable]))
     box.setInformativeText(export_summary(result))
     open_button = box.addButton("Open Folder", QMessageBox.ButtonRole.ActionRole)
     box.addButton(QMessageBox.StandardButton.Ok)
@@ -113,9 +113,12 @@ def export_summary(result: ExportResult) -> str:
     if result.uncaptioned:
         parts.append(f"{len(result.uncaptioned)} image(s) have no caption.")
     if result.renames:
-        parts.append(f"{len(result.renames)} file(s) were renamed to avoid name clashes.")
+        parts.append(f"{len(result.renames)} file(s) were renamed.")
     if result.conversions:
-        parts.append(f"{len(result.conversions)} image(s) were converted to PNG.")
+        parts.append(f"{len(result.conversions)} image(s) were converted for the trainer.")
+    if result.untrainable:
+        parts.append(f"{len(result.untrainable)} image(s) too small for the trainer were left "
+                     "out.")
     return " ".join(parts)
 
 

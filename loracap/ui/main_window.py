@@ -64,7 +64,6 @@ from loracap.core.errors import (
     LoraCapError,
     stop_advice,
 )
-from loracap.core.export import plan_export
 from loracap.core.prompts import Profile, build_instructions
 from loracap.core.query import tag_term
 from loracap.core.records import CaptionMode, ImageRecord, Review, UndoOutcome
@@ -915,7 +914,10 @@ class MainWindow(QMainWindow):
             self.metadata_view.setPlainText("")
             return
         try:
-            text = plan_export(self.project, allow_uncaptioned=True).metadata_text()
+            from loracap.core.exports import METADATA_FORMAT, ExportOptions, plan_export
+
+            options = ExportOptions(allow_uncaptioned=True, skip_untrainable=True)
+            text = plan_export(self.project, METADATA_FORMAT, options).metadata_text()
         except LoraCapError as exc:
             text = str(exc)
         self.metadata_view.setPlainText(text or "(no captions yet)")

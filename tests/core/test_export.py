@@ -1,4 +1,5 @@
-"""Exports: the Replicate zip and metadata.txt, byte for byte."""
+"""Exports: the Replicate zip and metadata.txt, byte for byte; what every format shares (the
+export record, review marks)."""
 
 from __future__ import annotations
 
@@ -10,19 +11,34 @@ import pytest
 from PIL import Image
 
 from loracap.core.errors import ExportError, OutputExistsError, UncaptionedImagesError
-from loracap.core.export import (
+from loracap.core.exports import (
     ExportFormat,
+    ExportOptions,
+    ExportResult,
     ReviewFilter,
-    default_output,
     default_review_filter,
-    export_project,
+    get_format,
     is_own_export,
-    plan_export,
 )
+from loracap.core.exports import default_output as _default_output
+from loracap.core.exports import export_project as _export_project
+from loracap.core.exports import plan_export as _plan_export
 from loracap.core.project import Project
 from loracap.core.scan import scan_folder
 from loracap.core.schema import Review
 from tests.fakes.photos import make_photo
+
+
+def export_project(project: Project, fmt: ExportFormat = ExportFormat.REPLICATE,
+                   out: Path | None = None, *, force: bool = False, replace_own: bool = False,
+                   **options: object) -> ExportResult:
+    """``export_project`` with the format by name and the options as keywords."""
+    return _export_project(project, get_format(fmt), out, ExportOptions(**options),  # type: ignore[arg-type]
+                           force=force, replace_own=replace_own)
+
+
+def default_output(project: Project, fmt: ExportFormat) -> Path:
+    return _default_output(project, get_format(fmt))
 
 
 def captioned_project(folder: Path, names: list[str], trigger: str = "ide_main_hall") -> Project:
@@ -84,7 +100,7 @@ def test_same_names_and_stem_collisions_are_renamed_and_reported(tmp_path: Path)
         for name in entries - {"metadata.txt"}:
             if not name.endswith(".txt"):
                 assert f"{Path(name).stem}.txt" in entries
-        renamed = dict(result.renames)
+        renamed = {change.path: change.new_name for change in result.renames}
         assert set(renamed) == {"a.png", "two/IMG_1.jpg", "two/img_1.webp"}
         assert renamed["a.png"] == "a_2.png"
         assert archive.read(renamed["a.png"]) == (folder / "a.png").read_bytes()
@@ -145,7 +161,7 @@ def test_bmp_is_converted_losslessly_for_the_trainer(tmp_path: Path) -> None:
     folder = tmp_path / "ds"
     with captioned_project(folder, ["scan.bmp"]) as project:
         result = export_project(project)
-    assert result.conversions == [("scan.bmp", "scan.png")]
+    assert [(c.path, c.new_name) for c in result.conversions] == [("scan.bmp", "scan.png")]
     with zipfile.ZipFile(result.path) as archive:
         assert set(archive.namelist()) == {"scan.png", "scan.txt", "metadata.txt"}
         with archive.open("scan.png") as handle, Image.open(handle) as png:
@@ -164,12 +180,12 @@ def test_missing_image_files_stop_the_export(tmp_path: Path) -> None:
 def test_failed_write_leaves_no_partial_file(tmp_path: Path) -> None:
     folder = tmp_path / "ds"
     with captioned_project(folder, ["a.jpg", "b.jpg"]) as project:
-        plan = plan_export(project)
+        plan = _plan_export(project, get_format(ExportFormat.REPLICATE))
         (folder / "b.jpg").unlink()  # vanishes between planning and writing
-        from loracap.core.export import write_replicate_zip
+        from loracap.core.exports.writer import write_plan
 
         with pytest.raises(ExportError, match="Cannot read b.jpg"):
-            write_replicate_zip(plan, folder / "out.zip")
+            write_plan(project, plan, folder / "out.zip", replace_existing=False)
     assert sorted(p.name for p in folder.iterdir()) == ["a.jpg", "ide_main_hall.loraproj"]
 
 

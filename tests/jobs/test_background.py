@@ -13,7 +13,12 @@ from pathlib import Path
 import pytest
 
 import loracap.core.scan as scan_module
-from loracap.core.export import ExportFormat, ExportResult
+from loracap.core.exports import (
+    METADATA_FORMAT,
+    REPLICATE_FORMAT,
+    ExportOptions,
+    ExportResult,
+)
 from loracap.core.project import Project
 from loracap.core.scan import ScannedFile, scan_folder
 from loracap.jobs import background
@@ -204,7 +209,7 @@ def test_starting_twice_is_a_programming_error(qtbot, tmp_path: Path) -> None:
 @pytest.fixture
 def project(tmp_path: Path) -> Iterator[Project]:
     folder = tmp_path / "hall"
-    make_photo_folder(folder, 3, size=(96, 64))
+    make_photo_folder(folder, 3, size=(192, 128))
     proj = Project.create(folder / "hall.loraproj", trigger="hall")
     proj.add_scanned(scan_folder(folder))
     yield proj
@@ -219,7 +224,7 @@ def caption_all(project: Project) -> None:
 def test_export_job_writes_the_zip(qtbot, project: Project, tmp_path: Path) -> None:
     caption_all(project)
     out = tmp_path / "out.zip"
-    job = ExportJob(project, ExportFormat.REPLICATE, out, force=False, allow_uncaptioned=False)
+    job = ExportJob(project, REPLICATE_FORMAT, out, ExportOptions(), force=False)
     endings = Endings(job, ("finished", "failed"))
     progress: list[tuple[int, int]] = []
     job.progress.connect(lambda done, total: progress.append((done, total)))
@@ -243,7 +248,7 @@ def test_export_job_writes_the_zip(qtbot, project: Project, tmp_path: Path) -> N
 
 def test_export_job_reports_the_core_message(qtbot, project: Project, tmp_path: Path) -> None:
     out = tmp_path / "out.zip"
-    job = ExportJob(project, ExportFormat.REPLICATE, out, force=False, allow_uncaptioned=False)
+    job = ExportJob(project, REPLICATE_FORMAT, out, ExportOptions(), force=False)
     endings = Endings(job, ("finished", "failed"))
     with qtbot.waitSignal(job.failed, timeout=10_000) as blocker:
         job.start()
@@ -259,14 +264,15 @@ def test_export_job_does_not_replace_without_force(qtbot, project: Project,
                                                    tmp_path: Path) -> None:
     out = tmp_path / "metadata.txt"
     out.write_text("old\n", encoding="utf-8")
-    job = ExportJob(project, ExportFormat.METADATA, out, force=False, allow_uncaptioned=True)
+    job = ExportJob(project, METADATA_FORMAT, out, ExportOptions(allow_uncaptioned=True),
+                    force=False)
     with qtbot.waitSignal(job.failed, timeout=10_000) as blocker:
         job.start()
     assert blocker.args == [f"{out} already exists; use --force to replace it."]
     assert out.read_text(encoding="utf-8") == "old\n"
 
     caption_all(project)
-    forced = ExportJob(project, ExportFormat.METADATA, out, force=True, allow_uncaptioned=False)
+    forced = ExportJob(project, METADATA_FORMAT, out, ExportOptions(), force=True)
     with qtbot.waitSignal(forced.finished, timeout=10_000):
         forced.start()
     assert out.read_text(encoding="utf-8").splitlines()[0].startswith("photo of hall wide view")

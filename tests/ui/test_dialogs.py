@@ -25,7 +25,14 @@ from PyQt6.QtWidgets import (
 
 import loracap.core.scan as scan_module
 from loracap.core.errors import ExportError
-from loracap.core.export import ExportFormat, ExportResult, ReviewFilter, plan_export
+from loracap.core.exports import (
+    REPLICATE_FORMAT,
+    ExportFormat,
+    ExportOptions,
+    ExportResult,
+    ReviewFilter,
+    plan_export,
+)
 from loracap.core.gemini import DEFAULT_MODEL
 from loracap.core.keys import KEYRING_SERVICE, KEYRING_USERNAME, find_api_key
 from loracap.core.project import Project
@@ -390,9 +397,9 @@ def test_spec_has_no_custom_prompt_for_other_profiles(qtbot, hall: Path) -> None
 def project(tmp_path: Path) -> Iterator[Project]:
     """Five valid images (one in a sub-folder with a clashing name, one BMP) and an invalid one."""
     folder = tmp_path / "hall"
-    make_photo_folder(folder, 3, size=(96, 64))
-    make_photo(folder / "sub" / "IMG_0001.jpg", size=(96, 64), seed=9)
-    make_photo(folder / "plan.bmp", size=(48, 32), seed=5)
+    make_photo_folder(folder, 3, size=(192, 128))
+    make_photo(folder / "sub" / "IMG_0001.jpg", size=(192, 128), seed=9)
+    make_photo(folder / "plan.bmp", size=(192, 128), seed=5)
     (folder / "broken.jpg").write_bytes(b"junk")
     proj = Project.create(folder / "hall.loraproj", trigger="hall")
     proj.add_scanned(scan_folder(folder))
@@ -445,8 +452,8 @@ def test_export_writes_a_real_replicate_zip(qtbot, project: Project, seams) -> N
         "5 images will be exported, 5 with a caption. 1 invalid file is left out.")
     changes = [dialog.changes_list.item(i).text() for i in range(dialog.changes_list.count())]
     assert changes == [
-        "sub/IMG_0001.jpg → IMG_0001_2.jpg (renamed: the name is taken)",
-        "plan.bmp → plan.png (converted to PNG: trainers do not read this format)",
+        "sub/IMG_0001.jpg → IMG_0001_2.jpg (renamed: the name was taken)",
+        "plan.bmp → plan.png (converted: the trainer does not read this file format)",
     ]
     assert not dialog.allow_uncaptioned.isVisible()
     assert dialog.export_button.isEnabled()
@@ -523,7 +530,7 @@ def test_missing_image_files_block_the_export(qtbot, project: Project, seams) ->
     caption_all(project)
     (project.folder / "IMG_0003.jpg").unlink()
     with pytest.raises(ExportError) as raised:
-        plan_export(project, allow_uncaptioned=True)
+        plan_export(project, REPLICATE_FORMAT, ExportOptions(allow_uncaptioned=True))
     dialog = open_export(qtbot, project)
     assert dialog.error_label.isVisible()
     assert dialog.error_label.text() == str(raised.value)
@@ -536,16 +543,16 @@ def test_format_change_updates_the_destination_unless_edited(qtbot, project: Pro
                                                              seams, tmp_path: Path) -> None:
     caption_all(project)
     dialog = open_export(qtbot, project)
-    click_radio(qtbot, dialog.metadata_radio)
-    assert dialog.format is ExportFormat.METADATA
+    dialog.choose_format(ExportFormat.METADATA)
+    assert dialog.format.name is ExportFormat.METADATA
     assert dialog.dest_edit.text() == str(project.folder / "metadata.txt")
-    assert dialog.changes_list.count() == 1  # the BMP is not converted for metadata.txt
+    assert dialog.changes_list.count() == 0  # metadata.txt renames and converts no image
 
     own = tmp_path / "captions.txt"
     retype(qtbot, dialog.dest_edit, str(own))
-    click_radio(qtbot, dialog.replicate_radio)
+    dialog.choose_format(ExportFormat.REPLICATE)
     assert dialog.dest_edit.text() == str(own)
-    click_radio(qtbot, dialog.metadata_radio)
+    dialog.choose_format(ExportFormat.METADATA)
     qtbot.mouseClick(dialog.export_button, LEFT)
     qtbot.waitUntil(lambda: bool(seams["done"]), timeout=10_000)
     lines = own.read_text(encoding="utf-8").splitlines()
@@ -572,7 +579,8 @@ def test_export_done_message_opens_the_folder(qtbot, project: Project,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     opened: list[Path] = []
     monkeypatch.setattr(dialogs, "open_folder", lambda folder: opened.append(folder) or True)
-    result = ExportResult(path=project.folder / "hall_training.zip", images=5, captions=4,
+    result = ExportResult(path=project.folder / "hall_training.zip",
+                          format=ExportFormat.REPLICATE, images=5, captions=4,
                           uncaptioned=["a.jpg"], renames=[], conversions=[], bytes_written=10)
     texts: list[str] = []
 

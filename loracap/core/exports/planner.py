@@ -1,0 +1,275 @@
+"""The planner every format shares: which images, under which names, converted or copied.
+
+:func:`plan_export` decides everything before a byte is written:
+
+* **Selection**: valid images, by review mark (:class:`ReviewFilter`); images without a
+  caption stop the export (:class:`UncaptionedImagesError`) unless allowed; images the trainer
+  cannot train on -- a short side below the format's minimum -- stop it too
+  (:class:`UntrainableImagesError`) unless ``skip_untrainable`` leaves them out, reported.
+  Nothing left to export is :class:`NothingToExportError`.
+* **Pixels**: an image the trainer would misread (a format it does not read, 16-bit or float
+  pixels, transparency, an EXIF orientation it ignores) is converted
+  (:mod:`loracap.core.exports.pixels`); every conversion is reported with its new name.
+* **Names**: file names are made safe on every system (NFC, no path separators, control or
+  Windows-reserved characters, no ``..``); two images never share a caption file (``a.jpg``
+  and ``a.png`` both need ``a.txt``; compared case-insensitively, as macOS and Windows unpack),
+  and no image or caption file takes a name the format writes itself (``metadata.jpg`` would
+  need ``metadata.txt``): the later one is renamed ``a_2.png``. ``rename_prefix`` names every
+  image ``PREFIX_0001.jpg`` … in file-name order instead, with ``renames.csv`` beside them.
+  Every rename is reported.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import unicodedata
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
+
+from loracap.core.errors import (
+    ExportError,
+    InputError,
+    NothingToExportError,
+    UncaptionedImagesError,
+    UntrainableImagesError,
+)
+from loracap.core.exports.base import (
+    Change,
+    Conversion,
+    ExportOptions,
+    ExportPlan,
+    PlannedImage,
+    TrainerFormat,
+    review_keeps,
+)
+from loracap.core.exports.pixels import conversions_for, converted_suffix, probe_pixels
+from loracap.core.trigger import full_caption
+
+if TYPE_CHECKING:
+    from loracap.core.project import Project
+    from loracap.core.records import ImageRecord, ProjectSettings
+
+#: ai-toolkit's and fal's literal placeholder for the trigger word in captions.
+TRIGGER_PLACEHOLDER = "[trigger]"
+
+#: The file of ``rename_prefix`` exports: old project path -> new name.
+RENAMES_FILE = "renames.csv"
+
+#: Characters no file name may hold on Windows, macOS or Linux, and path separators.
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
+
+#: Windows device names, which no file may be called whatever its extension.
+_WINDOWS_DEVICES = frozenset(
+    {"con", "prn", "aux", "nul"} | {f"com{i}" for i in range(1, 10)}
+    | {f"lpt{i}" for i in range(1, 10)})
+
+#: How many image paths an error message lists before "… and N more".
+_LISTED = 20
+
+
+def safe_stem(stem: str) -> str:
+    """``stem`` made a file name every system accepts: NFC, unsafe characters as ``_``, no
+    trailing dots or spaces, not a Windows device name, never empty or ``..``."""
+    text = unicodedata.normalize("NFC", stem)
+    text = _UNSAFE.sub("_", text).rstrip(". ")
+    if not text or set(text) <= {"."}:
+        text = "image"
+    if text.casefold() in _WINDOWS_DEVICES:
+        text = f"_{text}"
+    return text
+
+
+def _listing(paths: list[str]) -> str:
+    shown = "\n  ".join(paths[:_LISTED])
+    more = f"\n  … and {len(paths) - _LISTED} more" if len(paths) > _LISTED else ""
+    return f"  {shown}{more}"
+
+
+def _one_line(text: str) -> str:
+    """A caption as one line: line breaks and runs of whitespace become single spaces
+    (kohya sd-scripts reads only the first line of a caption file)."""
+    return " ".join(text.split())
+
+
+def caption_for(record: ImageRecord, settings: ProjectSettings, *, placeholder: bool) -> str:
+    """The exported caption of ``record``: the prefix and the body on one line, with the
+    trigger word written as ``[trigger]`` when ``placeholder`` (whole words only)."""
+    if record.caption is None or not record.has_caption:
+        return ""
+    trigger = settings.trigger
+    if not placeholder:
+        return _one_line(full_caption(settings.prefix_template, trigger, record.caption.body))
+    body = re.sub(rf"(?<![\w]){re.escape(trigger)}(?![\w])", TRIGGER_PLACEHOLDER,
+                  record.caption.body)
+    return _one_line(full_caption(settings.prefix_template, TRIGGER_PLACEHOLDER, body))
+
+
+def plan_export(project: Project, fmt: TrainerFormat,
+                options: ExportOptions | None = None) -> ExportPlan:
+    """Decide an export of ``project`` in format ``fmt``.
+
+    Raises :class:`ExportError` when image files are missing on disk,
+    :class:`UncaptionedImagesError` (unless ``options.allow_uncaptioned``),
+    :class:`UntrainableImagesError` (unless ``options.skip_untrainable``),
+    :class:`NothingToExportError` when no image is left, and
+    :class:`~loracap.core.errors.InputError` for options the format cannot use.
+    """
+    options = options or ExportOptions()
+    fmt.validate(options)
+    if options.trigger_placeholder and not fmt.supports_placeholder:
+        raise InputError(f"The {fmt.name.value} format has no trigger placeholder; "
+                         "leave out --trigger-placeholder.")
+    settings = project.settings
+    records = project.images()
+    valid = [rec for rec in records if rec.valid]
+    review_skipped = [rec.path for rec in valid if not review_keeps(options.review, rec.review)]
+    chosen = [rec for rec in valid if review_keeps(options.review, rec.review)]
+    missing = [rec.path for rec in chosen if not rec.abs_path.is_file()]
+    if missing:
+        raise ExportError(f"{len(missing)} image file(s) are missing on disk (moved or "
+                          f"renamed?):\n{_listing(missing)}")
+    chosen.sort(key=lambda rec: (rec.file_name.casefold(), rec.path.casefold(), rec.path))
+    uncaptioned = [rec.path for rec in chosen if not rec.has_caption]
+    if uncaptioned and not options.allow_uncaptioned:
+        raise UncaptionedImagesError(
+            f"{len(uncaptioned)} image(s) have no caption:\n{_listing(uncaptioned)}\n"
+            "Caption them (loracap caption), or export anyway with --allow-uncaptioned "
+            "(Replicate then captions those images itself).", uncaptioned)
+
+    untrainable = _untrainable(fmt, chosen)
+    if untrainable and not options.skip_untrainable:
+        lines = [f"{change.path} ({change.reason})" for change in untrainable]
+        raise UntrainableImagesError(
+            f"{len(untrainable)} image(s) are too small for {fmt.title or fmt.name.value}: a "
+            f"short side under {fmt.min_short_side} px {fmt.min_side_reason}:\n"
+            f"{_listing(lines)}\nLeave them out with --skip-untrainable (Export dialog: "
+            "“Leave out images the trainer cannot use”), or replace them with larger photos.",
+            [change.path for change in untrainable])
+    skipped = {change.path for change in untrainable}
+    chosen = [rec for rec in chosen if rec.path not in skipped]
+    if not chosen:
+        raise NothingToExportError(_nothing_message(records, review_skipped, untrainable))
+
+    folder = fmt.image_folder(settings.trigger, options)
+    caption_ext = fmt.caption_extension_for(options)
+    images, renames, conversions = _place(fmt, chosen, settings, options, folder, caption_ext)
+    plan = ExportPlan(
+        format=fmt, options=options, trigger=settings.trigger, images=images, extra_files={},
+        uncaptioned=uncaptioned, renames=renames, conversions=conversions,
+        untrainable=untrainable, invalid_skipped=[rec.path for rec in records if not rec.valid],
+        review_skipped=review_skipped,
+    )
+    extras = dict(fmt.extra_files(plan, settings))
+    if options.rename_prefix:
+        extras[RENAMES_FILE] = _renames_csv(images)
+    plan.extra_files.update(extras)
+    return plan
+
+
+def _untrainable(fmt: TrainerFormat, records: list[ImageRecord]) -> list[Change]:
+    """Images whose short side is under the format's minimum (sizes as stored by the scan,
+    after EXIF orientation: the short side is the same either way)."""
+    if not fmt.min_short_side or not fmt.writes_images:
+        return []
+    found = []
+    for rec in records:
+        short = min(rec.width or 0, rec.height or 0)
+        if short < fmt.min_short_side:
+            found.append(Change(rec.path, rec.file_name,
+                                f"{rec.width} × {rec.height} px: {fmt.min_side_reason}"))
+    return found
+
+
+def _nothing_message(records: list[ImageRecord], review_skipped: list[str],
+                     untrainable: list[Change]) -> str:
+    if not records:
+        return "The project has no images; nothing to export."
+    reasons = []
+    if review_skipped:
+        reasons.append(f"{len(review_skipped)} left out by their review mark")
+    if untrainable:
+        reasons.append(f"{len(untrainable)} too small for the trainer")
+    invalid = sum(not rec.valid for rec in records)
+    if invalid:
+        reasons.append(f"{invalid} invalid")
+    detail = f" ({', '.join(reasons)})" if reasons else ""
+    return f"No image is left to export{detail}; nothing was written."
+
+
+def _place(fmt: TrainerFormat, records: list[ImageRecord], settings: ProjectSettings,
+           options: ExportOptions, folder: str, caption_ext: str | None,
+           ) -> tuple[list[PlannedImage], list[Change], list[Change]]:
+    """Names, conversions and captions of the chosen images, in order."""
+    reserved = {name.casefold() for name in fmt.reserved_names}
+    used: set[str] = set()
+    digits = max(4, len(str(len(records))))
+    images: list[PlannedImage] = []
+    renames: list[Change] = []
+    conversions: list[Change] = []
+    for number, rec in enumerate(records, start=1):
+        original = PurePosixPath(rec.file_name)
+        suffix = original.suffix
+        found: tuple[Conversion, ...] = ()
+        if fmt.writes_images:
+            format_ok = fmt.image_extensions is None or suffix.lower() in fmt.image_extensions
+            traits = probe_pixels(rec.abs_path)
+            found = conversions_for(traits, format_ok=format_ok,
+                                    bake_orientation=fmt.bake_orientation)
+            if found:
+                suffix = converted_suffix(suffix, found)
+        if fmt.lowercase_extensions:
+            suffix = suffix.lower()
+        wanted = (f"{safe_stem(options.rename_prefix)}_{number:0{digits}d}"
+                  if options.rename_prefix else safe_stem(original.stem))
+        stem, n = wanted, 1
+        while _taken(stem, suffix, caption_ext, used, reserved):
+            n += 1
+            stem = f"{wanted}_{n}"
+        used.add(unicodedata.normalize("NFC", stem).casefold())
+        name = f"{stem}{suffix}"
+        if name != rec.file_name and fmt.writes_images:
+            if options.rename_prefix:
+                reason = "renamed as asked"
+            elif stem != safe_stem(original.stem):
+                reason = "the name was taken"
+            elif stem != original.stem:
+                reason = "not a safe file name on every system"
+            else:
+                reason = ""
+            if reason:
+                renames.append(Change(rec.path, name, reason))
+        if found:
+            conversions.append(Change(rec.path, name, "; ".join(str(c) for c in found)))
+        caption = caption_for(rec, settings, placeholder=options.trigger_placeholder)
+        dest = f"{folder}/{name}" if folder else name
+        caption_dest = None
+        if caption and caption_ext:
+            caption_name = f"{stem}{caption_ext}"
+            caption_dest = f"{folder}/{caption_name}" if folder else caption_name
+        images.append(PlannedImage(
+            image_id=rec.id, source=rec.abs_path, project_path=rec.path, dest=dest,
+            caption=caption, caption_dest=caption_dest, conversions=found))
+    return images, renames, conversions
+
+
+def _taken(stem: str, suffix: str, caption_ext: str | None, used: set[str],
+           reserved: set[str]) -> bool:
+    key = unicodedata.normalize("NFC", stem).casefold()
+    if key in used:
+        return True
+    names = {f"{key}{suffix.casefold()}"}
+    if caption_ext:
+        names.add(f"{key}{caption_ext.casefold()}")
+    return bool(names & reserved)
+
+
+def _renames_csv(images: list[PlannedImage]) -> bytes:
+    """``renames.csv``: ``path,exported_as`` then one row per image (UTF-8, LF)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "exported_as"])
+    for image in images:
+        writer.writerow([image.project_path, image.dest])
+    return buffer.getvalue().encode("utf-8")
