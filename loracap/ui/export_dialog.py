@@ -106,7 +106,7 @@ class ExportDialog(QDialog):
         self.format_list.setAccessibleName("Export format")
         self.format_list.setWordWrap(True)
         for fmt in FORMATS.values():
-            item = QListWidgetItem(f"{fmt.title}\n    {fmt.summary}")
+            item = QListWidgetItem(f"{fmt.title}\n{fmt.summary}")
             item.setData(FORMAT_ROLE, fmt.name.value)
             item.setToolTip(fmt.summary)
             self.format_list.addItem(item)
