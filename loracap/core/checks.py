@@ -27,8 +27,14 @@ these kinds (see :data:`KIND_LABELS`):
 ``too_long``
     The exported caption has more than :data:`CLIP_TOKEN_LIMIT` CLIP tokens; the rest is cut off
     by the trainer.
+``untrainable``
+    The image is too small for Replicate's trainer (ai-toolkit): a short side below
+    :data:`~loracap.core.exports.replicate.AI_TOOLKIT_MIN_SHORT_SIDE` pixels gets a 0 × 0
+    resolution bucket and aborts the whole run. Exports to such trainers stop on it unless it is
+    left out (``--skip-untrainable``).
 ``small``
-    The short side of the image (after EXIF orientation) is below :data:`MIN_SHORT_SIDE` pixels.
+    The short side of the image (after EXIF orientation) is below :data:`MIN_SHORT_SIDE` pixels
+    (but large enough to train on): the trainer has to upscale it.
 ``near_duplicate``
     The image looks almost the same as another one (a resized or re-encoded copy, a burst
     shot): their difference hashes differ in at most :data:`NEAR_DUPLICATE_DISTANCE` bits.
@@ -53,8 +59,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Protocol
 
+from loracap.core.exports.replicate import AI_TOOLKIT_MIN_SHORT_SIDE, REPLICATE
 from loracap.core.records import ImageRecord, ProjectSettings
 from loracap.core.trigger import (
     TRIGGER_PLACEHOLDER,
@@ -65,7 +72,6 @@ from loracap.core.trigger import (
 )
 
 if TYPE_CHECKING:
-    from PIL.Image import Image as PILImage
 
     from loracap.core.project import Project
 
@@ -93,6 +99,7 @@ KIND_LABELS: dict[str, tuple[str, str]] = {
     "empty": ("empty caption", "empty captions"),
     "duplicate": ("duplicate", "duplicates"),
     "too_long": ("too long", "too long"),
+    "untrainable": ("untrainable image", "untrainable images"),
     "small": ("small image", "small images"),
     "near_duplicate": ("near-duplicate", "near-duplicates"),
 }
@@ -147,42 +154,14 @@ def count_clip_tokens(text: str) -> int:
 # ---------------------------------------------------------------------- perceptual hash
 
 
-_WIDE_GRAY_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
-"""Pillow's one-channel modes with more than 8 bits per sample: 16-bit greyscale PNG and TIFF
-(``I;16``, or ``I`` in older Pillow), 32-bit integer and float TIFF. Pillow's ``convert("L")``
-clips their samples at 255 instead of scaling them (a 16-bit image turns almost white), and its
-reducing resize refuses ``I;16``. 16-bit colour PNGs need nothing special: Pillow reads them as
-8-bit ``RGB``/``RGBA``, keeping the high byte of each sample."""
-
-
-def _to_8_bit(im: PILImage) -> PILImage:
-    """Scale a :data:`_WIDE_GRAY_MODES` image to 8-bit greyscale (mode ``L``), rounding.
-
-    16-bit samples ``0..65535`` map to ``0..255`` by ``v / 257`` (65535 = 255 x 257; what an
-    image editor's 8-bit export gives, so the result equals such a copy pixel for pixel). Mode
-    ``I`` within ``0..65535`` is 16-bit data too; float samples within ``0..1`` (the float
-    convention) are multiplied by 255; any other range is stretched from its minimum to its
-    maximum.
-    """
-    lo, hi = 0.0, 65535.0
-    if not im.mode.startswith("I;16"):
-        low, high = cast("tuple[float, float]", im.getextrema())  # one band: (min, max)
-        if im.mode == "F" and 0 <= low and high <= 1:
-            lo, hi = 0.0, 1.0
-        elif not (im.mode == "I" and 0 <= low and high <= 65535):
-            lo, hi = float(low), float(high)
-    scale = 255 / (hi - lo) if hi > lo else 0.0
-    # Mode F -> L truncates (and clips), so 0.5 is added to round.
-    return im.convert("F").point(lambda v: v * scale - lo * scale + 0.5).convert("L")
-
-
 def dhash(path: Path) -> int:
     """Return the 64-bit difference hash of the image at ``path``.
 
     The image is decoded small (JPEG draft mode, then a thumbnail), turned as its EXIF
     orientation says, converted to grayscale and resized to 9x8 pixels; bit ``i`` is set when a
     pixel is brighter than its right-hand neighbour. Greyscale images deeper than 8 bits
-    (16-bit PNGs among them) are first scaled to 8 bits with :func:`_to_8_bit`, so a 16-bit PNG
+    (16-bit PNGs among them) are first scaled to 8 bits with
+    :func:`~loracap.core.imaging.to_8_bit`, so a 16-bit PNG
     and its 8-bit copy get the same hash. Raises ``OSError`` and Pillow's errors for unreadable
     files.
     """
@@ -190,12 +169,14 @@ def dhash(path: Path) -> int:
     # desktop window's startup, which needs no Pillow.
     from PIL import Image, ImageOps
 
+    from loracap.core.imaging import to_8_bit
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with Image.open(path) as opened:
             opened.draft("L", (64, 64))  # JPEG: decode at 1/8 scale at most; others: no-op
             # convert() keeps the image's EXIF data, so the orientation below still applies.
-            im = _to_8_bit(opened) if opened.mode in _WIDE_GRAY_MODES else opened
+            im = to_8_bit(opened)
             im.thumbnail((128, 128))
             try:
                 oriented = ImageOps.exif_transpose(im)
@@ -327,7 +308,14 @@ def check_project(
             by_caption[" ".join(caption.casefold().split())].append(rec)
         if rec.width is not None and rec.height is not None:
             short = min(rec.width, rec.height)
-            if short < MIN_SHORT_SIDE:
+            if short < AI_TOOLKIT_MIN_SHORT_SIDE:
+                findings.append(Finding(
+                    "untrainable", rec.id, rec.path,
+                    f"The image is {rec.width}x{rec.height} px: its short side is below "
+                    f"{AI_TOOLKIT_MIN_SHORT_SIDE} px, which {REPLICATE.min_side_reason}. "
+                    "Exports stop on it (or leave it out with --skip-untrainable).",
+                ))
+            elif short < MIN_SHORT_SIDE:
                 findings.append(Finding(
                     "small", rec.id, rec.path,
                     f"The image is {rec.width}x{rec.height} px; its short side is below "

@@ -216,6 +216,18 @@ def test_small_image(folder: Path) -> None:
         assert "400x300" in found[0].message
 
 
+def test_an_image_too_small_to_train_on_is_untrainable_not_just_small(folder: Path) -> None:
+    make_photo(folder / "thumb.jpg", size=(160, 100), seed=7)
+    with new_project(folder) as project:
+        found = [f for f in check_project(project, near_duplicates=False)
+                 if f.path == "thumb.jpg"]
+    assert [f.kind for f in found] == ["untrainable"]
+    assert found[0].message == (
+        "The image is 160x100 px: its short side is below 128 px, which would abort Replicate "
+        "training (ai-toolkit gives it a 0 × 0 bucket). Exports stop on it (or leave it out "
+        "with --skip-untrainable).")
+
+
 def test_near_duplicates_resized_and_reencoded_copies(folder: Path) -> None:
     original = folder / "IMG_0001.jpg"
     with Image.open(original) as im:

@@ -134,6 +134,8 @@ class ExportPlan:
 
     ``extra_files`` maps POSIX paths relative to the root to their bytes (``metadata.txt``,
     ``config.yaml``, ``renames.csv`` …). The lists say what was left out and why.
+    ``target``: the absolute path the export is written to, when known (None in a preview),
+    for formats whose extra files name it (kohya's ``dataset.toml``).
     """
 
     format: TrainerFormat
@@ -147,6 +149,7 @@ class ExportPlan:
     untrainable: list[Change] = field(default_factory=list)  # left out (skip_untrainable)
     invalid_skipped: list[str] = field(default_factory=list)
     review_skipped: list[str] = field(default_factory=list)
+    target: Path | None = None
 
     def metadata_text(self) -> str:
         """``metadata.txt``: one caption per line, ordered by image file name, LF, trailing

@@ -48,6 +48,8 @@ from loracap.core.exports.pixels import conversions_for, converted_suffix, probe
 from loracap.core.trigger import full_caption
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from loracap.core.project import Project
     from loracap.core.records import ImageRecord, ProjectSettings
 
@@ -106,9 +108,10 @@ def caption_for(record: ImageRecord, settings: ProjectSettings, *, placeholder: 
     return _one_line(full_caption(settings.prefix_template, TRIGGER_PLACEHOLDER, body))
 
 
-def plan_export(project: Project, fmt: TrainerFormat,
-                options: ExportOptions | None = None) -> ExportPlan:
-    """Decide an export of ``project`` in format ``fmt``.
+def plan_export(project: Project, fmt: TrainerFormat, options: ExportOptions | None = None,
+                *, target: Path | None = None) -> ExportPlan:
+    """Decide an export of ``project`` in format ``fmt``, to be written to ``target`` (an
+    absolute path; None when not known yet, as in a preview).
 
     Raises :class:`ExportError` when image files are missing on disk,
     :class:`UncaptionedImagesError` (unless ``options.allow_uncaptioned``),
@@ -159,7 +162,7 @@ def plan_export(project: Project, fmt: TrainerFormat,
         format=fmt, options=options, trigger=settings.trigger, images=images, extra_files={},
         uncaptioned=uncaptioned, renames=renames, conversions=conversions,
         untrainable=untrainable, invalid_skipped=[rec.path for rec in records if not rec.valid],
-        review_skipped=review_skipped,
+        review_skipped=review_skipped, target=target,
     )
     extras = dict(fmt.extra_files(plan, settings))
     if options.rename_prefix:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from loracap.core.errors import InputError
 from loracap.core.exports.base import ExportFormat, TrainerFormat
+from loracap.core.exports.kohya import KOHYA
 from loracap.core.exports.metadata import METADATA
 from loracap.core.exports.replicate import REPLICATE
 
 FORMATS: dict[ExportFormat, TrainerFormat] = {
-    fmt.name: fmt for fmt in (REPLICATE, METADATA)
+    fmt.name: fmt for fmt in (REPLICATE, KOHYA, METADATA)
 }
 
 

@@ -515,8 +515,8 @@ def export_project(project: Project, fmt: TrainerFormat, out: Path | None = None
     export (:meth:`Project.record_export`); ``ExportResult.recorded`` says whether it did.
     Raises the planner's errors, :class:`OutputExistsError` and :class:`ExportError`.
     """
-    plan = plan_export(project, fmt, options)
     target = export_target(project, fmt, out)
+    plan = plan_export(project, fmt, options, target=target)
     replacing = check_target(project, plan, target, force=force, replace_own=replace_own)
     own = replacing and not force
     result = write_plan(project, plan, target, replace_existing=replacing, progress=progress)
