@@ -1,0 +1,184 @@
+"""How long each export of real-size photos takes against a plain copy of the same bytes.
+
+Makes N photo-like JPEGs (default 500 at 3000 × 2000, cached in the temporary folder between
+runs), a project with a caption for each, then times every registered format that copies
+image bytes -- as a folder, and as a zip where the format writes one -- against the same
+images copied plainly: ``shutil.copytree`` for folder exports, a stored zip of the same files
+for zip exports. Each is run ``--repeat`` times with the files in the page cache; the best
+time counts. The export's time is split into planning (reading every image's header),
+writing, and reading it back (the writer's verification). The goal: at most 1.25 × the copy.
+No assertions: figures to compare between versions.
+
+Usage (from the repository root)::
+
+    python benchmarks/export.py --images 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from PIL import Image, ImageChops, ImageDraw, ImageFilter  # noqa: E402
+
+from loracap.core.exports import FORMATS, Container, ExportOptions, TrainerFormat  # noqa: E402
+from loracap.core.exports.planner import plan_export  # noqa: E402
+from loracap.core.exports.writer import (  # noqa: E402
+    container_for,
+    verify_folder,
+    verify_zip,
+    write_plan,
+)
+from loracap.core.project import Project  # noqa: E402
+from loracap.core.scan import scan_folder  # noqa: E402
+
+GOAL = 1.25
+
+
+def make_photos(folder: Path, count: int, size: tuple[int, int]) -> list[Path]:
+    """``count`` photo-like JPEGs (noise, gradients, blocks; a few MB each, like a camera's)
+    in ``folder``, made once: a folder that already holds them is reused."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"IMG_{i:05d}.jpg" for i in range(count)]
+    missing = [path for path in paths if not path.is_file()]
+    if not missing:
+        return paths
+    print(f"making {len(missing)} photos of {size[0]} × {size[1]} in {folder} …", flush=True)
+    width, height = size
+    gradient = Image.linear_gradient("L").resize(size)
+    base = Image.merge("RGB", (gradient, gradient.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+                               gradient.transpose(Image.Transpose.FLIP_TOP_BOTTOM)))
+    noise = Image.effect_noise(size, 40).convert("RGB")
+    for path in missing:
+        rng = random.Random(path.name)
+        image = ImageChops.offset(base, rng.randrange(width), rng.randrange(height))
+        draw = ImageDraw.Draw(image)
+        for _ in range(30):
+            x0, y0 = rng.randrange(width), rng.randrange(height)
+            x1, y1 = x0 + rng.randrange(50, width // 3), y0 + rng.randrange(50, height // 3)
+            draw.rectangle((x0, y0, x1, y1), fill=tuple(rng.randrange(256) for _ in range(3)))
+        image = image.filter(ImageFilter.GaussianBlur(2))
+        image = Image.blend(image, ImageChops.offset(noise, rng.randrange(width), 0), 0.15)
+        image.save(path, quality=92)
+    return paths
+
+
+def best_of(repeat: int, work: Callable[[], object], cleanup: Callable[[], None]) -> float:
+    """The shortest of ``repeat`` runs of ``work`` (seconds); ``cleanup`` after each."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+        cleanup()
+    return min(times)
+
+
+def remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def copy_folder(photos: list[Path], target: Path) -> None:
+    """The plain copy a folder export is compared with: the images' folder, copied."""
+    shutil.copytree(photos[0].parent, target,
+                    ignore=lambda _folder, names: [n for n in names if not n.endswith(".jpg")])
+
+
+def copy_zip(photos: list[Path], target: Path) -> None:
+    """The plain copy a zip export is compared with: the same files in a stored zip."""
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as archive:
+        for path in photos:
+            archive.write(path, path.name)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=500)
+    parser.add_argument("--size", default="3000x2000", help="WIDTHxHEIGHT (default 3000x2000)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="folder of the generated photos (default: in the temp folder)")
+    args = parser.parse_args()
+    width, height = (int(n) for n in args.size.lower().split("x"))
+    cache = args.cache or Path(tempfile.gettempdir()) / (
+        f"loracap-bench-export-{args.images}-{width}x{height}")
+    photos = make_photos(cache / "photos", args.images, (width, height))
+    total_mb = sum(path.stat().st_size for path in photos) / 1e6
+    print(f"{len(photos)} photos, {total_mb:.0f} MB ({total_mb / len(photos):.1f} MB each); "
+          f"best of {args.repeat}")
+
+    project_path = cache / "photos" / "bench.loraproj"
+    remove(project_path)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp, \
+            Project.create(project_path, trigger="bench") as project:
+        out = Path(tmp)
+        project.add_scanned(scan_folder(cache / "photos"))
+        for rec in project.images():
+            project.store_generated(rec.id, f"a room with a window, {rec.path}",
+                                    backend="gemini", model="m", prompt="p")
+
+        baselines = {
+            Container.FOLDER: best_of(args.repeat, lambda: copy_folder(photos, out / "copy"),
+                                      lambda: remove(out / "copy")),
+            Container.ZIP: best_of(args.repeat, lambda: copy_zip(photos, out / "copy.zip"),
+                                   lambda: remove(out / "copy.zip")),
+        }
+        print(f"plain copy, folder (shutil.copytree):  {baselines[Container.FOLDER]:6.2f} s")
+        print(f"plain copy, zip (stored):              {baselines[Container.ZIP]:6.2f} s")
+        print()
+        print(f"{'format':<24}{'export':>8}{'copy':>8}{'ratio':>7}"
+              f"{'plan':>8}{'write':>8}{'check':>8}")
+
+        cases: list[tuple[str, TrainerFormat, Path]] = []
+        for fmt in FORMATS.values():
+            if not fmt.writes_images:
+                continue
+            name = fmt.default_name("bench")
+            cases.append((fmt.name.value, fmt, out / name))
+            if fmt.zip_on_suffix:
+                cases.append((f"{fmt.name.value} (zip)", fmt, out / f"{name}.zip"))
+        options = ExportOptions()
+        for label, fmt, target in cases:
+            container = container_for(fmt, target)
+
+            def export(fmt: TrainerFormat = fmt, target: Path = target) -> None:
+                plan = plan_export(project, fmt, options)
+                write_plan(project, plan, target, replace_existing=False)
+
+            total = best_of(args.repeat, export, lambda target=target: remove(target))
+            # The parts, once more: planning alone, then the read-back on a written export.
+            start = time.perf_counter()
+            plan = plan_export(project, fmt, options)
+            planned = time.perf_counter() - start
+            write_plan(project, plan, target, replace_existing=False)
+            start = time.perf_counter()
+            if container is Container.ZIP:
+                verify_zip(target, plan)
+            else:
+                verify_folder(target, plan)
+            checked = time.perf_counter() - start
+            remove(target)
+            copy = baselines[container]
+            ratio = total / copy
+            flag = "" if ratio <= GOAL else "  over the goal"
+            print(f"{label:<24}{total:7.2f}s{copy:7.2f}s{ratio:6.2f}×"
+                  f"{planned:7.2f}s{total - planned - checked:7.2f}s{checked:7.2f}s{flag}")
+    remove(project_path)
+    print(f"\ngoal: at most {GOAL:.2f} × the plain copy for formats that copy bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
