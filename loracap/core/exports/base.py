@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from loracap.core.records import Review
+from loracap.core.records import Provenance, Review
 
 if TYPE_CHECKING:
     from loracap.core.records import ProjectSettings
@@ -102,6 +102,8 @@ class PlannedImage:
     the zip's root), e.g. ``img/10_ide_main_hall/IMG_1.jpg``; ``caption_dest`` is None when
     the format has no caption files or the image has no caption. ``conversions`` is empty when
     the bytes are copied unchanged; else the reasons, and ``dest`` carries the new extension.
+    ``provenance`` (of the caption; None without one), ``review`` and ``rating`` are the image
+    record's, for formats that write them (the ``hf`` metadata.jsonl).
     """
 
     image_id: int
@@ -111,6 +113,9 @@ class PlannedImage:
     caption: str
     caption_dest: str | None
     conversions: tuple[Conversion, ...] = ()
+    provenance: Provenance | None = None
+    review: Review = Review.UNREVIEWED
+    rating: int | None = None
 
     @property
     def name(self) -> str:

@@ -253,7 +253,9 @@ def _place(fmt: TrainerFormat, records: list[ImageRecord], settings: ProjectSett
             caption_dest = f"{folder}/{caption_name}" if folder else caption_name
         images.append(PlannedImage(
             image_id=rec.id, source=rec.abs_path, project_path=rec.path, dest=dest,
-            caption=caption, caption_dest=caption_dest, conversions=found))
+            caption=caption, caption_dest=caption_dest, conversions=found,
+            provenance=rec.caption.provenance if rec.caption is not None else None,
+            review=rec.review, rating=rec.rating))
     return images, renames, conversions
 
 

@@ -11,12 +11,13 @@ from loracap.core.exports.ai_toolkit import AI_TOOLKIT
 from loracap.core.exports.base import ExportFormat, TrainerFormat
 from loracap.core.exports.fal import FAL
 from loracap.core.exports.folder import FOLDER
+from loracap.core.exports.hf import HF
 from loracap.core.exports.kohya import KOHYA
 from loracap.core.exports.metadata import METADATA
 from loracap.core.exports.replicate import REPLICATE
 
 FORMATS: dict[ExportFormat, TrainerFormat] = {
-    fmt.name: fmt for fmt in (REPLICATE, AI_TOOLKIT, KOHYA, FAL, FOLDER, METADATA)
+    fmt.name: fmt for fmt in (REPLICATE, AI_TOOLKIT, KOHYA, HF, FAL, FOLDER, METADATA)
 }
 
 
