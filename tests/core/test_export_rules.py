@@ -322,3 +322,19 @@ def test_an_export_never_writes_over_the_project_its_images_or_a_device(tmp_path
                 export(project, out=Path("/dev/null"), force=True)
         assert project.path.read_bytes() == before
         assert project.images()[0].caption is not None  # the project still works
+
+
+def test_a_converted_image_keeps_its_orientation(tmp_path: Path) -> None:
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    sticker = Image.new("RGBA", (300, 200), (0, 0, 255, 255))
+    sticker.paste((255, 0, 0, 0), (0, 0, 20, 20))  # a transparent corner
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90° clockwise: 200 × 300
+    sticker.save(folder / "turned.png", exif=exif)
+    with make_project(folder) as project:
+        result = export(project)
+    assert "EXIF orientation" in result.conversions[0].reason
+    with zipfile.ZipFile(result.path) as archive:
+        trained = trainer_pixels(archive.read("turned.png"))
+    assert trained.size == (200, 300)

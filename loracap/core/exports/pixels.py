@@ -76,7 +76,8 @@ def conversions_for(traits: PixelTraits, *, format_ok: bool,
                     bake_orientation: bool) -> tuple[Conversion, ...]:
     """The conversions an image with ``traits`` needs for a format: ``format_ok`` is False when
     the trainer does not read the file's format; ``bake_orientation`` when the trainer ignores
-    the EXIF orientation tag."""
+    the EXIF orientation tag. An image re-encoded for another reason has its orientation
+    turned into pixels as well (the new file carries no EXIF)."""
     found: list[Conversion] = []
     if not format_ok:
         found.append(Conversion.FORMAT)
@@ -84,7 +85,8 @@ def conversions_for(traits: PixelTraits, *, format_ok: bool,
         found.append(Conversion.HIGH_BIT_DEPTH)
     if traits.transparent:
         found.append(Conversion.TRANSPARENCY)
-    if bake_orientation and traits.orientation != 1:
+    # A re-encoded image loses its EXIF tag, so its orientation goes into the pixels too.
+    if (bake_orientation or found) and traits.orientation != 1:
         found.append(Conversion.ORIENTATION)
     return tuple(found)
 
