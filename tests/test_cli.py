@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from loracap.core.exports.writer import zip_fingerprint
 from loracap.core.project import Project
 from loracap.core.schema import Review
 from tests.fakes.gemini_server import FakeGeminiServer, Reply
@@ -301,4 +301,4 @@ def test_export_is_recorded_and_still_works_while_the_project_is_open_elsewhere(
         recorded = proj.exports()
     assert [(r.path, r.format, r.size) for r in recorded] == [
         ("hall_training.zip", "replicate", zip_path.stat().st_size)]
-    assert recorded[0].sha256 == hashlib.sha256(zip_path.read_bytes()).hexdigest()
+    assert recorded[0].sha256 == zip_fingerprint(zip_path)

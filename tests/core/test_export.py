@@ -3,7 +3,6 @@ export record, review marks)."""
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from loracap.core.exports import (
 from loracap.core.exports import default_output as _default_output
 from loracap.core.exports import export_project as _export_project
 from loracap.core.exports import plan_export as _plan_export
+from loracap.core.exports.writer import zip_fingerprint
 from loracap.core.project import Project
 from loracap.core.scan import scan_folder
 from loracap.core.schema import Review
@@ -223,7 +223,7 @@ def test_every_export_is_recorded_and_its_own_file_can_be_replaced(tmp_path: Pat
         first = export_project(project)
         data = first.path.read_bytes()
         assert first.recorded and not first.replaced_own
-        assert first.sha256 == hashlib.sha256(data).hexdigest()
+        assert first.sha256 == zip_fingerprint(first.path)
         [record] = project.exports()
         assert (record.path, record.format, record.size, record.sha256) == (
             "ide_main_hall_training.zip", "replicate", len(data), first.sha256)
@@ -235,6 +235,16 @@ def test_every_export_is_recorded_and_its_own_file_can_be_replaced(tmp_path: Pat
         second = export_project(project, replace_own=True)
         assert second.replaced_own and second.path.read_bytes() != data
         assert len(project.exports()) == 2
+        # A zip changed by a zip tool (same size, another caption) is not its own any more.
+        with zipfile.ZipFile(second.path) as archive:
+            entries = {name: archive.read(name) for name in archive.namelist()}
+        entries["a.txt"] = entries["a.txt"].replace(b"a", b"A", 1)
+        edited = folder / "edited.zip"
+        with zipfile.ZipFile(edited, "w") as archive:
+            for name, content in entries.items():
+                archive.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)),
+                                 content)
+        assert zip_fingerprint(edited) != second.sha256
         # A file changed since, or one LoRACap never wrote, is not replaced.
         with second.path.open("ab") as handle:
             handle.write(b"!")

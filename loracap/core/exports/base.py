@@ -166,8 +166,10 @@ class ExportPlan:
 class ExportResult:
     """What an export wrote.
 
-    ``bytes_written`` and ``sha256`` describe the file written (a zip or text file); for a
-    folder, the total size of its files and the SHA-256 of its marker file.
+    ``bytes_written`` is the size of the file written (for a folder, of all its files);
+    ``sha256`` its fingerprint as recorded in the project: the SHA-256 of a text file, of a
+    zip's central directory (:func:`~loracap.core.exports.writer.zip_fingerprint`), of a
+    folder's marker file.
     """
 
     path: Path
