@@ -26,11 +26,13 @@ from PyQt6.QtWidgets import (
 import loracap.core.scan as scan_module
 from loracap.core.errors import ExportError
 from loracap.core.exports import (
+    FORMATS,
     REPLICATE_FORMAT,
     ExportFormat,
     ExportOptions,
     ExportResult,
     ReviewFilter,
+    default_output,
     plan_export,
 )
 from loracap.core.gemini import DEFAULT_MODEL
@@ -472,6 +474,24 @@ def test_export_writes_a_real_replicate_zip(qtbot, project: Project, seams) -> N
         ]
         assert archive.read("IMG_0001_2.txt").decode() == "photo of hall view of sub/IMG_0001.jpg"
         assert archive.read("plan.png")[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("name", [fmt.value for fmt in FORMATS])
+def test_every_format_exports_from_the_dialog_and_again_over_its_own_export(
+        qtbot, project: Project, seams, name: str) -> None:
+    caption_all(project)
+    for attempt in range(2):
+        dialog = open_export(qtbot, project)
+        dialog.choose_format(name)
+        fmt = dialog.format
+        target = dialog.target_path()
+        assert target == default_output(project, fmt)
+        assert dialog.export_button.isEnabled(), dialog.reason_label.text()
+        qtbot.mouseClick(dialog.export_button, LEFT)
+        qtbot.waitUntil(lambda n=attempt + 1: len(seams["done"]) == n, timeout=20_000)
+        assert dialog.export_result.path == target and target.exists()
+    # The second export replaced the project's own first one without asking.
+    assert seams["ask"] == [] and seams["message"] == []
 
 
 def test_uncaptioned_images_need_the_checkbox(qtbot, project: Project, seams) -> None:
