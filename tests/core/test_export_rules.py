@@ -81,7 +81,10 @@ def test_an_image_too_small_for_the_trainer_stops_the_export_or_is_left_out(
             export(project)
         assert raised.value.images == ["thumb.jpg"] and raised.value.exit_code == 2
         message = str(raised.value)
-        assert "thumb.jpg (160 × 100 px: would abort Replicate training" in message
+        assert message.startswith(
+            "1 image(s) are too small for Replicate (FLUX LoRA trainer): a short side under "
+            "128 px would abort Replicate training (ai-toolkit gives it a 0 × 0 bucket):\n"
+            "  thumb.jpg (160 × 100 px)\n")
         assert "--skip-untrainable" in message
         assert not (folder / "ide_main_hall_training.zip").exists()
         result = export(project, skip_untrainable=True)

@@ -143,12 +143,13 @@ def plan_export(project: Project, fmt: TrainerFormat, options: ExportOptions | N
 
     untrainable = _untrainable(fmt, chosen)
     if untrainable and not options.skip_untrainable:
-        lines = [f"{change.path} ({change.reason})" for change in untrainable]
+        lines = [f"{change.path} ({change.reason.split(':', 1)[0]})" for change in untrainable]
         raise UntrainableImagesError(
             f"{len(untrainable)} image(s) are too small for {fmt.title or fmt.name.value}: a "
             f"short side under {fmt.min_short_side} px {fmt.min_side_reason}:\n"
             f"{_listing(lines)}\nLeave them out with --skip-untrainable (Export dialog: "
-            "“Leave out images the trainer cannot use”), or replace them with larger photos.",
+            "“Leave out the images the trainer cannot use”), or replace them with larger "
+            "photos.",
             [change.path for change in untrainable])
     skipped = {change.path for change in untrainable}
     chosen = [rec for rec in chosen if rec.path not in skipped]
