@@ -1,4 +1,4 @@
-"""Tags inside plain-text captions: splitting, span-preserving edits, frequencies, find/replace.
+r"""Tags inside plain-text captions: splitting, span-preserving edits, frequencies, find/replace.
 
 A caption *body* (the caption without the trigger prefix) is read as a list of tags separated by
 the separator's non-space part: for the default ``", "`` that is ``","``. Each tag is the text
@@ -14,15 +14,37 @@ does not contain are removed or renamed.
 
 All functions are pure and Qt-free; :func:`apply_batch` and :func:`find_replace_preview` compute
 the changes over many images without writing anything.
+
+Find and replace runs on the ``regex`` package (mrab-regex), not on :mod:`re`, for its
+``timeout=``: a backtracking expression such as ``(a|aa)+$`` can take hours on a 60-character
+caption, and :mod:`re` can neither be stopped nor, since it holds the GIL while it matches, be
+moved to a worker thread without freezing the window anyway. ``regex``'s timeout covers the
+whole matching call (the search, every match and the replacement), so one time budget
+(:data:`FIND_TIME_BUDGET_S`) bounds a whole preview, and an expression that runs out of it
+raises :class:`ExpressionTooSlowError` and changes nothing. ``regex`` is also fast by itself on
+many patterns that are catastrophic for :mod:`re` (``(\w+\s?)+\.$``). It was preferred over
+``google-re2`` (linear time) because RE2 has no lookarounds or backreferences, reports no error
+positions and logs parse errors to stderr; and over running :mod:`re` in a worker process
+because a process per keystroke costs more than the whole preview. The expression is first
+checked by :mod:`re` itself, so the language, the error messages and their positions are those
+of Python's ``re``; and an expression whose fixed repeats multiply up (``(a{1000}){1000}``) is
+refused before ``regex`` compiles it, because compiling costs time proportional to that size
+and the timeout does not cover compiling.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib
 import re
+import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported when a find/replace first runs: it adds ~14 ms to the start-up
+    import regex as regex_engine
 
 from loracap.core.errors import InputError
 from loracap.core.records import ImageRecord
@@ -405,16 +427,94 @@ class Change:
     count: int
 
 
-def _compile(find: str, *, regex: bool, case_sensitive: bool) -> re.Pattern[str]:
+#: Time one find/replace may spend matching over all the captions it looks at, in seconds. Past
+#: it the preview stops with :class:`ExpressionTooSlowError`: a plain find/replace over 5,000
+#: captions takes about 0.02 s, a backtracking expression can take hours.
+FIND_TIME_BUDGET_S = 1.0
+
+#: Largest size of an expression with its fixed repeats multiplied out (``a{1000}`` counts
+#: 1,000, ``(a{1000}){1000}`` 1,000,000). ``regex`` compiles in time proportional to it (about
+#: 0.3 s per million), outside the timeout, so larger expressions are refused before compiling.
+MAX_EXPRESSION_SIZE = 100_000
+
+#: Largest total length of the changed captions of one find/replace, in characters: a short
+#: find with a long replacement (``a*`` -> 30,000 characters) would otherwise fill the memory
+#: within the time budget.
+MAX_RESULT_CHARS = 50_000_000
+
+#: What the user reads when an expression runs out of :data:`FIND_TIME_BUDGET_S`.
+TOO_SLOW_MESSAGE = (
+    "This expression is too slow on these captions; simplify it (a repeated group that can "
+    "match the same text in several ways, such as (a|aa)+, is the usual cause)."
+)
+
+#: The parser behind :func:`re.compile` (``re._parser``; ``sre_parse`` before Python 3.11),
+#: used only to measure an expression's size. Imported by name: it has no type stubs.
+_sre_parser: Any = importlib.import_module("re._parser")
+_REPEATS = frozenset({"MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"})
+
+
+class ExpressionTooSlowError(InputError):
+    """A find/replace expression ran out of :data:`FIND_TIME_BUDGET_S` on the captions it looks
+    at (catastrophic backtracking) or would take too long to compile. Nothing was changed."""
+
+
+def _subpatterns(value: object) -> Iterator[Any]:
+    """The parsed subpatterns inside one node's argument (tuples and lists searched)."""
+    if isinstance(value, _sre_parser.SubPattern):
+        yield value
+    elif isinstance(value, tuple | list):
+        for item in value:
+            yield from _subpatterns(item)
+
+
+def _expression_size(parsed: Any) -> int:
+    """The size of a parsed expression with its fixed repeats multiplied out: a node counts 1,
+    a repeat ``{m,n}`` counts ``max(m, 1)`` times its body (a body repeated 0 or more times is
+    compiled once)."""
+    total = 0
+    for op, arg in parsed:
+        if str(op) in _REPEATS:
+            low, _high, body = arg
+            total += max(int(low), 1) * _expression_size(body)
+        else:
+            total += 1 + sum(_expression_size(sub) for sub in _subpatterns(arg))
+        if total > MAX_EXPRESSION_SIZE:
+            return total
+    return total
+
+
+def _compile(find: str, *, regex: bool, case_sensitive: bool) -> regex_engine.Pattern[str]:
+    """``find`` compiled for the ``regex`` engine (see the module docstring).
+
+    The expression is checked by :mod:`re` first, so its errors read as Python's: "Invalid
+    regular expression: <re's message> at position <n>." Raises :class:`InputError` for an
+    empty or invalid ``find`` and :class:`ExpressionTooSlowError` for one larger than
+    :data:`MAX_EXPRESSION_SIZE`.
+    """
+    import regex as regex_engine
+
     if not find:
         raise InputError("The text to find is empty; type what to search for.")
     flags = 0 if case_sensitive else re.IGNORECASE
     pattern = find if regex else re.escape(find)
     try:
-        return re.compile(pattern, flags)
+        re.compile(pattern, flags)
+        size = _expression_size(_sre_parser.parse(pattern, flags))
+        if size > MAX_EXPRESSION_SIZE:
+            raise ExpressionTooSlowError(
+                "This expression repeats too much to search with; use smaller counts in {…} "
+                f"(at most {MAX_EXPRESSION_SIZE:,} characters when written out)." if regex else
+                f"The text to find is too long (at most {MAX_EXPRESSION_SIZE:,} characters)."
+            )
+        return regex_engine.compile(pattern, 0 if case_sensitive else regex_engine.IGNORECASE)
     except re.error as exc:
         where = f" at position {exc.pos}" if exc.pos is not None else ""
         raise InputError(f"Invalid regular expression: {exc.msg}{where}.") from exc
+    except regex_engine.error as exc:
+        raise InputError(f"Invalid regular expression: {exc}.") from exc
+    except RecursionError as exc:  # from either parser, at a depth that depends on the caller
+        raise InputError("Invalid regular expression: its groups are nested too deeply.") from exc
 
 
 def find_replace_preview(
@@ -424,6 +524,7 @@ def find_replace_preview(
     *,
     regex: bool = False,
     case_sensitive: bool = True,
+    time_budget: float = FIND_TIME_BUDGET_S,
 ) -> list[Change]:
     """The changes a find/replace over ``bodies`` (image id -> caption body) would make.
 
@@ -431,19 +532,41 @@ def find_replace_preview(
     is a Python :mod:`re` expression and ``replace`` may use groups (``\\1``, ``\\g<name>``);
     without it both are literal text. Raises :class:`InputError` for an empty ``find``, an
     invalid expression (with the position :mod:`re` reports) or a replacement naming a group
-    that does not exist.
+    that does not exist; :class:`ExpressionTooSlowError` (:data:`TOO_SLOW_MESSAGE`) when matching
+    over all of ``bodies`` takes longer than ``time_budget`` seconds, and :class:`InputError`
+    when the changed captions add up to more than :data:`MAX_RESULT_CHARS` characters.
     """
+    import regex as regex_engine
+
     pattern = _compile(find, regex=regex, case_sensitive=case_sensitive)
-    changes: list[Change] = []
-    for image_id, body in bodies.items():
-        try:
-            if regex:
-                after, count = pattern.subn(replace, body)
-            else:
-                after, count = pattern.subn(lambda _match: replace, body)
+    if regex:
+        try:  # the replacement's groups, checked by re up front (messages with positions)
+            re.compile(pattern.pattern, 0 if case_sensitive else re.IGNORECASE).subn(replace, "")
         except (re.error, IndexError) as exc:
             raise InputError(f"Invalid replacement text: {exc}.") from exc
+    deadline = time.monotonic() + time_budget
+    changes: list[Change] = []
+    result_chars = 0
+    for image_id, body in bodies.items():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ExpressionTooSlowError(TOO_SLOW_MESSAGE)
+        try:
+            if regex:
+                after, count = pattern.subn(replace, body, timeout=remaining)
+            else:
+                after, count = pattern.subn(lambda _match: replace, body, timeout=remaining)
+        except TimeoutError as exc:
+            raise ExpressionTooSlowError(TOO_SLOW_MESSAGE) from exc
+        except (regex_engine.error, IndexError) as exc:
+            raise InputError(f"Invalid replacement text: {exc}.") from exc
         if after != body:
+            result_chars += len(after)
+            if result_chars > MAX_RESULT_CHARS:
+                raise InputError(
+                    "The replacement makes the captions too long "
+                    f"(more than {MAX_RESULT_CHARS:,} characters in all); shorten it."
+                )
             changes.append(Change(image_id, body, after, count))
     return changes
 
@@ -465,7 +588,12 @@ def apply_batch(bodies: Mapping[int, str], operation: Callable[[str], str]) -> l
 
 __all__ = [
     "DEFAULT_SEPARATOR",
+    "FIND_TIME_BUDGET_S",
+    "MAX_EXPRESSION_SIZE",
+    "MAX_RESULT_CHARS",
+    "TOO_SLOW_MESSAGE",
     "Change",
+    "ExpressionTooSlowError",
     "TagCounter",
     "add_tag",
     "append_text",

@@ -9,6 +9,14 @@ Accepted the window applies :meth:`BatchEditDialog.changes` as one undo step nam
 The preview is a :class:`QTableView` over a small table model, so tens of thousands of changed
 captions cost nothing but the list of changes itself. Typing recomputes the preview after a short
 pause (:data:`PREVIEW_DELAY_MS`); choosing a scope, operation or option recomputes it at once.
+
+A find/replace preview runs on the GUI thread but within a time budget
+(:data:`~loracap.core.tags.FIND_TIME_BUDGET_S`, see :mod:`loracap.core.tags` for why the
+``regex`` engine's timeout rather than a worker): an expression that backtracks for ever shows
+"This expression is too slow on these captions; simplify it" in the summary above the empty
+preview, Apply stays disabled, and nothing is applied. The dialog remembers the expression (with
+its options and scope) that ran out of time, so typing in the replacement field does not spend
+the budget again.
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ from loracap.core.errors import InputError
 from loracap.core.tags import (
     DEFAULT_SEPARATOR,
     Change,
+    ExpressionTooSlowError,
     add_tag,
     append_text,
     apply_batch,
@@ -301,6 +310,8 @@ class BatchEditDialog(QDialog):
         self._names.update((t.image_id, t.file_name) for t in self._selected)
         self._changes: list[Change] = []
         self._error = ""
+        # (find, regex, match case, scope) of the expression that last ran out of time, and why.
+        self._too_slow: tuple[tuple[str, bool, bool, bool], str] | None = None
         self._operation = Operation(operation)
         self._vocabulary = QStringListModel(list(vocabulary), self)
         self._timer = QTimer(self)
@@ -605,12 +616,19 @@ class BatchEditDialog(QDialog):
             find = self.find_edit.text()
             if not find:
                 return [], "", "Type the text to find."
+            key = (find, self.regex_check.isChecked(), self.case_check.isChecked(),
+                   self.scope_is_selected)
+            if self._too_slow is not None and self._too_slow[0] == key:
+                return [], self._too_slow[1], ""
             try:
                 changes = find_replace_preview(
                     bodies, find, self.replace_edit.text(),
                     regex=self.regex_check.isChecked(),
                     case_sensitive=self.case_check.isChecked(),
                 )
+            except ExpressionTooSlowError as exc:
+                self._too_slow = (key, str(exc))
+                return [], str(exc), ""
             except InputError as exc:
                 return [], str(exc), ""
             return changes, "", ""

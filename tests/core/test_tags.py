@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 
 import pytest
 
+from loracap.core import tags as tags_mod
 from loracap.core.errors import InputError
 from loracap.core.tags import (
     DEFAULT_SEPARATOR,
+    FIND_TIME_BUDGET_S,
+    TOO_SLOW_MESSAGE,
     Change,
+    ExpressionTooSlowError,
     TagCounter,
     add_tag,
     append_text,
@@ -348,6 +353,90 @@ def test_find_replace_invalid_group_and_empty_find() -> None:
         find_replace_preview(BODIES, "red", r"\2", regex=True)
     with pytest.raises(InputError, match="text to find is empty"):
         find_replace_preview(BODIES, "", "x")
+
+
+# A backtracking expression: (a|aa)+$ tries every way of splitting the a's before it fails on
+# "!" -- about 1.6 ** n steps, hours for 60 characters under Python's re.
+CATASTROPHIC = r"(a|aa)+$"
+CATASTROPHIC_BODY = "a" * 60 + "!"
+
+
+def test_catastrophic_expression_stops_within_the_budget() -> None:
+    bodies = {1: "a red chair", 2: CATASTROPHIC_BODY, 3: "aaa"}
+    started = time.monotonic()
+    with pytest.raises(ExpressionTooSlowError) as info:
+        find_replace_preview(bodies, CATASTROPHIC, "x", regex=True, time_budget=0.2)
+    assert time.monotonic() - started < 5  # without a time limit: hours
+    assert str(info.value) == TOO_SLOW_MESSAGE
+    assert str(info.value).startswith("This expression is too slow on these captions; simplify it")
+    assert isinstance(info.value, InputError)  # shown like any input mistake
+    assert FIND_TIME_BUDGET_S <= 2
+
+
+def test_time_budget_covers_the_whole_preview_not_each_caption() -> None:
+    # Each caption alone takes ~40 ms, well inside the budget; 200 of them take ~8 s.
+    bodies = {i: "a" * 24 + "!" for i in range(200)}
+    started = time.monotonic()
+    with pytest.raises(ExpressionTooSlowError):
+        find_replace_preview(bodies, CATASTROPHIC, "x", regex=True, time_budget=0.25)
+    assert time.monotonic() - started < 4
+
+
+def test_the_issue_expression_is_fast_and_still_works() -> None:
+    # (\w+\s?)+\.$ took 17 s on 40 characters under re; the regex engine does not backtrack here.
+    bodies = {1: "word " * 8 + "!", 2: "a wooden table by the window."}
+    assert find_replace_preview(bodies, r"(\w+\s?)+\.$", "X.", regex=True) == [
+        Change(2, "a wooden table by the window.", "X.", 1),
+    ]
+
+
+def test_python_re_features_still_work() -> None:
+    bodies = {1: "red chair, red red lamp", 2: "Red chair"}
+    assert find_replace_preview(bodies, r"(?<=red )chair", "sofa", regex=True) == [
+        Change(1, "red chair, red red lamp", "red sofa, red red lamp", 1),
+    ]
+    assert find_replace_preview(bodies, r"\b(\w+) \1\b", r"\1", regex=True) == [
+        Change(1, "red chair, red red lamp", "red chair, red lamp", 1),
+    ]
+    assert find_replace_preview(bodies, r"^red", "blue", regex=True, case_sensitive=False) == [
+        Change(1, "red chair, red red lamp", "blue chair, red red lamp", 1),
+        Change(2, "Red chair", "blue chair", 1),
+    ]
+
+
+@pytest.mark.parametrize("find", ["(a{1000}){1000}", "((a{100}){100}){100}", "x{1000000}",
+                                  "(?:b|a{1000000})?"])
+def test_expression_too_big_to_compile_is_refused_at_once(find: str) -> None:
+    # regex compiles in time proportional to the repeats written out, outside its timeout.
+    started = time.monotonic()
+    with pytest.raises(ExpressionTooSlowError, match=r"repeats too much.*smaller counts"):
+        find_replace_preview(BODIES, find, "x", regex=True)
+    assert time.monotonic() - started < 1
+
+
+def test_large_but_cheap_repeats_are_accepted() -> None:
+    assert find_replace_preview(BODIES, "a{0,1000000}r", "R", regex=True)[0].after.startswith(
+        "a Red")
+    assert find_replace_preview(BODIES, "(?:e{3}){300}", "x", regex=True) == []
+
+
+def test_too_long_literal_find() -> None:
+    with pytest.raises(InputError, match="text to find is too long"):
+        find_replace_preview(BODIES, "x" * (tags_mod.MAX_EXPRESSION_SIZE + 1), "y")
+
+
+def test_deeply_nested_expression_is_an_input_error() -> None:
+    find = "(" * 3000 + "a" + ")" * 3000
+    with pytest.raises(InputError, match="nested too deeply"):
+        find_replace_preview(BODIES, find, "x", regex=True)
+
+
+def test_results_too_long_in_all_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tags_mod, "MAX_RESULT_CHARS", 100)
+    bodies = {i: "red chair" for i in range(10)}
+    assert len(find_replace_preview(bodies, "red", "blue")) == 10  # 100 characters: not over 100
+    with pytest.raises(InputError, match="captions too long"):
+        find_replace_preview(bodies, "r", "r" * 10)
 
 
 def test_apply_batch() -> None:

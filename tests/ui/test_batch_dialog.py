@@ -5,6 +5,7 @@ recomputed at once (``refresh_preview``) or waited for (the debounce)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -13,6 +14,7 @@ from PyQt6.QtGui import QStandardItemModel
 from PyQt6.QtWidgets import QCompleter, QDialog
 
 from loracap.core.tags import (
+    FIND_TIME_BUDGET_S,
     Change,
     add_tag,
     append_text,
@@ -22,6 +24,7 @@ from loracap.core.tags import (
     remove_tag,
     rename_tag,
 )
+from loracap.ui import batch_dialog as batch_dialog_mod
 from loracap.ui.batch_dialog import (
     PREVIEW_DELAY_MS,
     BatchEditDialog,
@@ -228,6 +231,64 @@ def test_replacement_with_missing_group_is_an_error(make_dialog) -> None:
     replace(dialog, "wood", r"\2", regex=True)
     assert dialog.error
     assert "#c0392b" in dialog.summary_label.styleSheet()
+    assert not dialog.apply_button.isEnabled()
+
+
+def test_catastrophic_expression_shows_too_slow_instead_of_freezing(
+        make_dialog, monkeypatch: pytest.MonkeyPatch) -> None:
+    # (a|aa)+$ on 60 a's and a "!" backtracks for hours without a time limit.
+    calls: list[str] = []
+    real = batch_dialog_mod.find_replace_preview
+
+    def counted(*args, **kwargs):
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(batch_dialog_mod, "find_replace_preview", counted)
+    dialog = make_dialog(shown=targets([*BODIES, "a" * 60 + "!"]))
+    dialog.show()
+    replace(dialog, "wood", "oak")
+    assert dialog.apply_button.isEnabled()
+    started = time.monotonic()
+    replace(dialog, r"(a|aa)+$", "x", regex=True)
+    assert time.monotonic() - started < FIND_TIME_BUDGET_S + 5
+    text = dialog.summary_label.text()
+    assert text.startswith("This expression is too slow on these captions; simplify it")
+    assert dialog.error == text
+    assert "#c0392b" in dialog.summary_label.styleSheet()
+    assert not dialog.apply_button.isEnabled()
+    assert dialog.apply_button.toolTip() == text
+    assert dialog.changes() == [] and rows(dialog) == []
+    dialog.accept()
+    assert dialog.isVisible()  # nothing applied
+    # Typing a replacement does not run the slow expression again.
+    runs = len(calls)
+    dialog.replace_edit.setText("y")
+    dialog.refresh_preview()
+    assert len(calls) == runs
+    assert dialog.error == text
+    # A normal expression works again at once.
+    dialog.find_edit.setText(r"(wood) ")
+    dialog.replace_edit.setText(r"\1en ")
+    dialog.refresh_preview()
+    assert dialog.error == ""
+    assert dialog.summary_label.styleSheet() == ""
+    assert [r[2] for r in rows(dialog)] == ["wooden table, lamp",
+                                            "wooden wall, wooden floor, Wood door"]
+    assert dialog.apply_button.isEnabled()
+
+
+def test_the_issue_expression_previews_normally(make_dialog) -> None:
+    dialog = make_dialog(shown=targets(["word " * 8 + "!", "a wooden table by the window."]))
+    replace(dialog, r"(\w+\s?)+\.$", "X.", regex=True)
+    assert dialog.error == ""
+    assert rows(dialog) == [("img_00002.jpg", "a wooden table by the window.", "X.", "1")]
+
+
+def test_expression_too_big_to_compile_is_refused(make_dialog) -> None:
+    dialog = make_dialog()
+    replace(dialog, "(w{1000}){1000}", "x", regex=True)
+    assert "repeats too much" in dialog.error
     assert not dialog.apply_button.isEnabled()
 
 
