@@ -28,7 +28,9 @@ Combining
 any case. To search for the words "and", "or" or "not", or for text with a colon in it, put them
 in quotes: ``"or"``, ``"3:4"``; inside quotes write a quote twice: ``tag:"12"" vinyl"``.
 An empty query shows every image. A mistake is reported with its position, counted from 0:
-``Expected ")" at position 14``.
+``Expected ")" at position 14``. Parentheses and ``NOT``/``-`` nest at most
+:data:`MAX_NESTING` (50) levels deep; a deeper query is a mistake at the first ``(`` or ``NOT``
+past the limit.
 
 Clicking a tag in the Tags panel writes ``tag:...`` here; Ctrl-click writes ``-tag:...``.
 """
@@ -53,6 +55,11 @@ REVIEWS: tuple[str, ...] = ("approved", "rejected", "unreviewed")
 
 #: The fields of the language, in the order error messages list them.
 FIELDS: tuple[str, ...] = ("tag", "state", "review", "name", "words")
+
+#: How many levels of ``(`` and ``NOT``/``-`` may nest inside each other. The parser and the
+#: evaluation recurse once per level; Python's recursion limit (1,000) would otherwise end a
+#: query of about 400 ``(`` with a RecursionError instead of a message with a position.
+MAX_NESTING = 50
 
 _KEYWORDS = frozenset({"and", "or", "not"})
 _FIELD_RE = re.compile(r"([A-Za-z_]+):(.*)", re.DOTALL)
@@ -371,6 +378,7 @@ class _Parser:
     def __init__(self, tokens: list[_Token]) -> None:
         self.tokens = tokens
         self.index = 0
+        self.depth = 0  # "(" and NOT levels open around the current token
 
     @property
     def current(self) -> _Token:
@@ -404,22 +412,34 @@ class _Parser:
                 break
         return children[0] if len(children) == 1 else _And(tuple(children))
 
+    def enter(self, token: _Token) -> None:
+        """Open one nesting level at ``token`` (a ``(`` or a ``NOT``/``-``)."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise _error('Too many levels of "(" and NOT', token.pos,
+                         f" (at most {MAX_NESTING} inside each other)")
+
     def parse_not(self, after: _Token | None) -> _Node:
         token = self.current
         if token.kind in ("not", "-"):
             self.advance()
-            return _Not(self.parse_not(token))
+            self.enter(token)
+            child = self.parse_not(token)
+            self.depth -= 1
+            return _Not(child)
         if token.kind == "term":
             self.advance()
             assert token.node is not None
             return token.node
         if token.kind == "(":
             self.advance()
+            self.enter(token)
             node = self.parse_or(token)
             if self.current.kind != ")":
                 raise _error('Expected ")"', self.current.pos,
                              f' to close the "(" at position {token.pos}')
             self.advance()
+            self.depth -= 1
             return node
         where = f' after "{after.text or after.kind}"' if after is not None else ""
         found = "" if token.kind == "end" else f", found {_describe(token)}"
@@ -440,6 +460,6 @@ def parse_query(text: str, separator: str = DEFAULT_SEPARATOR) -> Query:
 
 
 __all__ = [
-    "FIELDS", "REVIEWS", "STATES", "Query", "QueryItem", "QuerySyntaxError", "parse_query",
-    "tag_term",
+    "FIELDS", "MAX_NESTING", "REVIEWS", "STATES", "Query", "QueryItem", "QuerySyntaxError",
+    "parse_query", "tag_term",
 ]

@@ -7,6 +7,7 @@ import pytest
 from loracap.core.errors import InputError
 from loracap.core.query import (
     FIELDS,
+    MAX_NESTING,
     REVIEWS,
     STATES,
     QueryItem,
@@ -250,3 +251,33 @@ def test_doubled_quote_inside_quotes_is_one_quote() -> None:
     assert parse_query('"12"" vinyl"').matches(item)
     with pytest.raises(QuerySyntaxError, match="Unclosed quote at position 0"):
         parse_query('"12"" vinyl')
+
+
+@pytest.mark.parametrize(
+    ("query", "position"),
+    [
+        ("(" * 400, 50),  # raised RecursionError: the window said "Something went wrong"
+        ("(" * 51 + "lamp" + ")" * 51, 50),
+        ("NOT " * 60 + "lamp", 200),
+        ("-" * 400 + "lamp", 50),
+        ("(NOT " * 30 + "lamp" + ")" * 30, 125),  # "(" and NOT count together
+        ("lamp OR " + "(" * 1000 + "x", 58),
+    ],
+)
+def test_nesting_limit_is_a_syntax_error_with_its_position(query: str, position: int) -> None:
+    with pytest.raises(QuerySyntaxError) as info:
+        parse_query(query)
+    assert info.value.position == position
+    assert str(info.value) == (f'Too many levels of "(" and NOT at position {position}'
+                               f" (at most {MAX_NESTING} inside each other)")
+
+
+def test_nesting_up_to_the_limit_parses_and_matches() -> None:
+    assert MAX_NESTING == 50
+    deepest = "(" * 50 + "tag:lamp" + ")" * 50
+    assert matching(deepest) == ["hall"]
+    assert matching("NOT " * 50 + "lamp") == ["hall", "kitchen", "sentence"]  # even: lamp
+    assert matching("(NOT " * 25 + "lamp" + ")" * 25) == ["empty", "broken", "gone", "failed",
+                                                            "imported"]  # odd: not lamp
+    # Siblings do not add up: only levels inside each other count.
+    assert matching(" OR ".join(["(" * 50 + "chair" + ")" * 50] * 100)) == ["imported"]
