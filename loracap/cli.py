@@ -1,18 +1,27 @@
-"""The headless command line: ``loracap run | new | caption | export | info | check | tags | key``.
+r"""The headless command line: ``loracap run | new | caption | export | info | check | tags | key``.
 
 Results go to standard output, progress and messages to standard error. Exit codes:
 0 done (a ``caption`` batch that ran to its end with some failed images is done), 2 bad usage or
-input, 3 authentication failure, 4 quota exhausted, 130 interrupted, 1 anything else (e.g.
-``run`` ending with failed images, so nothing was exported). Errors are one clear line, never a
-traceback (``--debug`` shows one).
+input (also a project, folder or output that cannot be written: read-only or not permitted),
+3 authentication failure (also an API key that cannot be one), 4 quota exhausted, 130
+interrupted, 141 standard output closed early (``| head``: quiet, as a Unix tool killed by
+SIGPIPE), 1 anything else (e.g. ``run`` ending with failed images, so nothing was exported).
+Errors are one clear line, never a traceback (``--debug`` shows one).
+
+Machine-readable output: every ``<TAB>``-separated line escapes its fields with
+:func:`loracap.core.text.tsv_field` (``\\`` ``\t`` ``\n`` ``\r``, ``\xHH`` for other control
+characters), so a line is always one record; ``--json`` prints the same lists as JSON (one
+object per line as captions arrive for ``caption`` and ``run``).
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
+import errno
 import getpass
-import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -23,8 +32,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from loracap import __version__
 from loracap.core.errors import InputError, LoraCapError, stop_advice
-from loracap.core.logs import configure_logging
-from loracap.core.text import human_duration, no_usable_images_message, progress_text
+from loracap.core.logs import configure_logging, redact
+from loracap.core.text import (
+    human_duration,
+    json_text,
+    no_usable_images_message,
+    progress_text,
+    tsv_field,
+)
 from loracap.core.userdirs import user_dirs
 
 if TYPE_CHECKING:
@@ -41,6 +56,16 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+#: Standard output was closed early (``loracap info --list | head``): 128 + SIGPIPE, the status
+#: a shell reports for a Unix tool that SIGPIPE ended.
+EXIT_BROKEN_PIPE = 141
+
+#: Longest ``--timeout`` in seconds: an hour (a request that long is not coming back).
+MAX_TIMEOUT_S = 3600.0
+
+#: What ``--help`` says of the tab-separated lines (see :func:`loracap.core.text.tsv_field`).
+_TSV_HELP = ("tab-separated lines; backslash, tab, line feed and carriage return in a field are "
+             r"written \\, \t, \n, \r (other control characters \xHH)")
 
 #: The backup copy a migration writes (``name.v3-backup.loraproj``, ``name.v3-backup-2.…``).
 _BACKUP_NAME = re.compile(r"\.v\d+-backup(-\d+)?\.loraproj$")
@@ -48,15 +73,31 @@ _BACKUP_NAME = re.compile(r"\.v\d+-backup(-\d+)?\.loraproj$")
 
 class _ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        sys.stderr.write(f"loracap: error: {message}\n")
+        """One line on stderr, pointing to ``--help`` (not argparse's usage block); exit 2."""
+        sys.stderr.write(f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
         raise SystemExit(EXIT_USAGE)
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """A request timeout: a finite number of seconds above 0, at most :data:`MAX_TIMEOUT_S`
+    (``nan``, ``inf`` and ``1e308`` would break the HTTP client's timer)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= MAX_TIMEOUT_S:  # False for nan too
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}")
     return value
 
 
@@ -67,8 +108,9 @@ def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
                         help="requests per minute at most (default 10, the free tier's order)")
     parser.add_argument("--attempts", type=_positive, default=5,
                         help="tries per image on transient errors (default 5)")
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="seconds per request (default 60)")
+    parser.add_argument("--timeout", type=_seconds, default=60.0,
+                        help=f"seconds per request, above 0 and at most {MAX_TIMEOUT_S:g} "
+                        "(default 60)")
     parser.add_argument("--max-side", type=_positive, default=1536,
                         help="long side in pixels of the image sent (default 1536)")
 
@@ -135,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true",
                      help="replace an output file that this project's exports did not write")
     run.add_argument("--model", help="Gemini model to use (saved in the project)")
+    run.add_argument("--json", action="store_true",
+                     help='each caption as a JSON line {"path", "caption"} as it arrives, then '
+                     '{"export": PATH}, instead of path<TAB>caption lines and the path')
     _add_batch_arguments(run)
     _add_export_arguments(run)
 
@@ -149,7 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help='caption prefix template (default: "photo of {trigger} ")')
     new.add_argument("--model", default=None, help="Gemini model (default: gemini-flash-latest)")
 
-    cap = sub.add_parser("caption", help="caption the project's images with Gemini")
+    cap = sub.add_parser(
+        "caption", help="caption the project's images with Gemini",
+        description="Caption the project's images; each caption is printed on standard output "
+        f"as it arrives, as path<TAB>caption ({_TSV_HELP}), or with --json as one JSON object "
+        'per line: {"path": ..., "caption": ...}.')
     cap.add_argument("project", type=Path)
     cap.add_argument("--only", choices=["missing", "all", "failed"], default="missing",
                      help="which images: without a caption (default), all, or only failed")
@@ -159,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_batch_arguments(cap)
     cap.add_argument("--overwrite-edited", action="store_true",
                      help="also replace edited, manual and imported captions (kept in history)")
+    cap.add_argument("--json", action="store_true",
+                     help='each caption as a JSON line {"path", "caption"} as it arrives')
 
     exp = sub.add_parser("export", help="write what a trainer reads (zip, folder or file)")
     exp.add_argument("project", type=Path)
@@ -168,23 +219,40 @@ def build_parser() -> argparse.ArgumentParser:
                      help="export images without a caption (Replicate then captions them)")
     _add_export_arguments(exp)
 
-    info = sub.add_parser("info", help="show a project's counts")
+    info = sub.add_parser(
+        "info", help="show a project's counts",
+        description=f"Show a project's counts; --list adds path<TAB>state lines ({_TSV_HELP}).")
     info.add_argument("project", type=Path)
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.add_argument("--list", action="store_true", help="list every image with its state")
 
-    check = sub.add_parser("check", help="list caption and image problems of a project")
+    check = sub.add_parser(
+        "check", help="list caption and image problems of a project",
+        description=f"List what may weaken the LoRA as path<TAB>kind<TAB>message lines "
+        f"({_TSV_HELP}); a summary on standard error.")
     check.add_argument("project", type=Path)
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.add_argument("--no-near-duplicates", action="store_true",
                        help="skip the look-alike image search (opens no image file)")
 
-    tags = sub.add_parser("tags", help="print the project's tags, most used first (tags.txt)")
+    tags = sub.add_parser(
+        "tags", help="print the project's tags, most used first (tags.txt)",
+        description="Print the project's tags, most used first, as tags.txt: one tag per line, "
+        "whitespace and line breaks inside a tag written as one space (as exports write "
+        "captions), a tag with a comma quoted as in CSV.")
     tags.add_argument("project", type=Path)
-    tags.add_argument("--counts", action="store_true",
-                      help="add each tag's number of images after a tab")
+    output = tags.add_mutually_exclusive_group()
+    output.add_argument("--counts", action="store_true",
+                        help=f"tag<TAB>count lines, the tag as it is in the captions ({_TSV_HELP})")
+    output.add_argument("--json", action="store_true",
+                        help='a JSON list of {"tag", "count"}, most used first')
 
-    key = sub.add_parser("key", help="store, check or remove the Gemini API key")
+    key = sub.add_parser(
+        "key", help="store, check or remove the Gemini API key",
+        description="set: save a key in the OS keychain, asked for with hidden input in a "
+        "terminal, or read from standard input otherwise (`loracap key set < key.txt`); "
+        "surrounding whitespace is removed, and a key must be printable ASCII without spaces "
+        "or line breaks (exit 3 otherwise). status: which key is in use. clear: remove it.")
     key.add_argument("action", choices=["set", "status", "clear"])
     return parser
 
@@ -354,7 +422,8 @@ def _run_batch(project: Project, captioner: Captioner, options: BatchOptions,
     results: list[BatchSummary] = []
     # The latest progress and wait, and what was last written when stderr is not a terminal
     # (a log then gets a line per finished image and one when a wait starts, not one a second).
-    state: dict[str, Any] = {"counts": (0, 0, 0, -1.0), "wait": (0.0, ""), "logged": None}
+    state: dict[str, Any] = {"counts": (0, 0, 0, -1.0), "wait": (0.0, ""), "logged": None,
+                             "pipe_closed": False}
 
     def draw() -> None:
         done, failed, total, eta = state["counts"]
@@ -380,11 +449,23 @@ def _run_batch(project: Project, captioner: Captioner, options: BatchOptions,
     def on_captioned(image_id: int, body: str) -> None:
         progress.clear()
         caption = full_caption(settings.prefix_template, settings.trigger, body)
-        sys.stdout.write(f"{paths.get(image_id, image_id)}\t{caption}\n")
-        sys.stdout.flush()
+        path = str(paths.get(image_id, image_id))
+        if getattr(args, "json", False):
+            line = json_text({"path": path, "caption": caption})
+        else:
+            line = f"{tsv_field(path)}\t{tsv_field(caption)}"
+        try:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # Nobody reads the captions any more (`| head`): no new requests; every caption is
+            # saved in the project all the same. main() then exits quietly.
+            if not state["pipe_closed"]:
+                state["pipe_closed"] = True
+                runner.cancel()
 
     def on_failed(image_id: int, reason: str) -> None:
-        progress.message(f"failed: {paths.get(image_id, image_id)}: {reason}")
+        progress.message(redact(f"failed: {paths.get(image_id, image_id)}: {reason}"))
 
     def on_retry(image_id: int, reason: str, delay: float) -> None:
         if args.verbose:
@@ -419,6 +500,8 @@ def _run_batch(project: Project, captioner: Captioner, options: BatchOptions,
         signal.signal(signal.SIGINT, previous)
         runner.wait()
     progress.clear()
+    if state["pipe_closed"]:
+        raise BrokenPipeError("standard output was closed")
     return results[0]
 
 
@@ -500,11 +583,11 @@ def _report_batch(summary: BatchSummary, args: argparse.Namespace) -> int:
         line += f"; {len(summary.failed)} failed"
     err.write(line + ".\n")
     for _, path, reason in summary.failed:
-        err.write(f"  failed: {path}: {reason}\n")
+        err.write(redact(f"  failed: {path}: {reason}") + "\n")
     if summary.kept:
         err.write(f"{len(summary.kept)} caption(s) edited meanwhile were kept.\n")
     if summary.stop_error is not None:
-        err.write(f"loracap: stopped: {summary.stop_error}\n")
+        err.write(redact(f"loracap: stopped: {summary.stop_error}") + "\n")
         left = f"{summary.not_started} image(s) not captioned yet. " if summary.not_started else ""
         if run:
             left += "Nothing was exported. "
@@ -559,7 +642,10 @@ def _export(project: Project, args: argparse.Namespace, *, allow_uncaptioned: bo
             options, force=args.force, replace_own=replace_own, progress=on_progress)
     finally:
         progress.clear()
-    sys.stdout.write(f"{result.path}\n")
+    if getattr(args, "json", False):  # run --json: the last of its JSON lines
+        sys.stdout.write(json_text({"export": str(result.path)}) + "\n")
+    else:
+        sys.stdout.write(f"{result.path}\n")
     sys.stdout.flush()
     err = sys.stderr
     err.write(f"Exported {result.images} image(s), {result.captions} caption(s) "
@@ -590,12 +676,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     from loracap.core.project import Project
 
     path = args.project.expanduser()
-    try:
-        project = Project.open(path)  # for writing, so the export is recorded
-    except ProjectLockedError:
-        # The window (or another command) has it open: export all the same, unrecorded.
-        log.info("%s is open elsewhere; exporting from a read-only copy", path)
+    if path.is_file() and not (os.access(path, os.W_OK)
+                               and os.access(path.parent, os.W_OK | os.X_OK)):
+        # A read-only project file or folder: export all the same, unrecorded.
+        log.info("%s cannot be written; exporting without recording the export", path)
         project = Project.open(path, read_only=True)
+    else:
+        try:
+            project = Project.open(path)  # for writing, so the export is recorded
+        except ProjectLockedError:
+            # The window (or another command) has it open: export all the same, unrecorded.
+            log.info("%s is open elsewhere; exporting from a read-only copy", path)
+            project = Project.open(path, read_only=True)
     with project:
         return _export(project, args, allow_uncaptioned=args.allow_uncaptioned,
                        replace_own=False)
@@ -748,7 +840,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                  else None, "error": rec.last_error}
                 for rec in records
             ]
-        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_text(data, indent=2) + "\n")
         return EXIT_OK
     out = sys.stdout
     out.write(f"{settings.name}: trigger word {settings.trigger}, profile {settings.profile}, "
@@ -767,7 +859,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             state = f"failed: {rec.last_error}"
         else:
             state = "uncaptioned"
-        out.write(f"{rec.path}\t{state}\n")
+        out.write(f"{tsv_field(rec.path)}\t{tsv_field(state)}\n")
     return EXIT_OK
 
 
@@ -789,10 +881,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         data = [{"path": f.path, "kind": f.kind, "message": f.message, "image_id": f.image_id}
                 for f in findings]
-        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_text(data, indent=2) + "\n")
     else:
         for f in findings:
-            sys.stdout.write(f"{f.path}\t{f.kind}\t{f.message}\n")
+            sys.stdout.write(f"{tsv_field(f.path)}\t{tsv_field(f.kind)}\t{tsv_field(f.message)}\n")
     sys.stderr.write(summary_text(findings, images) + "\n")
     return EXIT_OK
 
@@ -803,11 +895,35 @@ def cmd_tags(args: argparse.Namespace) -> int:
 
     with Project.open(args.project.expanduser(), read_only=True) as project:
         counter = count_tags(project.images(), project.settings.tag_separator)
-    if args.counts:
-        sys.stdout.write("".join(f"{tag}\t{count}\n" for tag, count in counter.most_common()))
+    if args.json:
+        data = [{"tag": tag, "count": count} for tag, count in counter.most_common()]
+        sys.stdout.write(json_text(data, indent=2) + "\n")
+    elif args.counts:
+        sys.stdout.write("".join(f"{tsv_field(tag)}\t{count}\n"
+                                 for tag, count in counter.most_common()))
     else:
         sys.stdout.write(counter.export_tags_txt())
     return EXIT_OK
+
+
+def _read_key() -> str:
+    """The key to store: asked for with hidden input on a terminal, else all of standard input
+    (``loracap key set < key.txt``). Raises :class:`InputError` (exit 2) when none is given."""
+    stdin = sys.stdin
+    if stdin is None or not stdin.isatty():
+        value = stdin.read() if stdin is not None else ""
+        if not value.strip():
+            raise InputError(
+                "No key on standard input; nothing was stored. Run `loracap key set` in a "
+                "terminal, or give the key on standard input: `loracap key set < key.txt`.")
+        return value
+    try:
+        value = getpass.getpass("Gemini API key (input hidden): ")
+    except EOFError:
+        value = ""
+    if not value.strip():
+        raise InputError("No key entered; nothing was stored.")
+    return value
 
 
 def cmd_key(args: argparse.Namespace) -> int:
@@ -815,9 +931,7 @@ def cmd_key(args: argparse.Namespace) -> int:
     from loracap.core.keys import delete_api_key, find_api_key, store_api_key
 
     if args.action == "set":
-        value = getpass.getpass("Gemini API key (input hidden): ").strip()
-        if not value:
-            raise InputError("No key entered; nothing was stored.")
+        value = _read_key()
         store_api_key(value)
         sys.stderr.write("Stored the key in the OS keychain.\n")
     elif args.action == "clear":
@@ -845,17 +959,135 @@ COMMANDS = {
 }
 
 
+_STREAM_ERRORS = "loracap.readable"
+
+
+def _readable_errors(exc: UnicodeError) -> tuple[str, int]:
+    """Encoding error handler of stdout and stderr: a byte of a name that is not valid UTF-8
+    (read as a lone surrogate, ``surrogateescape``) is shown as ``\\xe9``, as Python and
+    shells show it; any other character the console cannot show as ``?``."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    bad = exc.object[exc.start:exc.end]
+    return "".join(f"\\x{ord(char) - 0xDC00:02x}" if 0xDC80 <= ord(char) <= 0xDCFF else "?"
+                   for char in bad), exc.end
+
+
 def _configure_streams() -> None:
-    # Captions may hold any character; a console that cannot show one must not crash the run.
+    # Captions and file names may hold any character; a console that cannot show one must not
+    # crash the run.
+    codecs.register_error(_STREAM_ERRORS, _readable_errors)
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
-            reconfigure(errors="replace")
+            reconfigure(errors=_STREAM_ERRORS)
+
+
+def _unknown_command(argv: Sequence[str]) -> str | None:
+    """The error line for a first word that is not a command (``loracap help``), or None.
+
+    ``loracap FOLDER`` and ``loracap PROJECT.loraproj`` with an existing path never get here:
+    :mod:`loracap.__main__` opens the window for them.
+    """
+    for word in argv:
+        if word in ("-h", "--help", "--version"):
+            return None
+        if not word.startswith("-"):
+            break
+    else:
+        return None
+    if word in COMMANDS:
+        return None
+    if "/" in word or os.sep in word or word.endswith(".loraproj"):
+        return (f"{word}: no such folder or project file (`loracap FOLDER` and `loracap "
+                "PROJECT.loraproj` open the window; `loracap --help` lists the commands).")
+    return (f"{word} is not a command or an existing folder; the commands are "
+            f"{', '.join(COMMANDS)} (see `loracap --help`).")
+
+
+def _unwritable(exc: BaseException, args: argparse.Namespace) -> str | None:
+    """What to tell the user when ``exc`` (or an exception it was raised from) says that a file
+    or folder cannot be written -- read-only, or not the user's -- else None.
+
+    Recognised: :class:`PermissionError` and ``EROFS``, and SQLite's "attempt to write a
+    readonly database" (a read-only project file, or a read-only folder, where SQLite cannot
+    create the project's journal) or "unable to open database file" in a folder that is not
+    writable.
+    """
+    import sqlite3
+
+    where = getattr(args, "project", None) or getattr(args, "folder", None)
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (
+                errno.EACCES, errno.EPERM, errno.EROFS):
+            if current.filename:
+                where = os.fsdecode(current.filename)
+            break
+        if isinstance(current, sqlite3.OperationalError):
+            text = str(current)
+            if "readonly database" in text:
+                break
+            if "unable to open database file" in text and where is not None:
+                folder = Path(where).expanduser()
+                folder = folder if folder.is_dir() else folder.parent
+                if folder.is_dir() and not os.access(folder, os.W_OK):
+                    break
+        current = current.__cause__ or current.__context__
+    else:
+        return None  # no such exception in the chain
+    place = f" to {where}" if where is not None else ""
+    return (f"Cannot write{place}: it or its folder is read-only, or you may not change it. "
+            "Make both writable (or copy the folder to a place you can write to), then run the "
+            "command again.")
+
+
+#: Words of SQLite and SQLAlchemy that a user cannot act on.
+_RAW_DATABASE_WORDS = ("sqlite3", "OperationalError", "database file", "readonly database")
+
+
+def _raw(message: str) -> bool:
+    """True when ``message`` passes on a database library's words instead of saying what to do."""
+    return "\n" in message or any(word in message for word in _RAW_DATABASE_WORDS)
+
+
+def _message(exc: BaseException) -> str:
+    """``exc``'s text without the lines SQLAlchemy appends (``[SQL: …]``, "Background on this
+    error at …") and without API keys."""
+    lines = [line for line in str(exc).splitlines()
+             if not line.startswith(("[SQL:", "[parameters:", "(Background on this error"))]
+    return redact("\n".join(lines).strip())
+
+
+def _stdout_closed() -> int:
+    """Standard output was closed early (``| head``): say nothing, as Unix tools do, and point
+    stdout at the null device so the final flush does not complain either."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     _configure_streams()
+    try:
+        code = _main(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()  # here, not at exit, where a closed pipe could not be caught
+    except BrokenPipeError:
+        return _stdout_closed()
+    return code
+
+
+def _main(argv: list[str]) -> int:
+    unknown = _unknown_command(argv)
+    if unknown is not None:
+        sys.stderr.write(f"loracap: error: {unknown}\n")
+        return EXIT_USAGE
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(
@@ -869,15 +1101,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return COMMANDS[args.command](args)
+    except BrokenPipeError:
+        raise  # main(): a quiet exit
     except LoraCapError as exc:
         log.info("loracap %s failed: %s", args.command, exc, exc_info=args.debug)
-        sys.stderr.write(f"loracap: error: {exc}\n")
-        return exc.exit_code
+        message, code = _message(exc), exc.exit_code
+        unwritable = _unwritable(exc, args)
+        if unwritable is not None:  # the place cannot be written: as bad input, exit 2
+            code = EXIT_USAGE
+            if _raw(message):  # SQLite's words: say what is wrong and what to do instead
+                message = unwritable
+        sys.stderr.write(f"loracap: error: {message}\n")
+        return code
     except KeyboardInterrupt:
         sys.stderr.write("\nloracap: interrupted\n")
         return EXIT_INTERRUPTED
     except Exception as exc:  # last resort: one line here, the traceback in the log file
+        unwritable = _unwritable(exc, args)
+        if unwritable is not None:
+            log.info("loracap %s failed: %s", args.command, exc, exc_info=True)
+            sys.stderr.write(f"loracap: error: {unwritable}\n")
+            return EXIT_USAGE
         log.exception("Unexpected error in loracap %s", args.command)
-        sys.stderr.write(f"loracap: unexpected error: {type(exc).__name__}: {exc} "
+        text = " ".join(_message(exc).split())
+        sys.stderr.write(f"loracap: unexpected error: {type(exc).__name__}: {text} "
                          f"(details in the log file in {user_dirs().logs})\n")
         return EXIT_FAILURE

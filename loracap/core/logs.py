@@ -2,17 +2,23 @@
 
 ``configure_logging`` writes ``loracap.log`` (rotated at 1 MB, three old files kept) in the user
 log folder (:mod:`loracap.core.userdirs`). API keys never reach the file: a filter masks the
-current key and anything shaped like a Google API key (``AIza`` + 35 characters).
+keys in the environment and those read from or saved in the keychain (:func:`add_secret`), also
+in the forms an error message quotes them (``repr``, a ``b'…'`` bytes literal, JSON or URL
+escapes, each part of a key broken by whitespace), and anything shaped like a Google API key
+(``AIza`` + 35 characters). Text that is not valid UTF-8 (a file name) is written with
+backslash escapes instead of failing the record.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.handlers
 import os
 import re
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import quote
 
 LOG_FILE_NAME = "loracap.log"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s [%(threadName)s]: %(message)s"
@@ -20,16 +26,48 @@ _FORMAT = "%(asctime)s %(levelname)s %(name)s [%(threadName)s]: %(message)s"
 #: Google API keys: "AIza" followed by 35 URL-safe characters.
 _GOOGLE_KEY = re.compile(r"AIza[0-9A-Za-z_\-]{35}")
 _KEY_VARIABLES = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+#: Shorter strings are not masked: they would mask ordinary words (and no key is that short).
+_MIN_SECRET = 8
+_secrets: set[str] = set()
+
+
+def add_secret(value: str) -> None:
+    """Mask ``value`` (and its quoted forms, see :func:`redact`) in every log record from now on.
+
+    :mod:`loracap.core.keys` adds each key it reads from or saves in the keychain; keys in the
+    environment variables are masked without being added.
+    """
+    if value.strip():
+        _secrets.add(value)
+
+
+def _quoted_forms(value: str) -> set[str]:
+    """``value`` as messages may quote it: as it is, stripped, in a ``str`` or ``bytes`` repr
+    (``\\n`` for a line break, as in "Illegal header value b'…'"), JSON- and URL-escaped, and
+    each whitespace-separated part (a key broken by a bad paste); the short ones left out."""
+    stripped = value.strip()
+    forms = {value, stripped, repr(value)[1:-1], repr(stripped)[1:-1],
+             value.encode("unicode_escape").decode("ascii"),
+             repr(value.encode("utf-8", "surrogateescape"))[2:-1],
+             json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
+             quote(value, safe=""), quote(stripped, safe="")}
+    forms.update(value.split())
+    return {form for form in forms if len(form) >= _MIN_SECRET}
 
 
 def redact(text: str) -> str:
-    """``text`` with API keys replaced by ``[redacted]``."""
-    text = _GOOGLE_KEY.sub("[redacted]", text)
-    for name in _KEY_VARIABLES:
-        value = os.environ.get(name, "")
-        if len(value) >= 8:
-            text = text.replace(value, "[redacted]")
-    return text
+    """``text`` with API keys replaced by ``[redacted]``: the values of ``GEMINI_API_KEY`` and
+    ``GOOGLE_API_KEY``, the keys given to :func:`add_secret`, each also in its quoted forms, and
+    any Google API key (``AIza`` + 35 characters)."""
+    secrets = set(_secrets)
+    secrets.update(os.environ.get(name, "") for name in _KEY_VARIABLES)
+    forms: set[str] = set()
+    for secret in secrets:
+        if len(secret.strip()) >= _MIN_SECRET:
+            forms |= _quoted_forms(secret)
+    for form in sorted(forms, key=len, reverse=True):  # a whole key before its parts
+        text = text.replace(form, "[redacted]")
+    return _GOOGLE_KEY.sub("[redacted]", text)
 
 
 class RedactingFormatter(logging.Formatter):
@@ -74,7 +112,8 @@ def configure_logging(log_dir: Path | None, *, level: int = logging.WARNING,
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.handlers.RotatingFileHandler(
-            path, maxBytes=1_000_000, backupCount=3, encoding="utf-8", delay=True)
+            path, maxBytes=1_000_000, backupCount=3, encoding="utf-8", delay=True,
+            errors="backslashreplace")
     except OSError:
         logging.getLogger(__name__).warning("Cannot write the log file in %s", log_dir)
         return None

@@ -364,10 +364,28 @@ class TagCounter:
     def export_tags_txt(self) -> str:
         """The vocabulary as a tags file: one tag per line by frequency, LF line ends.
 
-        Ends with a trailing LF; an empty counter gives ``""``.
+        Each tag is written as an export writes it (:func:`tags_txt_line`), so a tag holding a
+        line break stays on one line; tags that become the same line are written once. Ends
+        with a trailing LF; an empty counter gives ``""``. :func:`parse_tags_txt` reads the
+        lines back.
         """
-        vocabulary = self.vocabulary()
-        return "".join(f"{tag}\n" for tag in vocabulary)
+        lines = dict.fromkeys(tags_txt_line(tag) for tag in self.vocabulary())
+        return "".join(f"{line}\n" for line in lines)
+
+
+def tags_txt_line(tag: str) -> str:
+    """``tag`` as one line of a tags file (no line end).
+
+    Runs of whitespace, line breaks included (anything ``str.split`` splits on), become one
+    space, as in an exported caption (exports write each caption on one line: kohya sd-scripts
+    reads only the first). A tag that then holds a comma is quoted as a CSV field (``"a, b"``),
+    because :func:`parse_tags_txt` and tag-list readers such as a1111-sd-webui-tagcomplete read
+    a line with a comma as CSV.
+    """
+    line = " ".join(tag.split())
+    if "," in line:
+        line = '"' + line.replace('"', '""') + '"'
+    return line
 
 
 def counted_body(record: ImageRecord) -> str:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
+from typing import Any
 
 
 def human_duration(seconds: float) -> str:
@@ -90,3 +93,73 @@ def no_usable_images_message(files: int, invalid: int) -> str:
     if files == 0:
         return "No photos in this folder (JPEG, PNG, WebP or BMP)."
     return f"No usable photos in this folder ({invalid} invalid)."
+
+
+# ---------------------------------------------------------------- machine-readable output
+
+#: What a field of a tab-separated output line escapes: the backslash, control characters
+#: (C0, DEL, C1 -- tab, line feed and carriage return among them), the line and paragraph
+#: separators (``str.splitlines`` splits on them) and lone surrogates (file names that are not
+#: valid UTF-8, read with ``surrogateescape``).
+_TSV_SPECIAL = re.compile(r"[\\\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_TSV_NAMED = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_TSV_UNNAMED = {escaped: char for char, escaped in _TSV_NAMED.items()}
+_TSV_ESCAPE = re.compile(r"\\(?:x([0-9a-f]{2})|u([0-9a-f]{4})|(.)|$)", re.DOTALL)
+
+#: What :func:`json_text` writes as ``\uXXXX`` although JSON allows it raw: DEL, C1 controls,
+#: the line and paragraph separators (a JSON Lines reader using ``str.splitlines`` would split
+#: on them) and lone surrogates (not encodable as UTF-8).
+_JSON_SPECIAL = re.compile(r"[\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _TSV_NAMED.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def tsv_field(text: str) -> str:
+    """``text`` as one field of a tab-separated output line (``path<TAB>caption``).
+
+    The rule, the same for every field of every such line LoRACap prints: a backslash becomes
+    ``\\\\``, tab ``\\t``, line feed ``\\n``, carriage return ``\\r``; any other control
+    character (U+0000-U+001F, U+007F-U+009F) becomes ``\\xHH``, the line and paragraph
+    separators U+2028/U+2029 and lone surrogates (a file name that is not valid UTF-8)
+    ``\\uHHHH`` (lower-case hex). Everything else is written as it is, so a field never holds a
+    tab or a line break and :func:`tsv_unescape` gives the exact text back. The escapes are
+    those of PostgreSQL's ``COPY`` text format, plus ``\\x``/``\\u`` as in Python literals.
+    """
+    return _TSV_SPECIAL.sub(_escape_char, text)
+
+
+def tsv_unescape(field: str) -> str:
+    """The text :func:`tsv_field` escaped as ``field``.
+
+    Raises :class:`ValueError` for a backslash that starts no escape of that rule.
+    """
+
+    def unescape(match: re.Match[str]) -> str:
+        byte, unit, other = match.groups()
+        if byte is not None or unit is not None:
+            return chr(int(byte or unit, 16))
+        char = _TSV_UNNAMED.get(f"\\{other}") if other is not None else None
+        if char is None:
+            raise ValueError(f"Not an escape of a tab-separated field: {match.group()!r}")
+        return char
+
+    return _TSV_ESCAPE.sub(unescape, field)
+
+
+def json_text(data: Any, *, indent: int | None = None) -> str:
+    """``data`` as JSON text for standard output (no trailing line feed).
+
+    Non-ASCII text stays readable (``ensure_ascii=False``); control characters are escaped as
+    JSON requires, and DEL, C1 controls, U+2028/U+2029 and lone surrogates are written as
+    ``\\uXXXX`` too, so the text is valid UTF-8 and one JSON value per line (without
+    ``indent``) stays one line for every reader.
+    """
+    text = json.dumps(data, indent=indent, ensure_ascii=False)
+    return _JSON_SPECIAL.sub(lambda match: f"\\u{ord(match.group()):04x}", text)

@@ -14,6 +14,8 @@ from loracap.core.keys import (
     KEYRING_SERVICE,
     KEYRING_USERNAME,
     ApiKey,
+    ApiKeyFormatError,
+    check_api_key,
     delete_api_key,
     find_api_key,
     keychain_available,
@@ -134,3 +136,51 @@ def test_keychain_errors_become_clear_messages() -> None:
             store_api_key("value")
     finally:
         keyring.set_keyring(previous)
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("first-half\nsecond-half", "a line break"),
+    ("first-half\r\nsecond-half", "a line break"),
+    ("first-half\u2028second-half", "a line break"),
+    ("first-half second-half", "a space"),
+    ("first-half\tsecond-half", "a space"),
+    ("first-half\x1bsecond-half", "a control character"),
+    ("first-half\u00e9second-half", "a character that is not plain ASCII"),
+])
+def test_a_value_that_cannot_be_a_key_is_refused_wherever_it_comes_from(
+        monkeypatch: pytest.MonkeyPatch, value: str, problem: str) -> None:
+    with pytest.raises(ApiKeyFormatError) as stored:
+        store_api_key(value)
+    assert MemoryKeyring.store == {}
+    monkeypatch.setenv("GEMINI_API_KEY", value)
+    with pytest.raises(ApiKeyFormatError) as from_env:
+        find_api_key()
+    monkeypatch.delenv("GEMINI_API_KEY")
+    MemoryKeyring.store[(KEYRING_SERVICE, KEYRING_USERNAME)] = value  # saved by an older version
+    with pytest.raises(ApiKeyFormatError) as from_keychain:
+        find_api_key()
+    assert str(stored.value).startswith(f"This API key contains {problem}, ")
+    assert "nothing was stored" in str(stored.value)
+    assert str(from_env.value).startswith(f"The Gemini API key in GEMINI_API_KEY contains {problem}")
+    assert str(from_keychain.value).startswith(
+        f"The Gemini API key saved in the OS keychain contains {problem}")
+    for error in (stored.value, from_env.value, from_keychain.value):
+        assert error.exit_code == 3 and isinstance(error, ApiKeyMissingError)
+        assert "first-half" not in str(error) and "aistudio.google.com/apikey" in str(error)
+
+
+def test_surrounding_whitespace_of_a_paste_is_removed_first(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert check_api_key(" \tAIza-key_0123456789~!\r\n") == "AIza-key_0123456789~!"
+    store_api_key("\n  AIza-stored-key \r\n")
+    assert MemoryKeyring.store[(KEYRING_SERVICE, KEYRING_USERNAME)] == "AIza-stored-key"
+    MemoryKeyring.store[(KEYRING_SERVICE, KEYRING_USERNAME)] = "AIza-old-key\n"
+    assert find_api_key() == ApiKey("AIza-old-key", "OS keychain")
+
+
+def test_the_keychain_key_is_masked_in_logs() -> None:
+    from loracap.core.logs import redact
+
+    MemoryKeyring.store[(KEYRING_SERVICE, KEYRING_USERNAME)] = "keychain-only-secret"
+    assert find_api_key().value == "keychain-only-secret"
+    assert redact("header keychain-only-secret sent") == "header [redacted] sent"

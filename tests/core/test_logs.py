@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
-from loracap.core.logs import LOG_FILE_NAME, configure_logging, redact
+from loracap.core.logs import LOG_FILE_NAME, add_secret, configure_logging, redact
 from loracap.core.userdirs import PORTABLE_DATA, user_dirs
 
 KEY = "AIza" + "x" * 35
@@ -75,3 +77,36 @@ def test_loracap_home_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     dirs = user_dirs()
     assert (dirs.settings, dirs.logs, dirs.cache) == (
         tmp_path / "settings", tmp_path / "logs", tmp_path / "cache")
+
+
+def test_redact_masks_the_quoted_forms_of_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = "first-half-of-key\nsecond-half-of-key"
+    monkeypatch.setenv("GEMINI_API_KEY", key)
+    messages = [
+        f"Illegal header value {key.encode()!r}",  # h11's words for a key with a line break
+        f"value={key!r}",
+        f"json: {json.dumps(key)}",
+        f"url: ?key={quote(key, safe='')}",
+        "only the second-half-of-key of it",
+        f"raw {key} in the middle",
+    ]
+    for message in messages:
+        text = redact(message)
+        assert "first-half-of-key" not in text and "second-half-of-key" not in text, text
+        assert "[redacted]" in text
+    assert redact(f"header {key.encode()!r}") == "header b'[redacted]'"
+    assert redact("short words such as test stay") == "short words such as test stay"
+
+
+def test_redact_masks_keys_given_to_add_secret() -> None:
+    add_secret("keychain-secret-value")
+    assert redact("a 'keychain-secret-value' b") == "a '[redacted]' b"
+
+
+def test_a_record_that_is_not_utf8_is_written_escaped(tmp_path: Path, restore_logging) -> None:
+    path = configure_logging(tmp_path / "logs")
+    assert path is not None
+    logging.getLogger("loracap.test").warning("No project file at %s", "/tmp/caf\udce9.loraproj")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    assert "No project file at /tmp/caf\\udce9.loraproj" in path.read_text(encoding="utf-8")
