@@ -400,7 +400,8 @@ def _run_batch(project: Project, captioner: Captioner, options: BatchOptions,
                args: argparse.Namespace) -> BatchSummary:
     """Run one captioning batch under a QCoreApplication, with the progress line on stderr
     (counts, failures, and the countdown while the batch waits) and each caption on stdout as
-    ``path<TAB>caption``. Ctrl+C cancels: no new requests, answers in flight are kept."""
+    ``path<TAB>caption``. Ctrl+C stops at once (:meth:`CaptionRunner.abort`); a second Ctrl+C
+    ends the process."""
     from PyQt6.QtCore import QCoreApplication, QTimer
 
     from loracap.core.prompts import Profile, build_instructions
@@ -484,8 +485,14 @@ def _run_batch(project: Project, captioner: Captioner, options: BatchOptions,
     runner.finished.connect(on_finished)
 
     def interrupt(_signum: int, _frame: object) -> None:
-        progress.message("Cancelling: no new requests; waiting for answers in flight…")
-        runner.cancel()
+        # The first Ctrl+C stops at once: no new requests, requests still waiting for their
+        # answer dropped (an answer that arrives before the exit is saved). A second one ends
+        # the process at once, whatever it is doing: SIGINT's default action (shells report
+        # 130). Every caption reported was committed first, so it loses nothing reported.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        progress.message("Cancelling: no new requests, no more waiting for answers "
+                         "(Ctrl+C again quits at once)…")
+        runner.abort()
 
     previous = signal.signal(signal.SIGINT, interrupt)
     ticker = QTimer()
@@ -497,7 +504,8 @@ def _run_batch(project: Project, captioner: Captioner, options: BatchOptions,
             app.exec()
     finally:
         ticker.stop()
-        signal.signal(signal.SIGINT, previous)
+        if signal.getsignal(signal.SIGINT) is interrupt:  # else a second Ctrl+C quits at once
+            signal.signal(signal.SIGINT, previous)
         runner.wait()
     progress.clear()
     if state["pipe_closed"]:

@@ -10,35 +10,72 @@ Outcomes:
 * a per-image failure (unreadable image, safety block, empty answer, retries used up on a
   timeout or a server error) -- recorded in the project with its reason, returned as failed;
   the batch goes on;
-* a batch-stopping failure (invalid key, per-day quota, network unreachable, unknown model) --
-  raised for the runner to stop the batch. Nothing is recorded on the image: the image did not
-  fail, the batch stopped, so it stays exactly as it was (uncaptioned, not failed) and the next
-  run takes it again (issue 9: "Stops are not failures").
+* a batch-stopping failure (invalid key, per-day quota, network unreachable, a service that
+  stopped answering, unknown model, a project file that cannot be written) -- raised for the
+  runner to stop the batch. Nothing is recorded on the image: the image did not fail, the
+  batch stopped, so it stays exactly as it was (uncaptioned, not failed) and the next run takes
+  it again (issue 9: "Stops are not failures").
+
+Every answer is sanitised and bounded before it is stored (:mod:`loracap.core.prompts`:
+control characters and escape sequences removed, lone surrogates replaced, the profile's
+length limit), whichever backend made it; an answer that cannot be made a caption fails only
+its image.
+
+The request runs on a helper thread while the worker waits for it, so that
+``CaptionJob.abandon`` can end the wait at once (Ctrl+C on the command line): the request is
+dropped, the image stays as it was, and the helper thread ends with the request's own timeout
+(it is a daemon thread: it never holds up the exit).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from loracap.core.errors import (
+    CancelledError,
     CaptionError,
     ImageRejectedError,
     InputError,
+    LoraCapError,
     NetworkError,
     TransientError,
 )
-from loracap.core.pacing import RateLimiter, RetryPolicy, call_with_retry
-from loracap.core.prompts import Instructions
+from loracap.core.pacing import AnswerWatch, RateLimiter, RetryPolicy, call_with_retry
+from loracap.core.prompts import Instructions, limit_length, sanitize_text
 
 if TYPE_CHECKING:
     from loracap.core.project import Project
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+#: How often a worker waiting for an answer looks at ``CaptionJob.abandon``, in seconds.
+_ABANDON_POLL_S = 0.05
+
+#: SQLite result codes (https://www.sqlite.org/rescode.html): the primary code is the low byte.
+_SQLITE_IOERR = 10
+_SQLITE_FULL = 13
+#: errno values that mean "no room": the disk, the user's quota, the file size limit.
+_NO_ROOM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+#: A write that failed on a disk with less free space than this (bytes) failed for want of
+#: room, whatever SQLite calls it: a caption's transaction needs a few pages of 4 KiB.
+_FULL_BELOW_BYTES = 1 << 20
+
+
+class StorageError(LoraCapError):
+    """The project file could not be written while captioning (the disk is full, over its
+    quota, or failing). Stops the batch: every later caption would fail the same way. Exit
+    code 1."""
 
 
 class CaptionResult(Protocol):
@@ -72,7 +109,12 @@ class Captioner(Protocol):
 
 @dataclass(frozen=True)
 class CaptionJob:
-    """Everything the workers of one batch share. All members are thread-safe."""
+    """Everything the workers of one batch share. All members are thread-safe.
+
+    ``cancel`` set: no new request is sent (waits for the rate limit or a retry end at once);
+    ``abandon`` set as well: requests still waiting for their answer are dropped too. ``watch``
+    counts the batch's consecutive timeouts (see :class:`~loracap.core.pacing.AnswerWatch`).
+    """
 
     project: Project
     captioner: Captioner
@@ -84,6 +126,8 @@ class CaptionJob:
     cancel: threading.Event
     max_side: int = 1536
     overwrite_protected: bool = False
+    abandon: threading.Event = field(default_factory=threading.Event)
+    watch: AnswerWatch = field(default_factory=AnswerWatch)
 
 
 @dataclass(frozen=True)
@@ -112,10 +156,11 @@ def caption_image(
 ) -> ImageOutcome:
     """Caption one image of ``job.project`` and store the result.
 
-    Raises :class:`~loracap.core.errors.CancelledError` if cancelled before the request was sent,
-    and the batch-stopping errors (:class:`~loracap.core.errors.AuthenticationError`,
+    Raises :class:`~loracap.core.errors.CancelledError` if cancelled before the request was sent
+    (or abandoned while it waited for its answer), and the batch-stopping errors
+    (:class:`~loracap.core.errors.AuthenticationError`,
     :class:`~loracap.core.errors.QuotaExhaustedError`, :class:`NetworkError`, other
-    :class:`CaptionError`) without recording anything on the image.
+    :class:`CaptionError`, :class:`StorageError`) without recording anything on the image.
     """
     project = job.project
     record = project.image(image_id)
@@ -123,7 +168,8 @@ def caption_image(
     timing = {"last": 0.0}
 
     def fail(message: str, kind: str) -> ImageOutcome:
-        project.record_failure(image_id, message, kind=kind)
+        _saving(project, record.path,
+                lambda: project.record_failure(image_id, message, kind=kind))
         log.info("Captioning %s failed: %s", record.path, message)
         return ImageOutcome(image_id, ok=False, error=message, kind=kind,
                             request_s=timing["last"])
@@ -140,8 +186,11 @@ def caption_image(
     def request() -> CaptionResult:
         started = time.monotonic()
         try:
-            return job.captioner.caption(
-                jpeg, job.instructions, trigger=job.trigger, prefix=job.prefix
+            return _await(
+                lambda: job.captioner.caption(
+                    jpeg, job.instructions, trigger=job.trigger, prefix=job.prefix
+                ),
+                job.abandon,
             )
         finally:
             timing["last"] = time.monotonic() - started
@@ -149,7 +198,7 @@ def caption_image(
     try:
         result = call_with_retry(
             request, policy=job.policy, limiter=job.limiter, cancel=job.cancel,
-            on_retry=on_retry,
+            on_retry=on_retry, watch=job.watch,
         )
     except ImageRejectedError as exc:
         return fail(str(exc), "rejected")
@@ -166,15 +215,104 @@ def caption_image(
         log.info("Captioning %s stopped the batch: %s", record.path, exc)
         raise
 
-    body = result.body.strip()
+    # The backend cleaned it already (Gemini's does); whatever the backend, no control
+    # character, lone surrogate or runaway length reaches the project.
+    body = limit_length(" ".join(sanitize_text(result.body).split()),
+                        job.instructions.limits.body)
     if not body:
         return fail("The model returned an empty caption.", "rejected")
-    stored = project.store_generated(
+    stored = _saving(project, record.path, lambda: project.store_generated(
         image_id,
         body,
         backend=result.backend,
         model=result.model,
         prompt=result.prompt,
         overwrite_protected=job.overwrite_protected,
-    )
+    ))
     return ImageOutcome(image_id, ok=True, body=body, stored=stored, request_s=timing["last"])
+
+
+def _await(call: Callable[[], _T], abandon: threading.Event) -> _T:
+    """``call()`` run on a daemon thread; its result or exception, or :class:`CancelledError`
+    as soon as ``abandon`` is set while it runs (the call is left to end on its own; what it
+    returns then is dropped)."""
+    done = threading.Event()
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = call()
+        except BaseException as exc:  # handed to the waiting worker as it is
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="loracap-request", daemon=True).start()
+    while not done.wait(_ABANDON_POLL_S):
+        if abandon.is_set():
+            log.info("Dropped a request still waiting for its answer")
+            raise CancelledError("Cancelled.")
+    if "error" in box:
+        raise box["error"]
+    result: _T = box["result"]
+    return result
+
+
+def _saving(project: Project, path: str, write: Callable[[], _T]) -> _T:
+    """``write()`` (a write of the project file for the image at ``path``); a failed write
+    becomes one :class:`StorageError` sentence.
+
+    SQLite says ``SQLITE_FULL`` ("database or disk is full") when the disk has no room, and
+    ``SQLITE_IOERR`` ("disk I/O error") when a write fails otherwise (over a quota or the file
+    size limit, a failing disk); SQLAlchemy wraps both in an ``OperationalError`` whose text
+    holds the SQL statement and its parameters -- never shown. Other errors pass unchanged.
+    """
+    try:
+        return write()
+    except Exception as exc:
+        reason = _storage_reason(exc, project.path.parent)
+        if reason is None:
+            raise
+        detail = str(getattr(exc, "orig", None) or exc)
+    # Logged and raised after the except block: no SQLAlchemy text is chained to either (a
+    # log file on the same full disk prints its own error with the exception being handled).
+    log.info("Could not save the caption of %s in %s: %s", path, project.path, detail)
+    if reason == "full":
+        raise StorageError(f"The disk is full: the caption of {path} could not be saved in "
+                           f"{project.path.name}. Free some space on the disk.")
+    raise StorageError(f"The project file {project.path.name} could not be written (the caption "
+                       f"of {path} was not saved): {reason}; the disk may be full, over its "
+                       "quota or failing.")
+
+
+def _storage_reason(exc: BaseException, folder: Path) -> str | None:
+    """``"full"`` when ``exc`` (or the SQLite or OS error inside it: SQLAlchemy's ``orig``, a
+    cause) says there is no room, or a write failed and ``folder``'s disk has less than
+    :data:`_FULL_BELOW_BYTES` free; another short reason for a failed write (``"disk I/O
+    error"``, ``"File too large"``); None for any other error."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sqlite3.Error):
+            code = getattr(current, "sqlite_errorcode", None)
+            primary = code & 0xFF if isinstance(code, int) else None
+            if primary == _SQLITE_FULL:
+                return "full"
+            if primary == _SQLITE_IOERR:
+                return "full" if _nearly_full(folder) else str(current) or "disk I/O error"
+            return None
+        if isinstance(current, OSError) and current.errno in _NO_ROOM_ERRNOS:
+            if current.errno == errno.ENOSPC or _nearly_full(folder):
+                return "full"
+            return current.strerror or str(current)
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return None
+
+
+def _nearly_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < _FULL_BELOW_BYTES
+    except OSError:
+        return False

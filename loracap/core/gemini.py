@@ -54,7 +54,7 @@ from loracap.core.errors import (
     QuotaExhaustedError,
     TransientError,
 )
-from loracap.core.prompts import Instructions, parse_answer
+from loracap.core.prompts import Instructions, parse_answer, sanitize_text
 
 logger = logging.getLogger(__name__)
 
@@ -147,13 +147,15 @@ class GeminiCaptioner:
         """Caption one image with one ``generateContent`` request.
 
         ``jpeg`` is sent unchanged as ``image/jpeg``, before the prompt. Structured instructions
-        ask for ``application/json`` with ``instructions.json_schema``. ``trigger``/``prefix``
-        are used only to strip a duplicated prefix from the answer (see ``parse_answer``).
+        ask for ``application/json`` with ``instructions.json_schema``. The answer is
+        sanitised, cleaned and cut to the profile's length limit (``parse_answer``);
+        ``trigger``/``prefix`` are used only to strip a duplicated prefix from it.
 
         Raises: :class:`TransientError` (``kind`` ``rate_limit`` with ``retry_after`` seconds
         from RetryInfo or None, ``server`` for 408/500/502/503/504, ``timeout``, ``connection``);
         :class:`QuotaExhaustedError` (per-day quota); :class:`AuthenticationError`;
-        :class:`ImageRejectedError` (blocked, an empty answer, or a 400 about the image);
+        :class:`ImageRejectedError` (blocked, an empty answer, an answer too long to be a
+        caption -- see :data:`loracap.core.prompts.ANSWER_LIMITS` -- or a 400 about the image);
         :class:`CaptionError` (other 4xx such as an unknown model, other 5xx).
         """
         contents = types.Content(
@@ -226,7 +228,8 @@ def _answer_text(response: types.GenerateContentResponse) -> str:
     feedback = response.prompt_feedback
     if feedback is not None and feedback.block_reason is not None:
         reason = _enum_name(feedback.block_reason)
-        detail = f": {feedback.block_reason_message}" if feedback.block_reason_message else ""
+        message = " ".join(sanitize_text(feedback.block_reason_message or "").split())
+        detail = f": {message[:_MAX_SERVER_TEXT]}" if message else ""
         raise ImageRejectedError(f"Gemini blocked this image ({reason}){detail}.")
     if not response.candidates:
         raise ImageRejectedError("Gemini returned an empty answer (no candidates).")
@@ -332,9 +335,11 @@ def _retry_delay_s(details: list[dict[str, Any]]) -> float | None:
 
 
 def _server_text(exc: genai_errors.APIError) -> str:
-    """``"503 UNAVAILABLE: The model is overloaded..."``; HTML bodies and long text left out."""
+    """``"503 UNAVAILABLE: The model is overloaded..."``; HTML bodies and long text left out,
+    control characters and escape sequences removed (the text is the server's, shown as is)."""
     head = f"{exc.code} {exc.status}" if exc.status else str(exc.code)
-    message = " ".join(str(exc.message or "").split())
+    head = " ".join(sanitize_text(head).split())
+    message = " ".join(sanitize_text(str(exc.message or "")).split())
     if not message or message.startswith("<"):
         return head
     if len(message) > _MAX_SERVER_TEXT:

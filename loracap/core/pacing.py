@@ -12,6 +12,13 @@
   server pacing the client, not a failure of the request: those retries have their own, larger
   budget (``max_rate_limit_retries``), so a limit set above the real quota costs time, never an
   image. Other errors pass through at once.
+* Timeouts are not paced like requests the server counted: a request that got no answer in
+  time gives its start back to the limiter, so a hanging service does not make the retries
+  wait for rate-limit slots (if the server did count it, the 429 that may follow is absorbed as
+  above). :class:`AnswerWatch` counts the consecutive timeouts of a whole batch; at
+  :data:`NOT_ANSWERING_LIMIT` the batch stops with "the captioning service is not answering"
+  (a :class:`~loracap.core.errors.NetworkError`, as when the network is unreachable) instead
+  of retrying every image.
 
 Both are plain Python and thread-safe; ``cancel`` events make every wait end at once.
 """
@@ -29,7 +36,7 @@ from typing import TypeVar
 
 import tenacity
 
-from loracap.core.errors import CancelledError, TransientError
+from loracap.core.errors import CancelledError, CaptionError, NetworkError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +46,13 @@ T = TypeVar("T")
 #: at the server differ by network latency, so a window that frees here a moment early would
 #: earn a 429 there.
 WINDOW_MARGIN_S = 0.25
+
+#: Consecutive requests of a batch that may get no answer in time before the batch stops with
+#: "the captioning service is not answering". Three: with the default four workers, a service
+#: that stopped answering stops the batch about one timeout after it stopped (it used to retry
+#: every image, paced: 14 minutes for 30 images), while a slow request now and then (a large
+#: image, a busy moment) never does -- any answer in between starts the count again.
+NOT_ANSWERING_LIMIT = 3
 
 
 @dataclass(frozen=True)
@@ -159,18 +173,56 @@ class RateLimiter:
         before ``retry_after`` seconds from now.
         """
         with self._cond:
-            try:
-                self._starts.remove(ticket)
-            except ValueError:
-                pass
+            self._remove(ticket)
             if retry_after is not None and retry_after > 0:
                 self._not_before = max(self._not_before, self._clock() + retry_after)
             self._cond.notify_all()
+
+    def release(self, ticket: float) -> None:
+        """Take the start ``ticket`` out of the window: its request got no answer in time, so
+        its retry is not held back by it."""
+        with self._cond:
+            self._remove(ticket)
+            self._cond.notify_all()
+
+    def _remove(self, ticket: float) -> None:
+        try:
+            self._starts.remove(ticket)
+        except ValueError:
+            pass
 
     def wake_all(self) -> None:
         """Wake every waiting thread (call after setting a cancel event)."""
         with self._cond:
             self._cond.notify_all()
+
+
+class AnswerWatch:
+    """The consecutive requests of one batch that got no answer in time; thread-safe.
+
+    :func:`call_with_retry` reports every attempt: any answer of the service (a caption, an
+    error, a 429) sets the count back to zero -- the service is answering; a timeout adds one;
+    a lost connection does neither (it is retried, and stops the batch on its own after
+    ``RetryPolicy.max_attempts``). ``limit`` is the count that stops the batch.
+    """
+
+    def __init__(self, limit: int = NOT_ANSWERING_LIMIT) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self.limit = limit
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def answered(self) -> None:
+        """The service answered a request."""
+        with self._lock:
+            self._count = 0
+
+    def timed_out(self) -> int:
+        """A request got no answer in time; returns the consecutive count, this one included."""
+        with self._lock:
+            self._count += 1
+            return self._count
 
 
 @dataclass(frozen=True)
@@ -206,13 +258,18 @@ def call_with_retry(
     limiter: RateLimiter | None = None,
     cancel: threading.Event | None = None,
     on_retry: Callable[[int, TransientError, float], None] | None = None,
+    watch: AnswerWatch | None = None,
 ) -> T:
     """Run ``call`` with rate limiting and retries of :class:`TransientError`.
 
-    Each attempt first takes a start from ``limiter``. ``on_retry(attempt, error, delay_s)`` is
-    called before each wait. Raises the last :class:`TransientError` when the attempts run out,
+    Each attempt first takes a start from ``limiter``; an attempt that timed out (``kind``
+    ``timeout``) gives it back (:meth:`RateLimiter.release`). ``on_retry(attempt, error,
+    delay_s)`` is called before each wait. Every attempt is reported to ``watch``; the timeout
+    that reaches ``watch.limit`` raises :class:`NetworkError` ("the captioning service is not
+    answering"), not retried. Raises the last :class:`TransientError` when the attempts run out,
     any other exception of ``call`` at once, and :class:`CancelledError` when ``cancel`` is set
-    while waiting (a request already sent is never abandoned).
+    while waiting (a request already sent is not abandoned here; see
+    :func:`loracap.core.captioning.caption_image`).
     """
     cancel = cancel or threading.Event()
 
@@ -245,7 +302,7 @@ def call_with_retry(
     def attempt() -> T:
         ticket = limiter.acquire(cancel) if limiter else None
         try:
-            return call()
+            result = call()
         except TransientError as error:
             if error.kind == "rate_limit":
                 failures["rate_limit"] += 1
@@ -253,7 +310,20 @@ def call_with_retry(
                     limiter.rate_limited(ticket, error.retry_after)
             else:
                 failures["other"] += 1
+            if error.kind == "timeout":
+                if limiter is not None and ticket is not None:
+                    limiter.release(ticket)
+                _note_timeout(watch, error)
+            elif error.kind != "connection" and watch is not None:
+                watch.answered()
             raise
+        except CaptionError:
+            if watch is not None:
+                watch.answered()
+            raise
+        if watch is not None:
+            watch.answered()
+        return result
 
     def stop(_state: tenacity.RetryCallState) -> bool:
         return (
@@ -270,3 +340,14 @@ def call_with_retry(
         reraise=True,
     )
     return retrying(attempt)
+
+
+def _note_timeout(watch: AnswerWatch | None, error: TransientError) -> None:
+    """Count a timeout; raise :class:`NetworkError` when it is the one that reaches the limit."""
+    if watch is None:
+        return
+    if watch.timed_out() >= watch.limit:  # several workers may pass the limit at once
+        raise NetworkError(
+            f"The captioning service is not answering: {watch.limit} requests in a row got no "
+            f"answer in time ({str(error).rstrip('.')})."
+        ) from error

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from loracap.core.errors import InputError
+from loracap.core.errors import ImageRejectedError, InputError
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,40 @@ def suggest_profile(*names: str) -> Profile | None:
 
 
 @dataclass(frozen=True)
+class AnswerLimits:
+    """How much of a model's answer is kept, in characters (Unicode code points).
+
+    ``body`` -- the longest caption body stored; a longer one is cut at the last ``", "`` or
+    space before the limit. ``field`` and ``items`` -- the longest text kept of one field of a
+    structured answer, and the most list items kept of one field (a list's first items: the
+    prompts ask for the most prominent first), so one runaway field cannot push the others out
+    of the body. ``answer`` -- the longest answer read at all: one longer is not a caption (a
+    model repeating itself up to its output limit) and fails its image, unread.
+    """
+
+    body: int
+    field: int
+    items: int
+    answer: int
+
+
+#: The limits per profile. Why these numbers: trainers read much less than they allow -- CLIP
+#: text encoders (SD 1.5, SDXL) take 77 tokens (about 300 characters of English) and FLUX's T5
+#: 512 tokens (about 2,000 characters). The structured profiles ask for short phrases (their
+#: example answers assemble to about 130 characters), so 1,500 characters is ten times a
+#: usual caption; a field of 300 characters is a long phrase; 20 items are more objects than a
+#: caption names. A custom prompt may ask for long descriptions (vision-language datasets), so
+#: it keeps 4,000 characters, twice what T5 reads. An answer over ten times the body limit is
+#: refused. So a caption costs the project at most a few kilobytes per version (a 10 MB answer
+#: used to be stored whole).
+ANSWER_LIMITS: dict[Profile, AnswerLimits] = {
+    Profile.SPACE: AnswerLimits(body=1_500, field=300, items=20, answer=15_000),
+    Profile.PERSON: AnswerLimits(body=1_500, field=300, items=20, answer=15_000),
+    Profile.CUSTOM: AnswerLimits(body=4_000, field=300, items=20, answer=40_000),
+}
+
+
+@dataclass(frozen=True)
 class Instructions:
     """What to send for one profile.
 
@@ -88,6 +123,11 @@ class Instructions:
     def structured(self) -> bool:
         """True when the answer is a JSON object to assemble with :func:`assemble_structured`."""
         return self.json_schema is not None
+
+    @property
+    def limits(self) -> AnswerLimits:
+        """How much of an answer is kept for this profile (:data:`ANSWER_LIMITS`)."""
+        return ANSWER_LIMITS[self.profile]
 
 
 _NO_PREFIX_RULE = (
@@ -211,6 +251,61 @@ def _copy_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return copied
 
 
+# --- sanitising -------------------------------------------------------------------------------
+
+#: Terminal escape sequences (ECMA-48): CSI (colours, cursor moves, ``ESC [ 31 m``), OSC
+#: (window titles, hyperlinks; ended by BEL or ``ESC \``), DCS/SOS/PM/APC strings, the other
+#: two- and three-character escapes (``ESC c`` resets the terminal), and the 8-bit CSI.
+_ESCAPE_SEQUENCE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]?"
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"
+    r"|\x1b[ -/]*[0-~]?"
+    r"|\x9b[0-?]*[ -/]*[@-~]?"
+)
+#: Line breaks other than ``\n``: CR, CR LF, vertical tab, form feed, NEL, U+2028, U+2029.
+_LINE_BREAK = re.compile(r"\r\n?|[\x0b\x0c\x85\u2028\u2029]")
+#: Removed outright: the C0 controls but tab and line feed, DEL, the C1 controls; zero-width
+#: space, the bidirectional embeddings, overrides and isolates (text that displays in another
+#: order than it reads), the byte-order mark, and the noncharacters U+FFFE/U+FFFF.
+_INVISIBLE = re.compile(
+    r"[\x00-\x08\x0e-\x1f\x7f-\x9f\u200b\u202a-\u202e\u2066-\u2069\ufeff\ufffe\uffff]"
+)
+#: A UTF-16 surrogate code point on its own (``"\\ud800"`` in a JSON answer decodes to one):
+#: not a character, and no UTF-8 encoder (SQLite's, the terminal's, an export's) accepts it.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def sanitize_text(text: str) -> str:
+    """``text`` made safe to store, print and export; line breaks kept as ``"\\n"``.
+
+    Lone surrogates become U+FFFD (the replacement character, as a decoder writes for invalid
+    input); terminal escape sequences are removed whole (so ``ESC [31m`` leaves no ``[31m``);
+    every other line break becomes ``"\\n"`` and a tab a space; the remaining control
+    characters (NUL, C0 but tab and line feed, DEL, C1) and the invisible format characters of
+    :data:`_INVISIBLE` are removed. Ordinary spaces and every printable character are kept.
+    Linear in the length of ``text``.
+    """
+    text = _SURROGATE.sub("\ufffd", text)
+    text = _ESCAPE_SEQUENCE.sub("", text)
+    text = _LINE_BREAK.sub("\n", text).replace("\t", " ")
+    return _INVISIBLE.sub("", text)
+
+
+def limit_length(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, at the last ``", "`` or else the last
+    space in its second half (whole phrases or words), else exactly at ``limit``; trailing
+    spaces and punctuation of the cut are removed. ``text`` itself when it is short enough."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit + 1]
+    for separator in (", ", " ", "\n"):
+        at = head.rfind(separator)
+        if at >= limit // 2:
+            return head[:at].rstrip(" \n,;:.-")
+    return text[:limit].rstrip()
+
+
 # --- cleaning ---------------------------------------------------------------------------------
 
 _QUOTE_PAIRS: dict[str, str] = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019",
@@ -241,6 +336,8 @@ def clean_caption(text: str, trigger: str, prefix: str) -> str:
     ``trigger`` is the trigger word (e.g. ``"ide_main_hall"``), ``prefix`` the rendered caption
     prefix (e.g. ``"photo of ide_main_hall "``); either may be ``""``. Rules, in order:
 
+    0. The text is sanitised (:func:`sanitize_text`): no control characters, escape
+       sequences or lone surrogates.
     1. Code-fence lines (```` ``` ````, ``~~~``) are removed.
     2. Markdown: leading ``#`` headings, ``-``/``*``/``+``/``•`` bullets and ``>`` quotes are
        removed from each line; ``*``/``**`` and backticks are removed everywhere; ``_x_`` and
@@ -259,7 +356,7 @@ def clean_caption(text: str, trigger: str, prefix: str) -> str:
        [trigger]``/``[trigger_word]`` placeholders, ``<trigger>,`` or ``<trigger> `` alone
        (case-insensitive), with a following comma, colon or space.
     """
-    lines = _markdown_free_lines(text)
+    lines = _markdown_free_lines(sanitize_text(text))
     joined = _join_lines(lines)
     joined = re.sub(r"\s+", " ", joined)
     joined = re.sub(r"\s+,", ",", joined)
@@ -269,7 +366,7 @@ def clean_caption(text: str, trigger: str, prefix: str) -> str:
 
 def _markdown_free_lines(text: str) -> list[str]:
     lines: list[str] = []
-    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+    for line in text.split("\n"):
         if _FENCE.match(line):
             continue
         line = _HEADING_OR_BULLET.sub("", line)
@@ -348,51 +445,76 @@ def assemble_structured(data: Mapping[str, Any], instructions: Instructions) -> 
     ``instructions.field_order``, joined with ``", "``.
 
     A list value contributes its items, joined with ``", "``; numbers are written as text; each
-    piece is cleaned with :func:`clean_caption` (no trigger or prefix); empty pieces, missing
-    fields and values of other types are skipped. Example (space profile):
-    ``{"room_type": "lecture hall", "key_objects": ["tiered seating"], ...}`` ->
+    piece is cut to ``instructions.limits.field`` characters (a list to its first
+    ``limits.items`` items) and cleaned with :func:`clean_caption` (no trigger or prefix);
+    empty pieces, missing fields and values of other types are skipped. Example (space
+    profile): ``{"room_type": "lecture hall", "key_objects": ["tiered seating"], ...}`` ->
     ``"lecture hall, tiered seating, ..."``.
     """
+    limits = instructions.limits
     pieces: list[str] = []
     for name in instructions.field_order:
-        for raw in _field_pieces(data.get(name)):
-            piece = clean_caption(raw, "", "")
+        for raw in _field_pieces(data.get(name), limits.items):
+            piece = clean_caption(limit_length(raw, limits.field), "", "")
             if piece:
                 pieces.append(piece)
     return ", ".join(pieces)
 
 
-def _field_pieces(value: Any) -> Iterable[str]:
+def _field_pieces(value: Any, items: int) -> Iterable[str]:
     if isinstance(value, str):
         return [value]
     if isinstance(value, bool) or value is None:
         return []
     if isinstance(value, (int, float)):
-        return [str(value)]
+        return [str(value)] if math.isfinite(value) else []
     if isinstance(value, (list, tuple)):
-        flat = [item for item in value if not isinstance(item, (list, tuple, dict))]
-        return [piece for item in flat for piece in _field_pieces(item)]
+        flat = [item for item in value if isinstance(item, (str, int, float))][:items]
+        return [piece for item in flat for piece in _field_pieces(item, items)]
     return []
 
 
 def parse_answer(text: str, instructions: Instructions, trigger: str, prefix: str) -> str:
-    """The caption body in a model's answer ``text`` (may be ``""``).
+    """The caption body in a model's answer ``text`` (may be ``""``), sanitised and bounded.
 
-    Structured instructions: ``text`` is parsed as a JSON object (a Markdown ```` ```json ````
-    fence around it is tolerated) and assembled with :func:`assemble_structured`; when it is not a
-    JSON object or has none of the fields, the raw text is cleaned instead (a model can ignore
-    the requested format). Plain instructions: :func:`clean_caption`. The duplicated-prefix rules
-    of :func:`clean_caption` apply to the result in both cases.
+    An answer longer than ``instructions.limits.answer`` characters raises
+    :class:`ImageRejectedError` (it is not a caption; the image fails with that reason).
+    Otherwise the answer is sanitised (:func:`sanitize_text`). Structured instructions: ``text``
+    is parsed as a JSON object (a Markdown ```` ```json ```` fence around it is tolerated) and
+    assembled with :func:`assemble_structured`; when it is not a JSON object or has none of the
+    fields, the raw text is cleaned instead (a model can ignore the requested format). Plain
+    instructions: :func:`clean_caption`. The duplicated-prefix rules of :func:`clean_caption`
+    apply to the result in both cases, and the body is cut to ``limits.body`` characters
+    (:func:`limit_length`).
     """
+    limits = instructions.limits
+    if len(text) > limits.answer:
+        raise ImageRejectedError(
+            f"The answer was too long to be a caption ({len(text):,} characters; at most "
+            f"{limits.body:,} are kept), so it was not used. Caption this image again, or write "
+            "its caption by hand."
+        )
+    text = sanitize_text(text)
     if instructions.structured:
         data = _load_json_object(text)
         if data is not None and any(name in data for name in instructions.field_order):
             missing = [name for name in instructions.field_order if name not in data]
             if missing:
                 logger.warning("Structured answer lacks fields %s; using the others", missing)
-            return clean_caption(assemble_structured(data, instructions), trigger, prefix)
+            body = clean_caption(assemble_structured(data, instructions), trigger, prefix)
+            return _bounded(body, limits.body)
         logger.warning("Expected a JSON caption, got other text; cleaning it as plain text")
-    return clean_caption(text, trigger, prefix)
+    # Cleaning only shortens text, so twice the limit is all that can end up in the body; the
+    # cut keeps the cleaning's work bounded too.
+    return _bounded(clean_caption(limit_length(text, 2 * limits.body), trigger, prefix),
+                    limits.body)
+
+
+def _bounded(body: str, limit: int) -> str:
+    if len(body) > limit:
+        logger.info("Caption of %d characters cut to the limit of %d", len(body), limit)
+        body = limit_length(body, limit)
+    return body
 
 
 def _load_json_object(text: str) -> dict[str, Any] | None:
@@ -402,6 +524,6 @@ def _load_json_object(text: str) -> dict[str, Any] | None:
         stripped = fenced.group(1).strip()
     try:
         data = json.loads(stripped)
-    except (json.JSONDecodeError, ValueError):
+    except (ValueError, RecursionError):  # RecursionError: thousands of nested brackets
         return None
     return data if isinstance(data, dict) else None

@@ -10,10 +10,14 @@ Rules (issue: "The captioning runner"):
 * ``workers`` requests at most in flight (default 4) and at most ``rpm`` request starts per
   minute (default 10), enforced on the client by one shared :class:`RateLimiter`.
 * Transient failures are retried (see :mod:`loracap.core.pacing`); an invalid key, a per-day
-  quota, an unreachable network or an unknown model stops the whole batch after the first such
-  answer, keeping everything finished.
+  quota, an unreachable network, a service that stopped answering (``NOT_ANSWERING_LIMIT``
+  timeouts in a row), an unknown model or a project file that cannot be written stops the whole
+  batch after the first such answer, keeping everything finished. A network stop also drops
+  the requests still waiting for an answer: none is coming.
 * :meth:`CaptionRunner.cancel` stops issuing requests at once; answers still in flight are
-  stored when they arrive. Each caption is committed before it is reported.
+  stored when they arrive. :meth:`CaptionRunner.abort` (Ctrl+C on the command line) also
+  drops the requests still waiting for their answer, so the batch ends within a fraction of a
+  second. Each caption is committed before it is reported.
 * Honest progress (issue 9): while workers are held back by the rate limiter (the client's
   per-minute limit or a server's ``retryDelay`` after a 429) or sleep before a retry, the runner
   says so through ``waiting(seconds, reason)``, and a one-second tick re-emits ``progress`` with
@@ -33,7 +37,7 @@ from typing import TYPE_CHECKING
 from PyQt6.QtCore import QObject, QRunnable, QThreadPool, QTimer, pyqtSignal, pyqtSlot
 
 from loracap.core.captioning import Captioner, CaptionJob, ImageOutcome, caption_image
-from loracap.core.errors import CancelledError, LoraCapError, TransientError
+from loracap.core.errors import CancelledError, LoraCapError, NetworkError, TransientError
 from loracap.core.pacing import RateLimiter, RetryPolicy
 from loracap.core.prompts import Instructions
 from loracap.core.records import CaptionMode
@@ -182,6 +186,7 @@ class CaptionRunner(QObject):
         self._instructions = instructions
         self.options = options or BatchOptions()
         self._cancel = threading.Event()
+        self._abandon = threading.Event()
         self._queue: deque[int] = deque()
         self._queue_lock = threading.Lock()
         self._pool = QThreadPool(self)
@@ -237,6 +242,7 @@ class CaptionRunner(QObject):
             cancel=self._cancel,
             max_side=opts.max_side,
             overwrite_protected=opts.overwrite_protected,
+            abandon=self._abandon,
         )
         count = min(max(1, opts.workers), len(ids))
         self._workers_count = max(1, count)
@@ -263,6 +269,16 @@ class CaptionRunner(QObject):
             return
         self._cancelled = True
         self._stop()
+
+    def abort(self) -> None:
+        """Stop now: no new requests, and the requests still waiting for their answer are
+        dropped (their images stay as they were). ``finished`` follows as soon as every worker
+        has noticed -- within a fraction of a second, unless one is storing a caption that has
+        arrived, which it finishes first."""
+        if self._finished:
+            return
+        self._abandon.set()
+        self.cancel()
 
     def wait(self, timeout_ms: int = -1) -> bool:
         """Block until every worker thread has exited (for shutdown and tests)."""
@@ -391,6 +407,9 @@ class CaptionRunner(QObject):
             self._stop_error = error
             # INFO, not WARNING: the front end shows the stop once, with what to do.
             log.info("Batch stopped: %s", error)
+        if isinstance(error, NetworkError):
+            # Unreachable or not answering: the requests still out will not be answered either.
+            self._abandon.set()
         self._stop()
 
     @pyqtSlot()

@@ -129,9 +129,10 @@ class RecordedRequest:
 
 @dataclass(frozen=True)
 class Reply:
-    """An answer the server sends: HTTP ``status``, a JSON ``body`` (or raw text when ``body``
-    is a ``str``), sent after ``delay_s`` seconds. ``disconnect`` closes the connection without
-    answering (the client sees a protocol/connection error).
+    """An answer the server sends: HTTP ``status``, a JSON ``body`` (raw text when ``body`` is a
+    ``str``, sent as UTF-8; the exact bytes when it is ``bytes``), sent after ``delay_s``
+    seconds. ``disconnect`` closes the connection without answering (the client sees a
+    protocol/connection error).
     """
 
     status: int = 200
@@ -156,6 +157,14 @@ class Reply:
     def json(cls, obj: Any) -> Reply:
         """A 200 answer whose text is ``obj`` serialised as JSON (a structured-output answer)."""
         return cls.caption(json.dumps(obj, ensure_ascii=False))
+
+    @classmethod
+    def caption_bytes(cls, text: bytes) -> Reply:
+        """A 200 answer whose candidate's text is ``text`` as raw bytes in the JSON body, which
+        need not be valid UTF-8 (``b"caf\\xe9"``); ``"`` and ``\\`` must be escaped by the
+        caller."""
+        head, tail = json.dumps(Reply.caption("\x00").body).split("\\u0000")
+        return cls(body=head.encode() + text + tail.encode())
 
     @classmethod
     def messy(cls, trigger: str = "ide_main_hall") -> Reply:
@@ -675,7 +684,9 @@ def _make_handler(server: FakeGeminiServer) -> type[BaseHTTPRequestHandler]:
             if reply.disconnect or server._stopping.is_set():
                 self.close_connection = True
                 return
-            if isinstance(reply.body, str):
+            if isinstance(reply.body, bytes):
+                payload = reply.body
+            elif isinstance(reply.body, str):
                 payload = reply.body.encode("utf-8")
             else:
                 payload = json.dumps(reply.body if reply.body is not None else {}).encode("utf-8")

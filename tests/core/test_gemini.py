@@ -382,3 +382,67 @@ def test_server_stop_is_not_delayed_by_a_hanging_reply() -> None:
     server.stop()
     assert time.monotonic() - started < 2.0
     assert not any(t.name == thread_name and t.is_alive() for t in threading.enumerate())
+
+
+# --- bad answers: sanitised, bounded, or failing only their image ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        # "\ud800" in the JSON body: the SDK hands over a lone surrogate.
+        (Reply.caption("lecture hall \ud800 seating"), "lecture hall \ufffd seating"),
+        (Reply.caption("lecture\x00 hall\x1b[2J\x1b[31m, seating\x1b[0m\x07"),
+         "lecture hall, seating"),
+        (Reply.caption_bytes(b"caf\xe9 \xff hall"), "caf\ufffd \ufffd hall"),
+    ],
+)
+def test_an_answer_is_sanitised_before_it_is_returned(
+    captioner: GeminiCaptioner, server: FakeGeminiServer, reply: Reply, expected: str
+) -> None:
+    server.queue_replies(reply)
+    result = caption_custom(captioner)
+    assert result.body == expected
+    result.body.encode("utf-8")
+
+
+def test_structured_fields_are_sanitised_too(captioner: GeminiCaptioner,
+                                             server: FakeGeminiServer) -> None:
+    server.queue_replies(Reply.json({"room_type": "atrium\udfff", "key_objects": ["\x1b]0;x\x07sofa"],
+                                     "lighting": "day\x00light", "contextual_details": "busy"}))
+    result = captioner.caption(make_jpeg(), SPACE, trigger=TRIGGER, prefix=PREFIX)
+    assert result.body == "atrium\ufffd, sofa, daylight, busy"
+
+
+def test_an_answer_of_controls_only_fails_the_image(captioner: GeminiCaptioner,
+                                                   server: FakeGeminiServer) -> None:
+    server.queue_replies(Reply.caption("\x00\x1b[0m\x07"))
+    with pytest.raises(ImageRejectedError, match="empty answer"):
+        caption_custom(captioner)
+
+
+def test_a_ten_megabyte_answer_fails_the_image_quickly(captioner: GeminiCaptioner,
+                                                       server: FakeGeminiServer) -> None:
+    server.queue_replies(Reply.caption("a chair, " * 1_200_000))  # 10.8 MB
+    started = time.monotonic()
+    with pytest.raises(ImageRejectedError, match=r"too long to be a caption \(10,800,000 "
+                                                 r"characters; at most 4,000 are kept\)"):
+        caption_custom(captioner)
+    assert time.monotonic() - started < 10  # read once, never cleaned
+
+
+def test_a_long_answer_is_cut_to_the_profile_limit(captioner: GeminiCaptioner,
+                                                   server: FakeGeminiServer) -> None:
+    server.queue_replies(Reply.caption("a chair, " * 2_000))  # 18,000 characters
+    result = caption_custom(captioner)
+    assert 3_900 < len(result.body) <= CUSTOM.limits.body == 4_000
+    assert result.body.startswith("a chair, a chair") and result.body.endswith("a chair")
+
+
+def test_server_error_text_reaches_no_terminal_as_escape_sequences(
+    captioner: GeminiCaptioner, server: FakeGeminiServer
+) -> None:
+    server.queue_replies(Reply.error(418, "TEAPOT\x1b[31m", "I am\x00 a \x1b]0;pwned\x07teapot"))
+    with pytest.raises(CaptionError) as caught:
+        caption_custom(captioner)
+    assert str(caught.value) == "Gemini refused the request (418 TEAPOT: I am a teapot)."

@@ -7,8 +7,21 @@ import time
 
 import pytest
 
-from loracap.core.errors import AuthenticationError, CancelledError, TransientError
-from loracap.core.pacing import RateLimiter, RetryPolicy, backoff_delay, call_with_retry
+from loracap.core.errors import (
+    AuthenticationError,
+    CancelledError,
+    ImageRejectedError,
+    NetworkError,
+    TransientError,
+)
+from loracap.core.pacing import (
+    NOT_ANSWERING_LIMIT,
+    AnswerWatch,
+    RateLimiter,
+    RetryPolicy,
+    backoff_delay,
+    call_with_retry,
+)
 
 FAST = RetryPolicy(max_attempts=5, base_delay_s=0.01, max_delay_s=0.05, jitter_s=0.01)
 
@@ -218,3 +231,82 @@ def test_status_shows_a_server_hold() -> None:
     status = limiter.status()
     assert status.held_by_server and 1.8 < status.next_start_s <= 2.0
     assert status.waiting == 0
+
+
+# --- timeouts: not paced, and a service that stops answering stops the batch -------------------
+
+
+def test_a_timed_out_retry_is_not_held_back_by_the_rate_limit() -> None:
+    # One request a minute: a retry that had to wait for the window would take 60 s.
+    limiter = RateLimiter(1, period_s=60.0)
+    calls: list[int] = []
+
+    def times_out_once() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise TransientError("Gemini did not answer within 1 s.", kind="timeout")
+        return "ok"
+
+    started = time.monotonic()
+    assert call_with_retry(times_out_once, policy=FAST, limiter=limiter) == "ok"
+    assert time.monotonic() - started < 5
+    assert limiter.status().next_start_s > 50  # the answered request holds its start
+
+
+def test_consecutive_timeouts_stop_with_not_answering() -> None:
+    assert NOT_ANSWERING_LIMIT == 3
+    watch = AnswerWatch()
+    calls: list[int] = []
+
+    def hangs() -> None:
+        calls.append(1)
+        raise TransientError("Gemini did not answer within 1 s.", kind="timeout")
+
+    with pytest.raises(NetworkError) as caught:
+        call_with_retry(hangs, policy=FAST, watch=watch)
+    assert len(calls) == 3  # not max_attempts (5)
+    assert str(caught.value) == ("The captioning service is not answering: 3 requests in a row "
+                                 "got no answer in time (Gemini did not answer within 1 s).")
+
+
+def test_the_timeout_count_is_shared_by_the_batch_and_reset_by_any_answer() -> None:
+    watch = AnswerWatch(limit=3)
+    policy = RetryPolicy(max_attempts=2, base_delay_s=0.01, max_delay_s=0.02)
+
+    def hangs() -> None:
+        raise TransientError("no answer", kind="timeout")
+
+    def refused() -> None:
+        raise ImageRejectedError("blocked")
+
+    with pytest.raises(TransientError):  # image 1: two timeouts, then it fails on its own
+        call_with_retry(hangs, policy=policy, watch=watch)
+    with pytest.raises(NetworkError):  # image 2: the third timeout in a row
+        call_with_retry(hangs, policy=policy, watch=watch)
+
+    watch = AnswerWatch(limit=3)
+    with pytest.raises(TransientError):
+        call_with_retry(hangs, policy=policy, watch=watch)
+    with pytest.raises(ImageRejectedError):  # an answer, even a refusal: the service answers
+        call_with_retry(refused, policy=policy, watch=watch)
+    with pytest.raises(TransientError):  # two more timeouts: the count started again
+        call_with_retry(hangs, policy=policy, watch=watch)
+    assert call_with_retry(lambda: "ok", policy=policy, watch=watch) == "ok"
+
+
+def test_lost_connections_neither_count_nor_reset_timeouts() -> None:
+    watch = AnswerWatch(limit=2)
+    policy = RetryPolicy(max_attempts=1, base_delay_s=0.01)
+
+    def hangs() -> None:
+        raise TransientError("no answer", kind="timeout")
+
+    def refused() -> None:
+        raise TransientError("refused", kind="connection")
+
+    with pytest.raises(TransientError):
+        call_with_retry(hangs, policy=policy, watch=watch)
+    with pytest.raises(TransientError):
+        call_with_retry(refused, policy=policy, watch=watch)
+    with pytest.raises(NetworkError):
+        call_with_retry(hangs, policy=policy, watch=watch)

@@ -6,15 +6,18 @@ import json
 
 import pytest
 
-from loracap.core.errors import InputError
+from loracap.core.errors import ImageRejectedError, InputError
 from loracap.core.prompts import (
+    ANSWER_LIMITS,
     Instructions,
     Profile,
     assemble_structured,
     build_instructions,
     clean_caption,
+    limit_length,
     parse_answer,
     profile_label,
+    sanitize_text,
 )
 
 TRIGGER = "ide_main_hall"
@@ -293,3 +296,107 @@ def test_a_person_profile_is_suggested_by_the_names(names: tuple[str, ...],
     from loracap.core.prompts import suggest_profile
 
     assert suggest_profile(*names) is expected
+
+
+# --- sanitising and length limits -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("lecture\x00 hall", "lecture hall"),  # NUL
+        ("\x1b[31mred\x1b[0m chairs", "red chairs"),  # colours: the whole sequence goes
+        ("\x1b[2J\x1b[Hhall", "hall"),  # clear screen, cursor home
+        ("\x1b]0;pwned\x07hall", "hall"),  # OSC: window title
+        ("\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\ hall", "link hall"),  # OSC 8 hyperlink
+        ("\x1bchall", "hall"),  # ESC c: terminal reset
+        ("hall\x1b", "hall"),  # a lone ESC
+        ("\x9b31mhall", "hall"),  # 8-bit CSI
+        ("a\x07b\x08c\x7fd\x85e", "abcd\ne"),  # BEL, backspace, DEL; NEL is a line break
+        ("tab\there", "tab here"),
+        ("one\r\ntwo\rthree\u2028four", "one\ntwo\nthree\nfour"),
+        ("caf\u00e9 \u202eevil\u202c \ufeffzero\u200bwidth", "caf\u00e9 evil zerowidth"),
+        ("lone \ud800 surrogate \udfff", "lone \ufffd surrogate \ufffd"),
+        ("emoji \U0001f600 and \u4e2d\u6587 stay", "emoji \U0001f600 and \u4e2d\u6587 stay"),
+        ("  spaces   stay  ", "  spaces   stay  "),
+    ],
+)
+def test_sanitize_text(raw: str, expected: str) -> None:
+    assert sanitize_text(raw) == expected
+    sanitize_text(raw).encode("utf-8")  # storable: no lone surrogate left
+
+
+def test_clean_caption_sanitises_every_answer() -> None:
+    answer = "**Caption:** \x1b[1mlecture hall\x1b[0m,\x00 tiered\tseating\ud83d."
+    assert clean_caption(answer, TRIGGER, PREFIX) == "lecture hall, tiered seating\ufffd"
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "expected"),
+    [
+        ("short", 10, "short"),
+        ("lecture hall, tiered seating, windows", 30, "lecture hall, tiered seating"),
+        ("lecture hall tiered seating windows", 30, "lecture hall tiered seating"),
+        ("x" * 50, 20, "x" * 20),
+        ("a, " + "y" * 40, 20, "a, " + "y" * 17),  # a separator too early is not used
+    ],
+)
+def test_limit_length_cuts_at_a_phrase_or_word(text: str, limit: int, expected: str) -> None:
+    assert limit_length(text, limit) == expected
+    assert len(limit_length(text, limit)) <= limit
+
+
+def test_every_profile_has_limits_and_structured_ones_are_shorter() -> None:
+    custom = ANSWER_LIMITS[Profile.CUSTOM]
+    for profile in Profile:
+        limits = build_instructions(profile, "Describe it.").limits
+        assert limits is ANSWER_LIMITS[profile]
+        assert 0 < limits.field < limits.body < limits.answer
+        assert limits.body <= custom.body
+
+
+def test_a_long_plain_answer_is_cut_to_the_profile_limit() -> None:
+    custom = build_instructions(Profile.CUSTOM, "Describe it.")
+    limit = custom.limits.body
+    answer = ", ".join(f"detail {n}" for n in range(limit // 5))  # well over the limit
+    body = parse_answer(answer, custom, TRIGGER, PREFIX)
+    assert limit - 20 < len(body) <= limit
+    assert body.startswith("detail 0, detail 1, ") and not body.endswith(",")
+    assert answer.startswith(body)
+
+
+def test_a_structured_answer_is_bounded_field_by_field() -> None:
+    limits = SPACE.limits
+    answer = json.dumps({
+        "room_type": "atrium " * 200,
+        "key_objects": [f"object {n}" for n in range(500)],
+        "lighting": "daylight",
+        "contextual_details": "busy",
+    })
+    body = parse_answer(answer, SPACE, TRIGGER, PREFIX)
+    pieces = body.split(", ")
+    assert len(pieces[0]) <= limits.field and pieces[0].startswith("atrium atrium")
+    assert pieces[1:limits.items + 1] == [f"object {n}" for n in range(limits.items)]
+    assert pieces[-2:] == ["daylight", "busy"]  # a runaway field leaves room for the others
+    assert len(body) <= limits.body
+
+
+def test_an_answer_too_long_to_be_a_caption_fails_its_image() -> None:
+    for instructions in (SPACE, build_instructions(Profile.CUSTOM, "Describe it.")):
+        too_long = "a chair, " * (instructions.limits.answer // 9 + 1)
+        with pytest.raises(ImageRejectedError, match=r"too long to be a caption \([\d,]+ "
+                                                    r"characters; at most [\d,]+ are kept\)"):
+            parse_answer(too_long, instructions, TRIGGER, PREFIX)
+
+
+def test_deeply_nested_json_is_not_a_crash() -> None:
+    # json.loads raises RecursionError past about a thousand levels: read as plain text.
+    assert parse_answer("[" * 5000 + "]" * 5000, SPACE, TRIGGER, PREFIX) == ""
+    nested = '{"room_type": ' + "[" * 3000 + '"hall"' + "]" * 3000 + "}"
+    assert len(parse_answer(nested, SPACE, TRIGGER, PREFIX)) <= SPACE.limits.body
+
+
+def test_control_characters_inside_json_fields_are_removed() -> None:
+    answer = json.dumps({"room_type": "hall\u0000\u001b[31m", "key_objects": ["chair\ud800"],
+                         "lighting": "\u009b0mdaylight", "contextual_details": "busy"})
+    assert parse_answer(answer, SPACE, TRIGGER, PREFIX) == "hall, chair\ufffd, daylight, busy"

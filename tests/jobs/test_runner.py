@@ -314,3 +314,75 @@ def test_no_wait_is_reported_when_nothing_waits(qtbot, project: Project,
                                                 server: FakeGeminiServer) -> None:
     summary, _, seen = run_batch(qtbot, project, server, workers=2, rpm=1000)
     assert summary.done == 6 and seen["waiting"] == []
+
+
+# --- bad answers, hanging servers, Ctrl+C -------------------------------------------------------
+
+
+def test_bad_answers_fail_or_are_cleaned_and_the_batch_goes_on(qtbot, project: Project,
+                                                               server: FakeGeminiServer) -> None:
+    fields = {"key_objects": ["chairs"], "lighting": "daylight", "contextual_details": "quiet"}
+    server.queue_replies(
+        Reply.json({"room_type": "atrium \ud800", **fields}),  # a lone surrogate
+        Reply.json({"room_type": "atrium\x00\x1b[2J\x1b]0;pwned\x07", **fields}),  # NUL, ESC
+        Reply.caption("a chair, " * 1_200_000),  # 10.8 MB
+        Reply.caption("\x00\x1b[0m"),  # nothing left: an empty answer
+    )
+    summary, _, seen = run_batch(qtbot, project, server, workers=1)
+    assert summary.stop_error is None and summary.done == 4 and len(summary.failed) == 2
+    order = [rec.path for rec in project.images()]  # captioned in this order, one worker
+    stored = captions(project)
+    assert stored[order[0]] == "atrium \ufffd, chairs, daylight, quiet"
+    assert stored[order[1]] == "atrium, chairs, daylight, quiet"
+    reasons = dict(seen["failed"])
+    by_path = {rec.path: rec.id for rec in project.images()}
+    assert "too long to be a caption (10,800,000 characters" in reasons[by_path[order[2]]]
+    assert "empty answer" in reasons[by_path[order[3]]]
+    assert project.stats().failed == 2
+    for body in stored.values():
+        body.encode("utf-8")
+        assert not any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 for ch in body)
+    size = sum(p.stat().st_size for p in project.path.parent.glob("hall.loraproj*"))
+    assert size < 2_000_000  # the 10 MB answer was not stored
+
+
+def test_a_service_that_stops_answering_stops_the_batch_after_three_timeouts(
+    qtbot, project: Project, server: FakeGeminiServer
+) -> None:
+    server.reply_always(Reply.hang(30))
+    started = time.monotonic()
+    summary, _, seen = run_batch(qtbot, project, server, workers=2, timeout_s=0.5, rpm=1)
+    elapsed = time.monotonic() - started
+    assert isinstance(summary.stop_error, NetworkError)
+    assert str(summary.stop_error) == (
+        "The captioning service is not answering: 3 requests in a row got no answer in time "
+        "(Gemini did not answer within 0.5 s).")
+    # rpm=1: retries that waited for the rate limit would take a minute each.
+    assert elapsed < 15, elapsed
+    assert 3 <= len(server.generate_requests) <= 4  # not 6 images x 5 attempts
+    assert summary.done == 0 and summary.failed == [] and seen["failed"] == []
+    assert project.stats().failed == 0  # a stop, not failures: the next run takes them all
+
+
+def test_abort_drops_the_requests_waiting_for_an_answer(qtbot, project: Project,
+                                                       server: FakeGeminiServer) -> None:
+    server.reply_always(Reply.hang(30))
+    server.queue_replies(Reply.json({"room_type": "first"}), Reply.json({"room_type": "second"}))
+    aborted: list[float] = []
+
+    def abort_when_two_hang(runner: CaptionRunner, _seen: dict) -> None:
+        def check() -> None:
+            if len(server.generate_requests) >= 4 and not aborted:
+                time.sleep(0.2)  # both hanging requests are sent and waiting
+                aborted.append(time.monotonic())
+                runner.abort()
+
+        runner.progress.connect(lambda *_: check())  # re-emitted every second while running
+
+    summary, _, _ = run_batch(qtbot, project, server, workers=2, timeout_s=30,
+                              start_hook=abort_when_two_hang)
+    assert aborted and time.monotonic() - aborted[0] < 3  # not the 30 s timeout
+    assert summary.cancelled and summary.stop_error is None
+    assert (summary.done, summary.failed, summary.not_started) == (2, [], 4)
+    assert sorted(captions(project).values()) == ["first", "second"]
+    assert project.stats().failed == 0
