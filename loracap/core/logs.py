@@ -16,6 +16,7 @@ import logging
 import logging.handlers
 import os
 import re
+import sys
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import quote
@@ -81,6 +82,25 @@ def _no_traceback(record: logging.LogRecord) -> bool:
     return not record.exc_info
 
 
+class QuietFileHandler(logging.handlers.RotatingFileHandler):
+    """The log file's handler: a record that cannot be written (a full disk, a log folder gone
+    read-only) is dropped instead of printing logging's "--- Logging error ---" traceback on
+    standard error, which would bury the one line the user is shown about that very disk. One
+    notice goes to the stream's log (the console) the first time."""
+
+    _warned = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not QuietFileHandler._warned:
+            QuietFileHandler._warned = True
+            sys.stderr.write(f"loracap: the log file {self.baseFilename} cannot be written; "
+                             "logging to it stops for this run.\n")
+        try:
+            self.close()
+        except OSError:
+            pass
+
+
 def configure_logging(log_dir: Path | None, *, level: int = logging.WARNING,
                       stream: TextIO | None = None,
                       stream_tracebacks: bool = False) -> Path | None:
@@ -111,7 +131,7 @@ def configure_logging(log_dir: Path | None, *, level: int = logging.WARNING,
     path = Path(log_dir) / LOG_FILE_NAME
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(
+        handler = QuietFileHandler(
             path, maxBytes=1_000_000, backupCount=3, encoding="utf-8", delay=True,
             errors="backslashreplace")
     except OSError:

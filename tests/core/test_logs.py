@@ -110,3 +110,32 @@ def test_a_record_that_is_not_utf8_is_written_escaped(tmp_path: Path, restore_lo
     for handler in logging.getLogger().handlers:
         handler.flush()
     assert "No project file at /tmp/caf\\udce9.loraproj" in path.read_text(encoding="utf-8")
+
+
+def test_a_log_file_that_cannot_be_written_is_dropped_quietly(tmp_path, capsys) -> None:
+    import logging
+
+    from loracap.core.logs import QuietFileHandler, configure_logging
+
+    path = configure_logging(tmp_path / "logs", stream=None)
+    assert path is not None
+    (handler,) = [h for h in logging.getLogger().handlers if isinstance(h, QuietFileHandler)]
+
+    class FullDisk:
+        def write(self, _text: str) -> int:
+            raise OSError(28, "No space left on device")
+
+        def flush(self) -> None:
+            raise OSError(28, "No space left on device")
+
+        def close(self) -> None:
+            pass
+
+    handler.stream = FullDisk()  # type: ignore[assignment]
+    QuietFileHandler._warned = False
+    logging.getLogger("loracap.test").warning("first")
+    logging.getLogger("loracap.test").warning("second")
+    err = capsys.readouterr().err
+    assert "Logging error" not in err and "Traceback" not in err
+    assert err.count("cannot be written") == 1
+    configure_logging(None)
