@@ -136,6 +136,9 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rename", default="", metavar="PREFIX",
                         help="name the images PREFIX_0001.jpg … in file-name order "
                         "(renames.csv lists the old paths)")
+    parser.add_argument("--allow-outside", action="store_true",
+                        help="also export images the project file names outside its folder "
+                        "(each is checked to be an image); without it they stop the export")
     _add_review_arguments(parser)
 
 
@@ -638,7 +641,8 @@ def _export(project: Project, args: argparse.Namespace, *, allow_uncaptioned: bo
     options = ExportOptions(
         review=review, allow_uncaptioned=allow_uncaptioned,
         skip_untrainable=args.skip_untrainable, trigger_placeholder=args.trigger_placeholder,
-        repeats=args.repeats, caption_ext=args.caption_ext, rename_prefix=args.rename)
+        repeats=args.repeats, caption_ext=args.caption_ext, rename_prefix=args.rename,
+        allow_outside=args.allow_outside)
     progress = _Progress(sys.stderr)
 
     def on_progress(done: int, total: int) -> None:

@@ -12,8 +12,21 @@ Safety rules kept here, for every caller (GUI, CLI, runner):
   generated text unless the caller passes ``overwrite_protected=True``.
 * Every caption version is appended to ``caption_versions`` before it becomes current, so no
   text is ever lost.
+* A new project file is written under a hidden temporary name beside its final path and appears
+  at that path only when it is complete (:meth:`Project.create`): a failed ``new`` (a full
+  disk, an error while adding the images) leaves nothing behind that blocks the retry.
+* Values read from a project file are checked as strictly as the user's input when it is opened
+  (trigger word, prefix template, tag separator, profile, review marks, provenance, ratings,
+  paths, the tables themselves): a damaged or edited file is refused with one
+  :class:`ProjectError` ("… is damaged: …"), never half-read. An image path that is absolute or
+  leads out of the project folder is only flagged (:attr:`ImageRecord.outside`); the exports
+  leave such files alone unless the user allows them.
 * A project file from a newer LoRACap is refused (:class:`ProjectVersionError`); an older one is
-  migrated after a backup copy is written beside it.
+  migrated after a backup copy is written beside it. The backup is made only once the file is
+  known to be sound, and removed again if the migration fails (the file is then unchanged), so
+  repeated attempts do not pile up copies.
+* A project file or folder that cannot be written is refused for writing with
+  :class:`ProjectNotWritableError`, which says what to do; opening it read-only still works.
 * Only one process opens a project for writing; a second gets :class:`ProjectLockedError`.
   A lock left by a crashed process is taken over.
 * The file runs in SQLite's WAL mode while open and is switched back to a single file (rollback
@@ -22,19 +35,24 @@ Safety rules kept here, for every caller (GUI, CLI, runner):
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
+import secrets
 import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
+from datetime import datetime
+from pathlib import Path, PurePath
 from types import EllipsisType
 from typing import Any
+from urllib.parse import quote
 
 import psutil
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select
+from sqlalchemy import DateTime, Engine, create_engine, delete, event, func, insert, select
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
@@ -45,7 +63,9 @@ from loracap.core.errors import (
     ProjectLockedError,
     ProjectReadOnlyError,
     ProjectVersionError,
+    TriggerWordError,
 )
+from loracap.core.prompts import Profile
 from loracap.core.records import (
     AddResult,
     CaptionMode,
@@ -58,6 +78,7 @@ from loracap.core.records import (
     Provenance,
     Review,
     UndoOutcome,
+    readable_path,
 )
 from loracap.core.schema import (
     APPLICATION_ID,
@@ -71,6 +92,7 @@ from loracap.core.schema import (
     LockRow,
     ProjectRow,
     UndoStepRow,
+    fs_decode,
     utcnow,
 )
 from loracap.core.trigger import (
@@ -85,6 +107,15 @@ log = logging.getLogger(__name__)
 
 #: File extension of a project file.
 PROJECT_SUFFIX = ".loraproj"
+
+#: End of the hidden name a new project file has until it is complete
+#: (``.<name>.loraproj.<pid>-<random>.creating``, beside the final path; :meth:`Project.create`).
+CREATING_SUFFIX = ".creating"
+
+
+class ProjectNotWritableError(ProjectError):
+    """The project file or its folder cannot be written, so the project cannot be opened for
+    writing; opening it read-only still works."""
 
 #: Migrations from schema version ``v`` to ``v + 1``, each run inside one transaction on a raw
 #: SQLAlchemy connection. Empty while only version 1 exists.
@@ -138,20 +169,32 @@ def _make_engine(path: Path, *, read_only: bool) -> Engine:
     the connections of other threads past five threads -- fatal with a worker pool).
     """
     if read_only:
-        target = f"file:{path.as_posix()}?mode=ro"
+        target = _read_only_uri(path)
 
         def connect() -> sqlite3.Connection:
             return sqlite3.connect(target, uri=True, check_same_thread=False)
     else:
 
         def connect() -> sqlite3.Connection:
-            return sqlite3.connect(str(path), check_same_thread=False)
+            return sqlite3.connect(path, check_same_thread=False)
 
     engine = create_engine(
         "sqlite://", creator=connect, poolclass=QueuePool, pool_size=8, max_overflow=32
     )
     event.listen(engine, "connect", _connect_pragmas)
     return engine
+
+
+def _read_only_uri(path: Path) -> str:
+    """SQLite's URI that opens ``path`` read-only. The path is percent-encoded from its exact
+    bytes, so ``#``, ``?``, ``%`` and names that are not UTF-8 open the right file."""
+    return f"file:{quote(os.fsencode(Path(path).absolute().as_posix()), safe='/:')}?mode=ro"
+
+
+def _db_reason(exc: BaseException) -> str:
+    """SQLite's own words for a database error (``database or disk is full``), without
+    SQLAlchemy's statement and background link."""
+    return str(getattr(exc, "orig", None) or exc)
 
 
 def _process_identity() -> tuple[int, str, float]:
@@ -180,13 +223,17 @@ class Project:
     manager). Thread-safe: any thread may call any method; writes are serialised.
     """
 
-    def __init__(self, path: Path, engine: Engine, *, read_only: bool) -> None:
+    def __init__(self, path: Path, engine: Engine, *, read_only: bool,
+                 db_path: Path | None = None) -> None:
         self.path = path
         self.folder = path.parent
         self.read_only = read_only
         self._engine = engine
         self._write_lock = threading.RLock()
         self._closed = False
+        # The file the engine uses: a hidden temporary one while a new project is incomplete.
+        self._db_path = db_path or path
+        self._pending = db_path is not None and db_path != path
 
     # ------------------------------------------------------------------ opening and closing
 
@@ -204,17 +251,30 @@ class Project:
     ) -> Project:
         """Create a new project file at ``path`` and open it for writing.
 
-        Raises :class:`ProjectError` if the file exists or cannot be written, and
-        :class:`~loracap.core.errors.TriggerWordError` for an invalid trigger word.
+        All or nothing: the file is written under a hidden temporary name beside ``path``
+        (``.<name>.creating``, skipped by the scan) and appears at ``path`` only when it is
+        complete -- when the first :meth:`add_scanned` has stored the scan's images, or when the
+        project is closed without an error (an empty project). If adding the images fails, or
+        the ``with`` block ends with an exception first, the temporary file is removed and no
+        project file is left. Temporary files of processes that died while creating are
+        removed here.
+
+        Raises :class:`ProjectError` if the file exists or cannot be written (a full disk, a
+        read-only folder), :class:`~loracap.core.errors.TriggerWordError` for an invalid
+        trigger word and :class:`InputError` for an invalid prefix template or profile.
         """
-        path = Path(path).absolute()
+        path = Path(os.path.abspath(path))
         validate_trigger(trigger)
         validate_prefix_template(prefix_template)
-        if path.exists():
+        _check_profile(str(profile))
+        if os.path.lexists(path):
             raise ProjectError(f"{path} already exists; open it, or choose another project path.")
         if not path.parent.is_dir():
             raise ProjectError(f"Cannot create {path}: the folder {path.parent} does not exist.")
-        engine = _make_engine(path, read_only=False)
+        _remove_stale_creations(path)
+        temp = path.with_name(
+            f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{CREATING_SUFFIX}")
+        engine = _make_engine(temp, read_only=False)
         try:
             with engine.begin() as conn:
                 conn.exec_driver_sql(f"PRAGMA application_id = {APPLICATION_ID}")
@@ -234,22 +294,23 @@ class Project:
                 )
         except (OperationalError, DatabaseError, OSError) as exc:
             engine.dispose()
-            path.unlink(missing_ok=True)
-            raise ProjectError(f"Cannot create the project file {path}: {exc}") from exc
-        project = cls(path, engine, read_only=False)
-        project._enter_wal()
-        project._take_lock()
-        return project
+            _remove_database(temp)
+            raise ProjectError(_create_failure(path, exc)) from exc
+        return cls(path, engine, read_only=False, db_path=temp)
 
     @classmethod
     def open(cls, path: Path, *, read_only: bool = False) -> Project:
         """Open an existing project file.
 
-        ``read_only=True`` neither locks nor migrates the file and refuses writes.
+        ``read_only=True`` neither locks nor migrates the file and refuses writes; it works on a
+        file or folder that cannot be written. Every value is checked first (see the module's
+        rules); nothing is written to a file that fails the check.
         Raises :class:`ProjectError` (not found, not a project, damaged),
-        :class:`ProjectVersionError` (newer version) and :class:`ProjectLockedError`.
+        :class:`ProjectVersionError` (newer version), :class:`ProjectNotWritableError` (the
+        file or its folder cannot be written; not with ``read_only``) and
+        :class:`ProjectLockedError`.
         """
-        path = Path(path).absolute()
+        path = Path(os.path.abspath(path))
         if not path.is_file():
             raise ProjectError(f"No project file at {path}.")
         version = _check_header(path)
@@ -258,6 +319,12 @@ class Project:
                 f"{path.name} was saved by a newer LoRACap (project format {version}; this "
                 f"version reads up to {SCHEMA_VERSION}). Update LoRACap to open it."
             )
+        if version < 1:
+            raise ProjectError(_damaged(path, f"it has no project format version "
+                                              f"(user_version {version})"))
+        if not read_only:
+            _check_writable(path)
+        _inspect(path, version)
         engine = _make_engine(path, read_only=read_only)
         project = cls(path, engine, read_only=read_only)
         if read_only:
@@ -267,15 +334,25 @@ class Project:
                 project._migrate(version)
             project._enter_wal()
             project._take_lock()
+        except (OperationalError, DatabaseError, sqlite3.DatabaseError) as exc:
+            engine.dispose()
+            raise _open_failure(path, exc) from exc
         except BaseException:
             engine.dispose()
             raise
         return project
 
     def close(self) -> None:
-        """Release the lock and leave the project as a single file. Safe to call twice."""
+        """Release the lock and leave the project as a single file. Safe to call twice.
+
+        A new project that is not complete yet (see :meth:`create`) is put in place first:
+        closing without an error means it is complete. Raises :class:`ProjectError` when that
+        fails (the temporary file is then removed).
+        """
         if self._closed:
             return
+        if self._pending:
+            self._publish()
         self._closed = True
         if self.read_only:
             self._engine.dispose()
@@ -285,12 +362,12 @@ class Project:
                 pid, _, _ = _process_identity()
                 conn.execute(delete(LockRow).where(LockRow.pid == pid))
         except (OperationalError, DatabaseError) as exc:
-            log.warning("Could not release the lock of %s: %s", self.path, exc)
+            log.warning("Could not release the lock of %s: %s", self.path, _db_reason(exc))
         # Leaving WAL mode needs the only connection: close the pooled ones (worker threads
         # used their own) first.
         self._engine.dispose()
         try:
-            raw = sqlite3.connect(str(self.path))
+            raw = sqlite3.connect(self._db_path)
             try:
                 raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 raw.execute("PRAGMA journal_mode = DELETE")
@@ -302,8 +379,47 @@ class Project:
     def __enter__(self) -> Project:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        if self._pending and exc_type is not None:
+            self._discard()  # a new project whose creation failed leaves nothing behind
+            return
         self.close()
+
+    def _publish(self) -> None:
+        """Put a complete new project file in place: the temporary file becomes ``path``
+        (never replacing a file that appeared there meanwhile), then it is opened for writing
+        as :meth:`open` does (WAL, lock)."""
+        temp = self._db_path
+        with self._write_lock:
+            self._engine.dispose()
+            try:
+                _move_into_place(temp, self.path)
+            except FileExistsError as exc:
+                self._discard()
+                raise ProjectError(f"{self.path} already exists (made while this project was "
+                                   "being created); open it, or choose another project "
+                                   "path.") from exc
+            except OSError as exc:
+                self._discard()
+                raise ProjectError(_create_failure(self.path, exc)) from exc
+            self._pending = False
+            self._db_path = self.path
+            self._engine = _make_engine(self.path, read_only=False)
+            try:
+                self._enter_wal()
+                self._take_lock()
+            except (OperationalError, DatabaseError) as exc:
+                self._closed = True
+                self._engine.dispose()
+                raise _open_failure(self.path, exc) from exc
+
+    def _discard(self) -> None:
+        """Drop a new project that is not complete: close it and remove its temporary file."""
+        self._closed = True
+        self._pending = False
+        self._engine.dispose()
+        _remove_database(self._db_path)
+        log.info("Removed the unfinished project file %s", self._db_path.name)
 
     def _enter_wal(self) -> None:
         with self._engine.connect() as conn:
@@ -335,6 +451,12 @@ class Project:
                 raise
 
     def _migrate(self, version: int) -> None:
+        """Back up, then migrate from ``version`` to :data:`SCHEMA_VERSION` in one transaction.
+
+        The file was checked (:func:`_inspect`) before, so a damaged file never gets here. If a
+        step fails, the transaction is rolled back -- the file is as it was -- and the backup
+        just written is removed again: a second attempt does not leave a second copy.
+        """
         backup = self.path.with_name(f"{self.path.stem}.v{version}-backup{PROJECT_SUFFIX}")
         counter = 2
         while backup.exists():
@@ -342,20 +464,43 @@ class Project:
                 f"{self.path.stem}.v{version}-backup-{counter}{PROJECT_SUFFIX}"
             )
             counter += 1
-        source = sqlite3.connect(str(self.path))
         try:
-            target = sqlite3.connect(str(backup))
+            source = sqlite3.connect(self.path)
             try:
-                source.backup(target)
+                target = sqlite3.connect(backup)
+                try:
+                    source.backup(target)
+                finally:
+                    target.close()
             finally:
-                target.close()
-        finally:
-            source.close()
+                source.close()
+        except BaseException:
+            backup.unlink(missing_ok=True)
+            raise
         log.info("Backed up %s to %s before migrating", self.path.name, backup.name)
-        with self._engine.begin() as conn:
-            for step in range(version, SCHEMA_VERSION):
-                MIGRATIONS[step](conn)
-            conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        try:
+            with self._engine.connect() as conn:
+                # An explicit transaction: the Python sqlite3 module would otherwise commit
+                # each ALTER and CREATE on its own, leaving a half-migrated file on an error.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    for step in range(version, SCHEMA_VERSION):
+                        MIGRATIONS[step](conn)
+                    conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                    conn.exec_driver_sql("COMMIT")
+                except BaseException:
+                    _rollback(conn)
+                    raise
+        except BaseException as exc:
+            backup.unlink(missing_ok=True)
+            log.info("Migration of %s failed; removed the backup %s", self.path.name,
+                     backup.name)
+            if isinstance(exc, (OperationalError, DatabaseError)):
+                raise ProjectError(
+                    f"{self.path.name} could not be upgraded from project format {version} to "
+                    f"{SCHEMA_VERSION}: {_db_reason(exc)}. It is unchanged; no backup copy was "
+                    "kept.") from exc
+            raise
 
     # ------------------------------------------------------------------ sessions
 
@@ -409,8 +554,10 @@ class Project:
             validate_trigger(changes["trigger"])
         if "prefix_template" in changes:
             validate_prefix_template(changes["prefix_template"])
-        if "tag_separator" in changes and not str(changes["tag_separator"]):
-            raise InputError("The tag separator is empty; use a character such as a comma.")
+        if "tag_separator" in changes:
+            _check_separator(str(changes["tag_separator"]))
+        if "profile" in changes:
+            _check_profile(str(changes["profile"]))
         with self._write() as session:
             row = session.get(ProjectRow, 1)
             assert row is not None
@@ -422,8 +569,15 @@ class Project:
     # ------------------------------------------------------------------ images
 
     def stored_path(self, path: Path) -> str:
-        """How an image path is stored: POSIX relative to the project folder when below it."""
-        path = Path(path).absolute()
+        """A file's path as :attr:`ImageRecord.path` shows it: POSIX, relative to the project
+        folder when below it, else absolute; bytes that are not UTF-8 shown as ``\\xHH``
+        (:func:`~loracap.core.records.readable_path`)."""
+        return readable_path(self._stored(path))
+
+    def _stored(self, path: Path) -> str:
+        """How a path is stored: like :meth:`stored_path`, with the exact name (a lone
+        surrogate for each byte that is not UTF-8; :class:`~loracap.core.schema.FsPath`)."""
+        path = Path(os.path.abspath(path))
         try:
             return path.relative_to(self.folder).as_posix()
         except ValueError:
@@ -434,20 +588,56 @@ class Project:
         candidate = Path(stored)
         return candidate if candidate.is_absolute() else self.folder / candidate
 
+    def is_outside(self, record: ImageRecord) -> bool:
+        """True when reading ``record``'s file reads outside the project folder: its stored path
+        is absolute or leads out (:attr:`ImageRecord.outside`), or a symbolic link on the way
+        leads out. Exports check this for every image they read; it touches the disk, so the
+        grid shows the cheaper :attr:`ImageRecord.outside`."""
+        if record.outside:
+            return True
+        folder = os.path.realpath(self.folder)
+        real = os.path.realpath(record.abs_path)
+        try:
+            return os.path.commonpath([folder, real]) != folder
+        except ValueError:  # another drive on Windows
+            return True
+
     def add_scanned(self, files: Iterable[Any]) -> AddResult:
         """Add the files of a folder scan (:class:`loracap.core.scan.ScannedFile`).
 
         Files already in the project are left alone. A sidecar caption becomes an ``imported``
         caption (with the project's prefix removed if it starts with it). Everything is
-        committed in one transaction: all files or, on an error, none.
+        committed in one transaction: all files or, on an error, none. A file name that is not
+        valid UTF-8 is stored exactly (:class:`~loracap.core.schema.FsPath`) and shown readable.
+
+        On a new project (:meth:`create`) this completes it: the file appears at its path once
+        the images are stored; if storing fails the unfinished file is removed and the project
+        closed. Raises :class:`ProjectError` when the file cannot be written (a full disk).
         """
+        try:
+            result = self._add_scanned(files)
+        except BaseException as exc:
+            pending = self._pending
+            if pending:
+                self._discard()
+            if isinstance(exc, (OperationalError, DatabaseError)):
+                if pending:
+                    raise ProjectError(_create_failure(self.path, exc)) from exc
+                raise ProjectError(f"Cannot add the images to {self.path.name}: "
+                                   f"{_db_reason(exc)}; nothing was added.") from exc
+            raise
+        if self._pending:
+            self._publish()
+        return result
+
+    def _add_scanned(self, files: Iterable[Any]) -> AddResult:
         settings = self.settings
         added = invalid = imported = known = 0
         sidecar_errors: list[tuple[str, str]] = []
         with self._write() as session:
             existing = set(session.scalars(select(ImageRow.path)))
             for scanned in files:
-                stored = self.stored_path(scanned.path)
+                stored = self._stored(scanned.path)
                 info = scanned.info
                 if stored in existing:
                     known += 1
@@ -461,7 +651,7 @@ class Project:
                     height=info.height,
                     format=info.format,
                     valid=info.valid,
-                    invalid_reason=info.reason,
+                    invalid_reason=readable_path(info.reason),
                 )
                 session.add(row)
                 session.flush()
@@ -469,7 +659,7 @@ class Project:
                 if not info.valid:
                     invalid += 1
                 if scanned.sidecar_error:
-                    sidecar_errors.append((stored, scanned.sidecar_error))
+                    sidecar_errors.append((readable_path(stored), scanned.sidecar_error))
                 if scanned.sidecar_caption and info.valid:
                     body = strip_prefix(
                         scanned.sidecar_caption, settings.prefix_template, settings.trigger
@@ -518,7 +708,7 @@ class Project:
             records.append(
                 ImageRecord(
                     id=image.id,
-                    path=image.path,
+                    path=readable_path(image.path),
                     abs_path=self.resolve(image.path),
                     valid=image.valid,
                     invalid_reason=image.invalid_reason,
@@ -533,6 +723,7 @@ class Project:
                     review=Review(image.review),
                     rating=image.rating,
                     note=image.note,
+                    outside=_leaves_folder(image.path),
                 )
             )
         records.sort(key=lambda rec: (rec.path.casefold(), rec.path))
@@ -810,13 +1001,19 @@ class Project:
             if candidate.is_file():
                 by_name.setdefault(candidate.name.casefold(), []).append(candidate)
         moved: list[int] = []
+        with self._read() as session:
+            exact: dict[int, str] = {}  # the exact stored paths, not the readable ones
+            for chunk in _chunks([rec.id for rec in missing]):
+                exact.update((row.id, row.path) for row in session.execute(
+                    select(ImageRow.id, ImageRow.path).where(ImageRow.id.in_(chunk))))
         for rec in missing:
             target: Path | None = None
-            stored = Path(rec.path)
-            if not stored.is_absolute() and (new_folder / stored).is_file():
+            stored = Path(exact.get(rec.id, rec.path))
+            if (not stored.is_absolute() and not rec.outside
+                    and (new_folder / stored).is_file()):
                 target = new_folder / stored
             else:
-                matches = by_name.get(rec.file_name.casefold(), [])
+                matches = by_name.get(stored.name.casefold(), [])
                 if len(matches) == 1:
                     target = matches[0]
             if target is None:
@@ -824,7 +1021,7 @@ class Project:
             with self._write() as session:
                 row = session.get(ImageRow, rec.id)
                 assert row is not None
-                row.path = self.stored_path(target)
+                row.path = self._stored(target)
             moved.append(rec.id)
         return [self.image(image_id) for image_id in moved]
 
@@ -912,7 +1109,7 @@ class Project:
             if step is None:
                 return None
             source, target = ("after", "before") if undo else ("before", "after")
-            entries = json.loads(step.payload)
+            entries = _undo_entries(self.path, step.payload)
             images, captions = self._load_rows(session, [int(e["image"]) for e in entries])
             changed: list[int] = []
             skipped: list[int] = []
@@ -1010,20 +1207,22 @@ class Project:
         the file cannot be written."""
         try:
             with self._write() as session:
-                session.add(ExportRow(path=self.stored_path(path), format=str(fmt),
+                session.add(ExportRow(path=self._stored(path), format=str(fmt),
                                       written_at=utcnow(), size=int(size), sha256=sha256))
         except (OperationalError, DatabaseError) as exc:
-            raise ProjectError(f"Cannot record the export in {self.path.name}: {exc}") from exc
+            raise ProjectError(f"Cannot record the export in {self.path.name}: "
+                               f"{_db_reason(exc)}") from exc
 
     def exports(self, path: Path | None = None) -> list[ExportRecord]:
         """The exports recorded by :meth:`record_export`, newest first; only those written to
         ``path`` when given."""
         query = select(ExportRow).order_by(ExportRow.id.desc())
         if path is not None:
-            query = query.where(ExportRow.path == self.stored_path(path))
+            query = query.where(ExportRow.path == self._stored(path))
         with self._read() as session:
             return [
-                ExportRecord(path=row.path, abs_path=self.resolve(row.path), format=row.format,
+                ExportRecord(path=readable_path(row.path), abs_path=self.resolve(row.path),
+                             format=row.format,
                              written_at=row.written_at, size=row.size, sha256=row.sha256)
                 for row in session.scalars(query)
             ]
@@ -1102,7 +1301,7 @@ def _chunks(ids: Sequence[int], size: int = 500) -> Iterator[Sequence[int]]:
 
 
 def _file_name(stored: str) -> str:
-    return stored.rsplit("/", 1)[-1]
+    return readable_path(stored.rsplit("/", 1)[-1])
 
 
 def _caption_state(row: CaptionRow | None) -> list[Any] | None:
@@ -1141,7 +1340,7 @@ def _check_header(path: Path) -> int:
     if magic != b"SQLite format 3\x00":
         raise ProjectError(f"{path.name} is not a LoRACap project file.")
     try:
-        conn = sqlite3.connect(f"file:{path.as_posix()}?mode=ro", uri=True)
+        conn = sqlite3.connect(_read_only_uri(path), uri=True)
         try:
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -1154,6 +1353,402 @@ def _check_header(path: Path) -> int:
     return int(version)
 
 
+# ---------------------------------------------------------------------- checks of a file's values
+
+#: The format that added a table (column ``""``) or a column; everything else dates from 1.
+_ADDED_IN_VERSION: dict[tuple[str, str], int] = {
+    ("images", "review"): 2, ("images", "rating"): 2, ("images", "note"): 2,
+    ("project", "tag_separator"): 3, ("undo_steps", ""): 3, ("exports", ""): 4,
+}
+
+_PROFILES = frozenset(profile.value for profile in Profile)
+_REVIEWS = frozenset(review.value for review in Review)
+_PROVENANCES = frozenset(provenance.value for provenance in Provenance)
+
+
+def _expected_tables(version: int) -> dict[str, set[str]]:
+    """The tables, each with its columns, of a project file of format ``version``."""
+    tables: dict[str, set[str]] = {}
+    for table in Base.metadata.sorted_tables:
+        if _ADDED_IN_VERSION.get((table.name, ""), 1) > version:
+            continue
+        tables[table.name] = {column.name for column in table.columns
+                              if _ADDED_IN_VERSION.get((table.name, column.name), 1) <= version}
+    return tables
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    """A stored value quoted for a message: printable (control characters and undecodable
+    bytes escaped) and at most ``limit`` characters."""
+    text = readable_path(value if isinstance(value, str) else repr(value))
+    text = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                   for ch in text)
+    if len(text) > limit:
+        text = text[:limit - 1] + "…"
+    return f'"{text}"'
+
+
+def _damaged(path: Path, detail: str) -> str:
+    """The message of a project file whose contents fail the checks."""
+    return (f"{path.name} is damaged: {detail}. LoRACap did not open it and changed nothing; "
+            "use a backup copy, or start a new project from the photo folder.")
+
+
+def _check_profile(profile: str) -> str:
+    """Return ``profile`` if it is a caption profile's value, else raise :class:`InputError`."""
+    if profile not in _PROFILES:
+        raise InputError(f"Unknown caption profile {_shown(profile)}; choose one of "
+                         f"{', '.join(p.value for p in Profile)}.")
+    return profile
+
+
+def _check_separator(separator: str) -> str:
+    """Return ``separator`` if it can separate tags: not empty, on one line (tags.txt and the
+    captions are read line by line). Raises :class:`InputError`."""
+    if not separator:
+        raise InputError("The tag separator is empty; use a character such as a comma.")
+    if len(f"{separator}.".splitlines()) > 1:
+        raise InputError("The tag separator contains a line break; use a character such as a "
+                         "comma.")
+    return separator
+
+
+def _leaves_folder(stored: str) -> bool:
+    """True when a stored image path is absolute or leads out of the project folder
+    (``../notes.jpg``, ``a/../../b.jpg``), by this system's rules for paths; no disk access."""
+    path = PurePath(stored)
+    if path.is_absolute() or path.anchor:
+        return True
+    depth = 0
+    for part in path.parts:
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif part != ".":
+            depth += 1
+    return False
+
+
+def _inspect(path: Path, version: int) -> None:
+    """Check a project file of format ``version`` as strictly as the user's input: its tables
+    and columns, the settings (trigger word, prefix template, tag separator, profile), the
+    images (path, validity, sizes, review mark, rating), the captions (provenance, text) and
+    the lock. Read-only. Raises :class:`ProjectError` ("… is damaged: …") on the first problem,
+    or when the file cannot be read."""
+    try:
+        conn = sqlite3.connect(_read_only_uri(path), uri=True)
+    except sqlite3.DatabaseError as exc:
+        raise ProjectError(f"Cannot read {path.name}: {exc}.") from exc
+    try:
+        conn.execute("PRAGMA busy_timeout = 10000")
+        problem = _first_problem(conn, version)
+    except sqlite3.OperationalError as exc:
+        text = str(exc)
+        if "locked" in text or "unable to open" in text:
+            raise ProjectError(f"Cannot read {path.name}: {text}.") from exc
+        problem = f"it cannot be read ({readable_path(text)})"
+    except sqlite3.DatabaseError as exc:
+        problem = f"it cannot be read ({readable_path(str(exc))})"
+    finally:
+        conn.close()
+    if problem:
+        raise ProjectError(_damaged(path, problem))
+
+
+def _first_problem(conn: sqlite3.Connection, version: int) -> str:
+    """What is wrong with the file behind ``conn``, or ``""``; see :func:`_inspect`."""
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    for table, columns in _expected_tables(version).items():
+        if table not in tables:
+            return f"the table {table} is missing"
+        have = {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
+        missing = sorted(columns - have)
+        if missing:
+            return f"the column {missing[0]} of the table {table} is missing"
+    return (_settings_problem(conn, version) or _images_problem(conn, version)
+            or _captions_problem(conn) or _lock_problem(conn) or _dates_problem(conn, tables))
+
+
+def _settings_problem(conn: sqlite3.Connection, version: int) -> str:
+    names = ["name", "trigger", "profile", "custom_prompt", "prefix_template", "model"]
+    if version >= 3:
+        names.append("tag_separator")
+    rows = conn.execute(f"SELECT id, current_image_id, {', '.join(names)} FROM project").fetchall()
+    if not rows:
+        return "it has no project settings"
+    if len(rows) > 1 or rows[0][0] != 1:
+        return "its project settings are not one row"
+    current = rows[0][1]
+    if current is not None and type(current) is not int:
+        return f"the current image {_shown(current)} is not an image id"
+    values = dict(zip(names, rows[0][2:], strict=True))
+    for name, value in values.items():
+        if not isinstance(value, str):
+            return f"the setting {name} is {_shown(value)}, not text"
+    try:
+        validate_trigger(values["trigger"])
+    except TriggerWordError:
+        return (f"its trigger word {_shown(values['trigger'])} is not a valid trigger word (a "
+                "trigger word has lowercase letters, digits and underscores, starts with a "
+                "letter and has at most 64 characters)")
+    try:
+        validate_prefix_template(values["prefix_template"])
+    except InputError:
+        return (f"its caption prefix {_shown(values['prefix_template'])} holds a line break")
+    if values["profile"] not in _PROFILES:
+        return (f"its caption profile {_shown(values['profile'])} is not one of "
+                f"{', '.join(p.value for p in Profile)}")
+    if "tag_separator" in values:
+        try:
+            _check_separator(values["tag_separator"])
+        except InputError:
+            return f"its tag separator {_shown(values['tag_separator'])} is empty or breaks lines"
+    return ""
+
+
+def _images_problem(conn: sqlite3.Connection, version: int) -> str:
+    review = ", review, rating, note" if version >= 2 else ""
+    query = ("SELECT id, path, valid, file_size, mtime, width, height, format, invalid_reason"
+             f"{review} FROM images")
+    for row in conn.execute(query):
+        stored = row[1]
+        if isinstance(stored, bytes):
+            stored = fs_decode(stored)
+        if not isinstance(stored, str) or not stored or "\0" in stored:
+            number = row[0] if type(row[0]) is int else _shown(row[0])
+            return f"image {number} has the path {_shown(stored)}"
+        problem = _image_row_problem(row, version)
+        if problem:
+            return f"the image {_shown(stored)} {problem}"
+    return ""
+
+
+def _image_row_problem(row: tuple[Any, ...], version: int) -> str:
+    """What is wrong with one row of :func:`_images_problem`'s query, or ``""``."""
+    image_id, _path, valid, size, mtime, width, height, fmt, reason = row[:9]
+    if type(image_id) is not int:
+        return f"has the id {_shown(image_id)}"
+    if type(valid) is not int or valid not in (0, 1):
+        return f"is marked valid {_shown(valid)}, not 0 or 1"
+    if type(size) is not int or size < 0 or not isinstance(mtime, (int, float)):
+        return f"has the size {_shown(size)} or time {_shown(mtime)}"
+    for side in (width, height):
+        if side is not None and (type(side) is not int or side < 1):
+            return f"has the size {_shown(width)} × {_shown(height)} px"
+    if not isinstance(fmt, (str, type(None))) or not isinstance(reason, str):
+        return "has a format or reason that is not text"
+    if version >= 2:
+        mark, rating, note = row[9:]
+        if mark not in _REVIEWS:
+            return (f"has the review mark {_shown(mark)}, not one of "
+                    f"{', '.join(r.value for r in Review)}")
+        if rating is not None and (type(rating) is not int or not 1 <= rating <= 5):
+            return f"has the rating {_shown(rating)}, not 1 to 5"
+        if not isinstance(note, str):
+            return "has a note that is not text"
+    return ""
+
+
+def _captions_problem(conn: sqlite3.Connection) -> str:
+    for table in ("captions", "caption_versions"):
+        for (provenance,) in conn.execute(f"SELECT DISTINCT provenance FROM {table}"):
+            if provenance not in _PROVENANCES:
+                return (f"a caption has the provenance {_shown(provenance)}, not one of "
+                        f"{', '.join(p.value for p in Provenance)}")
+        bad = conn.execute(f"SELECT COUNT(*) FROM {table} WHERE typeof(body) != 'text'")
+        if bad.fetchone()[0]:
+            return "a caption's text is not text"
+    # The current captions are read whole: text that is not UTF-8 fails here, not in the window.
+    for _ in conn.execute("SELECT body FROM captions"):
+        pass
+    return ""
+
+
+#: A time as SQLAlchemy stores it in SQLite (``2024-05-01 09:30:00.123456``) that is surely
+#: valid (a day every month has, hours 00-19); an SQL test, so most rows never reach Python.
+#: Every other value is checked one by one with ``datetime.fromisoformat``, as SQLAlchemy reads.
+_CLOCK = "[01][0-9]:[0-5][0-9]:[0-5][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]"
+_PLAIN_TIME = (f"{{c}} GLOB '[0-9][0-9][0-9][0-9]-0[1-9]-[0-2][1-8] {_CLOCK}' OR "
+               f"{{c}} GLOB '[0-9][0-9][0-9][0-9]-1[0-2]-[0-2][1-8] {_CLOCK}'")
+
+
+def _dates_problem(conn: sqlite3.Connection, tables: set[str]) -> str:
+    """A stored time that SQLAlchemy could not read back (``fromisoformat``), or ``""``."""
+    for table in Base.metadata.sorted_tables:
+        if table.name not in tables:
+            continue
+        for column in table.columns:
+            if not isinstance(column.type, DateTime):
+                continue
+            name = column.name
+            query = (f"SELECT {name} FROM {table.name} WHERE {name} IS NOT NULL AND NOT "
+                     f"(typeof({name}) = 'text' AND ({_PLAIN_TIME.format(c=name)}))")
+            for (value,) in conn.execute(query):
+                try:
+                    datetime.fromisoformat(value)
+                except (TypeError, ValueError):
+                    return f"the time {_shown(value)} in {table.name}.{name} is not a time"
+    return ""
+
+
+def _lock_problem(conn: sqlite3.Connection) -> str:
+    for pid, host, started in conn.execute("SELECT pid, host, process_started FROM lock"):
+        if type(pid) is not int or not isinstance(host, str) or not isinstance(
+                started, (int, float)):
+            return "its lock row is not a process"
+    return ""
+
+
+def _undo_entries(path: Path, payload: str) -> list[dict[str, Any]]:
+    """The entries of a stored undo step, checked as :class:`UndoStepRow` describes them.
+    Raises :class:`ProjectError` ("… is damaged") for anything else."""
+    try:
+        entries = json.loads(payload)
+        if not isinstance(entries, list):
+            raise TypeError("not a list")
+        for entry in entries:
+            if type(entry["image"]) is not int:
+                raise TypeError("not an image id")
+            for side in ("before", "after"):
+                state = entry[side]
+                caption = state.get("caption")
+                if caption is not None:
+                    body, provenance, *rest = caption
+                    if not isinstance(body, str) or len(rest) != 3 or not all(
+                            isinstance(value, (str, type(None))) for value in rest):
+                        raise TypeError("not a caption")
+                    Provenance(provenance)
+                if "review" in state:
+                    mark, rating, note = state["review"]
+                    Review(mark)
+                    if rating is not None and (type(rating) is not int or not 1 <= rating <= 5):
+                        raise ValueError("not a rating")
+                    if not isinstance(note, str):
+                        raise TypeError("not a note")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ProjectError(_damaged(path, f"a stored undo step cannot be read ({exc})")) from exc
+    return entries
+
+
+# ---------------------------------------------------------------------- writing and creating
+
+
+def _check_writable(path: Path) -> None:
+    """Raise :class:`ProjectNotWritableError` when ``path`` or its folder cannot be written."""
+    file_ok, folder_ok = _writable(path)
+    if not (file_ok and folder_ok):
+        raise ProjectNotWritableError(_not_writable(path, file_ok=file_ok, folder_ok=folder_ok))
+
+
+def _writable(path: Path) -> tuple[bool, bool]:
+    """``(file, folder)``: whether this process may write ``path`` and create files beside it
+    (by its effective user, where the system can tell)."""
+    effective = os.access in os.supports_effective_ids
+    return (os.access(path, os.W_OK, effective_ids=effective),
+            os.access(path.parent, os.W_OK | os.X_OK, effective_ids=effective))
+
+
+def _not_writable(path: Path, *, file_ok: bool, folder_ok: bool) -> str:
+    if not file_ok and not folder_ok:
+        what, them = f"the file and its folder {path.parent} are read-only", "them"
+    elif not file_ok:
+        what, them = "the file is read-only", "it"
+    elif not folder_ok:
+        what, them = f"its folder {path.parent} is read-only", "it"
+    else:
+        what, them = "the file cannot be written (a read-only disk?)", "it"
+    return (f"{path.name} cannot be opened for changes: {what}. LoRACap saves every caption and "
+            "edit into the project file as it happens, and needs to write in its folder too. "
+            f"Make {them} writable, or copy the folder to a place you can write to; opened "
+            "read-only, the project can still be viewed and exported.")
+
+
+def _open_failure(path: Path, exc: BaseException) -> ProjectError:
+    """The error of a database failure while opening ``path`` for writing."""
+    reason = _db_reason(exc)
+    lowered = reason.lower()
+    if "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
+        file_ok, folder_ok = _writable(path)
+        return ProjectNotWritableError(_not_writable(path, file_ok=file_ok, folder_ok=folder_ok))
+    if "malformed" in lowered or "not a database" in lowered:
+        return ProjectError(_damaged(path, reason))
+    return ProjectError(f"Cannot open {path.name} for writing: {reason}.")
+
+
+def _create_failure(path: Path, exc: BaseException) -> str:
+    """The message of a new project that could not be written."""
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _db_reason(exc)
+    return (f"Cannot create the project file {path}: {readable_path(reason)}. No project file "
+            "was left behind; check that the disk has free space and the folder can be "
+            "written, then try again.")
+
+
+def _rollback(conn: Any) -> None:
+    """Roll back an explicit transaction, if SQLite has not already done so."""
+    try:
+        conn.exec_driver_sql("ROLLBACK")
+    except (OperationalError, DatabaseError) as exc:
+        log.debug("Rollback after a failed transaction: %s", _db_reason(exc))
+
+
+def _remove_database(path: Path) -> None:
+    """Remove a database file and SQLite's files beside it; errors are logged."""
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        try:
+            os.unlink(f"{os.fspath(path)}{suffix}")
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("Could not remove %s%s: %s", path, suffix, exc)
+
+
+def _remove_stale_creations(path: Path) -> None:
+    """Remove the temporary files of new projects at ``path`` whose process is gone (killed
+    while creating); files of live processes are left alone."""
+    prefix = f".{path.name}."
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(prefix) or CREATING_SUFFIX not in name:
+            continue
+        owner = name[len(prefix):].split("-", 1)[0]
+        if not owner.isdigit() or int(owner) == os.getpid() or psutil.pid_exists(int(owner)):
+            continue
+        try:
+            os.unlink(path.parent / name)
+            log.info("Removed %s, left by a process that stopped while creating a project", name)
+        except OSError as exc:
+            log.warning("Could not remove %s: %s", name, exc)
+
+
+def _move_into_place(temp: Path, path: Path) -> None:
+    """Give the complete file ``temp`` the name ``path``, never replacing a file there
+    (``FileExistsError``). A hard link does it atomically; where the disk has none (FAT,
+    some network drives), a rename after a check."""
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, "File exists", os.fspath(path)) from None
+        os.rename(temp, path)  # on Windows this refuses an existing target too
+    else:
+        os.unlink(temp)
+    if os.name == "posix":  # make the new name itself survive a power cut
+        try:
+            fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.debug("Could not sync the folder of %s: %s", path, exc)
+
+
 def default_project_path(folder: Path, trigger: str) -> Path:
     """``<folder>/<trigger>.loraproj``: where ``loracap new`` puts a project by default."""
     return Path(folder).absolute() / f"{trigger}{PROJECT_SUFFIX}"
@@ -1161,7 +1756,7 @@ def default_project_path(folder: Path, trigger: str) -> Path:
 
 def project_lock_owner(path: Path) -> tuple[int, str] | None:
     """``(pid, host)`` of the process holding the project open, or None. Reads without locking."""
-    conn = sqlite3.connect(f"file:{Path(path).as_posix()}?mode=ro", uri=True)
+    conn = sqlite3.connect(_read_only_uri(path), uri=True)
     try:
         row = conn.execute("SELECT pid, host FROM lock WHERE id = 1").fetchone()
     except sqlite3.DatabaseError:
@@ -1174,7 +1769,7 @@ def project_lock_owner(path: Path) -> tuple[int, str] | None:
 __all__ = [
     "AddResult", "CaptionMode", "CaptionRecord", "CaptionVersion", "ExportRecord",
     "ImageRecord", "MIGRATIONS",
-    "MAX_UNDO_ENTRIES", "MAX_UNDO_STEPS", "PROJECT_SUFFIX", "Project", "ProjectSettings",
-    "ProjectStats", "Provenance", "UndoOutcome",
+    "CREATING_SUFFIX", "MAX_UNDO_ENTRIES", "MAX_UNDO_STEPS", "PROJECT_SUFFIX", "Project",
+    "ProjectNotWritableError", "ProjectSettings", "ProjectStats", "Provenance", "UndoOutcome",
     "default_project_path", "project_lock_owner",
 ]

@@ -9,12 +9,36 @@ of the window at startup -- does not pay for the database layer.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
 from loracap.core.trigger import render_prefix
+
+#: A lone surrogate: how Python holds a byte of a file name that is not valid UTF-8 (PEP 383's
+#: surrogate escape, U+DC80-U+DCFF) or, on Windows, an unpaired UTF-16 code unit.
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def readable_path(text: str) -> str:
+    """``text`` with every byte of a file name that is not valid UTF-8 shown as ``\\xHH``.
+
+    Python reads such a name (``caf\\xe9.jpg`` saved in Latin-1 on Linux) with each bad byte
+    as a lone surrogate (PEP 383), which no UTF-8 file, terminal or widget accepts. Here the
+    byte ``0xE9`` becomes the four characters ``\\xe9``, and any other lone surrogate (an
+    unpaired UTF-16 unit of a Windows name) ``\\udXXX``. Text without lone surrogates is
+    returned unchanged.
+    """
+    if _LONE_SURROGATE.search(text) is None:
+        return text
+
+    def shown(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+    return _LONE_SURROGATE.sub(shown, text)
 
 
 class Provenance(StrEnum):
@@ -111,9 +135,14 @@ class UndoOutcome:
 class ImageRecord:
     """One image of a project, with its current caption and latest failure.
 
-    ``path`` is as stored (POSIX, relative to the project folder when below it); ``abs_path`` is
-    resolved against the project folder. Width and height are in pixels after EXIF orientation.
-    ``last_error`` is the error of the latest attempt when that attempt failed, else ``""``.
+    ``path`` is as stored (POSIX, relative to the project folder when below it), made readable:
+    a file name that is not valid UTF-8 shows each bad byte as ``\\xHH``
+    (:func:`readable_path`; the project file keeps the exact bytes). ``abs_path`` is the exact
+    file, resolved against the project folder: open the file through it, never through
+    ``path``. Width and height are in pixels after EXIF orientation. ``last_error`` is the
+    error of the latest attempt when that attempt failed, else ``""``. ``outside`` is True when
+    the stored path is absolute or leads out of the project folder (``../notes.jpg``): such an
+    image is exported only when the user allows it (``ExportOptions.allow_outside``).
     """
 
     id: int
@@ -132,6 +161,7 @@ class ImageRecord:
     review: Review = Review.UNREVIEWED
     rating: int | None = None
     note: str = ""
+    outside: bool = False
 
     @property
     def file_name(self) -> str:
@@ -194,5 +224,5 @@ class AddResult:
 
 __all__ = [
     "AddResult", "CaptionMode", "CaptionRecord", "CaptionVersion", "ExportRecord", "ImageRecord",
-    "ProjectSettings", "ProjectStats", "Provenance", "Review", "UndoOutcome",
+    "ProjectSettings", "ProjectStats", "Provenance", "Review", "UndoOutcome", "readable_path",
 ]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from loracap.core.errors import CancelledError, InputError
 from loracap.core.imaging import IMAGE_EXTENSIONS, UNSUPPORTED_EXTENSIONS, ImageInfo, probe_image
+from loracap.core.records import readable_path
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +43,14 @@ ProgressCallback = Callable[[int, str], None]
 class ScannedFile:
     """One candidate image found by ``scan_folder``.
 
-    ``path`` is absolute (through any followed link, as the user sees the tree); ``rel_path``
-    is POSIX-style and relative to the scanned root (``"sub/IMG_1.JPG"``). ``sidecar_caption``
-    is the whitespace-stripped text of ``<stem>.txt`` beside the image, None if there is no
-    such file or it is blank; ``sidecar_error`` says why a present one could not be read
-    (``""`` otherwise).
+    ``path`` is absolute (through any followed link, as the user sees the tree) and exact: open
+    the file through it. ``rel_path`` is POSIX-style and relative to the scanned root
+    (``"sub/IMG_1.JPG"``), for showing: a name that is not valid UTF-8 (``caf\\xe9.jpg`` saved
+    in Latin-1 on Linux) has each bad byte as ``\\xHH``
+    (:func:`~loracap.core.records.readable_path`), as messages and the project show it.
+    ``sidecar_caption`` is the whitespace-stripped text of ``<stem>.txt`` beside the image,
+    None if there is no such file or it is blank; ``sidecar_error`` says why a present one
+    could not be read (``""`` otherwise).
     """
 
     path: Path
@@ -223,7 +227,7 @@ def _scan_file(
         walk.seen_files.add(identity)
     _check_cancel(walk)
     path = Path(entry.path)
-    rel_path = "/".join(parts)
+    rel_path = readable_path("/".join(parts))
     caption, error = read_sidecar(path, _sidecar_name(entry.name, names))
     scanned = ScannedFile(path, rel_path, probe_image(path), caption, error)
     walk.count += 1
@@ -279,6 +283,7 @@ def read_sidecar(image_path: Path, sidecar_name: str | None = None) -> tuple[str
     """
     name = sidecar_name if sidecar_name is not None else image_path.stem + SIDECAR_EXTENSION
     sidecar = image_path.with_name(name)
+    name = readable_path(name)  # for the messages
     try:
         st = os.stat(sidecar)
     except FileNotFoundError:

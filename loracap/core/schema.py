@@ -18,14 +18,22 @@ Tables:
   write.
 
 Times are stored in UTC.
+
+File paths (``images.path``, ``exports.path``) are text, except a path that is not valid UTF-8
+(a Linux file name such as ``caf\\xe9.jpg`` saved in Latin-1): it is stored as a BLOB of its
+exact bytes (``os.fsencode``), so the file is found again byte for byte (:class:`FsPath`).
 """
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 # Re-exported: the enums live in the SQLAlchemy-free records module.
 from loracap.core.records import Provenance, Review
@@ -42,6 +50,43 @@ APPLICATION_ID = 0x4C6F5241
 def utcnow() -> datetime:
     """The current time in UTC."""
     return datetime.now(UTC)
+
+
+def fs_decode(data: bytes) -> str:
+    """A path stored as bytes, as Python names the file (PEP 383 surrogate escapes for bytes
+    that are not UTF-8). Bytes this system's file names cannot hold (a Linux name read on
+    Windows) still decode, with surrogate escapes; such a file is then reported missing."""
+    try:
+        return os.fsdecode(data)
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "surrogateescape")
+
+
+class FsPath(TypeDecorator[str]):
+    """A file path column: text when the path is valid UTF-8, else a BLOB of its exact bytes.
+
+    A Python ``str`` naming such a file holds lone surrogates (PEP 383), which SQLite's UTF-8
+    text cannot store; ``os.fsencode`` turns them back into the file system's bytes, and reading
+    decodes them again, so the value round-trips exactly. Comparisons work because a path is
+    always stored the same way: text if it can be, else bytes.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return os.fsencode(value)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        if isinstance(value, bytes):
+            return fs_decode(value)
+        return value  # type: ignore[no-any-return]
 
 
 class Base(DeclarativeBase):
@@ -69,8 +114,9 @@ class ImageRow(Base):
     __tablename__ = "images"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    #: POSIX path relative to the project file's folder when the image is below it, else absolute.
-    path: Mapped[str] = mapped_column(String, unique=True)
+    #: POSIX path relative to the project file's folder when the image is below it, else absolute
+    #: (a BLOB of the exact bytes when it is not valid UTF-8: :class:`FsPath`).
+    path: Mapped[str] = mapped_column(FsPath, unique=True)
     file_size: Mapped[int] = mapped_column(Integer)
     mtime: Mapped[float] = mapped_column(Float)
     width: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -169,7 +215,7 @@ class ExportRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     #: Stored like :attr:`ImageRow.path`: POSIX, relative to the project file's folder when the
     #: file is below it, else absolute.
-    path: Mapped[str] = mapped_column(String, index=True)
+    path: Mapped[str] = mapped_column(FsPath, index=True)
     #: The export format's value (``replicate``, ``metadata``).
     format: Mapped[str] = mapped_column(String)
     written_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -181,6 +227,6 @@ class ExportRow(Base):
 
 __all__ = [
     "APPLICATION_ID", "SCHEMA_VERSION", "Base", "CaptionAttemptRow", "CaptionRow",
-    "CaptionVersionRow", "ExportRow", "ImageRow", "LockRow", "ProjectRow", "Provenance",
-    "Review", "UndoStepRow", "utcnow",
+    "CaptionVersionRow", "ExportRow", "FsPath", "ImageRow", "LockRow", "ProjectRow", "Provenance",
+    "Review", "UndoStepRow", "fs_decode", "utcnow",
 ]

@@ -49,6 +49,7 @@ from loracap.core.exports import (
     is_own_export,
     plan_export,
 )
+from loracap.core.exports.planner import OutsideImagesError
 from loracap.jobs.background import ExportJob
 from loracap.ui import dialogs
 from loracap.ui.dialogs import (
@@ -171,6 +172,11 @@ class ExportDialog(QDialog):
         self.skip_untrainable.setToolTip(
             "Unticked, the export stops: these images would break or spoil the training run.")
         self.skip_untrainable.setVisible(False)
+        self.allow_outside = QCheckBox("Export images &outside the project folder")
+        self.allow_outside.setToolTip(
+            "The project file names images that are not in its folder. Tick only if you added "
+            "them yourself; each is checked to be an image.")
+        self.allow_outside.setVisible(False)
         self.changes_label = message_label("Renames and conversions")
         self.changes_list = _list("Renames and conversions")
         self.error_label = message_label("Export problem")
@@ -194,6 +200,7 @@ class ExportDialog(QDialog):
         self.browse_button.clicked.connect(self._browse)
         self.allow_uncaptioned.toggled.connect(self._update)
         self.skip_untrainable.toggled.connect(self._update)
+        self.allow_outside.toggled.connect(lambda _on: self._refresh_plan())
         for signal in (self.review_combo.currentIndexChanged,
                        self.caption_ext_combo.currentIndexChanged,
                        self.repeats_spin.valueChanged):
@@ -232,7 +239,8 @@ class ExportDialog(QDialog):
             form.addRow(label, field) if label is not None else form.addRow(field)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        for widget in (self.summary_label, self.error_label, self.uncaptioned_label,
+        for widget in (self.summary_label, self.error_label, self.allow_outside,
+                       self.uncaptioned_label,
                        self.uncaptioned_list, self.allow_uncaptioned, self.untrainable_label,
                        self.untrainable_list, self.skip_untrainable, self.changes_label,
                        self.changes_list, self.reason_label, self.progress_bar, self.buttons):
@@ -297,6 +305,7 @@ class ExportDialog(QDialog):
             caption_ext=(self.caption_ext_combo.currentText()
                          if "caption_ext" in fmt.options_used else None),
             rename_prefix=self.rename_edit.text().strip() if fmt.writes_images else "",
+            allow_outside=self.allow_outside.isChecked(),
         )
 
     @pyqtSlot()
@@ -371,12 +380,15 @@ class ExportDialog(QDialog):
 
     def _refresh_plan(self) -> None:
         """Plan the export for the chosen format and options and show what it will do."""
+        outside = False
         try:
             self._plan = plan_export(self.project, self.format, self.options(preview=True))
             self._plan_error = ""
         except LoraCapError as exc:
             self._plan = None
             self._plan_error = str(exc)
+            outside = isinstance(exc, OutsideImagesError)
+        self.allow_outside.setVisible(outside or self.allow_outside.isChecked())
         plan = self._plan
         set_message(self.error_label, self._plan_error, error=True)
         for widget in (self.uncaptioned_list, self.untrainable_list, self.changes_list):
@@ -464,7 +476,8 @@ class ExportDialog(QDialog):
 
     def _set_inputs_enabled(self, enabled: bool) -> None:
         for widget in (self.format_list, self.dest_edit, self.browse_button, self.review_combo,
-                       self.allow_uncaptioned, self.skip_untrainable, self.placeholder_check,
+                       self.allow_uncaptioned, self.skip_untrainable, self.allow_outside,
+                       self.placeholder_check,
                        self.repeats_spin, self.caption_ext_combo, self.rename_edit,
                        self.export_button):
             widget.setEnabled(enabled)

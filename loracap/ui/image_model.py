@@ -71,6 +71,11 @@ STATE_LABELS: dict[str, str] = {
 }
 """The words the user sees for each state (badges' tooltips, the state filter, legends)."""
 
+OUTSIDE_TEXT = ("Outside the project folder: the project file names this image, but it is not "
+                "in the folder beside it; exported only if you allow it in the Export dialog.")
+"""What an image's tooltip adds when its stored path leaves the project folder
+(:attr:`ImageRecord.outside`)."""
+
 STATE_BADGES: dict[str, str] = {
     "generated": "G",
     "edited": "E",
@@ -433,6 +438,8 @@ class ImageListModel(QAbstractListModel):
     def _tooltip(self, record: ImageRecord) -> str:
         state = image_state(record, record.id in self._missing)
         parts = [f"<b>{html.escape(record.file_name)}</b>", html.escape(STATE_LABELS[state])]
+        if record.outside:
+            parts.append(html.escape(OUTSIDE_TEXT))
         if state == "invalid":
             detail = record.invalid_reason or "The file cannot be used."
         elif state == "missing":

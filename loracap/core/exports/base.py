@@ -82,7 +82,10 @@ class ExportOptions:
     on (else they stop the export); ``trigger_placeholder``: write ``[trigger]`` (ai-toolkit's
     and fal's placeholder) instead of the trigger word; ``repeats``: kohya's repeat count;
     ``caption_ext``: the caption file extension (``.caption`` or ``.txt`` for kohya; None: the
-    format's own); ``rename_prefix``: name the images ``PREFIX_0001.jpg`` … in file-name order.
+    format's own); ``rename_prefix``: name the images ``PREFIX_0001.jpg`` … in file-name order;
+    ``allow_outside``: export images whose file lies outside the project folder (an absolute
+    path, ``../``, or a link out of it; :meth:`~loracap.core.project.Project.is_outside`), which
+    otherwise stop the export -- each is probed again and exported only if it is an image.
     """
 
     review: ReviewFilter = ReviewFilter.ALL
@@ -92,6 +95,7 @@ class ExportOptions:
     repeats: int = 10
     caption_ext: str | None = None
     rename_prefix: str = ""
+    allow_outside: bool = False
 
 
 @dataclass(frozen=True)

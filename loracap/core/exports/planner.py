@@ -6,7 +6,11 @@
   caption stop the export (:class:`UncaptionedImagesError`) unless allowed; images the trainer
   cannot train on -- a short side below the format's minimum -- stop it too
   (:class:`UntrainableImagesError`) unless ``skip_untrainable`` leaves them out, reported.
-  Nothing left to export is :class:`NothingToExportError`.
+  Nothing left to export is :class:`NothingToExportError`. An image whose file lies outside
+  the project folder (a crafted or hand-edited project file can name ``../notes.jpg`` or an
+  absolute path) stops the export with :class:`OutsideImagesError` -- listed, so the user sees
+  what the file asks for -- unless ``allow_outside``; even then it is probed again and
+  exported only if it is an image.
 * **Pixels**: an image the trainer would misread (a format it does not read, 16-bit or float
   pixels, transparency, an EXIF orientation it ignores) is converted
   (:mod:`loracap.core.exports.pixels`); every conversion is reported with its new name.
@@ -71,6 +75,17 @@ _WINDOWS_DEVICES = frozenset(
 _LISTED = 20
 
 
+class OutsideImagesError(ExportError):
+    """Images whose file lies outside the project folder, and ``allow_outside`` was not given
+    -- or was, but a file is not an image. ``images`` lists their project paths."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, images: list[str]) -> None:
+        super().__init__(message)
+        self.images = list(images)
+
+
 def safe_stem(stem: str) -> str:
     """``stem`` made a file name every system accepts: NFC, unsafe characters as ``_``, no
     trailing dots or spaces, not a Windows device name, never empty or ``..``."""
@@ -129,6 +144,7 @@ def plan_export(project: Project, fmt: TrainerFormat, options: ExportOptions | N
     valid = [rec for rec in records if rec.valid]
     review_skipped = [rec.path for rec in valid if not review_keeps(options.review, rec.review)]
     chosen = [rec for rec in valid if review_keeps(options.review, rec.review)]
+    _check_outside([rec for rec in chosen if project.is_outside(rec)], options)
     missing = [rec.path for rec in chosen if not rec.abs_path.is_file()]
     if missing:
         raise ExportError(f"{len(missing)} image file(s) are missing on disk (moved or "
@@ -170,6 +186,29 @@ def plan_export(project: Project, fmt: TrainerFormat, options: ExportOptions | N
         extras[RENAMES_FILE] = _renames_csv(images)
     plan.extra_files.update(extras)
     return plan
+
+
+def _check_outside(records: list[ImageRecord], options: ExportOptions) -> None:
+    """Stop on images outside the project folder unless ``options.allow_outside``; allowed,
+    each must still be an image now (probed again: the project file's word is not taken)."""
+    if not records:
+        return
+    paths = [rec.path for rec in records]
+    if not options.allow_outside:
+        raise OutsideImagesError(
+            f"{len(paths)} image(s) are outside the project folder:\n{_listing(paths)}\n"
+            "The project file names them, but they are not in its folder. Export them only if "
+            "you added them yourself: --allow-outside (Export dialog: “Export images outside "
+            "the project folder”); or mark them rejected to leave them out.", paths)
+    from loracap.core.imaging import probe_image  # Pillow: loaded with the first export
+
+    not_images = [(rec.path, probe_image(rec.abs_path)) for rec in records]
+    lines = [f"{path} ({info.reason})" for path, info in not_images if not info.valid]
+    if lines:
+        raise OutsideImagesError(
+            f"{len(lines)} file(s) outside the project folder are not usable images, so they "
+            f"are never exported:\n{_listing(lines)}\nMark them rejected to leave them out.",
+            [path for path, info in not_images if not info.valid])
 
 
 def _untrainable(fmt: TrainerFormat, records: list[ImageRecord]) -> list[Change]:
