@@ -684,22 +684,17 @@ def _export(project: Project, args: argparse.Namespace, *, allow_uncaptioned: bo
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from loracap.core.errors import ProjectLockedError
+    from loracap.core.errors import ProjectLockedError, ProjectNotWritableError
     from loracap.core.project import Project
 
     path = args.project.expanduser()
-    if path.is_file() and not (os.access(path, os.W_OK)
-                               and os.access(path.parent, os.W_OK | os.X_OK)):
-        # A read-only project file or folder: export all the same, unrecorded.
-        log.info("%s cannot be written; exporting without recording the export", path)
+    try:
+        project = Project.open(path)  # for writing, so the export is recorded
+    except (ProjectLockedError, ProjectNotWritableError) as exc:
+        # Open elsewhere (the window), or a read-only file or folder: export all the same,
+        # without recording the export.
+        log.info("%s; exporting from a read-only copy", exc)
         project = Project.open(path, read_only=True)
-    else:
-        try:
-            project = Project.open(path)  # for writing, so the export is recorded
-        except ProjectLockedError:
-            # The window (or another command) has it open: export all the same, unrecorded.
-            log.info("%s is open elsewhere; exporting from a read-only copy", path)
-            project = Project.open(path, read_only=True)
     with project:
         return _export(project, args, allow_uncaptioned=args.allow_uncaptioned,
                        replace_own=False)
@@ -849,7 +844,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             data["files"] = [
                 {"path": rec.path, "valid": rec.valid, "reason": rec.invalid_reason,
                  "provenance": rec.caption.provenance.value if rec.has_caption and rec.caption
-                 else None, "error": rec.last_error}
+                 else None, "error": rec.last_error, "outside": rec.outside}
                 for rec in records
             ]
         sys.stdout.write(json_text(data, indent=2) + "\n")
@@ -871,6 +866,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             state = f"failed: {rec.last_error}"
         else:
             state = "uncaptioned"
+        if rec.outside:
+            state += " (outside the project folder)"
         out.write(f"{tsv_field(rec.path)}\t{tsv_field(state)}\n")
     return EXIT_OK
 

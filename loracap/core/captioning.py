@@ -45,8 +45,8 @@ from loracap.core.errors import (
     CaptionError,
     ImageRejectedError,
     InputError,
-    LoraCapError,
     NetworkError,
+    StorageError,
     TransientError,
 )
 from loracap.core.pacing import AnswerWatch, RateLimiter, RetryPolicy, call_with_retry
@@ -70,12 +70,6 @@ _NO_ROOM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 #: A write that failed on a disk with less free space than this (bytes) failed for want of
 #: room, whatever SQLite calls it: a caption's transaction needs a few pages of 4 KiB.
 _FULL_BELOW_BYTES = 1 << 20
-
-
-class StorageError(LoraCapError):
-    """The project file could not be written while captioning (the disk is full, over its
-    quota, or failing). Stops the batch: every later caption would fail the same way. Exit
-    code 1."""
 
 
 class CaptionResult(Protocol):

@@ -38,6 +38,11 @@ class ProjectError(InputError):
     """A project file cannot be created, opened or read."""
 
 
+class ProjectNotWritableError(ProjectError):
+    """The project file or its folder cannot be written, so the project cannot be opened for
+    writing; opening it read-only still works."""
+
+
 class ProjectVersionError(ProjectError):
     """The project file was written by a newer LoRACap (its schema version is higher)."""
 
@@ -80,6 +85,17 @@ class UntrainableImagesError(ExportError):
     exit_code = 2
 
     def __init__(self, message: str, images: Sequence[str]) -> None:
+        super().__init__(message)
+        self.images = list(images)
+
+
+class OutsideImagesError(ExportError):
+    """Images whose file lies outside the project folder, and ``allow_outside`` was not given
+    -- or was, but a file is not an image. ``images`` lists their project paths."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, images: list[str]) -> None:
         super().__init__(message)
         self.images = list(images)
 
@@ -138,6 +154,12 @@ class ImageRejectedError(CaptionError):
 
     Not retried; the image is marked failed with this message and the batch goes on.
     """
+
+
+class StorageError(LoraCapError):
+    """The project file could not be written while captioning (the disk is full, over its
+    quota, or failing). Stops the batch: every later caption would fail the same way. Exit
+    code 1."""
 
 
 class CancelledError(LoraCapError):

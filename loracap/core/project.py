@@ -61,6 +61,7 @@ from loracap.core.errors import (
     InputError,
     ProjectError,
     ProjectLockedError,
+    ProjectNotWritableError,
     ProjectReadOnlyError,
     ProjectVersionError,
     TriggerWordError,
@@ -112,10 +113,6 @@ PROJECT_SUFFIX = ".loraproj"
 #: (``.<name>.loraproj.<pid>-<random>.creating``, beside the final path; :meth:`Project.create`).
 CREATING_SUFFIX = ".creating"
 
-
-class ProjectNotWritableError(ProjectError):
-    """The project file or its folder cannot be written, so the project cannot be opened for
-    writing; opening it read-only still works."""
 
 #: Migrations from schema version ``v`` to ``v + 1``, each run inside one transaction on a raw
 #: SQLAlchemy connection. Empty while only version 1 exists.

@@ -139,7 +139,8 @@ def disk_cache_name(path: Path, mtime: float, file_size: int, size: int) -> str:
     """
     text = "\0".join((Path(path).absolute().as_posix(), repr(float(mtime)), str(file_size),
                       str(size)))
-    return hashlib.sha1(text.encode("utf-8")).hexdigest() + ".png"
+    # surrogateescape: a file name that is not UTF-8 (kept byte for byte) still has a key.
+    return hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest() + ".png"
 
 
 def load_thumbnail_image(

@@ -36,6 +36,7 @@ from loracap.core.errors import (
     ExportError,
     InputError,
     NothingToExportError,
+    OutsideImagesError,
     UncaptionedImagesError,
     UntrainableImagesError,
 )
@@ -64,26 +65,17 @@ TRIGGER_PLACEHOLDER = "[trigger]"
 RENAMES_FILE = "renames.csv"
 
 #: Characters no file name may hold on Windows, macOS or Linux, and path separators.
-_UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f<>:"/\\|?*\u202a-\u202e\u2066-\u2069]')
 
-#: Windows device names, which no file may be called whatever its extension.
+#: Windows device names, which no file may be called whatever its extension ("NUL.tar.gz"),
+#: spaces before the dot, or superscript digit ("COM¹"); the characters of ``_UNSAFE`` also
+#: take C1 control characters and the bidirectional overrides that make a name read as another.
 _WINDOWS_DEVICES = frozenset(
-    {"con", "prn", "aux", "nul"} | {f"com{i}" for i in range(1, 10)}
-    | {f"lpt{i}" for i in range(1, 10)})
+    {"con", "prn", "aux", "nul"} | {f"com{i}" for i in "123456789¹²³"}
+    | {f"lpt{i}" for i in "123456789¹²³"})
 
 #: How many image paths an error message lists before "… and N more".
 _LISTED = 20
-
-
-class OutsideImagesError(ExportError):
-    """Images whose file lies outside the project folder, and ``allow_outside`` was not given
-    -- or was, but a file is not an image. ``images`` lists their project paths."""
-
-    exit_code = 2
-
-    def __init__(self, message: str, images: list[str]) -> None:
-        super().__init__(message)
-        self.images = list(images)
 
 
 def safe_stem(stem: str) -> str:
@@ -93,7 +85,7 @@ def safe_stem(stem: str) -> str:
     text = _UNSAFE.sub("_", text).rstrip(". ")
     if not text or set(text) <= {"."}:
         text = "image"
-    if text.casefold() in _WINDOWS_DEVICES:
+    if text.split(".")[0].rstrip(" ").casefold() in _WINDOWS_DEVICES:
         text = f"_{text}"
     return text
 
