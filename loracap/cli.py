@@ -45,7 +45,7 @@ from loracap.core.userdirs import user_dirs
 if TYPE_CHECKING:
     from loracap.core.captioning import Captioner
     from loracap.core.exports import ReviewFilter
-    from loracap.core.gemini import GeminiCaptioner
+    from loracap.core.backends.gemini import GeminiCaptioner
     from loracap.core.project import AddResult, CaptionMode, Project
     from loracap.core.scan import ScannedFile
     from loracap.jobs.runner import BatchOptions, BatchSummary
@@ -527,7 +527,7 @@ def _batch_options(args: argparse.Namespace, mode: CaptionMode, ids: tuple[int, 
 
 
 def _captioner(project: Project, args: argparse.Namespace) -> GeminiCaptioner:
-    from loracap.core.gemini import GeminiCaptioner
+    from loracap.core.backends.gemini import GeminiCaptioner
     from loracap.core.keys import find_api_key
 
     api_key = find_api_key()

@@ -301,7 +301,7 @@ import json, os, sys
 from pathlib import Path
 from PyQt6.QtCore import QSettings, QTimer
 from PyQt6.QtWidgets import QApplication, QMessageBox
-from loracap.core.gemini import GeminiCaptioner
+from loracap.core.backends.gemini import GeminiCaptioner
 from loracap.core.project import CaptionMode
 from loracap.ui import dialogs
 from loracap.ui.main_window import MainWindow

@@ -38,8 +38,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from loracap.core.backends.base import Captioner, CaptionResult
 from loracap.core.errors import (
     CancelledError,
     CaptionError,
@@ -70,35 +71,6 @@ _NO_ROOM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 #: A write that failed on a disk with less free space than this (bytes) failed for want of
 #: room, whatever SQLite calls it: a caption's transaction needs a few pages of 4 KiB.
 _FULL_BELOW_BYTES = 1 << 20
-
-
-class CaptionResult(Protocol):
-    """What a backend returns: the cleaned caption body and where it came from (read-only, so
-    a frozen dataclass such as :class:`loracap.core.gemini.GeneratedCaption` fits)."""
-
-    @property
-    def body(self) -> str: ...
-
-    @property
-    def backend(self) -> str: ...
-
-    @property
-    def model(self) -> str: ...
-
-    @property
-    def prompt(self) -> str: ...
-
-
-class Captioner(Protocol):
-    """A captioning backend (:class:`loracap.core.gemini.GeminiCaptioner` is the first).
-
-    ``caption`` must be safe to call from several threads at once and raise only
-    :class:`~loracap.core.errors.CaptionError` subclasses for service failures.
-    """
-
-    def caption(
-        self, jpeg: bytes, instructions: Instructions, *, trigger: str, prefix: str
-    ) -> CaptionResult: ...
 
 
 @dataclass(frozen=True)
@@ -168,12 +140,8 @@ def caption_image(
         return ImageOutcome(image_id, ok=False, error=message, kind=kind,
                             request_s=timing["last"])
 
-    # Imported here, not at the top: the desktop window imports this module at startup (for the
-    # Captioner protocol) and should not load Pillow until something is captioned.
-    from loracap.core.imaging import prepare_for_upload
-
     try:
-        jpeg = prepare_for_upload(record.abs_path, max_side=job.max_side)
+        image = job.captioner.prepare(record.abs_path, job.max_side)
     except InputError as exc:
         return fail(str(exc), "image")
 
@@ -182,7 +150,7 @@ def caption_image(
         try:
             return _await(
                 lambda: job.captioner.caption(
-                    jpeg, job.instructions, trigger=job.trigger, prefix=job.prefix
+                    image, job.instructions, trigger=job.trigger, prefix=job.prefix
                 ),
                 job.abandon,
             )
@@ -310,3 +278,6 @@ def _nearly_full(folder: Path) -> bool:
         return shutil.disk_usage(folder).free < _FULL_BELOW_BYTES
     except OSError:
         return False
+
+
+__all__ = ["CaptionJob", "CaptionResult", "Captioner", "ImageOutcome", "caption_image"]

@@ -362,7 +362,7 @@ class ModelListJob(_Job):
         api_key = self._api_key
 
         def work(_task: _Task) -> list[str]:
-            from loracap.core.gemini import GeminiCaptioner  # heavy: imported when needed
+            from loracap.core.backends.gemini import GeminiCaptioner  # heavy: imported when needed
 
             with GeminiCaptioner(api_key, timeout_s=MODEL_LIST_TIMEOUT_S) as captioner:
                 return captioner.list_models()

@@ -121,7 +121,7 @@ def default_captioner_factory(model: str) -> Captioner:
 
     Raises :class:`ApiKeyMissingError` when there is no key.
     """
-    from loracap.core.gemini import GeminiCaptioner
+    from loracap.core.backends.gemini import GeminiCaptioner
     from loracap.core.keys import find_api_key
 
     return GeminiCaptioner(find_api_key().value, model)

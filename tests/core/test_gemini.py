@@ -19,7 +19,8 @@ from loracap.core.errors import (
     QuotaExhaustedError,
     TransientError,
 )
-from loracap.core.gemini import BACKEND_NAME, DEFAULT_MODEL, GeminiCaptioner, GeneratedCaption
+from loracap.core.backends.base import TokenUsage
+from loracap.core.backends.gemini import BACKEND_NAME, DEFAULT_MODEL, GeminiCaptioner, GeneratedCaption
 from loracap.core.prompts import Profile, build_instructions
 from tests.fakes.fixtures import TEST_API_KEY
 from tests.fakes.gemini_server import FakeGeminiServer, Reply, default_responder
@@ -83,6 +84,7 @@ def test_plain_caption_is_cleaned_and_request_carries_image_and_prompt(
         backend=BACKEND_NAME,
         model=DEFAULT_MODEL,
         prompt=CUSTOM.prompt,
+        usage=TokenUsage(input_tokens=270, output_tokens=20),
     )
     [request] = server.generate_requests
     assert request.model == DEFAULT_MODEL

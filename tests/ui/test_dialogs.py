@@ -35,7 +35,7 @@ from loracap.core.exports import (
     default_output,
     plan_export,
 )
-from loracap.core.gemini import DEFAULT_MODEL
+from loracap.core.backends.gemini import DEFAULT_MODEL
 from loracap.core.keys import KEYRING_SERVICE, KEYRING_USERNAME, find_api_key
 from loracap.core.project import Project
 from loracap.core.prompts import Profile

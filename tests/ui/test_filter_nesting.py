@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from loracap.core.gemini import GeminiCaptioner
+from loracap.core.backends.gemini import GeminiCaptioner
 from loracap.core.project import Project
 from loracap.core.query import MAX_NESTING
 from loracap.core.scan import scan_folder

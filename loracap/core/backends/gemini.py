@@ -37,7 +37,7 @@ import importlib
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -45,10 +45,16 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from loracap.core.backends.base import (
+    BackendConfig,
+    GeneratedCaption,
+    TokenUsage,
+    prepare_jpeg,
+    server_text,
+    status_error,
+)
 from loracap.core.defaults import DEFAULT_MODEL
 from loracap.core.errors import (
-    AuthenticationError,
-    CaptionError,
     ImageRejectedError,
     LoraCapError,
     QuotaExhaustedError,
@@ -63,14 +69,14 @@ AI_STUDIO_URL = "https://aistudio.google.com/apikey"
 
 _T = TypeVar("_T")
 
-_SERVER_CODES = frozenset({408, 500, 502, 503, 504})
-_AUTH_CODES = frozenset({401, 403})
 _BLOCKING_FINISH_REASONS = frozenset({
     "SAFETY", "PROHIBITED_CONTENT", "RECITATION", "BLOCKLIST", "SPII", "IMAGE_SAFETY",
     "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION",
 })
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)s\s*$")
 _MAX_SERVER_TEXT = 300
+_SERVICE = "Gemini"
+_KEY_ADVICE = f"Check the key, or create a new one at Google AI Studio ({AI_STUDIO_URL})."
 
 
 def _http_exceptions(*names: str) -> tuple[type[BaseException], ...]:
@@ -93,19 +99,6 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class GeneratedCaption:
-    """One model answer: ``body`` is the cleaned caption body (no prefix), ``raw`` the model's
-    text as received, ``backend`` ``"gemini"``, ``model`` the model name asked for, ``prompt``
-    the prompt sent."""
-
-    body: str
-    raw: str
-    backend: str
-    model: str
-    prompt: str
-
-
 class GeminiCaptioner:
     """Captions JPEG images with a Gemini model; safe to call from several threads at once.
 
@@ -123,6 +116,7 @@ class GeminiCaptioner:
         timeout_s: float = 60.0,
         base_url: str | None = None,
     ) -> None:
+        self.backend = BACKEND_NAME
         self.model = model.strip().removeprefix("models/") or DEFAULT_MODEL
         self.timeout_s = timeout_s
         options = types.HttpOptions(timeout=max(1, round(timeout_s * 1000)), base_url=base_url)
@@ -140,6 +134,11 @@ class GeminiCaptioner:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def prepare(self, path: Path, max_side: int) -> bytes:
+        """JPEG bytes of the image at ``path``, long side at most ``max_side`` px
+        (:func:`~loracap.core.backends.base.prepare_jpeg`)."""
+        return prepare_jpeg(path, max_side)
 
     def caption(
         self, jpeg: bytes, instructions: Instructions, *, trigger: str, prefix: str
@@ -178,7 +177,8 @@ class GeminiCaptioner:
             raise ImageRejectedError(
                 "Gemini returned an empty answer (nothing left after cleaning)."
             )
-        return GeneratedCaption(body, raw, BACKEND_NAME, self.model, instructions.prompt)
+        return GeneratedCaption(body, raw, BACKEND_NAME, self.model, instructions.prompt,
+                                _usage(response))
 
     def list_models(self) -> list[str]:
         """Names (without ``models/``) of the models that support ``generateContent``, in the
@@ -216,6 +216,16 @@ def _generate_config(instructions: Instructions) -> types.GenerateContentConfig:
     )
 
 
+def _usage(response: types.GenerateContentResponse) -> TokenUsage:
+    """The answer's ``usage_metadata`` (prompt and candidate tokens; thinking tokens are billed
+    as output), zeros when absent."""
+    meta = response.usage_metadata
+    if meta is None:
+        return TokenUsage()
+    output = (meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0)
+    return TokenUsage(meta.prompt_token_count or 0, output)
+
+
 def _enum_name(value: Any) -> str:
     """``"SAFETY"`` from ``FinishReason.SAFETY``, a plain string or None (``""``)."""
     if value is None:
@@ -249,30 +259,24 @@ def _answer_text(response: types.GenerateContentResponse) -> str:
 
 
 def map_api_error(exc: genai_errors.APIError, model: str) -> LoraCapError:
-    """The LoRACap error for a Gemini HTTP error answer (rules in :meth:`GeminiCaptioner.caption`
-    and the module docstring)."""
+    """The LoRACap error for a Gemini HTTP error answer: Gemini's own signs first (a per-day
+    quota in ``QuotaFailure``, ``RetryInfo``'s delay, ``API_KEY_INVALID`` in a 400), then the
+    rules every backend shares (:func:`loracap.core.backends.base.status_error`)."""
     code = int(exc.code or 0)
     details = _error_details(exc)
     summary = _server_text(exc)
     if code == 429:
         return _map_quota_error(details, f"{code} {exc.status or 'RESOURCE_EXHAUSTED'}")
-    if code in _AUTH_CODES or (code == 400 and _has_reason(details, "API_KEY_INVALID")):
-        return AuthenticationError(
-            f"Gemini refused the API key ({summary}). Check the key, or create a new one at "
-            f"Google AI Studio ({AI_STUDIO_URL})."
-        )
-    if code in _SERVER_CODES:
-        return TransientError(f"Gemini had a temporary server problem ({summary}).", kind="server")
-    if code == 404:
-        return CaptionError(
-            f"Gemini does not offer the model '{model}' for captioning ({summary}). Choose "
-            f"another model with --model, for example {DEFAULT_MODEL}."
-        )
+    if code == 400 and _has_reason(details, "API_KEY_INVALID"):
+        code = 401  # Gemini's way of saying "this key is not valid"
     if code == 400:
         # The key and model were accepted, so the request's own content -- this image -- was
         # refused ("Unable to process input image"): fail this image, go on with the batch.
         return ImageRejectedError(f"Gemini could not process this image ({summary}).")
-    return CaptionError(f"Gemini refused the request ({summary}).")
+    return status_error(
+        _SERVICE, code, summary, model=model, key_advice=_KEY_ADVICE,
+        model_advice=f"Choose another model with --model, for example {DEFAULT_MODEL}.",
+    )
 
 
 def _map_quota_error(details: list[dict[str, Any]], head: str) -> LoraCapError:
@@ -335,13 +339,19 @@ def _retry_delay_s(details: list[dict[str, Any]]) -> float | None:
 
 
 def _server_text(exc: genai_errors.APIError) -> str:
-    """``"503 UNAVAILABLE: The model is overloaded..."``; HTML bodies and long text left out,
-    control characters and escape sequences removed (the text is the server's, shown as is)."""
+    """``"503 UNAVAILABLE: The model is overloaded..."`` (see
+    :func:`loracap.core.backends.base.server_text`)."""
     head = f"{exc.code} {exc.status}" if exc.status else str(exc.code)
-    head = " ".join(sanitize_text(head).split())
-    message = " ".join(sanitize_text(str(exc.message or "")).split())
-    if not message or message.startswith("<"):
-        return head
-    if len(message) > _MAX_SERVER_TEXT:
-        message = message[: _MAX_SERVER_TEXT - 3].rstrip() + "..."
-    return f"{head}: {message}"
+    return server_text(head, exc.message)
+
+
+def create(config: BackendConfig) -> GeminiCaptioner:
+    """The registry's factory (:mod:`loracap.core.backends.registry`)."""
+    return GeminiCaptioner(config.api_key, config.model or DEFAULT_MODEL,
+                           timeout_s=config.timeout_s, base_url=config.base_url or None)
+
+
+def list_models(config: BackendConfig) -> list[str]:
+    """The Gemini models that can caption (see :meth:`GeminiCaptioner.list_models`)."""
+    with create(config) as captioner:
+        return captioner.list_models()
