@@ -1,0 +1,294 @@
+"""The Claude captioning backend, on the official ``anthropic`` SDK (the Messages API).
+
+One :class:`ClaudeCaptioner` holds one ``anthropic.Anthropic`` client and may be called from
+several threads at once: the sync client sends every request through one ``httpx2.Client`` (a
+thread-safe connection pool) and builds each request's options afresh. The SDK's own retry is
+off (``max_retries=0``); the caller retries :class:`TransientError` and honours its
+``retry_after``.
+
+Facts this module relies on (Anthropic API documentation, 2026):
+
+* Images go in a user message as ``{"type": "image", "source": {"type": "base64",
+  "media_type": "image/jpeg", "data": ...}}``, best placed before the text ("Vision" guide).
+  An image whose long edge exceeds 1568 px is scaled down by the API before the model sees it,
+  so sending more only costs upload time (:data:`MAX_IMAGE_SIDE`).
+* Structured output: a tool whose ``input_schema`` is the JSON schema and
+  ``tool_choice={"type": "tool", "name": ...}`` make the model answer with one ``tool_use``
+  block whose ``input`` is an object following the schema.
+* Errors are ``{"type": "error", "error": {"type", "message"}}``: 429 ``rate_limit_error``
+  with a ``retry-after`` header (seconds), 529 ``overloaded_error`` (temporary), 401
+  ``authentication_error``, 403 ``permission_error``, 404 ``not_found_error`` (an unknown
+  model), 402 ``billing_error``, and a 400 whose message says the credit balance is too low.
+  The SDK raises ``anthropic.APIStatusError`` subclasses with ``status_code``, ``api_message``,
+  ``error_code`` and the ``httpx2`` response; ``anthropic.APITimeoutError`` (a subclass of
+  ``anthropic.APIConnectionError``) for a timeout.
+* ``stop_reason`` ``"refusal"`` means the model declined; ``stop_details.explanation`` may say
+  why. ``usage`` has ``input_tokens`` and ``output_tokens``.
+* The SDK reads ``ANTHROPIC_BASE_URL`` only when given None, and no credential from the
+  environment when given ``api_key``; this module passes both.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import anthropic
+from anthropic.types import (
+    ImageBlockParam,
+    Message,
+    MessageParam,
+    TextBlockParam,
+    ToolChoiceToolParam,
+    ToolParam,
+)
+
+from loracap.core.backends.base import (
+    BackendConfig,
+    GeneratedCaption,
+    TokenUsage,
+    connection_error,
+    parse_retry_after,
+    prepare_jpeg,
+    server_text,
+    status_error,
+    timeout_error,
+)
+from loracap.core.errors import (
+    ApiKeyMissingError,
+    CaptionError,
+    ImageRejectedError,
+    InputError,
+    LoraCapError,
+    QuotaExhaustedError,
+)
+from loracap.core.prompts import Instructions, parse_answer, sanitize_text
+
+logger = logging.getLogger(__name__)
+
+BACKEND_NAME = "anthropic"
+DEFAULT_MODEL = "claude-haiku-4-5"
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+BASE_URL_ENV = "ANTHROPIC_BASE_URL"
+#: Longest image side sent, in pixels: the API scales larger images down to it anyway
+#: (Anthropic "Vision" documentation, "Evaluate image size").
+MAX_IMAGE_SIDE = 1568
+#: Output token cap of one answer: a caption body is at most 4,000 characters
+#: (:data:`loracap.core.prompts.ANSWER_LIMITS`), about 1,000 tokens; twice that leaves room for
+#: a structured answer's JSON.
+MAX_OUTPUT_TOKENS = 2048
+#: The tool that carries a structured answer.
+TOOL_NAME = "caption"
+
+_T = TypeVar("_T")
+
+_KEY_ADVICE = "Save a key with `loracap key set --backend anthropic` or set ANTHROPIC_API_KEY."
+_MODEL_ADVICE = (f"Choose another model with --model (`loracap models --backend anthropic` "
+                 f"lists them), for example {DEFAULT_MODEL}.")
+_CREDIT_WORDS = ("credit balance is too low", "spend limit", "billing")
+
+
+def _display_url(url: str) -> str:
+    """``url`` without any user name or password in it (they would show in messages)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", "")).rstrip("/")
+
+
+def resolve_base_url(config_url: str) -> str:
+    """The base URL to use: ``config_url``, else ``ANTHROPIC_BASE_URL``, else Anthropic's
+    (:data:`DEFAULT_BASE_URL`), without a trailing slash. Raises :class:`InputError` when it is
+    not an http(s) URL with a host."""
+    url = config_url.strip() or os.environ.get(BASE_URL_ENV, "").strip() or DEFAULT_BASE_URL
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        host = None
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not host:
+        shown = " ".join(sanitize_text(url).split())[:200]
+        raise InputError(
+            f"The anthropic backend cannot use the base URL '{shown}': it must start with "
+            f"http:// or https:// and name a host, for example {DEFAULT_BASE_URL}. Set it with "
+            f"--base-url or {BASE_URL_ENV}."
+        )
+    return url.rstrip("/")
+
+
+class ClaudeCaptioner:
+    """Captions JPEG images with a Claude model; safe to call from several threads at once.
+
+    ``api_key`` is the Anthropic API key (:class:`ApiKeyMissingError` when ``""``);
+    ``base_url`` the API's URL, already resolved (:func:`resolve_base_url`); ``timeout_s``
+    bounds each HTTP request (seconds).
+    """
+
+    def __init__(self, api_key: str, model: str = DEFAULT_MODEL, *,
+                 base_url: str = DEFAULT_BASE_URL, timeout_s: float = 60.0) -> None:
+        if not api_key:
+            raise ApiKeyMissingError(f"No Anthropic API key was found. {_KEY_ADVICE}")
+        self.backend = BACKEND_NAME
+        self.model = model.strip() or DEFAULT_MODEL
+        self.base_url = base_url
+        self.timeout_s = timeout_s
+        shown = _display_url(base_url)
+        self.service = "Claude" if shown == DEFAULT_BASE_URL else f"Claude API at {shown}"
+        self._client = anthropic.Anthropic(api_key=api_key, base_url=base_url,
+                                           timeout=timeout_s, max_retries=0)
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._client.close()
+
+    def __enter__(self) -> ClaudeCaptioner:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def prepare(self, path: Path, max_side: int) -> bytes:
+        """JPEG bytes of the image at ``path``, long side at most ``max_side`` px and never over
+        :data:`MAX_IMAGE_SIDE` (:func:`~loracap.core.backends.base.prepare_jpeg`)."""
+        return prepare_jpeg(path, min(max_side, MAX_IMAGE_SIDE))
+
+    def caption(self, jpeg: bytes, instructions: Instructions, *, trigger: str, prefix: str
+                ) -> GeneratedCaption:
+        """Caption one image with one Messages request.
+
+        The user message holds ``jpeg`` as a base64 ``image/jpeg`` block, then the prompt.
+        Structured instructions offer the tool :data:`TOOL_NAME` with
+        ``instructions.json_schema`` as its input schema and force its use; the tool call's
+        input is serialised to JSON (that is ``raw``) and cleaned by ``parse_answer`` like a
+        JSON answer. Otherwise the text blocks are the answer.
+
+        Raises: :class:`TransientError` (``rate_limit`` with the ``retry-after`` seconds,
+        ``server`` for 5xx and 529 ``overloaded_error``, ``timeout``, ``connection``);
+        :class:`QuotaExhaustedError` (no credit left, a spend limit, 402);
+        :class:`AuthenticationError` (401/403); :class:`ImageRejectedError` (a refusal, an
+        empty answer, an answer too long to be a caption, another 400/422);
+        :class:`CaptionError` (an unknown model, another 4xx).
+        """
+        image: ImageBlockParam = {
+            "type": "image",
+            "source": {"type": "base64", "media_type": "image/jpeg",
+                       "data": base64.b64encode(jpeg).decode("ascii")},
+        }
+        text: TextBlockParam = {"type": "text", "text": instructions.prompt}
+        messages: list[MessageParam] = [{"role": "user", "content": [image, text]}]
+        schema = instructions.json_schema
+        logger.debug("%s %s: captioning %d bytes of JPEG", self.service, self.model, len(jpeg))
+        if schema is None:
+            response = self._call(lambda: self._client.messages.create(
+                model=self.model, max_tokens=MAX_OUTPUT_TOKENS, messages=messages))
+        else:
+            tool: ToolParam = {
+                "name": TOOL_NAME,
+                "description": "Record the description of the image, one field per property.",
+                "input_schema": schema,
+            }
+            choice: ToolChoiceToolParam = {"type": "tool", "name": TOOL_NAME}
+            response = self._call(lambda: self._client.messages.create(
+                model=self.model, max_tokens=MAX_OUTPUT_TOKENS, messages=messages,
+                tools=[tool], tool_choice=choice))
+        raw = self._answer_text(response)
+        body = parse_answer(raw, instructions, trigger, prefix)
+        if not body:
+            raise ImageRejectedError(
+                f"{self.service} returned an empty answer (nothing left after cleaning)."
+            )
+        return GeneratedCaption(body, raw, BACKEND_NAME, self.model, instructions.prompt,
+                                _usage(response))
+
+    def list_models(self) -> list[str]:
+        """The ids of the models the key may use (the Models API, every page), newest first as
+        the API lists them. Raises the errors of :meth:`caption` for HTTP failures."""
+        return self._call(lambda: [model.id for model in self._client.models.list()])
+
+    def _call(self, request: Callable[[], _T]) -> _T:
+        try:
+            return request()
+        except anthropic.APIStatusError as exc:
+            raise self._map_status(exc) from exc
+        except anthropic.APITimeoutError as exc:
+            raise timeout_error(self.service, self.timeout_s) from exc
+        except anthropic.APIConnectionError as exc:
+            raise connection_error(self.service, exc.__cause__ or exc) from exc
+
+    def _map_status(self, exc: anthropic.APIStatusError) -> LoraCapError:
+        """The LoRACap error of an HTTP error answer: no credit or a spend limit first (402, a
+        400 "credit balance is too low", a 429 whose code names a spend limit), then the
+        shared rules (:func:`~loracap.core.backends.base.status_error`; 529 is temporary)."""
+        status = exc.status_code
+        message = exc.api_message or (exc.body if isinstance(exc.body, str) else "")
+        text = server_text(f"{status} {exc.type}" if exc.type else status, message)
+        lowered = f"{message} {exc.error_code or ''}".lower().replace("_", " ")
+        if status == 402 or (status in (400, 403) and any(w in lowered for w in _CREDIT_WORDS)):
+            return QuotaExhaustedError(f"The {self.service} credit or spend limit is used up "
+                                       f"({text}).")
+        return status_error(
+            self.service, status, text, model=self.model,
+            retry_after=parse_retry_after(exc.response.headers),
+            quota_used_up=status == 429 and "spend limit" in lowered,
+            key_advice=_KEY_ADVICE, model_advice=_MODEL_ADVICE,
+        )
+
+    def _answer_text(self, response: object) -> str:
+        """The tool call's input as JSON, else the text blocks joined; raises
+        ImageRejectedError for a refusal or an empty answer."""
+        if not isinstance(response, Message):
+            raise CaptionError(f"{self.service} did not answer like the Messages API; check "
+                               "the base URL.")
+        if response.stop_reason == "refusal":
+            details = response.stop_details
+            explanation = details.explanation if details is not None else None
+            why = " ".join(sanitize_text(explanation or "").split())[:300]
+            raise ImageRejectedError(
+                f"Claude declined to caption this image{f' ({why})' if why else ''}."
+            )
+        texts: list[str] = []
+        for block in response.content:
+            if block.type == "tool_use" and block.name == TOOL_NAME:
+                return json.dumps(block.input, ensure_ascii=False)
+            if block.type == "text":
+                texts.append(block.text)
+        text = "\n".join(texts)
+        if not text.strip():
+            reason = f" (stop reason {response.stop_reason})" if response.stop_reason else ""
+            raise ImageRejectedError(f"{self.service} returned an empty answer{reason}.")
+        if response.stop_reason == "max_tokens":
+            logger.info("%s stopped at its output token limit; keeping the partial answer",
+                        self.service)
+        return text
+
+
+def _usage(response: Message) -> TokenUsage:
+    """``usage.input_tokens`` (with cache reads and writes, which are input too) and
+    ``usage.output_tokens``."""
+    usage = response.usage
+    cached = (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
+    return TokenUsage((usage.input_tokens or 0) + cached, usage.output_tokens or 0)
+
+
+def create(config: BackendConfig) -> ClaudeCaptioner:
+    """The registry's factory (:mod:`loracap.core.backends.registry`): ``config.api_key``, the
+    base URL from ``config``/``ANTHROPIC_BASE_URL``/Anthropic's, ``config.model`` or
+    :data:`DEFAULT_MODEL`. Raises :class:`InputError` for a bad base URL and
+    :class:`ApiKeyMissingError` without a key."""
+    return ClaudeCaptioner(config.api_key, config.model or DEFAULT_MODEL,
+                           base_url=resolve_base_url(config.base_url),
+                           timeout_s=config.timeout_s)
+
+
+def list_models(config: BackendConfig) -> list[str]:
+    """The Claude models the key may use (see :meth:`ClaudeCaptioner.list_models`)."""
+    with create(config) as captioner:
+        return captioner.list_models()
