@@ -3,11 +3,16 @@
 A caption file holds ``<prefix><body>``, where the prefix (e.g. ``"photo of ide_main_hall "``) is
 added by LoRACap itself. This module produces and cleans the BODY only.
 
-The Space and Person profiles ask for structured output (a JSON object following a JSON schema,
-Gemini's ``response_json_schema``) and :func:`assemble_structured` joins its fields in a fixed
-order, so every caption of a dataset has the same structure. The wording of the prompts comes from
-the workshop brief "Analyze this interior space/person image and provide a structured
-description ...", adapted to one profile at a time and to a JSON answer.
+The Space, Person and Booru-tags profiles ask for structured output (a JSON object following a
+JSON schema, Gemini's ``response_json_schema``) and :func:`assemble_structured` joins its fields
+in a fixed order, so every caption of a dataset has the same structure. The wording of the Space
+and Person prompts comes from the workshop brief "Analyze this interior space/person image and
+provide a structured description ...", adapted to one profile at a time and to a JSON answer.
+The Paragraph and Short profiles, and the user's own prompt, ask for plain text.
+
+A caption can be asked for in any language of :data:`LANGUAGES`; the cleaning makes no
+assumption of ASCII (CJK punctuation counts as a phrase or sentence end, lead-ins such as
+``Beschreibung:`` or ``描述：`` are removed).
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ import json
 import logging
 import math
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 from loracap.core.errors import ImageRejectedError, InputError
@@ -27,10 +33,15 @@ logger = logging.getLogger(__name__)
 
 
 class Profile(StrEnum):
-    """What the photos show; decides the prompt and the caption structure."""
+    """What the photos show and what kind of caption to write; decides the prompt and the
+    caption structure. The values are stored in project files (``"space"``, ``"person"``,
+    ``"tags"``, ``"paragraph"``, ``"short"``, ``"custom"``) and never change."""
 
     SPACE = "space"
     PERSON = "person"
+    TAGS = "tags"
+    PARAGRAPH = "paragraph"
+    SHORT = "short"
     CUSTOM = "custom"
 
     @property
@@ -42,6 +53,9 @@ class Profile(StrEnum):
 _PROFILE_LABELS: dict[Profile, str] = {
     Profile.SPACE: "Interior space",
     Profile.PERSON: "Person",
+    Profile.TAGS: "Booru tags",
+    Profile.PARAGRAPH: "Natural-language paragraph",
+    Profile.SHORT: "Short caption",
     Profile.CUSTOM: "Custom prompt",
 }
 
@@ -71,6 +85,62 @@ def suggest_profile(*names: str) -> Profile | None:
     return None
 
 
+# --- caption languages ------------------------------------------------------------------------
+
+#: The languages a caption can be written in: code -> (English name, native name), in the
+#: order a language menu shows them. Codes are BCP 47 language tags (``zh-Hans``: Chinese in
+#: simplified characters). English is the default and adds nothing to a prompt.
+LANGUAGES: Mapping[str, tuple[str, str]] = MappingProxyType({
+    "en": ("English", "English"),
+    "zh-Hans": ("Simplified Chinese", "\u7b80\u4f53\u4e2d\u6587"),
+    "tr": ("Turkish", "T\u00fcrk\u00e7e"),
+    "de": ("German", "Deutsch"),
+    "nl": ("Dutch", "Nederlands"),
+    "fr": ("French", "Fran\u00e7ais"),
+    "es": ("Spanish", "Espa\u00f1ol"),
+    "ja": ("Japanese", "\u65e5\u672c\u8a9e"),
+    "it": ("Italian", "Italiano"),
+    "pt": ("Portuguese", "Portugu\u00eas"),
+    "ko": ("Korean", "\ud55c\uad6d\uc5b4"),
+    "ru": ("Russian", "\u0420\u0443\u0441\u0441\u043a\u0438\u0439"),
+    "pl": ("Polish", "Polski"),
+})
+
+#: The default caption language.
+DEFAULT_LANGUAGE = "en"
+
+
+def check_language(code: str) -> str:
+    """The code of :data:`LANGUAGES` that ``code`` names, e.g. ``"zh-Hans"`` for ``"zh-Hans"``,
+    ``" ZH_hans "`` or ``"zh-hans"`` (surrounding spaces, case and ``_`` for ``-`` do not
+    matter). Raises :class:`InputError` for any other code, listing the valid ones."""
+    wanted = code.strip().replace("_", "-").casefold()
+    for known in LANGUAGES:
+        if known.casefold() == wanted:
+            return known
+    choices = ", ".join(f"{known} ({english})" for known, (english, _) in LANGUAGES.items())
+    shown = code.strip()[:40]
+    raise InputError(f'"{shown}" is not a caption language LoRACap knows. Choose one of: '
+                     f"{choices}.")
+
+
+def language_name(code: str) -> str:
+    """The English name of the language ``code`` (e.g. ``"Simplified Chinese"`` for
+    ``"zh-Hans"``). Raises :class:`InputError` for an unknown code (:func:`check_language`)."""
+    return LANGUAGES[check_language(code)][0]
+
+
+def language_label(code: str) -> str:
+    """The name to show in a language menu: the English name with the native one, e.g.
+    ``"German (Deutsch)"``, just ``"English"`` for English. Raises :class:`InputError` for an
+    unknown code."""
+    english, native = LANGUAGES[check_language(code)]
+    return english if english == native else f"{english} ({native})"
+
+
+# --- limits and instructions ------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class AnswerLimits:
     """How much of a model's answer is kept, in characters (Unicode code points).
@@ -94,15 +164,32 @@ class AnswerLimits:
 #: 512 tokens (about 2,000 characters). The structured profiles ask for short phrases (their
 #: example answers assemble to about 130 characters), so 1,500 characters is ten times a
 #: usual caption; a field of 300 characters is a long phrase; 20 items are more objects than a
-#: caption names. A custom prompt may ask for long descriptions (vision-language datasets), so
-#: it keeps 4,000 characters, twice what T5 reads. An answer over ten times the body limit is
-#: refused. So a caption costs the project at most a few kilobytes per version (a 10 MB answer
-#: used to be stored whole).
+#: caption names. Booru tags: the prompt asks for 15-40 tags of one to four words, so 60 tags
+#: of at most 60 characters are kept (WD14 taggers' own outputs rarely pass 50 tags). A
+#: paragraph of 3-5 sentences is 300-800 characters; 2,000 is what T5 reads. A short caption
+#: is one sentence of about 20 words (about 130 characters); 300 is one CLIP window. A custom
+#: prompt may ask for long descriptions (vision-language datasets), so it keeps 4,000
+#: characters, twice what T5 reads. An answer over ten times the body limit is refused. So a
+#: caption costs the project at most a few kilobytes per version (a 10 MB answer used to be
+#: stored whole).
 ANSWER_LIMITS: dict[Profile, AnswerLimits] = {
     Profile.SPACE: AnswerLimits(body=1_500, field=300, items=20, answer=15_000),
     Profile.PERSON: AnswerLimits(body=1_500, field=300, items=20, answer=15_000),
+    Profile.TAGS: AnswerLimits(body=1_500, field=60, items=60, answer=15_000),
+    Profile.PARAGRAPH: AnswerLimits(body=2_000, field=300, items=20, answer=20_000),
+    Profile.SHORT: AnswerLimits(body=300, field=150, items=20, answer=3_000),
     Profile.CUSTOM: AnswerLimits(body=4_000, field=300, items=20, answer=40_000),
 }
+
+#: Tag hints (:meth:`Instructions.with_tag_hints`): the most tags given, the longest tag kept,
+#: and the longest hint line, in characters. A WD14 tagger's answer above its thresholds is
+#: usually 10-40 tags; 60 bounds a low threshold's list, and the line stays a small part of
+#: the prompt.
+MAX_TAG_HINTS = 60
+MAX_TAG_HINT_LENGTH = 50
+MAX_TAG_HINT_LINE = 1_200
+
+_TAG_HINT_LEAD = "Tags an image tagger saw (may be wrong; describe only what you can see): "
 
 
 @dataclass(frozen=True)
@@ -112,12 +199,14 @@ class Instructions:
     ``prompt`` is the text sent with each image. ``json_schema`` is a JSON Schema object for
     structured output (Gemini ``response_json_schema``) or None for a plain-text answer.
     ``field_order`` lists the schema's properties in caption order (empty for plain text).
+    ``language`` is the code (:data:`LANGUAGES`) of the language the prompt asks for.
     """
 
     profile: Profile
     prompt: str
     json_schema: dict[str, Any] | None
     field_order: tuple[str, ...]
+    language: str = DEFAULT_LANGUAGE
 
     @property
     def structured(self) -> bool:
@@ -128,6 +217,51 @@ class Instructions:
     def limits(self) -> AnswerLimits:
         """How much of an answer is kept for this profile (:data:`ANSWER_LIMITS`)."""
         return ANSWER_LIMITS[self.profile]
+
+    def with_tag_hints(self, tags: Sequence[str]) -> Instructions:
+        """A copy whose prompt ends with one more line giving ``tags`` (what a tagger such as
+        WD14 found in the image) as hints for a combined caption::
+
+            Tags an image tagger saw (may be wrong; describe only what you can see): a, b, c
+
+        Each tag is sanitised (:func:`sanitize_text`; line breaks, tabs and commas become
+        spaces, whitespace runs one space, an underscore between letters or digits a space as
+        in ``long_hair``, so ``^_^`` stays), cut to :data:`MAX_TAG_HINT_LENGTH` characters;
+        empty tags and repeats (ignoring case) are dropped; the first
+        :data:`MAX_TAG_HINTS` tags are given, fewer when the line would pass
+        :data:`MAX_TAG_HINT_LINE` characters. ``self`` itself when no tag is left. The JSON
+        schema, field order and language are unchanged.
+        """
+        hints = _tag_hints(tags)
+        if not hints:
+            return self
+        line = _TAG_HINT_LEAD
+        for count, tag in enumerate(hints):
+            piece = tag if count == 0 else ", " + tag
+            if len(line) + len(piece) > MAX_TAG_HINT_LINE:
+                break
+            line += piece
+        return replace(self, prompt=self.prompt + "\n" + line,
+                       json_schema=None if self.json_schema is None
+                       else _copy_schema(self.json_schema))
+
+
+def _tag_hints(tags: Sequence[str]) -> list[str]:
+    hints: list[str] = []
+    seen: set[str] = set()
+    for raw in tags:
+        if not isinstance(raw, str):
+            continue
+        tag = sanitize_text(raw).replace("\n", " ").replace(",", " ")
+        tag = re.sub(r"(?<=[^\W_])_(?=[^\W_])", " ", tag)
+        tag = limit_length(" ".join(tag.split()), MAX_TAG_HINT_LENGTH)
+        key = tag.casefold()
+        if tag and key not in seen:
+            seen.add(key)
+            hints.append(tag)
+            if len(hints) == MAX_TAG_HINTS:
+                break
+    return hints
 
 
 _NO_PREFIX_RULE = (
@@ -150,6 +284,23 @@ _PERSON_EXAMPLE: dict[str, Any] = {
     "lighting": "soft window light from left",
     "background": "neutral grey background",
 }
+#: Danbooru tags of a lecture-hall photo: ``no humans`` and ``scenery`` are Danbooru's tags for
+#: a picture of a place without people.
+_TAGS_EXAMPLE: dict[str, Any] = {
+    "tags": ["no humans", "scenery", "indoors", "lecture hall", "tiered seating",
+             "projection screen", "desk", "chair", "ceiling light", "fluorescent light"],
+}
+#: What a caption of the plain-text built-in profiles looks like (not shown to the model, so
+#: that it does not copy the content).
+_PARAGRAPH_EXAMPLE = (
+    "A large lecture hall with tiered rows of wooden seats rising toward the back of the room. "
+    "A wide projection screen hangs above a long desk at the front, facing the empty seats. "
+    "Overhead fluorescent panels light the room evenly, and no daylight is visible. "
+    "The walls are pale and bare, and the hall looks ready for a class."
+)
+_SHORT_EXAMPLE = (
+    "a lecture hall with tiered wooden seating and a projection screen under fluorescent light"
+)
 
 _SPACE_PROMPT = f"""\
 Analyze this image of an interior space and provide a structured description of it.
@@ -173,6 +324,37 @@ Answer with a JSON object with these fields, in this order:
 - background: the background, its atmosphere and context.
 Be specific and objective. Use short lowercase phrases, not sentences.
 Example: {json.dumps(_PERSON_EXAMPLE)}
+{_NO_PREFIX_RULE}"""
+
+_TAGS_PROMPT = f"""\
+Tag this image with booru-style tags (as on Danbooru) for training an image model.
+Answer with a JSON object with one field:
+- tags: the tags, most important first: the main subject and how many there are, then \
+appearance, clothing, pose and expression, then objects, setting, lighting, colours and \
+composition.
+Each tag is one short lowercase phrase of one to four words, written with spaces, not \
+underscores (e.g. "long hair", "wooden floor", "from above"). No sentences, no duplicates, \
+no rating or quality tags. Give 15 to 40 tags, only for what is visible.
+Example: {json.dumps(_TAGS_EXAMPLE)}
+{_NO_PREFIX_RULE}"""
+
+_PARAGRAPH_PROMPT = f"""\
+Describe this image in one paragraph of 3 to 5 complete sentences, as a detailed caption for \
+training an image model on natural language (FLUX, SDXL).
+Start with the main subject and the setting; then describe the important objects, any \
+people with their clothing, pose and expression, the materials, colours and textures, the \
+lighting (natural vs artificial, quality, direction), the composition and camera angle, and \
+the atmosphere.
+Be specific and objective: describe only what is visible, with no opinions or guesses, and \
+do not begin with "This image shows" or "In this image".
+Answer with the paragraph only, on one line, with no introduction, heading, list or quotes.
+{_NO_PREFIX_RULE}"""
+
+_SHORT_PROMPT = f"""\
+Write a short caption of this image: one sentence of at most 20 words naming the main \
+subject, the setting and the most notable detail.
+Be specific and objective; describe only what is visible.
+Answer with the sentence only, on one line, with no introduction and no quotes.
 {_NO_PREFIX_RULE}"""
 
 _CUSTOM_SUFFIX = (
@@ -215,35 +397,95 @@ _PERSON_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 
+_TAGS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "tags": {
+            "type": "array",
+            "items": {"type": "string"},
+            "minItems": 1,
+            "description": "Booru-style tags, most important first.",
+        },
+    },
+    "required": ["tags"],
+    "additionalProperties": False,
+}
 
-def build_instructions(profile: Profile, custom_prompt: str = "") -> Instructions:
-    """The prompt, JSON schema and field order for ``profile``.
+#: The structured profiles: prompt, schema (its ``required`` list is the caption order).
+_STRUCTURED: dict[Profile, tuple[str, dict[str, Any]]] = {
+    Profile.SPACE: (_SPACE_PROMPT, _SPACE_SCHEMA),
+    Profile.PERSON: (_PERSON_PROMPT, _PERSON_SCHEMA),
+    Profile.TAGS: (_TAGS_PROMPT, _TAGS_SCHEMA),
+}
+#: The plain-text built-in profiles.
+_PLAIN: dict[Profile, str] = {
+    Profile.PARAGRAPH: _PARAGRAPH_PROMPT,
+    Profile.SHORT: _SHORT_PROMPT,
+}
 
-    ``custom_prompt`` is used only by ``Profile.CUSTOM``; a one-line-answer rule is appended to it.
-    Raises :class:`InputError` when the custom prompt is empty or blank.
+
+def _language_rule(code: str, profile: Profile) -> str:
+    english, native = LANGUAGES[code]
+    name = f"{english} ({native})" if english != native else english
+    if profile is Profile.TAGS:
+        return (f"Write every tag in {name}, even though the example is in English; keep the "
+                'JSON key "tags" as it is.')
+    if profile in _STRUCTURED:
+        return (f"Write the text of every field in {name}, even though the example is in "
+                "English; keep the JSON keys exactly as given, in English.")
+    return f"Write the caption in {name}."
+
+
+def build_instructions(profile: Profile, custom_prompt: str = "", *,
+                       language: str = DEFAULT_LANGUAGE) -> Instructions:
+    """The prompt, JSON schema and field order for ``profile``, in ``language``.
+
+    Structured output (a JSON schema): ``space``, ``person`` and ``tags`` (one field, a list of
+    tags: the schema makes the model answer a list, not sentences or a numbered list, so each
+    tag is cut and counted on its own by :data:`ANSWER_LIMITS` and repeats are dropped).
+    Plain text: ``paragraph``, ``short`` and ``custom``. ``custom_prompt`` is used only by
+    ``Profile.CUSTOM``; a one-line-answer rule is appended to it. ``language`` is a code of
+    :data:`LANGUAGES` (see :func:`check_language`); for any language but English the prompt
+    ends with a line asking for the caption in that language (structured profiles: the text
+    of every field, the keys unchanged). Every prompt says not to write the trigger word or
+    the ``photo of`` prefix. Raises :class:`InputError` when the custom prompt is empty or
+    blank, or the language is unknown.
     """
     profile = Profile(profile)
-    if profile is Profile.SPACE:
-        return Instructions(profile, _SPACE_PROMPT, _copy_schema(_SPACE_SCHEMA),
-                            tuple(_SPACE_SCHEMA["required"]))
-    if profile is Profile.PERSON:
-        return Instructions(profile, _PERSON_PROMPT, _copy_schema(_PERSON_SCHEMA),
-                            tuple(_PERSON_SCHEMA["required"]))
-    text = custom_prompt.strip()
-    if not text:
-        raise InputError("The custom prompt is empty. Write the instructions for the model.")
-    return Instructions(profile, text + _CUSTOM_SUFFIX, None, ())
+    code = check_language(language)
+    if profile in _STRUCTURED:
+        prompt, schema = _STRUCTURED[profile]
+        instructions = Instructions(profile, prompt, _copy_schema(schema),
+                                    tuple(schema["required"]), code)
+    elif profile in _PLAIN:
+        instructions = Instructions(profile, _PLAIN[profile], None, (), code)
+    else:
+        text = custom_prompt.strip()
+        if not text:
+            raise InputError("The custom prompt is empty. Write the instructions for the model.")
+        instructions = Instructions(profile, text + _CUSTOM_SUFFIX, None, (), code)
+    if code != DEFAULT_LANGUAGE:
+        instructions = replace(instructions, prompt=instructions.prompt + "\n"
+                               + _language_rule(code, profile))
+    return instructions
 
 
 def example_caption_body(profile: Profile) -> str:
-    """What a caption body of ``profile`` looks like: the example answer its prompt shows the
-    model, assembled as a real answer is (:func:`assemble_structured`). ``""`` for the custom
-    profile, whose captions follow the user's own prompt."""
+    """What a caption body of ``profile`` looks like: for the structured profiles, the example
+    answer its prompt shows the model, assembled as a real answer is
+    (:func:`assemble_structured`); for ``paragraph`` and ``short``, an example answer cleaned
+    as a real one is. ``""`` for the custom profile, whose captions follow the user's own
+    prompt."""
     profile = Profile(profile)
-    examples = {Profile.SPACE: _SPACE_EXAMPLE, Profile.PERSON: _PERSON_EXAMPLE}
-    if profile not in examples:
-        return ""
-    return assemble_structured(examples[profile], build_instructions(profile))
+    examples = {Profile.SPACE: _SPACE_EXAMPLE, Profile.PERSON: _PERSON_EXAMPLE,
+                Profile.TAGS: _TAGS_EXAMPLE}
+    if profile in examples:
+        return assemble_structured(examples[profile], build_instructions(profile))
+    if profile is Profile.PARAGRAPH:
+        return clean_caption(_PARAGRAPH_EXAMPLE, "", "", prose=True)
+    if profile is Profile.SHORT:
+        return clean_caption(_SHORT_EXAMPLE, "", "")
+    return ""
 
 
 def _copy_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -292,28 +534,65 @@ def sanitize_text(text: str) -> str:
     return _INVISIBLE.sub("", text)
 
 
-def limit_length(text: str, limit: int) -> str:
-    """``text`` cut to at most ``limit`` characters, at the last ``", "`` or else the last
-    space in its second half (whole phrases or words), else exactly at ``limit``; trailing
-    spaces and punctuation of the cut are removed. ``text`` itself when it is short enough."""
+#: Where :func:`limit_length` may cut, best first: after a sentence (``prose`` only), before a
+#: phrase separator (``", "`` or the CJK comma, enumeration comma, semicolon or full stop --
+#: Chinese and Japanese put no spaces between words), before a space, before a line break.
+_SENTENCE_CUT = re.compile(r"[.!?](?=\s)|[\u3002\uff01\uff1f]")
+_CUT_GROUPS: tuple[tuple[str, ...], ...] = (
+    (", ", "\uff0c", "\u3001", "\uff1b", "\u3002"), (" ",), ("\n",),
+)
+#: Removed from the end of a cut: spaces and ASCII and CJK punctuation.
+_CUT_TRAILING = " \n,;:.-\u3000\uff0c\u3001\uff1b\uff1a\u3002"
+
+
+def limit_length(text: str, limit: int, *, prose: bool = False) -> str:
+    """``text`` cut to at most ``limit`` characters (code points), at the last ``", "`` (or CJK
+    ``，`` ``、`` ``；`` ``。``) or else the last space in its second half (whole phrases or
+    words), else exactly at ``limit`` (a CJK text without punctuation); trailing spaces and
+    punctuation of the cut are removed. ``prose``: a cut after the last sentence end in the
+    second half (``. `` ``! `` ``? `` ``。`` ``！`` ``？``, kept) is tried first. ``text`` itself
+    when it is short enough."""
     if len(text) <= limit:
         return text
     head = text[: limit + 1]
-    for separator in (", ", " ", "\n"):
-        at = head.rfind(separator)
+    if prose:
+        ends = [m.end() for m in _SENTENCE_CUT.finditer(head) if m.end() <= limit]
+        if ends and ends[-1] >= limit // 2:
+            return head[: ends[-1]].rstrip()
+    for group in _CUT_GROUPS:
+        at = max(head.rfind(separator) for separator in group)
         if at >= limit // 2:
-            return head[:at].rstrip(" \n,;:.-")
+            return head[:at].rstrip(_CUT_TRAILING)
     return text[:limit].rstrip()
 
 
 # --- cleaning ---------------------------------------------------------------------------------
 
 _QUOTE_PAIRS: dict[str, str] = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019",
-                                "\u201e": "\u201c", "\u00ab": "\u00bb"}
+                                "\u201e": "\u201c", "\u00ab": "\u00bb",
+                                "\u300c": "\u300d", "\u300e": "\u300f"}  # 「」『』 (CJK)
 _CLOSING_QUOTES = frozenset(_QUOTE_PAIRS.values()) | {"\u201d", "\u2019"}
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _HEADING_OR_BULLET = re.compile(r"^\s*(?:#{1,6}\s*|[-*+\u2022]\s+|>\s*)")
 _UNDERSCORE_EMPHASIS = re.compile(r"(?<![\w])_{1,2}(?=\S)(.+?)(?<=\S)_{1,2}(?![\w])")
+#: "Caption" and "description" (and "image description") in the languages of :data:`LANGUAGES`,
+#: as a model writing in them starts an answer: removed like ``Caption:`` when a colon or dash
+#: follows (or alone on the first line).
+_LOCAL_LEAD_INS = "|".join([
+    "bild(?:unterschrift|beschreibung)", "beschreibung",  # de
+    "beschrijving", "bijschrift",  # nl
+    "l\u00e9gende", "description\\s+de\\s+l['\u2019]image",  # fr
+    "descripci\u00f3n", "leyenda", "descrizione", "didascalia", "descri\u00e7\u00e3o",
+    "legenda",  # es, it, pt, pl
+    "a\u00e7\u0131klama", "g\u00f6rsel\\s+a\u00e7\u0131klamas\u0131",  # tr
+    "opis", "podpis",  # pl
+    "\u043e\u043f\u0438\u0441\u0430\u043d\u0438\u0435",
+    "\u043f\u043e\u0434\u043f\u0438\u0441\u044c",  # ru
+    "\uc124\uba85", "\ucea1\uc158",  # ko
+    "(?:\u56fe\u7247|\u56fe\u50cf)?(?:\u63cf\u8ff0|\u8bf4\u660e)",
+    "\u6807\u9898",  # zh
+    "(?:\u753b\u50cf\u306e)?\u8aac\u660e", "\u30ad\u30e3\u30d7\u30b7\u30e7\u30f3",  # ja
+])
 _LEAD_IN_CORE = r"""
     (?:(?:sure|okay|ok|certainly|of\s+course)[!,.]*\s+)?
     (?:
@@ -323,14 +602,19 @@ _LEAD_IN_CORE = r"""
             (?:caption|description)s?
             (?:\s+(?:for|of)\s+(?:the|this|your)\s+(?:image|photo|picture))?
       | (?:(?:image|photo)\s+)?(?:caption|description)
+      | """ + _LOCAL_LEAD_INS + r"""
     )
 """
-_LEAD_IN_INLINE = re.compile(r"^" + _LEAD_IN_CORE + r"\s*[:\-\u2013\u2014]\s*", re.I | re.X)
-_LEAD_IN_LINE = re.compile(r"^" + _LEAD_IN_CORE + r"\s*[:\-\u2013\u2014]?\s*$", re.I | re.X)
+#: A colon (ASCII or fullwidth, as Chinese and Japanese write it) or a dash after a lead-in.
+_LEAD_IN_MARK = r"[:\uff1a\-\u2013\u2014]"
+_LEAD_IN_INLINE = re.compile(r"^" + _LEAD_IN_CORE + r"\s*" + _LEAD_IN_MARK + r"\s*",
+                             re.I | re.X)
+_LEAD_IN_LINE = re.compile(r"^" + _LEAD_IN_CORE + r"\s*" + _LEAD_IN_MARK + r"?\s*$",
+                           re.I | re.X)
 _PLACEHOLDERS = r"\[trigger(?:[_ ]word)?\]|<trigger(?:[_ ]word)?>"
 
 
-def clean_caption(text: str, trigger: str, prefix: str) -> str:
+def clean_caption(text: str, trigger: str, prefix: str, *, prose: bool = False) -> str:
     """The caption BODY in a model's answer ``text``, without the prefix; may be ``""``.
 
     ``trigger`` is the trigger word (e.g. ``"ide_main_hall"``), ``prefix`` the rendered caption
@@ -345,23 +629,28 @@ def clean_caption(text: str, trigger: str, prefix: str) -> str:
     3. Lines with no letter or digit are dropped; leading lines that are only a lead-in
        (``Here is a caption:``) are dropped.
     4. Line breaks become ``", "`` (a space when the line already ends with a comma); a period
-       ending a line is dropped first.
+       ending a line is dropped first. ``prose`` (paragraphs): line breaks become a space
+       instead, none after a CJK full stop, and a line not ending a sentence gets a period
+       (``。`` after Chinese or Japanese text).
     5. Whitespace runs become one space; spaces before a comma and repeated commas are removed.
     6. Repeated until nothing changes, at the start and end of the text:
        a lead-in such as ``Caption:``, ``Description:``, ``Here is a caption:``,
        ``Here's the caption for the image:`` (case-insensitive, ``Sure!`` allowed before) is
-       removed; surrounding quotes (straight, curly, guillemets) are removed, and an unmatched
-       quote at one end too; trailing periods and commas are removed; a duplicated prefix at the
+       removed (also ``Beschreibung:``, ``Açıklama:``, ``描述：`` and the like in the languages of
+       :data:`LANGUAGES`); surrounding quotes (straight, curly, guillemets, ``「」``) are
+       removed, and an unmatched quote at one end too; trailing periods, commas and semicolons
+       are removed (ASCII and CJK; with ``prose`` the final period stays, as a paragraph's
+       last sentence ends with one); a duplicated prefix at the
        start is removed: the rendered ``prefix``, ``a photo of <trigger>``, ``photo of
        [trigger]``/``[trigger_word]`` placeholders, ``<trigger>,`` or ``<trigger> `` alone
        (case-insensitive), with a following comma, colon or space.
     """
     lines = _markdown_free_lines(sanitize_text(text))
-    joined = _join_lines(lines)
+    joined = _join_prose(lines) if prose else _join_lines(lines)
     joined = re.sub(r"\s+", " ", joined)
     joined = re.sub(r"\s+,", ",", joined)
     joined = re.sub(r",(?:\s*,)+", ",", joined)
-    return _strip_edges(joined, trigger, prefix)
+    return _strip_edges(joined, trigger, prefix, prose=prose)
 
 
 def _markdown_free_lines(text: str) -> list[str]:
@@ -392,15 +681,39 @@ def _join_lines(lines: list[str]) -> str:
     return joined
 
 
-def _strip_edges(text: str, trigger: str, prefix: str) -> str:
+#: Sentence ends after which a paragraph's next line follows directly (ASCII, CJK, ellipsis).
+_SENTENCE_ENDS = ".!?\u2026\u3002\uff01\uff1f"
+#: Chinese and Japanese script (kana, CJK ideographs): a line of it ends with "。", not ".".
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def _join_prose(lines: list[str]) -> str:
+    joined = ""
+    for line in lines:
+        if joined:
+            if joined[-1] not in _SENTENCE_ENDS + ",;:\uff0c\uff1b\uff1a":
+                joined += "\u3002" if _CJK.match(joined[-1]) else "."
+            if joined[-1] not in "\u3002\uff01\uff1f":
+                joined += " "
+        joined += line
+    return joined
+
+
+#: Removed from the end of a caption (``prose``: the sentence ends stay).
+_TRAILING = " .,;\u3000\uff0c\u3001\uff1b\u3002\uff0e"
+_TRAILING_PROSE = " ,;\u3000\uff0c\u3001\uff1b"
+
+
+def _strip_edges(text: str, trigger: str, prefix: str, *, prose: bool = False) -> str:
     prefix_patterns = _prefix_patterns(trigger, prefix)
+    trailing = _TRAILING_PROSE if prose else _TRAILING
     previous = None
     while text != previous:
         previous = text
         text = text.strip()
         text = _LEAD_IN_INLINE.sub("", text, count=1)
         text = _strip_quotes(text)
-        text = text.rstrip(" .,;")
+        text = text.rstrip(trailing)
         for pattern in prefix_patterns:
             text = pattern.sub("", text, count=1)
     return text
@@ -447,7 +760,8 @@ def assemble_structured(data: Mapping[str, Any], instructions: Instructions) -> 
     A list value contributes its items, joined with ``", "``; numbers are written as text; each
     piece is cut to ``instructions.limits.field`` characters (a list to its first
     ``limits.items`` items) and cleaned with :func:`clean_caption` (no trigger or prefix);
-    empty pieces, missing fields and values of other types are skipped. Example (space
+    empty pieces, missing fields and values of other types are skipped; for the tags profile
+    a tag repeated (ignoring case) is kept once, where it first appears. Example (space
     profile): ``{"room_type": "lecture hall", "key_objects": ["tiered seating"], ...}`` ->
     ``"lecture hall, tiered seating, ..."``.
     """
@@ -458,7 +772,20 @@ def assemble_structured(data: Mapping[str, Any], instructions: Instructions) -> 
             piece = clean_caption(limit_length(raw, limits.field), "", "")
             if piece:
                 pieces.append(piece)
+    if instructions.profile is Profile.TAGS:
+        pieces = _unique(pieces)
     return ", ".join(pieces)
+
+
+def _unique(pieces: list[str]) -> list[str]:
+    """``pieces`` without repeats (ignoring case), first occurrences kept in order."""
+    seen: set[str] = set()
+    kept: list[str] = []
+    for piece in pieces:
+        if piece.casefold() not in seen:
+            seen.add(piece.casefold())
+            kept.append(piece)
+    return kept
 
 
 def _field_pieces(value: Any, items: int) -> Iterable[str]:
@@ -482,10 +809,12 @@ def parse_answer(text: str, instructions: Instructions, trigger: str, prefix: st
     Otherwise the answer is sanitised (:func:`sanitize_text`). Structured instructions: ``text``
     is parsed as a JSON object (a Markdown ```` ```json ```` fence around it is tolerated) and
     assembled with :func:`assemble_structured`; when it is not a JSON object or has none of the
-    fields, the raw text is cleaned instead (a model can ignore the requested format). Plain
-    instructions: :func:`clean_caption`. The duplicated-prefix rules of :func:`clean_caption`
-    apply to the result in both cases, and the body is cut to ``limits.body`` characters
-    (:func:`limit_length`).
+    fields, the raw text is cleaned instead (a model can ignore the requested format; for the
+    tags profile, repeated ``", "``-separated tags are then dropped too). Plain instructions:
+    :func:`clean_caption`, as prose (lines joined into sentences, the final period kept) for
+    the paragraph profile. The duplicated-prefix rules of :func:`clean_caption` apply to the
+    result in both cases, and the body is cut to ``limits.body`` characters
+    (:func:`limit_length`; a paragraph after its last whole sentence that fits).
     """
     limits = instructions.limits
     if len(text) > limits.answer:
@@ -506,14 +835,17 @@ def parse_answer(text: str, instructions: Instructions, trigger: str, prefix: st
         logger.warning("Expected a JSON caption, got other text; cleaning it as plain text")
     # Cleaning only shortens text, so twice the limit is all that can end up in the body; the
     # cut keeps the cleaning's work bounded too.
-    return _bounded(clean_caption(limit_length(text, 2 * limits.body), trigger, prefix),
-                    limits.body)
+    prose = instructions.profile is Profile.PARAGRAPH
+    body = clean_caption(limit_length(text, 2 * limits.body), trigger, prefix, prose=prose)
+    if instructions.profile is Profile.TAGS:
+        body = ", ".join(_unique(body.split(", ")))
+    return _bounded(body, limits.body, prose=prose)
 
 
-def _bounded(body: str, limit: int) -> str:
+def _bounded(body: str, limit: int, *, prose: bool = False) -> str:
     if len(body) > limit:
         logger.info("Caption of %d characters cut to the limit of %d", len(body), limit)
-        body = limit_length(body, limit)
+        body = limit_length(body, limit, prose=prose)
     return body
 
 
