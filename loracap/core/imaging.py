@@ -24,6 +24,7 @@ import math
 import os
 import stat
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -343,12 +344,30 @@ def prepare_for_upload(path: Path, max_side: int = 1536, quality: int = 90) -> b
         raise ValueError(f"max_side must be at least 1, got {max_side}")
     if not 1 <= quality <= 95:
         raise ValueError(f"quality must be between 1 and 95, got {quality}")
-    path = Path(path)
+    rgb = _decode(Path(path), lambda im: _upload_pixels(im, max_side))
+    buffer = io.BytesIO()
+    rgb.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def load_rgb_on_white(path: Path) -> Image.Image:
+    """Return the image at ``path`` decoded at full size: EXIF orientation applied and RGB on
+    white (:func:`to_rgb_on_white`), nothing resized. For a model with its own preprocessing
+    (the WD14 tagger pads and resizes the full image itself).
+
+    Raises:
+        InputError: as :func:`prepare_for_upload` does.
+    """
+    return _decode(Path(path), _full_pixels)
+
+
+def _decode(path: Path, pixels: Callable[[ImageFile.ImageFile], Image.Image]) -> Image.Image:
+    """``pixels(image)`` of the image file at ``path``; every failure an :class:`InputError`."""
     try:
         _regular_file_stat(path)
         with open(path, "rb") as fp:
             with _open_image(fp) as im:
-                rgb = _upload_pixels(im, max_side)
+                return pixels(im)
     except _Invalid as invalid:
         raise InputError(f'Cannot use the image "{path}": {invalid.reason}.') from None
     except OSError as exc:
@@ -357,9 +376,15 @@ def prepare_for_upload(path: Path, max_side: int = 1536, quality: int = 90) -> b
         raise InputError(f'Cannot use the image "{path}": {_corrupt_reason(exc)}.') from exc
     except Exception as exc:  # Pillow decoders raise assorted errors on corrupt data
         raise InputError(f'Cannot use the image "{path}": {_corrupt_reason(exc)}.') from exc
-    buffer = io.BytesIO()
-    rgb.save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
+
+
+def _full_pixels(im: ImageFile.ImageFile) -> Image.Image:
+    """Return ``im`` decoded at full size, oriented and flattened to RGB on white."""
+    width, height = im.size
+    if width * height > MAX_PIXELS:
+        raise _Invalid(_too_large_reason(width, height))
+    im.load()
+    return to_rgb_on_white(_apply_orientation(im))
 
 
 def _upload_pixels(im: ImageFile.ImageFile, max_side: int) -> Image.Image:
