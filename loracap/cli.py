@@ -20,6 +20,7 @@ import argparse
 import codecs
 import errno
 import getpass
+import io
 import logging
 import os
 import re
@@ -31,8 +32,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from loracap import __version__
+from loracap.cli_backend import add_backend_arguments, cmd_models, cmd_prices
+from loracap.core.backends.registry import backend_names as _backend_names
 from loracap.core.errors import InputError, LoraCapError, stop_advice
 from loracap.core.logs import configure_logging, redact
+from loracap.core.prompts import Profile
 from loracap.core.text import (
     human_duration,
     json_text,
@@ -43,9 +47,9 @@ from loracap.core.text import (
 from loracap.core.userdirs import user_dirs
 
 if TYPE_CHECKING:
+    from loracap.core.backends.base import BackendConfig
     from loracap.core.captioning import Captioner
     from loracap.core.exports import ReviewFilter
-    from loracap.core.backends.gemini import GeminiCaptioner
     from loracap.core.project import AddResult, CaptionMode, Project
     from loracap.core.scan import ScannedFile
     from loracap.jobs.runner import BatchOptions, BatchSummary
@@ -62,6 +66,9 @@ EXIT_BROKEN_PIPE = 141
 
 #: Longest ``--timeout`` in seconds: an hour (a request that long is not coming back).
 MAX_TIMEOUT_S = 3600.0
+
+#: The caption profiles ``--profile`` takes.
+_PROFILE_CHOICES = [profile.value for profile in Profile]
 
 #: What ``--help`` says of the tab-separated lines (see :func:`loracap.core.text.tsv_field`).
 _TSV_HELP = ("tab-separated lines; backslash, tab, line feed and carriage return in a field are "
@@ -88,6 +95,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
 def _seconds(text: str) -> float:
     """A request timeout: a finite number of seconds above 0, at most :data:`MAX_TIMEOUT_S`
     (``nan``, ``inf`` and ``1e308`` would break the HTTP client's timer)."""
@@ -102,10 +119,13 @@ def _seconds(text: str) -> float:
 
 
 def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=_positive, default=4,
-                        help="requests at once (default 4)")
-    parser.add_argument("--rpm", type=_positive, default=10,
-                        help="requests per minute at most (default 10, the free tier's order)")
+    parser.add_argument("--workers", type=_positive, default=None,
+                        help="requests at once (default: the backend's: 4; 1-2 for a local "
+                        "server or tagger)")
+    parser.add_argument("--rpm", type=_non_negative, default=None,
+                        help="requests per minute at most, 0 for no limit (default: the "
+                        "backend's: 10 for Gemini, the free tier's order; none for a local "
+                        "server or tagger)")
     parser.add_argument("--attempts", type=_positive, default=5,
                         help="tries per image on transient errors (default 5)")
     parser.add_argument("--timeout", type=_seconds, default=60.0,
@@ -174,12 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("folder", type=Path, help="folder of images (scanned recursively)")
     run.add_argument("--trigger", required=True, help="trigger word, e.g. ide_main_hall")
-    run.add_argument("--profile", choices=["space", "person", "custom"], default=None,
+    run.add_argument("--profile", choices=_PROFILE_CHOICES, default=None,
                      help="caption profile of a new project (default: space)")
     run.add_argument("--prompt", default=None, help="the prompt of the custom profile")
     run.add_argument("--force", action="store_true",
                      help="replace an output file that this project's exports did not write")
-    run.add_argument("--model", help="Gemini model to use (saved in the project)")
+    add_backend_arguments(run, saved=False)
     run.add_argument("--json", action="store_true",
                      help='each caption as a JSON line {"path", "caption"} as it arrives, then '
                      '{"export": PATH}, instead of path<TAB>caption lines and the path')
@@ -189,16 +209,20 @@ def build_parser() -> argparse.ArgumentParser:
     new = sub.add_parser("new", help="create a project from a folder of images")
     new.add_argument("folder", type=Path, help="folder of images (scanned recursively)")
     new.add_argument("--trigger", required=True, help="trigger word, e.g. ide_main_hall")
-    new.add_argument("--profile", choices=["space", "person", "custom"], default="space",
+    new.add_argument("--profile", choices=_PROFILE_CHOICES, default="space",
                      help="caption profile (default: space)")
     new.add_argument("--prompt", default="", help="the prompt of the custom profile")
     new.add_argument("--project", type=Path, help="project file (default: FOLDER/TRIGGER.loraproj)")
     new.add_argument("--prefix", default=None,
                      help='caption prefix template (default: "photo of {trigger} ")')
-    new.add_argument("--model", default=None, help="Gemini model (default: gemini-flash-latest)")
+    add_backend_arguments(new, saved=True)
+    new.add_argument("--language", default="en",
+                     help="caption language code: en (default), zh-Hans, tr, de, nl, fr, es, ja, "
+                     "... (the trigger prefix stays as it is)")
 
     cap = sub.add_parser(
-        "caption", help="caption the project's images with Gemini",
+        "caption", help="caption the project's images (Gemini, an OpenAI-compatible server, "
+        "Claude or a WD14 tagger)",
         description="Caption the project's images; each caption is printed on standard output "
         f"as it arrives, as path<TAB>caption ({_TSV_HELP}), or with --json as one JSON object "
         'per line: {"path": ..., "caption": ...}.')
@@ -207,7 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="which images: without a caption (default), all, or only failed")
     cap.add_argument("--image", action="append", default=[], metavar="PATH",
                      help="caption just this image (repeatable; path as `info --list` shows it)")
-    cap.add_argument("--model", help="Gemini model to use (saved in the project)")
+    add_backend_arguments(cap, saved=False)
+    cap.add_argument("--estimate", action="store_true",
+                     help="print the requests, tokens and cost the batch should take, and send "
+                     "nothing")
     _add_batch_arguments(cap)
     cap.add_argument("--overwrite-edited", action="store_true",
                      help="also replace edited, manual and imported captions (kept in history)")
@@ -250,13 +277,30 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--json", action="store_true",
                         help='a JSON list of {"tag", "count"}, most used first')
 
+    models = sub.add_parser(
+        "models", help="list the models a backend offers",
+        description="List the models of the project's backend, or of --backend: the server's "
+        "list (Gemini, an OpenAI-compatible server's /v1/models, Claude) or the known WD14 "
+        "taggers.")
+    models.add_argument("project", type=Path, nargs="?", default=None)
+    models.add_argument("--backend", choices=_backend_names(), default=None)
+    models.add_argument("--base-url", default=None, metavar="URL")
+    models.add_argument("--timeout", type=_seconds, default=30.0, help=argparse.SUPPRESS)
+    models.add_argument("--json", action="store_true", help="a JSON list")
+
+    prices = sub.add_parser(
+        "prices", help="show the price table used for costs and where to edit it")
+    prices.add_argument("--json", action="store_true", help="machine-readable output")
+
     key = sub.add_parser(
-        "key", help="store, check or remove the Gemini API key",
+        "key", help="store, check or remove an API key (Gemini, OpenAI-compatible, Claude)",
         description="set: save a key in the OS keychain, asked for with hidden input in a "
         "terminal, or read from standard input otherwise (`loracap key set < key.txt`); "
         "surrounding whitespace is removed, and a key must be printable ASCII without spaces "
         "or line breaks (exit 3 otherwise). status: which key is in use. clear: remove it.")
     key.add_argument("action", choices=["set", "status", "clear"])
+    key.add_argument("--backend", choices=["gemini", "openai", "anthropic"], default="gemini",
+                     help="whose key (default: gemini)")
     return parser
 
 
@@ -356,6 +400,18 @@ def _write_foreign_prefixes(out: TextIO, files: Sequence[ScannedFile], template:
                   "window can strip it.\n")
 
 
+def _backend_kwargs(args: argparse.Namespace) -> dict[str, str]:
+    """The backend settings of a new project from ``--backend``, ``--model``, ``--base-url``:
+    the backend's default model when ``--model`` is left out."""
+    from loracap.core.backends.registry import backend_info
+
+    info = backend_info(args.backend or "gemini")
+    kwargs = {"backend": info.name, "model": args.model or info.default_model}
+    if args.base_url:
+        kwargs["base_url"] = args.base_url
+    return kwargs
+
+
 def cmd_new(args: argparse.Namespace) -> int:
     from loracap.core.errors import ProjectError
     from loracap.core.project import Project, default_project_path
@@ -378,8 +434,8 @@ def cmd_new(args: argparse.Namespace) -> int:
     files = _scan(folder)
     _require_usable(folder, files)
     kwargs = {"prefix_template": args.prefix} if args.prefix is not None else {}
-    if args.model:
-        kwargs["model"] = args.model
+    kwargs.update(_backend_kwargs(args))
+    kwargs["language"] = args.language
     with Project.create(
         path, trigger=trigger, profile=profile.value, custom_prompt=args.prompt,
         name=folder.name, **kwargs,
@@ -407,12 +463,13 @@ def _run_batch(project: Project, captioner: Captioner, options: BatchOptions,
     ends the process."""
     from PyQt6.QtCore import QCoreApplication, QTimer
 
-    from loracap.core.prompts import Profile, build_instructions
+    from loracap.core.prompts import build_instructions
     from loracap.core.trigger import full_caption
     from loracap.jobs.runner import CaptionRunner
 
     settings = project.settings
-    instructions = build_instructions(Profile(settings.profile), settings.custom_prompt)
+    instructions = build_instructions(Profile(settings.profile), settings.custom_prompt,
+                                      language=settings.language)
     app = QCoreApplication.instance() or QCoreApplication([sys.argv[0]])
     runner = CaptionRunner(project, captioner, instructions, options)
     progress = _Progress(sys.stderr)
@@ -516,41 +573,60 @@ def _run_batch(project: Project, captioner: Captioner, options: BatchOptions,
     return results[0]
 
 
-def _batch_options(args: argparse.Namespace, mode: CaptionMode, ids: tuple[int, ...] = (),
-                   overwrite: bool = False) -> BatchOptions:
+def _batch_options(args: argparse.Namespace, config: BackendConfig, mode: CaptionMode,
+                   ids: tuple[int, ...] = (), overwrite: bool = False) -> BatchOptions:
+    from loracap.cli_backend import batch_pace
     from loracap.jobs.runner import BatchOptions
 
+    workers, rpm = batch_pace(config, args)
     return BatchOptions(
-        mode=mode, image_ids=ids, overwrite_protected=overwrite, workers=args.workers,
-        rpm=args.rpm, max_attempts=args.attempts, max_side=args.max_side,
+        mode=mode, image_ids=ids, overwrite_protected=overwrite, workers=workers,
+        rpm=rpm, max_attempts=args.attempts, max_side=args.max_side,
     )
 
 
-def _captioner(project: Project, args: argparse.Namespace) -> GeminiCaptioner:
-    from loracap.core.backends.gemini import GeminiCaptioner
-    from loracap.core.keys import find_api_key
+def _caption_batch(project: Project, args: argparse.Namespace, mode: CaptionMode,
+                   ids: tuple[int, ...] = (), overwrite: bool = False) -> BatchSummary:
+    """Build the batch's captioner (key, model download), run the batch, keep what the
+    captioner learned about its server, and close it."""
+    from loracap.cli_backend import batch_config, make_captioner, save_learned
 
-    api_key = find_api_key()
-    return GeminiCaptioner(api_key.value, project.settings.model, timeout_s=args.timeout)
+    config = batch_config(project, args)
+    options = _batch_options(args, config, mode, ids, overwrite)
+    captioner = make_captioner(config)
+    try:
+        summary = _run_batch(project, captioner, options, args)
+    finally:
+        try:
+            save_learned(project, config, captioner)
+        finally:
+            captioner.close()
+    return summary
 
 
 def cmd_caption(args: argparse.Namespace) -> int:
+    from loracap.cli_backend import write_estimate
     from loracap.core.project import CaptionMode, Project
-    from loracap.core.prompts import Profile, build_instructions
+    from loracap.core.prompts import build_instructions
 
-    with Project.open(args.project.expanduser()) as project:
-        if args.model:
-            project.update_settings(model=args.model)
+    with Project.open(args.project.expanduser(), read_only=args.estimate) as project:
         settings = project.settings
         build_instructions(Profile(settings.profile), settings.custom_prompt)
-        captioner = _captioner(project, args)
         mode = CaptionMode(args.only)
         ids: tuple[int, ...] = ()
         if args.image:
             mode = CaptionMode.SELECTED
             ids = _resolve_images(project, args.image)
-        options = _batch_options(args, mode, ids, args.overwrite_edited)
-        summary = _run_batch(project, captioner, options, args)
+        if args.estimate:
+            from loracap.core.backends.registry import resolve_config
+
+            config = resolve_config(settings, backend=args.backend, model=args.model,
+                                    base_url=args.base_url, model_dir=args.model_dir,
+                                    need_key=False)
+            chosen, _ = project.select_for_captioning(
+                mode, ids, overwrite_protected=args.overwrite_edited)
+            return write_estimate(project, config, chosen, args.max_side, args.json)
+        summary = _caption_batch(project, args, mode, ids, args.overwrite_edited)
         return _report_batch(summary, args)
 
 
@@ -740,8 +816,6 @@ def _open_for_run(args: argparse.Namespace, folder: Path, trigger: str) -> Proje
                     f"{path.name} was made with a different prompt. Leave out --prompt to "
                     "continue it with its own (File > Settings… in the window changes it)."
                 )
-            if args.model:
-                project.update_settings(model=args.model)
             known = {rec.path for rec in project.images()}
             files = _scan(folder)
             fresh = [f for f in files if project.stored_path(f.path) not in known]
@@ -772,9 +846,8 @@ def _open_for_run(args: argparse.Namespace, folder: Path, trigger: str) -> Proje
     build_instructions(profile, prompt)  # a custom profile needs a prompt: check early
     files = _scan(folder)
     _require_usable(folder, files)
-    create_kwargs = {"model": args.model} if args.model else {}
     project = Project.create(path, trigger=trigger, profile=profile.value, custom_prompt=prompt,
-                             name=folder.name, **create_kwargs)
+                             name=folder.name, **_backend_kwargs(args))
     try:
         result = project.add_scanned(files)
     except BaseException:
@@ -807,9 +880,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with _open_for_run(args, folder, trigger) as project:
         ids, _protected = project.select_for_captioning(CaptionMode.MISSING)
         if ids:
-            captioner = _captioner(project, args)
-            options = _batch_options(args, CaptionMode.MISSING)
-            summary = _run_batch(project, captioner, options, args)
+            summary = _caption_batch(project, args, CaptionMode.MISSING)
             code = _report_batch(summary, args)
             if code != EXIT_OK:
                 return code
@@ -819,13 +890,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from loracap.cli_backend import write_usage
     from loracap.core.project import Project
+    from loracap.core.prompts import language_name
 
     with Project.open(args.project.expanduser(), read_only=True) as project:
         stats = project.stats()
         settings = project.settings
         records = project.images() if args.list else []
         missing = [rec.path for rec in project.missing_images()]
+        usage_text = io.StringIO()
+        usage = write_usage(project, usage_text)
     if args.json:
         data = {
             "project": str(args.project.expanduser().absolute()),
@@ -838,7 +913,11 @@ def cmd_info(args: argparse.Namespace) -> int:
             "trigger": settings.trigger,
             "prefix": settings.prefix,
             "profile": settings.profile,
+            "backend": settings.backend,
             "model": settings.model,
+            "base_url": settings.base_url,
+            "language": settings.language,
+            "usage": usage,
         }
         if args.list:
             data["files"] = [
@@ -850,13 +929,19 @@ def cmd_info(args: argparse.Namespace) -> int:
         sys.stdout.write(json_text(data, indent=2) + "\n")
         return EXIT_OK
     out = sys.stdout
+    where = f" at {settings.base_url}" if settings.base_url else ""
+    language = f", captions in {language_name(settings.language)}" \
+        if settings.language != "en" else ""
     out.write(f"{settings.name}: trigger word {settings.trigger}, profile {settings.profile}, "
-              f"model {settings.model}\n")
+              f"{settings.backend} {settings.model or '(model not chosen)'}{where}{language}\n")
     out.write(f"  {stats.images} image(s), {stats.invalid} invalid; {stats.captioned} captioned, "
               f"{stats.failed} failed\n")
     out.write("  " + ", ".join(f"{n} {name}" for name, n in stats.provenance.items()) + "\n")
     if missing:
         out.write(f"  {len(missing)} image file(s) missing on disk, e.g. {missing[0]}\n")
+    if usage:
+        out.write("Tokens paid for (every answer received, kept or not):\n")
+        out.write(usage_text.getvalue())
     for rec in records:
         if not rec.valid:
             state = f"invalid: {rec.invalid_reason}"
@@ -939,16 +1024,17 @@ def cmd_key(args: argparse.Namespace) -> int:
     from loracap.core.errors import ApiKeyMissingError
     from loracap.core.keys import delete_api_key, find_api_key, store_api_key
 
+    backend = args.backend
     if args.action == "set":
         value = _read_key()
-        store_api_key(value)
+        store_api_key(value, backend)
         sys.stderr.write("Stored the key in the OS keychain.\n")
     elif args.action == "clear":
-        delete_api_key()
+        delete_api_key(backend)
         sys.stderr.write("Removed the key from the OS keychain.\n")
     else:
         try:
-            key = find_api_key()
+            key = find_api_key(backend)
         except ApiKeyMissingError as exc:
             sys.stderr.write(f"{exc}\n")
             return exc.exit_code
@@ -964,6 +1050,8 @@ COMMANDS = {
     "info": cmd_info,
     "check": cmd_check,
     "tags": cmd_tags,
+    "models": cmd_models,
+    "prices": cmd_prices,
     "key": cmd_key,
 }
 

@@ -189,6 +189,7 @@ def caption_image(
         backend=result.backend,
         model=result.model,
         prompt=result.prompt,
+        usage=result.usage,
         overwrite_protected=job.overwrite_protected,
     ))
     return ImageOutcome(image_id, ok=True, body=body, stored=stored, request_s=timing["last"])

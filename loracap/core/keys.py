@@ -1,10 +1,13 @@
-"""Where the Gemini API key comes from: the environment, then the OS keychain.
+"""Where an API key comes from: the environment, then the OS keychain -- one key per backend.
 
-Order: ``GOOGLE_API_KEY``, then ``GEMINI_API_KEY`` (the google-genai SDK's own precedence: it
+Gemini: ``GOOGLE_API_KEY``, then ``GEMINI_API_KEY`` (the google-genai SDK's own precedence: it
 prefers ``GOOGLE_API_KEY`` when both are set), then the OS keychain through ``keyring`` under
-service ``"LoRACap"``, user ``"gemini-api-key"``. A key's value is never logged or printed
-(every key read or saved is given to :func:`loracap.core.logs.add_secret`).
-Keys are created at Google AI Studio: https://aistudio.google.com/apikey.
+service ``"LoRACap"``, user ``"gemini-api-key"``; keys are created at Google AI Studio
+(https://aistudio.google.com/apikey). OpenAI-compatible servers: ``OPENAI_API_KEY`` (the openai
+SDK's variable), then user ``"openai-api-key"``; a local server needs none. Claude:
+``ANTHROPIC_API_KEY`` (the anthropic SDK's), then user ``"anthropic-api-key"``
+(:data:`KEY_SERVICES`). A key's value is never logged or printed (every key read or saved is
+given to :func:`loracap.core.logs.add_secret`).
 
 A key is checked wherever it comes from, after its surrounding whitespace (a paste's trailing
 line break) is removed: it must be printable ASCII without whitespace (``!`` to ``~``), which
@@ -35,6 +38,39 @@ KEYRING_USERNAME = "gemini-api-key"
 AI_STUDIO_URL = "https://aistudio.google.com/apikey"
 ENV_VARIABLES: tuple[str, ...] = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
 KEYCHAIN_SOURCE = "OS keychain"
+
+
+@dataclass(frozen=True)
+class KeyService:
+    """Where one backend's key lives: ``label`` as shown ("Gemini"), the environment variables
+    read in order, the keychain user name, and where a key is created (``where``)."""
+
+    backend: str
+    label: str
+    env: tuple[str, ...]
+    keyring_user: str
+    where: str
+
+
+#: The keys by backend name; a backend without an entry needs no key (WD14 runs locally).
+KEY_SERVICES: dict[str, KeyService] = {
+    "gemini": KeyService("gemini", "Gemini", ENV_VARIABLES, KEYRING_USERNAME,
+                         f"Google AI Studio ({AI_STUDIO_URL})"),
+    "openai": KeyService("openai", "OpenAI-compatible server", ("OPENAI_API_KEY",),
+                         "openai-api-key",
+                         "your server's settings, or https://platform.openai.com/api-keys"),
+    "anthropic": KeyService("anthropic", "Claude", ("ANTHROPIC_API_KEY",), "anthropic-api-key",
+                            "the Claude Console (https://console.anthropic.com/settings/keys)"),
+}
+
+
+def key_service(backend: str) -> KeyService:
+    """The key of ``backend``; raises :class:`InputError` for a backend that takes no key."""
+    try:
+        return KEY_SERVICES[backend]
+    except KeyError:
+        raise InputError(f"The {backend} backend takes no API key (choose one of "
+                         f"{', '.join(KEY_SERVICES)}).") from None
 
 
 @dataclass(frozen=True)
@@ -76,7 +112,7 @@ def _what_is_wrong(key: str) -> str | None:
     return None
 
 
-def check_api_key(value: str, source: str | None = None) -> str:
+def check_api_key(value: str, source: str | None = None, backend: str = "gemini") -> str:
     """``value`` without its surrounding whitespace, when it can be an API key (printable
     ASCII, no whitespace). ``source`` names where it was found (an environment variable or
     ``"OS keychain"``); None means it is being saved.
@@ -88,59 +124,79 @@ def check_api_key(value: str, source: str | None = None) -> str:
     if problem is None:
         return key
     add_secret(value)
-    fix = f"Copy the key from Google AI Studio ({AI_STUDIO_URL}) once more"
+    service = key_service(backend)
+    fix = f"Copy the key from {service.where} once more"
     if source is None:
         message = (f"This API key contains {problem}, which an API key never has (a bad "
                    f"paste?); nothing was stored. {fix} and save it.")
     elif source == KEYCHAIN_SOURCE:
-        message = (f"The Gemini API key saved in the OS keychain contains {problem}, which an "
-                   f"API key never has. {fix} and save it with `loracap key set` (or in "
-                   "File > Settings… in the window).")
+        message = (f"The {service.label} API key saved in the OS keychain contains {problem}, "
+                   f"which an API key never has. {fix} and save it with `{_set_command(backend)}`"
+                   " (or in File > Settings… in the window).")
     else:
-        message = (f"The Gemini API key in {source} contains {problem}, which an API key never "
-                   f"has (a bad paste?). {fix} and set {source} to it.")
+        message = (f"The {service.label} API key in {source} contains {problem}, which an API "
+                   f"key never has (a bad paste?). {fix} and set {source} to it.")
     raise ApiKeyFormatError(message)
+
+
+def _set_command(backend: str) -> str:
+    return "loracap key set" + ("" if backend == "gemini" else f" --backend {backend}")
 
 
 class _KeychainUnavailable(Exception):
     """Internal: the keyring backend cannot be used; the message says why."""
 
 
-def find_api_key() -> ApiKey:
-    """The API key to use, from the first of ``GOOGLE_API_KEY``, ``GEMINI_API_KEY`` and the OS
-    keychain that holds a non-blank value (surrounding whitespace removed).
+def find_api_key(backend: str = "gemini") -> ApiKey:
+    """The API key of ``backend`` to use, from the first of its environment variables
+    (:data:`KEY_SERVICES`; Gemini: ``GOOGLE_API_KEY``, ``GEMINI_API_KEY``) and the OS keychain
+    that holds a non-blank value (surrounding whitespace removed).
 
     Raises :class:`ApiKeyMissingError` saying where to create a key and how to give it; when
     the keychain cannot be used here the message says so and points to the environment variable.
     Raises :class:`ApiKeyFormatError` (a subclass) when the first value found cannot be a key.
     """
-    for name in ENV_VARIABLES:
+    service = key_service(backend)
+    for name in service.env:
         value = os.environ.get(name, "")
         if value.strip():
-            key = check_api_key(value, name)
-            logger.debug("Using the Gemini API key from %s", name)
+            key = check_api_key(value, name, backend)
+            logger.debug("Using the %s API key from %s", service.label, name)
             return ApiKey(key, name)
     try:
-        stored = _read_keychain()
+        stored = _read_keychain(service.keyring_user)
     except _KeychainUnavailable as exc:
-        raise ApiKeyMissingError(_missing_message_without_keychain(str(exc))) from None
+        raise ApiKeyMissingError(_missing_message_without_keychain(service, str(exc))) from None
     if stored.strip():
         add_secret(stored)
-        key = check_api_key(stored, KEYCHAIN_SOURCE)
-        logger.debug("Using the Gemini API key from the OS keychain")
+        key = check_api_key(stored, KEYCHAIN_SOURCE, backend)
+        logger.debug("Using the %s API key from the OS keychain", service.label)
         return ApiKey(key, KEYCHAIN_SOURCE)
     raise ApiKeyMissingError(
-        "No Gemini API key found. Create one at Google AI Studio "
-        f"({AI_STUDIO_URL}), then save it with `loracap key set` or set the GEMINI_API_KEY "
-        "environment variable."
+        f"No {service.label} API key found. Create one at {service.where}, then save it with "
+        f"`{_set_command(backend)}` or set the {service.env[-1]} environment variable."
     )
 
 
-def _missing_message_without_keychain(reason: str) -> str:
+def find_optional_api_key(backend: str) -> ApiKey | None:
+    """Like :func:`find_api_key`, but None when no key is found (a local OpenAI-compatible
+    server needs none) or the backend takes no key; a key that cannot be one still raises
+    :class:`ApiKeyFormatError`."""
+    if backend not in KEY_SERVICES:
+        return None
+    try:
+        return find_api_key(backend)
+    except ApiKeyFormatError:
+        raise
+    except ApiKeyMissingError:
+        return None
+
+
+def _missing_message_without_keychain(service: KeyService, reason: str) -> str:
     return (
-        f"No Gemini API key found, and the OS keychain is not available here ({reason}), so "
-        f"a saved key cannot be used. Create a key at Google AI Studio ({AI_STUDIO_URL}) and set "
-        "the GEMINI_API_KEY environment variable."
+        f"No {service.label} API key found, and the OS keychain is not available here "
+        f"({reason}), so a saved key cannot be used. Create a key at {service.where} and set "
+        f"the {service.env[-1]} environment variable."
     )
 
 
@@ -153,52 +209,55 @@ def keychain_available() -> bool:
     return True
 
 
-def store_api_key(value: str) -> None:
-    """Save ``value`` (surrounding whitespace stripped) in the OS keychain.
+def store_api_key(value: str, backend: str = "gemini") -> None:
+    """Save ``value`` (surrounding whitespace stripped) in the OS keychain as ``backend``'s key.
 
     Raises :class:`InputError` for a blank value, :class:`ApiKeyFormatError` for a value that
     cannot be an API key (exit 3; nothing is stored), and :class:`LoraCapError` when the
-    keychain is not available or refuses the write (the message suggests GEMINI_API_KEY
-    instead).
+    keychain is not available or refuses the write (the message suggests the environment
+    variable instead).
     """
+    service = key_service(backend)
     if not value.strip():
-        raise InputError("The API key is empty. Paste the key from Google AI Studio.")
-    key = check_api_key(value)
+        raise InputError(f"The API key is empty. Paste the key from {service.where}.")
+    key = check_api_key(value, None, backend)
     add_secret(key)
     try:
-        backend = _usable_backend()
-        backend.set_password(KEYRING_SERVICE, KEYRING_USERNAME, key)
+        keychain = _usable_backend()
+        keychain.set_password(KEYRING_SERVICE, service.keyring_user, key)
     except _KeychainUnavailable as exc:
-        raise LoraCapError(_no_keychain_message("save", str(exc))) from None
+        raise LoraCapError(_no_keychain_message("save", str(exc), service)) from None
     except Exception as exc:  # noqa: BLE001 -- any backend failure means "cannot save here"
-        raise LoraCapError(_no_keychain_message("save", type(exc).__name__)) from None
-    logger.info("Saved the Gemini API key in the OS keychain")
+        raise LoraCapError(_no_keychain_message("save", type(exc).__name__, service)) from None
+    logger.info("Saved the %s API key in the OS keychain", service.label)
 
 
-def delete_api_key() -> bool:
-    """Remove the saved key from the OS keychain; True if one was removed, False if none was.
+def delete_api_key(backend: str = "gemini") -> bool:
+    """Remove ``backend``'s saved key from the OS keychain; True if one was removed, False if
+    none was.
 
     Raises :class:`LoraCapError` when the keychain is not available or refuses the change.
     """
+    service = key_service(backend)
     try:
-        backend = _usable_backend()
-        if backend.get_password(KEYRING_SERVICE, KEYRING_USERNAME) is None:
+        keychain = _usable_backend()
+        if keychain.get_password(KEYRING_SERVICE, service.keyring_user) is None:
             return False
-        backend.delete_password(KEYRING_SERVICE, KEYRING_USERNAME)
+        keychain.delete_password(KEYRING_SERVICE, service.keyring_user)
     except PasswordDeleteError:
         return False
     except _KeychainUnavailable as exc:
-        raise LoraCapError(_no_keychain_message("delete", str(exc))) from None
+        raise LoraCapError(_no_keychain_message("delete", str(exc), service)) from None
     except Exception as exc:  # noqa: BLE001 -- any backend failure means "cannot delete here"
-        raise LoraCapError(_no_keychain_message("delete", type(exc).__name__)) from None
-    logger.info("Deleted the Gemini API key from the OS keychain")
+        raise LoraCapError(_no_keychain_message("delete", type(exc).__name__, service)) from None
+    logger.info("Deleted the %s API key from the OS keychain", service.label)
     return True
 
 
-def _no_keychain_message(action: str, reason: str) -> str:
+def _no_keychain_message(action: str, reason: str, service: KeyService) -> str:
     return (
         f"Cannot {action} the API key: the OS keychain is not available here ({reason}). "
-        "Set the GEMINI_API_KEY environment variable instead."
+        f"Set the {service.env[-1]} environment variable instead."
     )
 
 
@@ -212,11 +271,12 @@ def _usable_backend() -> KeyringBackend:
     return backend
 
 
-def _read_keychain() -> str:
-    """The stored key as it is (not checked), or ``""``; raises _KeychainUnavailable."""
+def _read_keychain(user: str = KEYRING_USERNAME) -> str:
+    """The key stored for ``user`` as it is (not checked), or ``""``; raises
+    _KeychainUnavailable."""
     backend = _usable_backend()
     try:
-        stored = backend.get_password(KEYRING_SERVICE, KEYRING_USERNAME)
+        stored = backend.get_password(KEYRING_SERVICE, user)
     except Exception as exc:  # noqa: BLE001 -- locked or broken keychain: report, do not crash
         raise _KeychainUnavailable(f"reading it failed: {type(exc).__name__}") from None
     return stored or ""

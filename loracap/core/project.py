@@ -57,6 +57,8 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
 
+from loracap.core.backends.base import TokenUsage, check_base_url
+from loracap.core.backends.registry import BACKENDS, backend_info, check_backend_options
 from loracap.core.errors import (
     InputError,
     ProjectError,
@@ -66,7 +68,8 @@ from loracap.core.errors import (
     ProjectVersionError,
     TriggerWordError,
 )
-from loracap.core.prompts import Profile
+from loracap.core.presets import presets_from_json
+from loracap.core.prompts import LANGUAGES, Profile, check_language
 from loracap.core.records import (
     AddResult,
     CaptionMode,
@@ -74,6 +77,7 @@ from loracap.core.records import (
     CaptionVersion,
     ExportRecord,
     ImageRecord,
+    ModelUsage,
     ProjectSettings,
     ProjectStats,
     Provenance,
@@ -83,6 +87,7 @@ from loracap.core.records import (
 )
 from loracap.core.schema import (
     APPLICATION_ID,
+    NO_PRESETS,
     SCHEMA_VERSION,
     Base,
     CaptionAttemptRow,
@@ -136,8 +141,22 @@ def _migrate_3_to_4(conn: Any) -> None:
     Base.metadata.tables[ExportRow.__tablename__].create(conn)
 
 
+def _migrate_4_to_5(conn: Any) -> None:
+    """Version 5 adds the project's backend, base URL, caption language, backend options and
+    prompt presets, and the token usage of caption versions and attempts."""
+    for column, default in (("backend", "'gemini'"), ("base_url", "''"), ("language", "'en'"),
+                            ("backend_options", "'{}'"),
+                            ("prompt_presets", f"'{NO_PRESETS}'")):
+        conn.exec_driver_sql(
+            f"ALTER TABLE project ADD COLUMN {column} TEXT NOT NULL DEFAULT {default}")
+    for table in ("caption_versions", "caption_attempts"):
+        for column in ("input_tokens", "output_tokens"):
+            conn.exec_driver_sql(
+                f"ALTER TABLE {table} ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: dict[int, Callable[[Any], None]] = {
-    1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4,
+    1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4, 4: _migrate_4_to_5,
 }
 
 #: Undo steps kept in a project file; older ones are dropped (the caption history keeps every
@@ -245,6 +264,9 @@ class Project:
         prefix_template: str = DEFAULT_PREFIX_TEMPLATE,
         model: str = "gemini-flash-latest",
         name: str | None = None,
+        backend: str = "gemini",
+        base_url: str = "",
+        language: str = "en",
     ) -> Project:
         """Create a new project file at ``path`` and open it for writing.
 
@@ -258,12 +280,15 @@ class Project:
 
         Raises :class:`ProjectError` if the file exists or cannot be written (a full disk, a
         read-only folder), :class:`~loracap.core.errors.TriggerWordError` for an invalid
-        trigger word and :class:`InputError` for an invalid prefix template or profile.
+        trigger word and :class:`InputError` for an invalid prefix template, profile, backend,
+        base URL or language.
         """
         path = Path(os.path.abspath(path))
         validate_trigger(trigger)
         validate_prefix_template(prefix_template)
         _check_profile(str(profile))
+        backend_settings = _checked_backend_settings(
+            {"backend": backend, "base_url": base_url, "language": language})
         if os.path.lexists(path):
             raise ProjectError(f"{path} already exists; open it, or choose another project path.")
         if not path.parent.is_dir():
@@ -287,6 +312,7 @@ class Project:
                         custom_prompt=custom_prompt,
                         prefix_template=prefix_template,
                         model=model,
+                        **backend_settings,
                     )
                 )
         except (OperationalError, DatabaseError, OSError) as exc:
@@ -531,18 +557,27 @@ class Project:
                 model=row.model,
                 current_image_id=row.current_image_id,
                 tag_separator=row.tag_separator,
+                backend=row.backend,
+                base_url=row.base_url,
+                language=row.language,
+                backend_options=check_backend_options(row.backend_options),
+                prompt_presets=row.prompt_presets,
             )
 
     def update_settings(self, **changes: Any) -> ProjectSettings:
         """Change settings by name (``trigger``, ``profile``, ``custom_prompt``,
-        ``prefix_template``, ``model``, ``name``, ``current_image_id``, ``tag_separator``).
+        ``prefix_template``, ``model``, ``name``, ``current_image_id``, ``tag_separator``,
+        ``backend``, ``base_url``, ``language``, ``backend_options`` -- a mapping by backend
+        name, or :meth:`update_backend_options` for one backend -- and ``prompt_presets``, a
+        JSON list).
 
         Captions store only their body, so a new trigger word or template changes every
         caption's prefix at once. Raises :class:`InputError` for unknown names or invalid values.
         """
         allowed = {
             "trigger", "profile", "custom_prompt", "prefix_template", "model", "name",
-            "current_image_id", "tag_separator",
+            "current_image_id", "tag_separator", "backend", "base_url", "language",
+            "backend_options", "prompt_presets",
         }
         unknown = set(changes) - allowed
         if unknown:
@@ -555,6 +590,7 @@ class Project:
             _check_separator(str(changes["tag_separator"]))
         if "profile" in changes:
             _check_profile(str(changes["profile"]))
+        changes.update(_checked_backend_settings(changes))
         with self._write() as session:
             row = session.get(ProjectRow, 1)
             assert row is not None
@@ -562,6 +598,14 @@ class Project:
                 setattr(row, key, str(value) if key == "profile" else value)
             row.updated_at = utcnow()
         return self.settings
+
+    def update_backend_options(self, backend: str, **options: Any) -> ProjectSettings:
+        """Merge ``options`` (JSON values) into the stored settings of ``backend``, e.g.
+        ``update_backend_options("openai", structured_output=False)``; the other backends'
+        settings are kept."""
+        merged = {name: dict(values) for name, values in self.settings.backend_options.items()}
+        merged.setdefault(backend, {}).update(options)
+        return self.update_settings(backend_options=merged)
 
     # ------------------------------------------------------------------ images
 
@@ -758,10 +802,12 @@ class Project:
         backend: str | None = None,
         model: str | None = None,
         prompt: str | None = None,
+        usage: TokenUsage | None = None,
         current: CaptionRow | None | EllipsisType = ...,
     ) -> None:
-        """Append a version and make it the image's caption. ``current``: the image's caption
-        row (or None) when the caller has loaded it already; saves a query per image."""
+        """Append a version (with the tokens of the answer that made it, if any) and make it
+        the image's caption. ``current``: the image's caption row (or None) when the caller has
+        loaded it already; saves a query per image."""
         now = utcnow()
         session.add(
             CaptionVersionRow(
@@ -772,6 +818,8 @@ class Project:
                 model=model,
                 prompt=prompt,
                 created_at=now,
+                input_tokens=usage.input_tokens if usage else 0,
+                output_tokens=usage.output_tokens if usage else 0,
             )
         )
         row = session.get(CaptionRow, image_id) if current is ... else current
@@ -810,18 +858,23 @@ class Project:
         backend: str,
         model: str,
         prompt: str,
+        usage: TokenUsage | None = None,
         overwrite_protected: bool = False,
     ) -> bool:
-        """Store a model's caption body for an image, and record the attempt as ok.
+        """Store a model's caption body for an image, and record the attempt as ok with the
+        tokens it cost (``usage``; the version stored carries them too).
 
         The check and the write happen in one transaction: if a person edited, wrote or
         imported the caption meanwhile, it is kept (and False returned) unless
         ``overwrite_protected``. The replaced text stays in the history either way.
         """
+        usage = usage or TokenUsage()
+        tokens = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
         with self._write() as session:
             self._require_image(session, image_id)
             session.add(
-                CaptionAttemptRow(image_id=image_id, ok=True, backend=backend, model=model)
+                CaptionAttemptRow(image_id=image_id, ok=True, backend=backend, model=model,
+                                  **tokens)
             )
             current = session.get(CaptionRow, image_id)
             if (
@@ -835,12 +888,13 @@ class Project:
                     CaptionVersionRow(
                         image_id=image_id, body=body, provenance=Provenance.GENERATED.value,
                         backend=backend, model=model, prompt=prompt, created_at=utcnow(),
+                        **tokens,
                     )
                 )
                 return False
             self._put_caption(
                 session, image_id, body, Provenance.GENERATED,
-                backend=backend, model=model, prompt=prompt,
+                backend=backend, model=model, prompt=prompt, usage=usage,
             )
             return True
 
@@ -1279,6 +1333,25 @@ class Project:
         )
 
 
+    def token_usage(self) -> list[ModelUsage]:
+        """The tokens every answer received so far cost, per backend and model (sorted by
+        backend, then model): what the services billed, whether the caption was kept or not.
+        Failed attempts count no tokens (a refusal or an error answer carries none)."""
+        with self._read() as session:
+            rows = session.execute(
+                select(CaptionAttemptRow.backend, CaptionAttemptRow.model,
+                       func.count(), func.sum(CaptionAttemptRow.input_tokens),
+                       func.sum(CaptionAttemptRow.output_tokens))
+                .where(CaptionAttemptRow.ok.is_(True))
+                .group_by(CaptionAttemptRow.backend, CaptionAttemptRow.model)
+            ).all()
+        return sorted(
+            (ModelUsage(backend or "", model or "", int(count), int(inp or 0), int(out or 0))
+             for backend, model, count, inp, out in rows),
+            key=lambda usage: (usage.backend, usage.model),
+        )
+
+
 def _caption_record(row: CaptionRow) -> CaptionRecord:
     return CaptionRecord(
         body=row.body,
@@ -1356,6 +1429,10 @@ def _check_header(path: Path) -> int:
 _ADDED_IN_VERSION: dict[tuple[str, str], int] = {
     ("images", "review"): 2, ("images", "rating"): 2, ("images", "note"): 2,
     ("project", "tag_separator"): 3, ("undo_steps", ""): 3, ("exports", ""): 4,
+    **{("project", name): 5 for name in ("backend", "base_url", "language", "backend_options",
+                                         "prompt_presets")},
+    **{(table, name): 5 for table in ("caption_versions", "caption_attempts")
+       for name in ("input_tokens", "output_tokens")},
 }
 
 _PROFILES = frozenset(profile.value for profile in Profile)
@@ -1397,6 +1474,27 @@ def _check_profile(profile: str) -> str:
         raise InputError(f"Unknown caption profile {_shown(profile)}; choose one of "
                          f"{', '.join(p.value for p in Profile)}.")
     return profile
+
+
+def _checked_backend_settings(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The backend settings among ``changes``, checked and in their stored form (the options
+    as JSON text). Raises :class:`InputError`."""
+    checked: dict[str, Any] = {}
+    if "backend" in changes:
+        checked["backend"] = backend_info(str(changes["backend"])).name
+    if "base_url" in changes:
+        checked["base_url"] = check_base_url(str(changes["base_url"]))
+    if "language" in changes:
+        checked["language"] = check_language(str(changes["language"]))
+    if "backend_options" in changes:
+        options = changes["backend_options"]
+        checked["backend_options"] = json.dumps(check_backend_options(
+            options if isinstance(options, (str, Mapping)) else {}), sort_keys=True)
+    if "prompt_presets" in changes:
+        presets = str(changes["prompt_presets"])
+        presets_from_json(presets)
+        checked["prompt_presets"] = presets
+    return checked
 
 
 def _check_separator(separator: str) -> str:
@@ -1471,6 +1569,8 @@ def _settings_problem(conn: sqlite3.Connection, version: int) -> str:
     names = ["name", "trigger", "profile", "custom_prompt", "prefix_template", "model"]
     if version >= 3:
         names.append("tag_separator")
+    if version >= 5:
+        names.extend(["backend", "base_url", "language", "backend_options", "prompt_presets"])
     rows = conn.execute(f"SELECT id, current_image_id, {', '.join(names)} FROM project").fetchall()
     if not rows:
         return "it has no project settings"
@@ -1501,6 +1601,22 @@ def _settings_problem(conn: sqlite3.Connection, version: int) -> str:
             _check_separator(values["tag_separator"])
         except InputError:
             return f"its tag separator {_shown(values['tag_separator'])} is empty or breaks lines"
+    return _backend_settings_problem(values) if version >= 5 else ""
+
+
+def _backend_settings_problem(values: Mapping[str, str]) -> str:
+    """What is wrong with the backend settings of a format-5 project, or ``""``."""
+    if values["backend"] not in BACKENDS:
+        return (f"its captioning backend {_shown(values['backend'])} is not one of "
+                f"{', '.join(BACKENDS)}")
+    if values["language"] not in LANGUAGES:
+        return f"its caption language {_shown(values['language'])} is not a known language code"
+    for name, check in (("base_url", check_base_url), ("backend_options", check_backend_options),
+                        ("prompt_presets", presets_from_json)):
+        try:
+            check(values[name])
+        except InputError as exc:
+            return f"its setting {name} {_shown(values[name])} cannot be used ({exc})"
     return ""
 
 

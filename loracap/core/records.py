@@ -10,10 +10,12 @@ of the window at startup -- does not pay for the database layer.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from loracap.core.trigger import render_prefix
 
@@ -84,11 +86,37 @@ class ProjectSettings:
     model: str
     current_image_id: int | None = None
     tag_separator: str = ", "
+    #: The default captioning backend (``gemini``, ``openai``, ``anthropic``, ``wd14``), its
+    #: server's base URL (``""``: the backend's default) and the caption language's code.
+    backend: str = "gemini"
+    base_url: str = ""
+    language: str = "en"
+    #: Each backend's own settings by backend name (WD14 thresholds, whether an
+    #: OpenAI-compatible server takes structured output); JSON values.
+    backend_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: The project's own prompt presets as stored (a JSON list; :mod:`loracap.core.presets`).
+    prompt_presets: str = '{"version": 1, "presets": []}'
+
+    def options_for(self, backend: str) -> Mapping[str, Any]:
+        """The settings of ``backend`` stored in the project (empty when none)."""
+        return self.backend_options.get(backend, {})
 
     @property
     def prefix(self) -> str:
         """The rendered caption prefix, e.g. ``"photo of ide_main_hall "``."""
         return render_prefix(self.prefix_template, self.trigger)
+
+
+@dataclass(frozen=True)
+class ModelUsage:
+    """What one backend's model was paid for in a project: ``answers`` received, with the
+    ``input_tokens`` and ``output_tokens`` the service counted for them."""
+
+    backend: str
+    model: str
+    answers: int
+    input_tokens: int
+    output_tokens: int
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,12 @@ from loracap.core.records import Provenance, Review
 
 #: Current schema version, written to ``PRAGMA user_version``.
 #: 1: first release. 2: review state, rating and note per image. 3: tag separator and the stored
-#: undo stack. 4: the exports written.
-SCHEMA_VERSION = 4
+#: undo stack. 4: the exports written. 5: the project's backend, base URL, caption language,
+#: backend options and prompt presets; the token usage of caption versions and attempts.
+SCHEMA_VERSION = 5
+
+#: ``project.prompt_presets`` of a project without presets of its own (``loracap.core.presets``).
+NO_PRESETS = '{"version": 1, "presets": []}'
 
 #: ``PRAGMA application_id`` of a LoRACap project: the ASCII bytes "LoRA".
 APPLICATION_ID = 0x4C6F5241
@@ -108,6 +112,16 @@ class ProjectRow(Base):
     current_image_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     #: What separates tags in captions (kohya sd-scripts and most taggers write ", ").
     tag_separator: Mapped[str] = mapped_column(String, default=", ", server_default=", ")
+    #: The default captioning backend's name (``loracap.core.backends.registry``; format 5).
+    backend: Mapped[str] = mapped_column(String, default="gemini", server_default="gemini")
+    #: The backend's server URL, ``""`` for its default (format 5).
+    base_url: Mapped[str] = mapped_column(Text, default="", server_default="")
+    #: The caption language's code (``loracap.core.prompts.LANGUAGES``; format 5).
+    language: Mapped[str] = mapped_column(String, default="en", server_default="en")
+    #: JSON object: each backend's own settings by backend name (format 5).
+    backend_options: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    #: JSON list of the project's own prompt presets (``loracap.core.presets``; format 5).
+    prompt_presets: Mapped[str] = mapped_column(Text, default=NO_PRESETS, server_default=NO_PRESETS)
 
 
 class ImageRow(Base):
@@ -160,6 +174,9 @@ class CaptionVersionRow(Base):
     model: Mapped[str | None] = mapped_column(String, nullable=True)
     prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: Tokens the answer cost, as the service counted them (format 5; 0 when unknown).
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class CaptionAttemptRow(Base):
@@ -175,6 +192,9 @@ class CaptionAttemptRow(Base):
     error: Mapped[str] = mapped_column(Text, default="")
     backend: Mapped[str | None] = mapped_column(String, nullable=True)
     model: Mapped[str | None] = mapped_column(String, nullable=True)
+    #: Tokens the attempt cost (format 5): every answer received is paid for, kept or not.
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class LockRow(Base):

@@ -8,7 +8,8 @@ strings, frozen dataclasses) back to the thread that owns the runner.
 Rules (issue: "The captioning runner"):
 
 * ``workers`` requests at most in flight (default 4) and at most ``rpm`` request starts per
-  minute (default 10), enforced on the client by one shared :class:`RateLimiter`.
+  minute (default 10; 0 for no limit, as for a local server or tagger), enforced on the client
+  by one shared :class:`RateLimiter`.
 * Transient failures are retried (see :mod:`loracap.core.pacing`); an invalid key, a per-day
   quota, an unreachable network, a service that stopped answering (``NOT_ANSWERING_LIMIT``
   timeouts in a row), an unknown model or a project file that cannot be written stops the whole
@@ -91,6 +92,9 @@ class BatchSummary:
 #: client's requests-per-minute limit, or the server's ``retryDelay`` after a 429). Other reasons
 #: are the retried error's ``TransientError.kind``: ``server``, ``timeout``, ``connection``.
 WAIT_RATE_LIMIT = "rate_limit"
+
+#: Request starts per window that stand for "no limit" (``BatchOptions.rpm`` 0).
+NO_RATE_LIMIT = 1_000_000
 
 #: Milliseconds between two ticks of a running batch (countdown and estimate refresh).
 TICK_MS = 1000
@@ -230,7 +234,9 @@ class CaptionRunner(QObject):
         self._skipped = len(protected)
         self._started_at = time.monotonic()
         settings = self._project.settings
-        self._limiter = RateLimiter(max(1, opts.rpm), opts.rate_period_s)
+        # rpm 0: no client-side limit (a server's 429 still holds everyone back).
+        self._limiter = RateLimiter(opts.rpm if opts.rpm > 0 else NO_RATE_LIMIT,
+                                    opts.rate_period_s)
         job = CaptionJob(
             project=self._project,
             captioner=self._captioner,

@@ -66,8 +66,8 @@ def _run(workdir: Path) -> str:
     from PIL import features
     from PyQt6.QtCore import QCoreApplication
 
-    from loracap.core.exports import REPLICATE_FORMAT, export_project
     from loracap.core.backends.gemini import GeminiCaptioner
+    from loracap.core.exports import REPLICATE_FORMAT, export_project
     from loracap.core.project import Project
     from loracap.core.prompts import Profile, build_instructions
     from loracap.core.scan import scan_folder

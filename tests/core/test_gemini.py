@@ -12,6 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from PIL import Image
 
+from loracap.core.backends.base import TokenUsage
+from loracap.core.backends.gemini import (
+    BACKEND_NAME,
+    DEFAULT_MODEL,
+    GeminiCaptioner,
+    GeneratedCaption,
+)
 from loracap.core.errors import (
     AuthenticationError,
     CaptionError,
@@ -19,8 +26,6 @@ from loracap.core.errors import (
     QuotaExhaustedError,
     TransientError,
 )
-from loracap.core.backends.base import TokenUsage
-from loracap.core.backends.gemini import BACKEND_NAME, DEFAULT_MODEL, GeminiCaptioner, GeneratedCaption
 from loracap.core.prompts import Profile, build_instructions
 from tests.fakes.fixtures import TEST_API_KEY
 from tests.fakes.gemini_server import FakeGeminiServer, Reply, default_responder

@@ -30,6 +30,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def dataset(tmp_path: Path) -> Path:
+    return make_dataset(tmp_path)
+
+
+def make_dataset(tmp_path: Path) -> Path:
+    """A folder ``hall`` of four photos, one in a subfolder, a caption file and a broken image."""
     folder = tmp_path / "hall"
     make_photo_folder(folder, 4)
     make_photo(folder / "sub" / "IMG_0009.png", seed=9)
@@ -216,8 +221,23 @@ def test_not_a_project_and_newer_version_are_refused(dataset: Path, tmp_path: Pa
         Project.open(tmp_path / "nope.loraproj")
 
 
+def make_version_4(path: Path) -> None:
+    """Turn a current project file into what schema version 4 looked like (no backend settings,
+    no token counts)."""
+    conn = sqlite3.connect(path)
+    for column in ("backend", "base_url", "language", "backend_options", "prompt_presets"):
+        conn.execute(f"ALTER TABLE project DROP COLUMN {column}")
+    for table in ("caption_versions", "caption_attempts"):
+        for column in ("input_tokens", "output_tokens"):
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    conn.execute("PRAGMA user_version = 4")
+    conn.commit()
+    conn.close()
+
+
 def _make_version_3(path: Path) -> None:
     """Turn a current project file into what schema version 3 looked like (no exports)."""
+    make_version_4(path)
     conn = sqlite3.connect(path)
     conn.execute("DROP TABLE exports")
     conn.execute("PRAGMA user_version = 3")
@@ -317,7 +337,7 @@ def test_a_version_3_project_gains_the_exports_table(dataset: Path, tmp_path: Pa
         assert recorded[0].abs_path == dataset / "metadata.txt"
         assert [r.path for r in project.exports(out)] == [out.as_posix()]
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4 == project_mod.SCHEMA_VERSION
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == project_mod.SCHEMA_VERSION
     conn.close()
 
 

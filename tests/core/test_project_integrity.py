@@ -30,6 +30,7 @@ from loracap.core.project import (
     Provenance,
 )
 from loracap.core.scan import ScannedFile, scan_folder
+from tests.core.test_project import make_version_4
 from tests.fakes.photos import make_photo, make_photo_folder
 
 #: Linux (ext4, tmpfs …) stores any bytes as a file name; macOS and Windows do not.
@@ -278,12 +279,13 @@ def test_a_failed_migration_keeps_the_file_and_no_backup_then_succeeds_once(
     dataset: Path
 ) -> None:
     path = _made(dataset)
+    make_version_4(path)
     # Format 3, with something in the way of the table that format 4 adds.
     _execute(path, "DROP TABLE exports", "CREATE VIEW exports AS SELECT 1 AS x",
              "PRAGMA user_version = 3")
     for _attempt in range(2):
         with pytest.raises(ProjectError, match="could not be upgraded from project format 3 "
-                                               "to 4: .*exports.* It is unchanged"):
+                                               "to 5: .*exports.* It is unchanged"):
             Project.open(path)
     assert project_files(dataset) == ["hall.loraproj"]
     conn = sqlite3.connect(path)

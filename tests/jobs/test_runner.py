@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from loracap.core import pacing
-from loracap.core.errors import AuthenticationError, NetworkError, QuotaExhaustedError
 from loracap.core.backends.gemini import GeminiCaptioner
+from loracap.core.errors import AuthenticationError, NetworkError, QuotaExhaustedError
 from loracap.core.project import CaptionMode, Project, Provenance
 from loracap.core.prompts import Profile, build_instructions
 from loracap.core.scan import scan_folder

@@ -24,6 +24,7 @@ from PyQt6.QtWidgets import (
 )
 
 import loracap.core.scan as scan_module
+from loracap.core.backends.gemini import DEFAULT_MODEL
 from loracap.core.errors import ExportError
 from loracap.core.exports import (
     FORMATS,
@@ -35,7 +36,6 @@ from loracap.core.exports import (
     default_output,
     plan_export,
 )
-from loracap.core.backends.gemini import DEFAULT_MODEL
 from loracap.core.keys import KEYRING_SERVICE, KEYRING_USERNAME, find_api_key
 from loracap.core.project import Project
 from loracap.core.prompts import Profile

@@ -10,8 +10,8 @@ from PyQt6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
 from PyQt6.QtGui import QDropEvent, QKeySequence
 from PyQt6.QtWidgets import QApplication, QDialog, QDialogButtonBox, QMessageBox
 
-from loracap.core.errors import ApiKeyMissingError
 from loracap.core.backends.gemini import GeminiCaptioner
+from loracap.core.errors import ApiKeyMissingError
 from loracap.core.project import CaptionMode, Project, Provenance
 from loracap.core.scan import scan_folder
 from loracap.core.schema import Review

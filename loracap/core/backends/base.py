@@ -272,3 +272,33 @@ class BackendConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
     tag_separator: str = ", "
     model_dir: Path | None = None
+
+
+def check_base_url(url: str, backend: str = "") -> str:
+    """``url`` without surrounding whitespace or a trailing ``/`` when it can be a server's base
+    URL (``http``/``https`` with a host, no spaces or control characters, at most 2,000
+    characters), ``""`` for ``""`` (the backend's default). Raises
+    :class:`~loracap.core.errors.InputError` saying what is wrong, e.g. for ``localhost:11434``
+    (no scheme)."""
+    from urllib.parse import urlsplit
+
+    from loracap.core.errors import InputError
+
+    text = url.strip()
+    if not text:
+        return ""
+    who = f" of the {backend} backend" if backend else ""
+    example = "for example http://localhost:11434/v1"
+    if len(text) > 2000 or any(not ch.isprintable() or ch.isspace() for ch in text):
+        raise InputError(f"The server URL{who} holds spaces or control characters; give it "
+                         f"as one address, {example}.")
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname
+    except ValueError as exc:
+        raise InputError(f"The server URL{who} '{text}' cannot be read ({exc}); {example}.") \
+            from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise InputError(f"The server URL{who} '{text}' is not an http:// or https:// address "
+                         f"with a host name; {example}.")
+    return text.rstrip("/")

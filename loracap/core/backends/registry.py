@@ -8,12 +8,19 @@ dependency (``onnxruntime`` for WD14) is needed only by whoever uses that backen
 from __future__ import annotations
 
 import importlib
+import json
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from loracap.core.backends.base import BackendConfig, Captioner
 from loracap.core.defaults import DEFAULT_MODEL
 from loracap.core.errors import InputError
+
+if TYPE_CHECKING:
+    from loracap.core.records import ProjectSettings
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,24 @@ def backend_info(name: str) -> BackendInfo:
                          f"{known}).") from None
 
 
+def check_backend_options(value: str | Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The backends' own settings as stored in a project: a JSON object (or a mapping) whose keys
+    are backend names and whose values are JSON objects. Unknown backend names are kept (a newer
+    LoRACap's), values are not interpreted here (each backend validates its own). Raises
+    :class:`InputError` for text that is not such an object."""
+    if isinstance(value, str):
+        try:
+            loaded = json.loads(value) if value.strip() else {}
+        except ValueError as exc:
+            raise InputError(f"The backend settings are not JSON ({exc}).") from None
+    else:
+        loaded = dict(value)
+    if not isinstance(loaded, dict) or not all(
+            isinstance(key, str) and isinstance(item, dict) for key, item in loaded.items()):
+        raise InputError("The backend settings are not an object of objects by backend name.")
+    return {key: dict(item) for key, item in loaded.items()}
+
+
 def _module(name: str) -> Any:
     return importlib.import_module(f"loracap.core.backends.{backend_info(name).module}")
 
@@ -83,3 +108,74 @@ def list_models(config: BackendConfig) -> list[str]:
     """The models ``config.backend`` offers (the server's list, or the known WD14 models)."""
     models: list[str] = _module(config.backend).list_models(config)
     return models
+
+
+def resolve_config(
+    settings: ProjectSettings,
+    *,
+    backend: str | None = None,
+    model: str | None = None,
+    base_url: str | None = None,
+    model_dir: Path | None = None,
+    timeout_s: float = 60.0,
+    need_key: bool = True,
+) -> BackendConfig:
+    """The backend configuration of a batch: the project's ``settings`` with a batch's
+    overrides (None: not overridden). With another backend than the project's, the project's
+    model and base URL are not used (they belong to its own backend): the backend's default
+    model, its base URL environment variable (``OPENAI_BASE_URL``, ...) or its default.
+
+    The key comes from :func:`loracap.core.keys.find_api_key` for a backend that requires one
+    (raising :class:`~loracap.core.errors.ApiKeyMissingError`, exit 3, when there is none), is
+    looked for but optional for an OpenAI-compatible server (a local server needs none), and
+    is not looked for at all by a local tagger, nor when ``need_key`` is False (an estimate
+    sends nothing). Raises :class:`InputError` for an unknown
+    backend or a base URL that cannot be one.
+    """
+    from loracap.core.backends.base import check_base_url
+    from loracap.core.keys import find_api_key, find_optional_api_key
+
+    name = backend or settings.backend
+    info = backend_info(name)
+    own = name == settings.backend
+    chosen_model = model or (settings.model if own else "") or info.default_model
+    url = base_url if base_url is not None else (settings.base_url if own else "")
+    if not url and info.base_url_env:
+        url = os.environ.get(info.base_url_env, "")
+    url = check_base_url(url, name)
+    if not need_key:
+        api_key = ""
+    elif info.key == "required":
+        api_key = find_api_key(name).value
+    elif info.key == "optional":
+        found = find_optional_api_key(name)
+        api_key = found.value if found else ""
+    else:
+        api_key = ""
+    return BackendConfig(
+        backend=name, model=chosen_model, base_url=url, api_key=api_key, timeout_s=timeout_s,
+        options=dict(settings.options_for(name)), tag_separator=settings.tag_separator,
+        model_dir=model_dir,
+    )
+
+
+def batch_defaults(config: BackendConfig) -> tuple[int, int]:
+    """``(workers, rpm)`` a batch of ``config`` runs with unless the user says otherwise: the
+    backend's (:class:`BackendInfo`), or for an OpenAI-compatible server the preset its base
+    URL matches (a local server: one or two requests at once and no rate limit). ``rpm`` 0
+    means no limit."""
+    info = backend_info(config.backend)
+    if config.backend == "openai" and config.base_url:
+        from loracap.core.backends.openai_compat import preset_for_url
+
+        preset = preset_for_url(config.base_url)
+        if preset is not None:
+            return preset.workers, preset.rpm
+    return info.workers, info.rpm
+
+
+def learned_options(captioner: object) -> dict[str, Any]:
+    """What ``captioner`` learned about its server during a batch and the project should keep
+    (an OpenAI-compatible server without structured output), or ``{}``."""
+    learned = getattr(captioner, "learned_options", None)
+    return dict(learned()) if callable(learned) else {}
