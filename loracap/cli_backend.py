@@ -79,13 +79,19 @@ def batch_pace(config: BackendConfig, args: argparse.Namespace) -> tuple[int, in
 
 
 def make_captioner(config: BackendConfig, err: TextIO = sys.stderr) -> Captioner:
-    """The batch's captioner; a WD14 model not yet on this machine is downloaded first, with a
-    progress line on ``err``."""
-    from loracap.core.backends.registry import create_captioner
+    """The batch's captioner, loaded; a WD14 model (the backend's or the hint tagger's) not yet
+    on this machine is downloaded first, with a progress line on ``err``."""
+    from loracap.core.backends.registry import create_captioner, load_captioner, local_models
 
-    if config.backend == "wd14" and config.model_dir is None:
-        _download_tagger(config.model, err)
-    return create_captioner(config)
+    for local in local_models(config):
+        _download_tagger(local.model, err)
+    captioner = create_captioner(config)
+    try:
+        load_captioner(captioner)
+    except BaseException:
+        captioner.close()
+        raise
+    return captioner
 
 
 def _download_tagger(model: str, err: TextIO) -> None:

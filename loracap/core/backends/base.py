@@ -261,7 +261,8 @@ class BackendConfig:
     settings stored in the project (JSON-compatible values: WD14 thresholds, whether a server
     takes structured output); ``tag_separator`` -- what joins tags in a caption (the project's);
     ``model_dir`` -- a folder holding a local model's files (WD14: ``model.onnx`` and
-    ``selected_tags.csv``), or None.
+    ``selected_tags.csv``), or None; ``hints`` -- the WD14 tagger whose tags a vision model
+    gets as hints (combined captions, :mod:`loracap.core.backends.combined`), or None.
     """
 
     backend: str
@@ -272,6 +273,7 @@ class BackendConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
     tag_separator: str = ", "
     model_dir: Path | None = None
+    hints: BackendConfig | None = None
 
 
 def check_base_url(url: str, backend: str = "") -> str:

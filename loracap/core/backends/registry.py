@@ -97,11 +97,37 @@ def _module(name: str) -> Any:
 
 
 def create_captioner(config: BackendConfig) -> Captioner:
-    """A captioner for ``config.backend``; raises what the backend raises for a bad setting
-    (an :class:`InputError` for a URL or model folder that cannot be used, a
-    :class:`~loracap.core.errors.LoraCapError` for a missing optional dependency)."""
+    """A captioner for ``config.backend`` -- with ``config.hints``, wrapped so that a WD14
+    tagger gives it hints (:class:`~loracap.core.backends.combined.HintedCaptioner`). Raises
+    what the backend raises for a bad setting (an :class:`InputError` for a URL or model folder
+    that cannot be used, a :class:`~loracap.core.errors.LoraCapError` for a missing optional
+    dependency). Call :func:`load_captioner` before a batch."""
     captioner: Captioner = _module(config.backend).create(config)
-    return captioner
+    if config.hints is None:
+        return captioner
+    from loracap.core.backends.combined import HintedCaptioner
+
+    try:
+        tagger = _module(config.hints.backend).create(config.hints)
+    except BaseException:
+        captioner.close()
+        raise
+    return HintedCaptioner(captioner, tagger)
+
+
+def load_captioner(captioner: Captioner) -> None:
+    """Load what ``captioner`` loads lazily (a local model) now: a long step, for a worker or
+    background thread before the batch, so that a broken model is one clear error."""
+    load = getattr(captioner, "load", None)
+    if callable(load):
+        load()
+
+
+def local_models(config: BackendConfig) -> list[BackendConfig]:
+    """The configurations in ``config`` (itself, its hint tagger) whose model is a local
+    WD14 model that may need downloading (no ``model_dir``)."""
+    return [c for c in (config, config.hints)
+            if c is not None and c.backend == "wd14" and c.model_dir is None]
 
 
 def list_models(config: BackendConfig) -> list[str]:
@@ -123,7 +149,9 @@ def resolve_config(
     """The backend configuration of a batch: the project's ``settings`` with a batch's
     overrides (None: not overridden). With another backend than the project's, the project's
     model and base URL are not used (they belong to its own backend): the backend's default
-    model, its base URL environment variable (``OPENAI_BASE_URL``, ...) or its default.
+    model, its base URL environment variable (``OPENAI_BASE_URL``, ...) or its default. A
+    vision backend whose project options turn on ``tagger_hints`` gets its WD14 tagger in
+    ``hints`` (combined captions).
 
     The key comes from :func:`loracap.core.keys.find_api_key` for a backend that requires one
     (raising :class:`~loracap.core.errors.ApiKeyMissingError`, exit 3, when there is none), is
@@ -152,10 +180,17 @@ def resolve_config(
         api_key = found.value if found else ""
     else:
         api_key = ""
+    options = dict(settings.options_for(name))
+    hints = None
+    if info.vision and options.get("tagger_hints"):
+        tagger = BACKENDS["wd14"]
+        hints = BackendConfig(
+            backend=tagger.name, model=str(options.get("tagger_model") or tagger.default_model),
+            options=dict(settings.options_for(tagger.name)), tag_separator=", ",
+        )
     return BackendConfig(
         backend=name, model=chosen_model, base_url=url, api_key=api_key, timeout_s=timeout_s,
-        options=dict(settings.options_for(name)), tag_separator=settings.tag_separator,
-        model_dir=model_dir,
+        options=options, tag_separator=settings.tag_separator, model_dir=model_dir, hints=hints,
     )
 
 

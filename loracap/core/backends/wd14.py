@@ -32,6 +32,7 @@ import csv
 import logging
 import math
 import re
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -96,6 +97,9 @@ KAOMOJI: frozenset[str] = frozenset({
 MAX_BATCH = 8
 
 INSTALL_HINT = 'The WD14 tagger needs onnxruntime: pip install "loracap[wd14]"'
+#: Added in the packaged app, which leaves onnxruntime out to stay within its size budget.
+FROZEN_HINT = ("The packaged app does not include it (about 60 MB); install LoRACap with pip "
+               "to tag with WD14, or choose another backend.")
 
 _OPTION_KEYS = frozenset({
     "general_threshold", "character_threshold", "mcut", "include_rating", "exclude",
@@ -120,6 +124,8 @@ def _require(module: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
+        if getattr(sys, "frozen", False):
+            raise LoraCapError(f"{INSTALL_HINT} ({module} is missing). {FROZEN_HINT}") from exc
         raise LoraCapError(f"{INSTALL_HINT} ({module} is missing).") from exc
 
 
