@@ -445,7 +445,8 @@ def test_onnxruntime_missing_is_a_clear_error(tagger_dir: Path, monkeypatch: pyt
     with pytest.raises(LoraCapError) as caught:
         create(BackendConfig("wd14", "", model_dir=tagger_dir))
     assert str(caught.value).startswith(
-        'The WD14 tagger needs onnxruntime: pip install "loracap[wd14]"')
+        "The WD14 tagger needs the wd14 extra (onnxruntime, numpy, huggingface_hub): pip install "
+        "\"loracap[wd14]\"")
     assert INSTALL_HINT in str(caught.value)
 
 

@@ -96,10 +96,11 @@ KAOMOJI: frozenset[str] = frozenset({
 #: Most images one ``session.run`` takes; concurrent calls are coalesced up to it.
 MAX_BATCH = 8
 
-INSTALL_HINT = 'The WD14 tagger needs onnxruntime: pip install "loracap[wd14]"'
+INSTALL_HINT = ('The WD14 tagger needs the wd14 extra (onnxruntime, numpy, huggingface_hub): '
+                'pip install "loracap[wd14]"')
 #: Added in the packaged app, which leaves onnxruntime out to stay within its size budget.
-FROZEN_HINT = ("The packaged app does not include it (about 60 MB); install LoRACap with pip "
-               "to tag with WD14, or choose another backend.")
+FROZEN_HINT = ("The packaged app does not include them (about 60 MB); install LoRACap with "
+               "pip to tag with WD14, or choose another backend.")
 
 _OPTION_KEYS = frozenset({
     "general_threshold", "character_threshold", "mcut", "include_rating", "exclude",
