@@ -14,7 +14,10 @@ os.environ["QT_QPA_PLATFORM"] = "offscreen"
 os.environ["PYTHON_KEYRING_BACKEND"] = "tests.fakes.memory_keyring.MemoryKeyring"
 # Settings, logs and caches of the code under test go to a throw-away folder, never the user's.
 os.environ["LORACAP_HOME"] = tempfile.mkdtemp(prefix="loracap-test-home-")
-for _name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL"):
+# Every backend's key and server address of the machine running the tests is ignored.
+for _name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "OPENAI_API_KEY",
+              "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
+              "ANTHROPIC_AUTH_TOKEN"):
     os.environ.pop(_name, None)
 
 # Imported after the environment is set up above, so nothing sees the real keychain.

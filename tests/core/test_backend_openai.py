@@ -405,7 +405,7 @@ def test_a_bad_base_url_is_an_input_error_naming_the_fix(url: str) -> None:
     with pytest.raises(InputError) as caught:
         openai_compat.create(BackendConfig("openai", MODEL, base_url=url))
     message = str(caught.value)
-    assert "OpenAI-compatible backend cannot use the base URL" in message
+    assert "The server URL of the openai backend" in message
     assert "http://" in message and "OPENAI_BASE_URL" in message
 
 

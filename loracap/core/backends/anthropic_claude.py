@@ -33,7 +33,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -50,6 +49,7 @@ from anthropic.types import (
     ToolParam,
 )
 
+from loracap.core.backends import base
 from loracap.core.backends.base import (
     BackendConfig,
     GeneratedCaption,
@@ -65,7 +65,6 @@ from loracap.core.errors import (
     ApiKeyMissingError,
     CaptionError,
     ImageRejectedError,
-    InputError,
     LoraCapError,
     QuotaExhaustedError,
 )
@@ -105,22 +104,8 @@ def _display_url(url: str) -> str:
 def resolve_base_url(config_url: str) -> str:
     """The base URL to use: ``config_url``, else ``ANTHROPIC_BASE_URL``, else Anthropic's
     (:data:`DEFAULT_BASE_URL`), without a trailing slash. Raises :class:`InputError` when it is
-    not an http(s) URL with a host."""
-    url = config_url.strip() or os.environ.get(BASE_URL_ENV, "").strip() or DEFAULT_BASE_URL
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError:
-        host = None
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not host:
-        shown = " ".join(sanitize_text(url).split())[:200]
-        raise InputError(
-            f"The anthropic backend cannot use the base URL '{shown}': it must start with "
-            f"http:// or https:// and name a host, for example {DEFAULT_BASE_URL}. Set it with "
-            f"--base-url or {BASE_URL_ENV}."
-        )
-    return url.rstrip("/")
+    not an http(s) URL with a host (:func:`loracap.core.backends.base.resolve_base_url`)."""
+    return base.resolve_base_url(config_url, BASE_URL_ENV, DEFAULT_BASE_URL, "anthropic")
 
 
 class ClaudeCaptioner:

@@ -222,7 +222,7 @@ def status_error(
         if quota_used_up:
             return QuotaExhaustedError(f"The {service} quota is used up ({text}).")
         wait = f" It asks to wait {retry_after:g} s." if retry_after is not None else ""
-        return TransientError(f"{service}'s rate limit was reached ({text}).{wait}",
+        return TransientError(f"The rate limit of {service} was reached ({text}).{wait}",
                               kind="rate_limit", retry_after=retry_after)
     if status in _AUTH_STATUSES:
         return AuthenticationError(sentence(f"{service} refused the API key ({text}).",
@@ -276,12 +276,13 @@ class BackendConfig:
     hints: BackendConfig | None = None
 
 
-def check_base_url(url: str, backend: str = "") -> str:
+def check_base_url(url: str, backend: str = "", *, env_variable: str = "",
+                   example: str = "http://localhost:11434/v1") -> str:
     """``url`` without surrounding whitespace or a trailing ``/`` when it can be a server's base
     URL (``http``/``https`` with a host, no spaces or control characters, at most 2,000
     characters), ``""`` for ``""`` (the backend's default). Raises
-    :class:`~loracap.core.errors.InputError` saying what is wrong, e.g. for ``localhost:11434``
-    (no scheme)."""
+    :class:`~loracap.core.errors.InputError` saying what is wrong and how to set it (``--base-url``
+    or ``env_variable``), e.g. for ``localhost:11434`` (no scheme)."""
     from urllib.parse import urlsplit
 
     from loracap.core.errors import InputError
@@ -290,17 +291,31 @@ def check_base_url(url: str, backend: str = "") -> str:
     if not text:
         return ""
     who = f" of the {backend} backend" if backend else ""
-    example = "for example http://localhost:11434/v1"
+    fix = f"for example {example}; set it with --base-url" + (
+        f" or {env_variable}" if env_variable else "")
     if len(text) > 2000 or any(not ch.isprintable() or ch.isspace() for ch in text):
         raise InputError(f"The server URL{who} holds spaces or control characters; give it "
-                         f"as one address, {example}.")
+                         f"as one address, {fix}.")
+    shown = text[:200]
     try:
         parts = urlsplit(text)
         host = parts.hostname
     except ValueError as exc:
-        raise InputError(f"The server URL{who} '{text}' cannot be read ({exc}); {example}.") \
+        raise InputError(f"The server URL{who} '{shown}' cannot be read ({exc}); {fix}.") \
             from None
     if parts.scheme not in ("http", "https") or not host:
-        raise InputError(f"The server URL{who} '{text}' is not an http:// or https:// address "
-                         f"with a host name; {example}.")
+        raise InputError(f"The server URL{who} '{shown}' is not an http:// or https:// address "
+                         f"with a host name; {fix}.")
     return text.rstrip("/")
+
+
+def resolve_base_url(config_url: str, env_variable: str, default: str, backend: str,
+                     example: str = "") -> str:
+    """The base URL a backend uses: ``config_url``, else the environment variable
+    ``env_variable`` (``OPENAI_BASE_URL``, ``ANTHROPIC_BASE_URL``), else the service's own
+    ``default``; checked and tidied by :func:`check_base_url` (which raises
+    :class:`~loracap.core.errors.InputError` naming ``backend`` and the fix)."""
+    import os
+
+    url = config_url.strip() or os.environ.get(env_variable, "").strip() or default
+    return check_base_url(url, backend, env_variable=env_variable, example=example or default)

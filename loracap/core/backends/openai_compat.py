@@ -31,7 +31,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import re
 import threading
 from collections.abc import Callable
@@ -50,6 +49,7 @@ from openai.types.chat import (
 )
 from openai.types.shared_params import ResponseFormatJSONSchema
 
+from loracap.core.backends import base
 from loracap.core.backends.base import (
     BackendConfig,
     GeneratedCaption,
@@ -156,19 +156,10 @@ def preset_for_url(url: str) -> OpenAIPreset | None:
 
 def resolve_base_url(config_url: str) -> str:
     """The base URL to use: ``config_url``, else ``OPENAI_BASE_URL``, else OpenAI's
-    (:data:`DEFAULT_BASE_URL`); without a trailing slash.
-
-    Raises :class:`InputError` when it is not an http(s) URL with a host.
-    """
-    url = config_url.strip() or os.environ.get(BASE_URL_ENV, "").strip() or DEFAULT_BASE_URL
-    if _url_key(url) is None:
-        shown = " ".join(sanitize_text(url).split())[:200]
-        raise InputError(
-            f"The OpenAI-compatible backend cannot use the base URL '{shown}': it must start "
-            "with http:// or https:// and name a host, for example http://localhost:11434/v1 "
-            f"for Ollama. Set it with --base-url or {BASE_URL_ENV}."
-        )
-    return url.rstrip("/")
+    (:data:`DEFAULT_BASE_URL`); without a trailing slash. Raises :class:`InputError` when it is
+    not an http(s) URL with a host (:func:`loracap.core.backends.base.resolve_base_url`)."""
+    return base.resolve_base_url(config_url, BASE_URL_ENV, DEFAULT_BASE_URL, "openai",
+                                 example="http://localhost:11434/v1 for Ollama")
 
 
 def _display_url(url: str) -> str:
