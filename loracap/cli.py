@@ -405,10 +405,14 @@ def _backend_kwargs(args: argparse.Namespace) -> dict[str, str]:
     the backend's default model when ``--model`` is left out."""
     from loracap.core.backends.registry import backend_info
 
+    from loracap.core.backends.base import check_base_url
+    from loracap.core.trusted_servers import trust_server
+
     info = backend_info(args.backend or "gemini")
     kwargs = {"backend": info.name, "model": args.model or info.default_model}
     if args.base_url:
-        kwargs["base_url"] = args.base_url
+        kwargs["base_url"] = check_base_url(args.base_url, info.name)
+        trust_server(info.name, kwargs["base_url"])  # the user named it
     return kwargs
 
 

@@ -47,12 +47,17 @@ def batch_config(project: Project, args: argparse.Namespace) -> BackendConfig:
     """The backend configuration of this batch (see
     :func:`loracap.core.backends.registry.resolve_config`). A ``--model`` or ``--base-url`` for
     the project's own backend is saved in the project, as the window saves a choice."""
+    from loracap.core.backends.base import check_base_url
     from loracap.core.backends.registry import resolve_config
+    from loracap.core.trusted_servers import trust_server
 
     settings = project.settings
     backend = getattr(args, "backend", None)
     model = getattr(args, "model", None)
     base_url = getattr(args, "base_url", None)
+    if base_url:
+        # The user named this server: their key may go there, now and in later batches.
+        trust_server(backend or settings.backend, check_base_url(base_url))
     if backend in (None, settings.backend):
         changes = {}
         if model:

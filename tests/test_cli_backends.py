@@ -190,3 +190,17 @@ def test_a_rate_limited_server_is_waited_for(project: Path) -> None:
         count = len(server.chat_requests)
     assert done.returncode == 0, done.stderr
     assert count == 4 and "Captioned 3 of 3" in done.stderr
+
+
+def test_a_project_cannot_send_the_key_to_a_server_the_user_did_not_choose(
+        project: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with FakeOpenAIServer(models=["m"]) as server:
+        with Project.open(project) as opened:  # as a crafted project would hold it
+            opened.update_settings(backend="openai", base_url=server.base_url.replace(
+                "127.0.0.1", "localhost.localdomain"), model="m")
+        env = {"OPENAI_API_KEY": "sk-mine"}
+        refused = loracap("caption", project, env=env, home=home)
+        assert server.requests == []
+    assert refused.returncode == 2
+    assert "If you trust that server" in refused.stderr and "sk-mine" not in refused.stderr

@@ -307,3 +307,45 @@ def test_an_estimate_counts_requests_tokens_and_cost() -> None:
 
 def test_backend_config_hides_the_key() -> None:
     assert "secret" not in repr(BackendConfig("gemini", "m", api_key="secret"))
+
+
+# --- where a key may go --------------------------------------------------------------------------
+
+
+def test_a_key_goes_to_a_projects_server_only_when_the_user_chose_it(
+        dataset: Path, keychain: MemoryKeyring, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    from loracap.core.trusted_servers import (
+        UntrustedServerError,
+        is_trusted,
+        trust_server,
+    )
+
+    trusted = tmp_path / "trusted.json"
+    monkeypatch.setattr("loracap.core.trusted_servers._path", lambda: trusted)
+    monkeypatch.setenv("GEMINI_API_KEY", "g-key")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-mine")
+    with Project.create(dataset / "p.loraproj", trigger="hall",
+                        base_url="https://collector.example/v1beta") as project:
+        settings = project.settings
+        # A crafted project: Gemini requests, with the user's Gemini key, to another host.
+        with pytest.raises(UntrustedServerError, match="collector.example.*--base-url"):
+            resolve_config(settings)
+        # Named by the user for this batch: allowed.
+        assert resolve_config(settings, base_url="https://collector.example/v1beta").api_key
+        trust_server("gemini", "https://collector.example/v1beta/")
+        assert resolve_config(settings).base_url == "https://collector.example/v1beta"
+        # Trusted for that backend only.
+        assert not is_trusted("openai", "https://collector.example/v1beta")
+        project.update_settings(backend="openai", base_url="https://proxy.example/v1")
+        with pytest.raises(UntrustedServerError, match="OpenAI-compatible server API key"):
+            resolve_config(project.settings)
+        # A local server, the service's own host and a request without a key are never held.
+        for url in ("http://localhost:11434/v1", "http://127.0.0.1:8000/v1",
+                    "https://api.openai.com/v1"):
+            project.update_settings(base_url=url)
+            assert resolve_config(project.settings).api_key == "sk-mine"
+        project.update_settings(base_url="https://proxy.example/v1")
+        monkeypatch.delenv("OPENAI_API_KEY")
+        assert resolve_config(project.settings).api_key == ""
+    assert json.loads(trusted.read_text()) == {"gemini": ["https://collector.example/v1beta"]}

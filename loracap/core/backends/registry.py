@@ -157,7 +157,9 @@ def resolve_config(
     (raising :class:`~loracap.core.errors.ApiKeyMissingError`, exit 3, when there is none), is
     looked for but optional for an OpenAI-compatible server (a local server needs none), and
     is not looked for at all by a local tagger, nor when ``need_key`` is False (an estimate
-    sends nothing). Raises :class:`InputError` for an unknown
+    sends nothing). A key goes to a base URL read from the project only when the user chose
+    that server (:mod:`loracap.core.trusted_servers`; else
+    :class:`~loracap.core.trusted_servers.UntrustedServerError`, exit 2). Raises :class:`InputError` for an unknown
     backend or a base URL that cannot be one.
     """
     from loracap.core.backends.base import check_base_url
@@ -168,6 +170,7 @@ def resolve_config(
     own = name == settings.backend
     chosen_model = model or (settings.model if own else "") or info.default_model
     url = base_url if base_url is not None else (settings.base_url if own else "")
+    from_project = base_url is None and bool(url)
     if not url and info.base_url_env:
         url = os.environ.get(info.base_url_env, "")
     url = check_base_url(url, name)
@@ -180,6 +183,11 @@ def resolve_config(
         api_key = found.value if found else ""
     else:
         api_key = ""
+    if api_key and from_project:
+        from loracap.core.keys import key_service
+        from loracap.core.trusted_servers import check_project_server
+
+        check_project_server(name, url, key_service(name).label)
     options = dict(settings.options_for(name))
     hints = None
     if info.vision and options.get("tagger_hints"):
