@@ -403,9 +403,8 @@ def _write_foreign_prefixes(out: TextIO, files: Sequence[ScannedFile], template:
 def _backend_kwargs(args: argparse.Namespace) -> dict[str, str]:
     """The backend settings of a new project from ``--backend``, ``--model``, ``--base-url``:
     the backend's default model when ``--model`` is left out."""
-    from loracap.core.backends.registry import backend_info
-
     from loracap.core.backends.base import check_base_url
+    from loracap.core.backends.registry import backend_info
     from loracap.core.trusted_servers import trust_server
 
     info = backend_info(args.backend or "gemini")

@@ -159,8 +159,8 @@ def resolve_config(
     is not looked for at all by a local tagger, nor when ``need_key`` is False (an estimate
     sends nothing). A key goes to a base URL read from the project only when the user chose
     that server (:mod:`loracap.core.trusted_servers`; else
-    :class:`~loracap.core.trusted_servers.UntrustedServerError`, exit 2). Raises :class:`InputError` for an unknown
-    backend or a base URL that cannot be one.
+    :class:`~loracap.core.trusted_servers.UntrustedServerError`, exit 2). Raises
+    :class:`InputError` for an unknown backend or a base URL that cannot be one.
     """
     from loracap.core.backends.base import check_base_url
     from loracap.core.keys import find_api_key, find_optional_api_key
