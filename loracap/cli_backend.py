@@ -123,12 +123,19 @@ def _download_tagger(model: str, err: TextIO) -> None:
 
 def save_learned(project: Project, config: BackendConfig, captioner: object) -> None:
     """Keep in the project what the captioner learned about its server (an OpenAI-compatible
-    server that takes no structured output), so the next batch does not ask again."""
+    server that takes no structured output; the model it picked when the server has only one),
+    so the next batch does not ask again."""
     from loracap.core.backends.registry import learned_options
 
+    if project.read_only:
+        return
     learned = learned_options(captioner)
-    if learned and not project.read_only:
+    if learned:
         project.update_backend_options(config.backend, **learned)
+    settings = project.settings
+    chosen = getattr(captioner, "model", "")
+    if not config.model and chosen and config.backend == settings.backend and not settings.model:
+        project.update_settings(model=chosen)  # the server's only model, picked for the user
 
 
 def write_estimate(project: Project, config: BackendConfig, image_ids: list[int],
@@ -159,14 +166,22 @@ def write_estimate(project: Project, config: BackendConfig, image_ids: list[int]
             "cost_usd": estimate.cost, "output_assumed": estimate.output_assumed,
             "prices_as_of": estimate.prices_as_of}) + "\n")
         return EXIT_OK
-    out.write(f"Estimate for {estimate.requests} image(s) with {estimate.backend} "
-              f"{estimate.model} (nothing was sent):\n")
+    if not estimate.requests:
+        out.write("Nothing to caption with these options (see --only); nothing was sent.\n")
+        return EXIT_OK
+    model = estimate.model or "(the server's model)"
+    out.write(f"Estimate for {estimate.requests} image(s) with {estimate.backend} {model} "
+              "(nothing was sent):\n")
     out.write(f"  requests: {estimate.requests}\n")
     out.write(f"  input tokens: {estimate.input_tokens:,}\n")
     assumed = " (assumed: no earlier answer to go by)" if estimate.output_assumed else ""
     out.write(f"  output tokens: {estimate.output_tokens:,}{assumed}\n")
-    out.write(f"  cost: {format_cost(estimate.cost)} (prices of {estimate.prices_as_of}; "
-              "edit them in prices.json, see `loracap prices`)\n")
+    if estimate.cost is None:
+        out.write(f"  cost: unknown (no price for {estimate.backend} {model}; add one to "
+                  "prices.json, see `loracap prices`)\n")
+    else:
+        out.write(f"  cost: {format_cost(estimate.cost)} (prices of {estimate.prices_as_of}; "
+                  "edit them in prices.json, see `loracap prices`)\n")
     return EXIT_OK
 
 
@@ -182,9 +197,11 @@ def write_usage(project: Project, out: TextIO) -> list[dict[str, object]]:
         rows.append({"backend": usage.backend, "model": usage.model, "answers": usage.answers,
                      "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
                      "cost_usd": cost})
+        priced = f"about {format_cost(cost)}" if cost is not None else \
+            "cost unknown (no price in prices.json)"
         out.write(f"  {usage.backend} {usage.model}: {usage.answers} answer(s), "
                   f"{usage.input_tokens:,} input + {usage.output_tokens:,} output tokens, "
-                  f"about {format_cost(cost)}\n")
+                  f"{priced}\n")
     return rows
 
 

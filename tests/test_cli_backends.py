@@ -204,3 +204,18 @@ def test_a_project_cannot_send_the_key_to_a_server_the_user_did_not_choose(
         assert server.requests == []
     assert refused.returncode == 2
     assert "If you trust that server" in refused.stderr and "sk-mine" not in refused.stderr
+
+
+def test_the_servers_only_model_becomes_the_projects(tmp_path: Path) -> None:
+    folder = tmp_path / "room"
+    make_photo_folder(folder, 1, size=(640, 480))
+    with FakeOpenAIServer(models=["qwen2.5vl:7b"]) as server:
+        made = loracap("new", folder, "--trigger", "room", "--backend", "openai", "--base-url",
+                       server.base_url)
+        estimate = loracap("caption", folder / "room.loraproj", "--estimate")
+        done = loracap("caption", folder / "room.loraproj")
+    assert made.returncode == 0 and done.returncode == 0, made.stderr + done.stderr
+    assert "with openai (the server's model)" in estimate.stdout
+    assert "cost: unknown (no price for openai" in estimate.stdout
+    with Project.open(folder / "room.loraproj", read_only=True) as opened:
+        assert (opened.settings.backend, opened.settings.model) == ("openai", "qwen2.5vl:7b")
