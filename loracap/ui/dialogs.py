@@ -153,11 +153,11 @@ def start_size(dialog: QWidget, width: int, height: int = 0) -> None:
     dialog.resize(max(width, hint.width()), max(height, hint.height()))
 
 
-def current_key_source() -> str | None:
-    """Where the API key in use comes from (``"OS keychain"``, ``"GEMINI_API_KEY"``, ...), or
-    None when there is none (or the keychain cannot be read)."""
+def current_key_source(backend: str = "gemini") -> str | None:
+    """Where ``backend``'s API key in use comes from (``"OS keychain"``, ``"GEMINI_API_KEY"``,
+    ...), or None when there is none (or the keychain cannot be read)."""
     try:
-        return find_api_key().source
+        return find_api_key(backend).source
     except LoraCapError:
         return None
 

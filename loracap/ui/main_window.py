@@ -25,6 +25,7 @@ from PyQt6.QtCore import (
 )
 from PyQt6.QtGui import (
     QAction,
+    QActionGroup,
     QCloseEvent,
     QDesktopServices,
     QDragEnterEvent,
@@ -57,6 +58,8 @@ from PyQt6.QtWidgets import (
 )
 
 from loracap import __version__
+from loracap.core.backends.base import BackendConfig
+from loracap.core.backends.registry import BACKENDS
 from loracap.core.captioning import Captioner
 from loracap.core.errors import (
     ApiKeyMissingError,
@@ -68,6 +71,7 @@ from loracap.core.prompts import Profile, build_instructions
 from loracap.core.query import tag_term
 from loracap.core.records import CaptionMode, ImageRecord, Review, UndoOutcome
 from loracap.core.tags import DEFAULT_SEPARATOR, parse_tags_txt
+from loracap.jobs.backend_jobs import CaptionerJob, needs_preparation
 from loracap.jobs.runner import BatchOptions, BatchSummary, CaptionRunner
 from loracap.ui import dialogs
 from loracap.ui.batch_dialog import BatchEditDialog, BatchTarget, Operation
@@ -78,6 +82,7 @@ from loracap.ui.export_dialog import ExportDialog
 from loracap.ui.history_panel import HistoryPanel
 from loracap.ui.image_model import ImageFilterProxy, ImageListModel, Roles
 from loracap.ui.new_project_dialog import NewProjectDialog
+from loracap.ui.presets_dialog import PresetsDialog
 from loracap.ui.preview import PreviewPane
 from loracap.ui.progress_strip import ProgressStrip
 from loracap.ui.settings import AppSettings
@@ -85,6 +90,7 @@ from loracap.ui.settings_dialog import ApiKeyDialog, SettingsDialog
 from loracap.ui.tag_chips import TagChipsWidget
 from loracap.ui.tag_panel import TagPanel
 from loracap.ui.thumbnails import ThumbnailProvider
+from loracap.ui.usage import summarize_usage, usage_text, usage_tooltip
 from loracap.ui.widgets import ElidedLabel
 from loracap.ui.window_layout import ScreenFit
 
@@ -93,7 +99,11 @@ if TYPE_CHECKING:  # imported where used: SQLAlchemy loads with the first projec
 
 log = logging.getLogger(__name__)
 
-CaptionerFactory = Callable[[str], Captioner]
+#: Seconds a batch waits for one answer (the command line's ``--timeout`` default).
+BATCH_TIMEOUT_S = 60.0
+
+#: Makes the captioner of a batch from its configuration (tests give their own).
+CaptionerFactory = Callable[[BackendConfig], Captioner]
 
 #: Thumbnail columns the grid always keeps (the splitter cannot squeeze it below them).
 MIN_GRID_COLUMNS = 2
@@ -116,19 +126,17 @@ STATE_FILTERS: list[tuple[str, frozenset[str] | None]] = [
 ]
 
 
-def default_captioner_factory(model: str) -> Captioner:
-    """A Gemini captioner with the key from the environment or the OS keychain.
+def default_captioner_factory(config: BackendConfig) -> Captioner:
+    """The captioner of ``config`` from the backend registry
+    (:func:`loracap.core.backends.registry.create_captioner`; raises what it raises)."""
+    from loracap.core.backends.registry import create_captioner
 
-    Raises :class:`ApiKeyMissingError` when there is no key.
-    """
-    from loracap.core.backends.gemini import GeminiCaptioner
-    from loracap.core.keys import find_api_key
-
-    return GeminiCaptioner(find_api_key().value, model)
+    return create_captioner(config)
 
 
 class MainWindow(QMainWindow):
-    """The LoRACap window. ``captioner_factory(model)`` makes the captioning backend."""
+    """The LoRACap window. ``captioner_factory(config)`` makes the captioner of a batch from
+    its :class:`~loracap.core.backends.base.BackendConfig`."""
 
     project_opened = pyqtSignal(object)  # Path
     batch_finished = pyqtSignal(object)  # BatchSummary
@@ -152,6 +160,12 @@ class MainWindow(QMainWindow):
         self.project: Project | None = None
         self.runner: CaptionRunner | None = None
         self._captioner_factory = captioner_factory
+        #: The backend the next batches use instead of the project's (Captions > Caption
+        #: With), for this session only; None: the project's.
+        self.backend_override: str | None = None
+        self._batch_captioner: Captioner | None = None
+        self._batch_config: BackendConfig | None = None
+        self._prepare_job: CaptionerJob | None = None
         self._thumbnails = thumbnails
         self.setWindowTitle("LoRACap")
         self.setAcceptDrops(True)
@@ -168,6 +182,9 @@ class MainWindow(QMainWindow):
         self.review_status = ElidedLabel(min_chars=60)
         self.review_status.setObjectName("reviewStatus")
         self.statusBar().addPermanentWidget(self.review_status)
+        self.usage_status = ElidedLabel(min_chars=16)
+        self.usage_status.setObjectName("usageStatus")
+        self.statusBar().addPermanentWidget(self.usage_status)
         self.progress = ProgressStrip()
         self.progress.cancel_button.clicked.connect(self.cancel_batch)
         self.statusBar().addPermanentWidget(self.progress, 1)
@@ -227,7 +244,14 @@ class MainWindow(QMainWindow):
             "Point the project at the folder its images moved to")
         self.settings_action = self._action(
             "&Settings…", self.settings_dialog, [key(key.StandardKey.Preferences)],
-            "API key, model, speed and upload size")
+            "Backend, API key, model, caption language, speed and upload size")
+        self.captioning_settings_action = self._action(
+            "Captioning &Settings…", self.settings_dialog, None,
+            "Backend, server, model, API key, caption language and tagger options")
+        self.presets_action = self._action(
+            "Prompt &Presets…", self.presets_dialog, None,
+            "Your prompts for all projects and this project's, with a preview on the current "
+            "image")
         self.quit_action = self._action("&Quit", self.close, [key(key.StandardKey.Quit)])
         self.undo_action = self._action(
             "&Undo", self.undo, [key(key.StandardKey.Undo)],
@@ -342,6 +366,10 @@ class MainWindow(QMainWindow):
         for action in (self.generate_missing, self.generate_all, self.generate_failed,
                        self.generate_selected):
             caption_menu.addAction(action)
+        caption_menu.addSeparator()
+        caption_menu.addMenu(self.caption_with_menu)
+        caption_menu.addAction(self.captioning_settings_action)
+        caption_menu.addAction(self.presets_action)
         review_menu = bar.addMenu("&Review")
         for action in (self.approve_action, self.reject_action, self.unreview_action):
             review_menu.addAction(action)
@@ -385,6 +413,15 @@ class MainWindow(QMainWindow):
         for action in (self.generate_missing, self.generate_all, self.generate_failed,
                        self.generate_selected):
             menu.addAction(action)
+        # Captions > Caption With: the backend of the next batches, for this session.
+        self.caption_with_menu = QMenu("Caption &With", self)
+        self.caption_with_menu.setToolTipsVisible(True)
+        self.caption_with_menu.aboutToShow.connect(self._fill_caption_with_menu)
+        self._caption_with_group = QActionGroup(self)
+        self._caption_with_group.setExclusive(True)
+        self._fill_caption_with_menu()
+        menu.addSeparator()
+        menu.addMenu(self.caption_with_menu)
         self.generate_button.setMenu(menu)
         bar.addWidget(self.generate_button)
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
@@ -640,7 +677,8 @@ class MainWindow(QMainWindow):
 
     def _update_enabled(self) -> None:
         has_project = self.project is not None
-        running = self.runner is not None and self.runner.is_running
+        running = (self.runner is not None and self.runner.is_running) \
+            or self._prepare_job is not None
         for action in (self.export_action, self.relink_action, self.previous_action,
                        self.next_action, self.approve_action, self.reject_action,
                        self.unreview_action, *self.rate_actions, self.batch_action,
@@ -648,6 +686,8 @@ class MainWindow(QMainWindow):
                        self.rename_tag_action, self.export_tags_action, self.check_action,
                        self.focus_tag_action):
             action.setEnabled(has_project)
+        self.presets_action.setEnabled(has_project)
+        self.caption_with_menu.setEnabled(has_project and not running)
         for action in (self.generate_action, self.generate_missing, self.generate_all,
                        self.generate_failed, self.generate_selected):
             action.setEnabled(has_project and not running)
@@ -662,7 +702,7 @@ class MainWindow(QMainWindow):
         self._update_review_status()
         if self.project is None:
             for label in (self.folder_label, self.trigger_label, self.profile_label,
-                          self.model_label):
+                          self.model_label, self.usage_status):
                 label.setText("")
             self.folder_label.setText("No project open")
             self.setWindowTitle("LoRACap")
@@ -675,14 +715,25 @@ class MainWindow(QMainWindow):
         self.trigger_label.setText(f"Trigger word: {settings.trigger}")
         self.trigger_label.setToolTip(f'Captions start with "{settings.prefix}"')
         self.profile_label.setText(f"Profile: {Profile(settings.profile).label}")
-        self.model_label.setText(f"Model: {settings.model}")
+        if self.backend_override is not None:
+            self.model_label.setText(
+                f"Captioning with: {BACKENDS[self.backend_override].label} (this session)")
+            self.model_label.setToolTip("Captions > Caption With chose it; the project's "
+                                        f"backend is {BACKENDS[settings.backend].label}")
+        else:
+            backend = BACKENDS.get(settings.backend)
+            model = settings.model or "automatic"
+            self.model_label.setText(f"Model: {model}" if settings.backend == "gemini"
+                                     else f"{backend.label if backend else settings.backend}: "
+                                     f"{model}")
+            self.model_label.setToolTip("Captions > Captioning Settings… changes it")
         self.setWindowTitle(f"{self.project.path.name} — LoRACap")
 
     # ------------------------------------------------------------------ projects
 
     def new_project(self, folder: Path | None = None) -> None:
         """File > New Project from Folder: the dialog, then the project is created and opened."""
-        dialog = NewProjectDialog(folder, self)
+        dialog = NewProjectDialog(folder, self, language=self.settings.default_language)
         if not dialog.exec():
             return
         spec = dialog.spec()
@@ -690,14 +741,20 @@ class MainWindow(QMainWindow):
 
         project: Project | None = None
 
+        app = self.settings
+
         def create() -> None:
             nonlocal project
             project = Project.create(
                 spec.project_path, trigger=spec.trigger, profile=spec.profile.value,
-                custom_prompt=spec.custom_prompt, model=self.settings.default_model,
-                name=spec.folder.name,
+                custom_prompt=spec.custom_prompt, model=app.default_model,
+                name=spec.folder.name, backend=app.default_backend,
+                base_url=app.default_base_url, language=spec.language,
             )
             project.add_scanned(spec.files)
+            options = app.default_backend_options
+            if options:
+                project.update_settings(backend_options=options)
 
         if not self.run_safely(create) or project is None:
             return
@@ -729,6 +786,7 @@ class MainWindow(QMainWindow):
     def _set_project(self, project: Project) -> None:
         self._close_project()
         self.project = project
+        self.backend_override = None
         self.settings.add_recent_project(project.path)
         self.proxy.set_separator(project.settings.tag_separator)
         self.checks_panel.set_project(project)
@@ -736,6 +794,7 @@ class MainWindow(QMainWindow):
         self._update_top_bar()
         self._update_enabled()
         self._update_undo_actions()
+        self.update_usage()
         missing = self.model_missing_count()
         if missing:
             self.statusBar().showMessage(
@@ -770,6 +829,9 @@ class MainWindow(QMainWindow):
                 return False
             self.runner.cancel()
             self.runner.wait()
+        if self._prepare_job is not None:
+            self._prepare_job.cancel()
+        self._end_batch_captioner()
         self.editor.flush()
         self.editor.set_image(None, "", can_revert=False)
         self._show_review(None)  # saves a note being typed, before the model goes away
@@ -777,6 +839,7 @@ class MainWindow(QMainWindow):
         self.checks_panel.set_project(None)
         self.project.close()
         self.project = None
+        self.backend_override = None
         self.model.set_records([], None)  # type: ignore[arg-type]
         self._update_top_bar()
         self._update_enabled()
@@ -1269,38 +1332,112 @@ class MainWindow(QMainWindow):
                     return
                 overwrite = answer == QMessageBox.StandardButton.Yes
         settings = project.settings
-        captioner = self._make_captioner(settings.model)
-        if captioner is None:
+        config = self._batch_config_or_ask()
+        if config is None:
             return
         try:
-            instructions = build_instructions(Profile(settings.profile), settings.custom_prompt)
+            instructions = build_instructions(Profile(settings.profile), settings.custom_prompt,
+                                              language=settings.language)
         except LoraCapError as exc:
             self.show_error(str(exc))
             return
+        from loracap.core.backends.registry import batch_defaults
+
+        workers, rpm = self.settings.batch_pace(batch_defaults(config))
         options = BatchOptions(
             mode=mode, image_ids=image_ids, overwrite_protected=overwrite,
-            workers=self.settings.workers, rpm=self.settings.rpm, max_side=self.settings.max_side,
+            workers=workers, rpm=rpm, max_side=self.settings.max_side,
         )
-        runner = CaptionRunner(project, captioner, instructions, options, self)
-        runner.progress.connect(self.progress.show_progress)
-        runner.waiting.connect(self.progress.show_waiting)
-        runner.captioned.connect(lambda image_id, _body: self.refresh_image(image_id))
-        runner.failed.connect(lambda image_id, _reason: self.refresh_image(image_id))
-        runner.finished.connect(self._on_batch_finished)
-        self.runner = runner
-        self.progress.cancel_button.setEnabled(True)
-        runner.start()
-        self._update_enabled()
+        if needs_preparation(config):
+            self._prepare_captioner(config, instructions, options)
+            return
+        captioner = self._make_captioner(config)
+        if captioner is None:
+            return
+        self._run_batch(config, captioner, instructions, options)
 
-    def _make_captioner(self, model: str) -> Captioner | None:
+    @property
+    def batch_backend(self) -> str | None:
+        """The backend the next batch uses: the Caption With choice, else the project's."""
+        if self.backend_override is not None:
+            return self.backend_override
+        return self.project.settings.backend if self.project is not None else None
+
+    def set_backend_override(self, backend: str | None) -> None:
+        """Caption the next batches of this session with ``backend`` (None, or the project's
+        own backend: the project's settings)."""
+        project_backend = self.project.settings.backend if self.project is not None else None
+        self.backend_override = None if backend in (None, project_backend) else backend
+        self._update_top_bar()
+
+    def _fill_caption_with_menu(self) -> None:
+        """Captions > Caption With: the project's backend first, then the others."""
+        menu = self.caption_with_menu
+        menu.clear()
+        for action in self._caption_with_group.actions():
+            self._caption_with_group.removeAction(action)
+        own = self.project.settings.backend if self.project is not None else None
+        names = sorted(BACKENDS, key=lambda name: name != own)
+        chosen = self.batch_backend
+        for name in names:
+            label = BACKENDS[name].label + (" (project default)" if name == own else "")
+            action = QAction(label, menu)
+            action.setCheckable(True)
+            action.setChecked(name == chosen)
+            action.setData(name)
+            action.setEnabled(self.project is not None)
+            action.setToolTip("Used by this project's batches" if name == own else
+                              "Caption the next batches with it (this session only; the "
+                              "project's setting stays)")
+            action.triggered.connect(lambda _c=False, n=name: self.set_backend_override(n))
+            self._caption_with_group.addAction(action)
+            menu.addAction(action)
+        menu.addSeparator()
+        menu.addAction(self.captioning_settings_action)
+
+    def _batch_config_or_ask(self) -> BackendConfig | None:
+        """The configuration of the next batch; asks for a missing key (the dialog of that
+        backend); None when the user gave none or the settings cannot be used (said)."""
+        from loracap.core.backends.registry import resolve_config
+
+        project = self.project
+        assert project is not None
+        backend = self.backend_override
+        model_dir = self.settings.wd14_model_dir if (backend or project.settings.backend) \
+            == "wd14" else None
+        for _attempt in range(2):
+            try:
+                return resolve_config(project.settings, backend=backend, model_dir=model_dir,
+                                      timeout_s=BATCH_TIMEOUT_S)
+            except ApiKeyMissingError as exc:
+                if _attempt or not self._ask_key(backend or project.settings.backend):
+                    if _attempt:
+                        self.show_error(str(exc))
+                    return None
+            except LoraCapError as exc:
+                self.show_error(str(exc))
+                return None
+        return None
+
+    def _ask_key(self, backend: str) -> bool:
+        """The API key dialog of ``backend``; True when a key was given."""
+        from loracap.core.keys import KEY_SERVICES
+
+        if backend not in KEY_SERVICES:
+            return False
+        return bool(ApiKeyDialog(self, backend).exec())
+
+    def _make_captioner(self, config: BackendConfig) -> Captioner | None:
         try:
-            return self._captioner_factory(model)
+            return self._captioner_factory(config)
         except ApiKeyMissingError:
-            dialog = ApiKeyDialog(self)
-            if not dialog.exec():
+            if not self._ask_key(config.backend):
+                return None
+            fresh = self._batch_config_or_ask()
+            if fresh is None:
                 return None
             try:
-                return self._captioner_factory(model)
+                return self._captioner_factory(fresh)
             except LoraCapError as exc:
                 self.show_error(str(exc))
                 return None
@@ -1308,17 +1445,103 @@ class MainWindow(QMainWindow):
             self.show_error(str(exc))
             return None
 
+    def _prepare_captioner(self, config: BackendConfig, instructions: object,
+                           options: BatchOptions) -> None:
+        """Download (if needed) and load a local tagger in the background, then caption; the
+        progress strip shows it and its Cancel stops it."""
+        job = CaptionerJob(config, self._captioner_factory, self)
+        self._prepare_job = job
+        from loracap.core.text import human_size
+
+        def on_progress(model: str, done: int, total: int) -> None:
+            size = human_size(done) + (f" of {human_size(total)}" if total else "")
+            self.progress.show_activity(f"Downloading the WD14 model {model}: {size}",
+                                        done, total)
+
+        job.progress.connect(on_progress)
+        job.loading.connect(lambda text: self.progress.show_activity(text, 0, 0))
+        job.finished.connect(lambda captioner: self._on_captioner_ready(
+            job, config, captioner, instructions, options))
+        job.failed.connect(lambda message: self._on_prepare_ended(job, message))
+        job.cancelled.connect(lambda: self._on_prepare_ended(job, ""))
+        self.progress.cancel_button.setEnabled(True)
+        self.progress.show_activity("Getting the captioning backend ready…", 0, 0)
+        job.start()
+        self._update_enabled()
+
+    def _on_captioner_ready(self, job: CaptionerJob, config: BackendConfig,
+                            captioner: Captioner, instructions: object,
+                            options: BatchOptions) -> None:
+        if job is not self._prepare_job or self.project is None:
+            captioner.close()
+            return
+        self._prepare_job = None
+        self._run_batch(config, captioner, instructions, options)
+
+    def _on_prepare_ended(self, job: CaptionerJob, message: str) -> None:
+        if job is not self._prepare_job:
+            return
+        self._prepare_job = None
+        self.progress.hide()
+        self._update_enabled()
+        if message:
+            self.show_error(message, "Cannot start captioning")
+        else:
+            self.statusBar().showMessage("Cancelled before captioning began.", 10000)
+
+    def _run_batch(self, config: BackendConfig, captioner: Captioner, instructions: object,
+                   options: BatchOptions) -> None:
+        project = self.project
+        assert project is not None
+        runner = CaptionRunner(project, captioner, instructions,  # type: ignore[arg-type]
+                               options, self)
+        runner.progress.connect(self.progress.show_progress)
+        runner.waiting.connect(self.progress.show_waiting)
+        runner.captioned.connect(lambda image_id, _body: self.refresh_image(image_id))
+        runner.failed.connect(lambda image_id, _reason: self.refresh_image(image_id))
+        runner.finished.connect(self._on_batch_finished)
+        self.runner = runner
+        self._batch_captioner = captioner
+        self._batch_config = config
+        self.progress.cancel_button.setEnabled(True)
+        runner.start()
+        self._update_enabled()
+
+    def _end_batch_captioner(self) -> None:
+        """Keep what the captioner learned about its server in the project, then close it."""
+        captioner, config = self._batch_captioner, self._batch_config
+        self._batch_captioner = self._batch_config = None
+        if captioner is None or config is None:
+            return
+        from loracap.core.backends.registry import learned_options
+
+        project = self.project
+        try:
+            learned = learned_options(captioner)
+            if learned and project is not None and not project.read_only:
+                project.update_backend_options(config.backend, **learned)
+        except LoraCapError as exc:
+            log.warning("Could not keep what the %s server told: %s", config.backend, exc)
+        finally:
+            captioner.close()
+
     def cancel_batch(self) -> None:
-        """Stop sending requests; answers in flight are still saved."""
+        """Stop sending requests; answers in flight are still saved. Before the batch has
+        begun (a model downloading or loading) it stops that."""
+        if self._prepare_job is not None:
+            self._prepare_job.cancel()
+            return
         if self.runner is not None and self.runner.is_running:
             self.runner.cancel()
             self.progress.cancel_button.setEnabled(False)
             self.progress.label.setText("Cancelling — waiting for answers already on their way…")
 
     def _on_batch_finished(self, summary: BatchSummary) -> None:
+        self._end_batch_captioner()
         self.progress.hide()
         self._update_enabled()
         self._refresh_metadata()
+        self.update_usage()
         parts = [f"Captioned {summary.done} of {summary.total} image(s)"]
         if summary.failed:
             parts.append(f"{len(summary.failed)} failed (Generate > Only failed images to retry)")
@@ -1357,9 +1580,12 @@ class MainWindow(QMainWindow):
         ExportDialog(self.project, self).exec()
 
     def settings_dialog(self) -> None:
-        """File > Settings…"""
+        """File > Settings… (and Captions > Captioning Settings…)"""
         self.editor.flush()
         if SettingsDialog(self.settings, self.project, self).exec():
+            if self.project is not None and self.backend_override == \
+                    self.project.settings.backend:
+                self.backend_override = None
             self._update_top_bar()
             if self.project is not None:
                 settings = self.project.settings
@@ -1368,6 +1594,39 @@ class MainWindow(QMainWindow):
             self._update_vocabulary()
             record = self.current_record()
             self._show_side_panels(record)
+
+    def presets_dialog(self) -> None:
+        """Captions > Prompt Presets…: the presets, and a preview on the current image."""
+        if self.project is None:
+            return
+        self.editor.flush()
+        record = self.current_record()
+        image = self.project.resolve(record.path) if record is not None and record.valid \
+            else None
+        dialog = PresetsDialog(self.project, self, image=image, backend=self.backend_override,
+                               max_side=self.settings.max_side,
+                               model_dir=self.settings.wd14_model_dir,
+                               captioner_factory=self._captioner_factory)
+        dialog.exec()
+        if dialog.project_changed:
+            self._update_top_bar()
+        self.update_usage()
+
+    def update_usage(self) -> None:
+        """The project's tokens and their estimated cost in the status bar."""
+        from loracap.core.pricing import load_prices
+
+        if self.project is None:
+            self.usage_status.setText("")
+            return
+        try:
+            usages = self.project.token_usage()
+        except LoraCapError as exc:
+            log.warning("Cannot read the token usage: %s", exc)
+            return
+        prices = load_prices()
+        self.usage_status.setText(usage_text(summarize_usage(usages, prices)))
+        self.usage_status.setToolTip(usage_tooltip(usages, prices) if usages else "")
 
     def shortcut_list(self) -> list[tuple[str, str]]:
         """``(action, shortcuts)`` for every action with a shortcut, in menu order."""

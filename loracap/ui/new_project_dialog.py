@@ -33,7 +33,14 @@ from PyQt6.QtWidgets import (
 )
 
 from loracap.core.errors import TriggerWordError
-from loracap.core.prompts import Profile, example_caption_body, suggest_profile
+from loracap.core.prompts import (
+    DEFAULT_LANGUAGE,
+    LANGUAGES,
+    Profile,
+    example_caption_body,
+    language_label,
+    suggest_profile,
+)
 from loracap.core.text import no_usable_images_message
 from loracap.core.trigger import (
     DEFAULT_PREFIX_TEMPLATE,
@@ -88,6 +95,8 @@ class NewProjectSpec:
     profile: Profile
     custom_prompt: str
     files: list[ScannedFile]
+    #: The caption language's code (:data:`loracap.core.prompts.LANGUAGES`).
+    language: str = DEFAULT_LANGUAGE
 
 
 class NewProjectDialog(QDialog):
@@ -100,7 +109,8 @@ class NewProjectDialog(QDialog):
     cancels a running scan. After ``exec()`` returns Accepted, :meth:`spec` has the result.
     """
 
-    def __init__(self, folder: Path | None = None, parent: QWidget | None = None) -> None:
+    def __init__(self, folder: Path | None = None, parent: QWidget | None = None, *,
+                 language: str = DEFAULT_LANGUAGE) -> None:
         super().__init__(parent)
         self.setWindowTitle("New Project from Folder")
         self._scan_job: ScanJob | None = None
@@ -170,6 +180,15 @@ class NewProjectDialog(QDialog):
         self.profile_combo.setToolTip(
             "What the photos show; decides what the captions describe."
         )
+        # -- caption language
+        self.language_combo = QComboBox()
+        self.language_combo.setAccessibleName("Caption language")
+        for code in LANGUAGES:
+            self.language_combo.addItem(language_label(code), code)
+        self.language_combo.setCurrentIndex(max(0, self.language_combo.findData(language)))
+        self.language_combo.setToolTip("The language the captions are written in (the trigger "
+                                       "word stays as it is). File > Settings… changes it "
+                                       "later.")
         self._profile_chosen = False  # the user picked a profile: no more suggestions
         self._last_suggestion: Profile | None = None
         self.profile_note = QLabel()
@@ -250,6 +269,9 @@ class NewProjectDialog(QDialog):
         prompt_label = QLabel("Custom pro&mpt:")
         prompt_label.setBuddy(self.prompt_edit)
         form.addRow(prompt_label, self.prompt_edit)
+        language_label_widget = QLabel("Caption lan&guage:")
+        language_label_widget.setBuddy(self.language_combo)
+        form.addRow(language_label_widget, self.language_combo)
         self._form = form
         form.addRow("Project file:", self.project_label)
         form.addRow("", self.project_message)
@@ -264,7 +286,8 @@ class NewProjectDialog(QDialog):
         QWidget.setTabOrder(self.trigger_edit, self.use_suggestion_button)
         QWidget.setTabOrder(self.use_suggestion_button, self.profile_combo)
         QWidget.setTabOrder(self.profile_combo, self.prompt_edit)
-        QWidget.setTabOrder(self.prompt_edit, self.invalid_list)
+        QWidget.setTabOrder(self.prompt_edit, self.language_combo)
+        QWidget.setTabOrder(self.language_combo, self.invalid_list)
         QWidget.setTabOrder(self.invalid_list, self.buttons)
 
     # -- public
@@ -303,6 +326,7 @@ class NewProjectDialog(QDialog):
             custom_prompt=self.prompt_edit.toPlainText().strip()
             if profile is Profile.CUSTOM else "",
             files=list(self._files),
+            language=str(self.language_combo.currentData() or DEFAULT_LANGUAGE),
         )
 
     def done(self, result: int) -> None:

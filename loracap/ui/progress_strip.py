@@ -57,6 +57,19 @@ class ProgressStrip(QWidget):
         if self._progress[2]:
             self._render()
 
+    def show_activity(self, text: str, done: int, total: int) -> None:
+        """Show a step before the batch begins ("Downloading the WD14 model …: 12 MB of
+        300 MB"): ``done`` of ``total`` (bytes, say), or a busy bar when ``total`` is 0; shows
+        the strip. The next :meth:`show_progress` replaces it."""
+        self._progress = (0, 0, 0, -1.0)
+        if total > 0:
+            self.bar.setRange(0, 1000)
+            self.bar.setValue(int(1000 * min(done, total) / total))
+        else:
+            self.bar.setRange(0, 0)
+        self.label.setText(text)
+        self.show()
+
     def _render(self) -> None:
         done, failed, total, eta = self._progress
         seconds, reason = self._wait

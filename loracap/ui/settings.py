@@ -28,10 +28,21 @@ class _Setting:
     default: Any
 
 
-WORKERS = _Setting("captioning/workers", int, 4)
-RPM = _Setting("captioning/requests_per_minute", int, 10)
+#: Requests at once and per minute; 0 = automatic (the backend's own pace, see
+#: :func:`loracap.core.backends.registry.batch_defaults`). Kept under new keys: the old ones
+#: (``captioning/workers`` 4, ``captioning/requests_per_minute`` 10) were written by every OK
+#: of the Settings dialog, so only a value other than those old defaults is taken over.
+WORKERS = _Setting("captioning/pace_workers", int, 0)
+RPM = _Setting("captioning/pace_rpm", int, 0)
+OLD_WORKERS = _Setting("captioning/workers", int, 4)
+OLD_RPM = _Setting("captioning/requests_per_minute", int, 10)
 MAX_SIDE = _Setting("captioning/upload_max_side", int, 1536)
 DEFAULT_MODEL_SETTING = _Setting("captioning/default_model", str, DEFAULT_MODEL)
+DEFAULT_BACKEND = _Setting("captioning/default_backend", str, "gemini")
+DEFAULT_BASE_URL = _Setting("captioning/default_base_url", str, "")
+DEFAULT_LANGUAGE = _Setting("captioning/default_language", str, "en")
+DEFAULT_BACKEND_OPTIONS = _Setting("captioning/default_backend_options", str, "")
+WD14_MODEL_DIR = _Setting("wd14/model_dir", str, "")
 RECENT = _Setting("projects/recent", list, [])
 GEOMETRY = _Setting("window/geometry", QByteArray, QByteArray())
 STATE = _Setting("window/state", QByteArray, QByteArray())
@@ -66,10 +77,16 @@ class AppSettings:
     def _set(self, setting: _Setting, value: Any) -> None:
         self._q.setValue(setting.key, value)
 
+    def _pace(self, setting: _Setting, old: _Setting, high: int) -> int:
+        if not self._q.contains(setting.key) and self._q.contains(old.key):
+            value = int(self._get(old))
+            return 0 if value == old.default else max(1, min(high, value))
+        return max(0, min(high, int(self._get(setting))))
+
     @property
     def workers(self) -> int:
-        """Requests in flight at once (1–16)."""
-        return max(1, min(16, int(self._get(WORKERS))))
+        """Requests in flight at once (1–16), or 0: automatic, the backend's own number."""
+        return self._pace(WORKERS, OLD_WORKERS, 16)
 
     @workers.setter
     def workers(self, value: int) -> None:
@@ -77,12 +94,18 @@ class AppSettings:
 
     @property
     def rpm(self) -> int:
-        """Requests per minute at most (1–1000); 10 fits the free tier."""
-        return max(1, min(1000, int(self._get(RPM))))
+        """Requests per minute at most (1–1000), or 0: automatic, the backend's own limit."""
+        return self._pace(RPM, OLD_RPM, 1000)
 
     @rpm.setter
     def rpm(self, value: int) -> None:
         self._set(RPM, int(value))
+
+    def batch_pace(self, default: tuple[int, int]) -> tuple[int, int]:
+        """``(workers, rpm)`` of a batch: each of the user's numbers that is set, else the
+        backend's (``default``, from :func:`loracap.core.backends.registry.batch_defaults`;
+        rpm 0 there means no limit)."""
+        return (self.workers or default[0], self.rpm or default[1])
 
     @property
     def max_side(self) -> int:
@@ -101,6 +124,65 @@ class AppSettings:
     @default_model.setter
     def default_model(self, value: str) -> None:
         self._set(DEFAULT_MODEL_SETTING, value.strip())
+
+    @property
+    def default_backend(self) -> str:
+        """Captioning backend of new projects (a name of the backend registry)."""
+        return str(self._get(DEFAULT_BACKEND)).strip() or "gemini"
+
+    @default_backend.setter
+    def default_backend(self, value: str) -> None:
+        self._set(DEFAULT_BACKEND, value.strip())
+
+    @property
+    def default_base_url(self) -> str:
+        """Server URL of new projects (``""``: the backend's default)."""
+        return str(self._get(DEFAULT_BASE_URL)).strip()
+
+    @default_base_url.setter
+    def default_base_url(self, value: str) -> None:
+        self._set(DEFAULT_BASE_URL, value.strip())
+
+    @property
+    def default_language(self) -> str:
+        """Caption language of new projects (a code of ``loracap.core.prompts.LANGUAGES``)."""
+        return str(self._get(DEFAULT_LANGUAGE)).strip() or "en"
+
+    @default_language.setter
+    def default_language(self, value: str) -> None:
+        self._set(DEFAULT_LANGUAGE, value.strip())
+
+    @property
+    def default_backend_options(self) -> dict[str, dict[str, Any]]:
+        """The backends' own settings for new projects, by backend name (``{}`` when none or
+        when the stored text is not such an object)."""
+        import json
+
+        text = str(self._get(DEFAULT_BACKEND_OPTIONS))
+        try:
+            value = json.loads(text) if text.strip() else {}
+        except ValueError:
+            return {}
+        if not isinstance(value, dict):
+            return {}
+        return {str(k): dict(v) for k, v in value.items() if isinstance(v, dict)}
+
+    @default_backend_options.setter
+    def default_backend_options(self, value: dict[str, dict[str, Any]]) -> None:
+        import json
+
+        self._set(DEFAULT_BACKEND_OPTIONS, json.dumps(value, sort_keys=True))
+
+    @property
+    def wd14_model_dir(self) -> Path | None:
+        """A folder holding a WD14 tagger's files to use instead of a downloaded model (kept
+        per computer, not in the project: the folder is this machine's), or None."""
+        text = str(self._get(WD14_MODEL_DIR)).strip()
+        return Path(text) if text else None
+
+    @wd14_model_dir.setter
+    def wd14_model_dir(self, value: Path | None) -> None:
+        self._set(WD14_MODEL_DIR, str(value) if value is not None else "")
 
     @property
     def recent_projects(self) -> list[Path]:

@@ -10,16 +10,18 @@ from typing import TYPE_CHECKING
 
 from PyQt6.QtCore import Qt, pyqtSlot
 from PyQt6.QtWidgets import (
-    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
+    QScrollArea,
     QSpinBox,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -27,12 +29,14 @@ from PyQt6.QtWidgets import (
 from loracap.core.errors import LoraCapError
 from loracap.core.keys import (
     AI_STUDIO_URL,
+    KEY_SERVICES,
     KEYCHAIN_SOURCE,
-    find_api_key,
+    check_api_key,
     keychain_available,
     store_api_key,
 )
-from loracap.jobs.background import ModelListJob
+from loracap.jobs.backend_jobs import BackendModelsJob
+from loracap.ui.backend_settings import BackendSettingsPanel
 from loracap.ui.dialogs import (
     current_key_source,
     describe_key_source,
@@ -50,8 +54,14 @@ if TYPE_CHECKING:  # not at run time: SQLAlchemy and Pillow load with the first 
 
 log = logging.getLogger(__name__)
 
-#: Environment variable that a session-only API key is put in (read by ``find_api_key``).
+#: Environment variable that a session-only Gemini API key is put in (read by
+#: ``find_api_key``); other backends use the last variable of their key service.
 SESSION_KEY_VARIABLE = "GEMINI_API_KEY"
+
+
+def session_key_variable(backend: str) -> str:
+    """The environment variable a session-only key of ``backend`` is put in."""
+    return SESSION_KEY_VARIABLE if backend == "gemini" else KEY_SERVICES[backend].env[-1]
 
 #: Starting width of the API key and settings dialogs, in logical pixels.
 DIALOG_WIDTH = 480
@@ -60,18 +70,41 @@ DIALOG_WIDTH = 480
 # ---------------------------------------------------------------------------------- API key
 
 
+def _intro(backend: str, storage: str) -> str:
+    """The API key dialog's first paragraph for ``backend`` (where keys are made)."""
+    service = KEY_SERVICES[backend]
+    if backend == "gemini":
+        return ("Captions are written by Google Gemini, an online AI service. "
+                "To use it you need an API key: sign in to Google AI Studio and choose "
+                f'<a href="{AI_STUDIO_URL}">Create API key</a>. '
+                f"Paste the key below; {storage}")
+    if backend == "anthropic":
+        return ("Captions are written by Anthropic Claude, an online AI service. To use it "
+                "you need an API key: create one in the "
+                '<a href="https://console.anthropic.com/settings/keys">Claude Console</a>. '
+                f"Paste the key below; {storage}")
+    return ("Captions are written by an OpenAI-compatible server. OpenAI and OpenRouter need "
+            "an API key (OpenAI's are made at "
+            '<a href="https://platform.openai.com/api-keys">platform.openai.com</a>); a server '
+            "on your own computer (Ollama, LM Studio, vLLM) needs none. "
+            f"Paste the key below; {storage} It is used for {service.label}s only.")
+
+
 class ApiKeyDialog(QDialog):
-    """Asks for the Gemini API key and saves it in the OS keychain.
+    """Asks for a backend's API key (``backend``: ``gemini``, ``openai`` or ``anthropic``,
+    :data:`loracap.core.keys.KEY_SERVICES`) and saves it in the OS keychain.
 
     When the keychain is not available the key can be used for this session only: it is put
-    in the process's ``GEMINI_API_KEY`` environment variable and forgotten on quit. The key is
-    never written to a file. After acceptance :attr:`saved_to` is ``"keychain"`` or
-    ``"session"``.
+    in the process's environment variable for that backend (``GEMINI_API_KEY``,
+    ``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``) and forgotten on quit. The key is never written
+    to a file. After acceptance :attr:`saved_to` is ``"keychain"`` or ``"session"``.
     """
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, backend: str = "gemini") -> None:
         super().__init__(parent)
-        self.setWindowTitle("Gemini API Key")
+        self.backend = backend
+        self.service = KEY_SERVICES[backend]
+        self.setWindowTitle(f"{self.service.label} API Key")
         self.saved_to: str | None = None
         self._keychain = keychain_available()
 
@@ -79,19 +112,14 @@ class ApiKeyDialog(QDialog):
             "it is kept in your system's keychain, never in a file."
             if self._keychain else "it is never written to a file."
         )
-        self.intro_label = QLabel(
-            "Captions are written by Google Gemini, an online AI service. "
-            "To use it you need an API key: sign in to Google AI Studio and choose "
-            f'<a href="{AI_STUDIO_URL}">Create API key</a>. '
-            f"Paste the key below; {storage}"
-        )
+        self.intro_label = QLabel(_intro(backend, storage))
         self.intro_label.setWordWrap(True)
         self.intro_label.setTextFormat(Qt.TextFormat.RichText)
         self.intro_label.setOpenExternalLinks(True)
         self.intro_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
         self.intro_label.setAccessibleName("About the API key")
 
-        source = current_key_source()
+        source = current_key_source(backend)
         status = describe_key_source(source) if source is not None else ""
         if source is not None and source != KEYCHAIN_SOURCE and self._keychain:
             status += " It takes precedence over a key saved here."
@@ -102,7 +130,7 @@ class ApiKeyDialog(QDialog):
         self.key_edit.setEchoMode(QLineEdit.EchoMode.Password)
         self.key_edit.setPlaceholderText("Paste your API key")
         self.key_edit.setAccessibleName("API key")
-        self.key_edit.setToolTip("The key from Google AI Studio")
+        self.key_edit.setToolTip(f"The key from {self.service.where}")
         self.show_button = QPushButton("&Show")
         self.show_button.setCheckable(True)
         self.show_button.setToolTip("Show or hide the key")
@@ -165,21 +193,27 @@ class ApiKeyDialog(QDialog):
         """Save the key (keychain) or put it in this process's environment (session only)."""
         key = self.key_edit.text().strip()
         if not key:
-            set_message(self.error_label, "Paste the key from Google AI Studio first.",
+            set_message(self.error_label, f"Paste the key from {self.service.where} first.",
                          error=True)
             return
         if self._keychain:
             try:
-                store_api_key(key)
+                store_api_key(key, self.backend)
             except LoraCapError as exc:
                 set_message(self.error_label, str(exc), error=True)
                 return
             self.saved_to = "keychain"
         else:
-            os.environ[SESSION_KEY_VARIABLE] = key
+            try:
+                key = check_api_key(key, None, self.backend)
+            except LoraCapError as exc:
+                set_message(self.error_label, str(exc), error=True)
+                return
+            variable = session_key_variable(self.backend)
+            os.environ[variable] = key
             self.saved_to = "session"
-            log.info("Using the Gemini API key for this session only (%s)",
-                     SESSION_KEY_VARIABLE)
+            log.info("Using the %s API key for this session only (%s)", self.service.label,
+                     variable)
         super().accept()
 
     @pyqtSlot(bool)
@@ -202,12 +236,15 @@ class ApiKeyDialog(QDialog):
 
 
 class SettingsDialog(QDialog):
-    """File > Settings: API key, model, and the captioning limits.
+    """File > Settings: the captioning backend and its options, the speed, the tags.
 
-    The model is the open project's (stored in the project file) or, with no project open,
-    the default for new projects. "Refresh list" asks Gemini for the models that can caption;
-    the field stays editable whatever the answer. On OK the values are written to
-    :class:`AppSettings` and, with a project open, to the project.
+    Tab "Captioning" (:class:`~loracap.ui.backend_settings.BackendSettingsPanel`): backend,
+    server, model, key, caption language and the backend's own options -- the open project's
+    (stored in the project file) or, with no project open, the defaults for new projects.
+    Tab "Speed": requests at once and per minute ("Automatic": each backend's own pace, a
+    number: the same for every backend) and the upload size. Tab "Tags": the tag list for
+    autocomplete and the project's tag separator. On OK everything is written; a value the
+    core refuses keeps the dialog open with the reason.
     """
 
     def __init__(self, settings: AppSettings, project: Project | None,
@@ -216,49 +253,36 @@ class SettingsDialog(QDialog):
         self.setWindowTitle("Settings")
         self.settings = settings
         self.project = project
-        self._model_job: ModelListJob | None = None
         self._key_dialog: ApiKeyDialog | None = None
 
-        # -- API key
-        # One line each (a wrapped label in a form row is cut off when the row is laid out for
-        # one line); the dialog is as wide as the key's sentence, a long tag list name is elided.
-        self.key_label = QLabel()
-        self.key_label.setAccessibleName("API key status")
-        self.change_key_button = QPushButton("&Change…")
-        self.change_key_button.setToolTip("Enter or replace the Gemini API key")
-        self.change_key_button.setAccessibleName("Change the API key")
+        # -- captioning
+        self.backend_panel = BackendSettingsPanel(settings, project)
+        panel = self.backend_panel
+        # The names the window and the tests use.
+        self.backend_combo = panel.backend_combo
+        self.model_combo = panel.model_combo
+        self.refresh_button = panel.refresh_button
+        self.model_message = panel.model_message
+        self.key_label = panel.key_label
+        self.change_key_button = panel.change_key_button
+        self.language_combo = panel.language_combo
 
-        # -- model
-        model = project.settings.model if project is not None else settings.default_model
-        self.model_combo = QComboBox()
-        self.model_combo.setEditable(True)
-        self.model_combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
-        self.model_combo.addItem(model)
-        self.model_combo.setCurrentText(model)
-        self.model_combo.setAccessibleName("Model")
-        self.model_combo.setToolTip(
-            "The Gemini model that writes the captions, e.g. gemini-flash-latest. "
-            + ("Stored in this project." if project is not None
-               else "Used for new projects.")
-        )
-        self.refresh_button = QPushButton("&Refresh list")
-        self.refresh_button.setToolTip("Ask Google which models your key can use")
-        self.refresh_button.setAccessibleName("Refresh the model list")
-        self.model_message = message_label("Model list status")
-
-        # -- limits
+        # -- speed
         self.workers_spin = QSpinBox()
-        self.workers_spin.setRange(1, 16)
+        self.workers_spin.setRange(0, 16)
+        self.workers_spin.setSpecialValueText("Automatic")
         self.workers_spin.setValue(settings.workers)
         self.workers_spin.setAccessibleName("Requests at once")
-        self.workers_spin.setToolTip("How many images are sent to Gemini at the same time.")
+        self.workers_spin.setToolTip("How many images are sent at the same time.")
         self.rpm_spin = QSpinBox()
-        self.rpm_spin.setRange(1, 1000)
+        self.rpm_spin.setRange(0, 1000)
+        self.rpm_spin.setSpecialValueText("Automatic")
         self.rpm_spin.setValue(settings.rpm)
         self.rpm_spin.setAccessibleName("Requests per minute")
-        self.rpm_spin.setToolTip(
-            "At most this many requests start per minute. The free tier allows about 10."
-        )
+        self.rpm_spin.setToolTip("At most this many requests start per minute.")
+        self.pace_note = QLabel()
+        self.pace_note.setWordWrap(True)
+        self.pace_note.setAccessibleName("How the speed is chosen")
         self.max_side_spin = QSpinBox()
         self.max_side_spin.setRange(256, 4096)
         self.max_side_spin.setSingleStep(128)
@@ -295,106 +319,117 @@ class SettingsDialog(QDialog):
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
 
-        key_row = QHBoxLayout()
-        key_row.addWidget(self.key_label, 1)
-        key_row.addWidget(self.change_key_button)
-        model_row = QHBoxLayout()
-        model_row.addWidget(self.model_combo, 1)
-        model_row.addWidget(self.refresh_button)
-        form = QFormLayout()
-        form.addRow("API key:", key_row)
-        model_label = QLabel("&Model:" if project is not None else "Default &model:")
-        model_label.setBuddy(self.model_combo)
-        form.addRow(model_label, model_row)
-        form.addRow("", self.model_message)
+        # A scroll area: the WD14 options make the page tall, and a 13-inch laptop at 200 %
+        # has 768 logical pixels.
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        page = QWidget()
+        page_layout = QVBoxLayout(page)
+        page_layout.addWidget(panel)
+        scroll.setWidget(page)
+        self._scroll = scroll
+
+        speed = QWidget()
+        speed_form = QFormLayout(speed)
         for text, spin in (("Requests at &once:", self.workers_spin),
-                           ("Requests per mi&nute:", self.rpm_spin),
-                           ("Upload &long side:", self.max_side_spin)):
+                           ("Requests per mi&nute:", self.rpm_spin)):
             label = QLabel(text)
             label.setBuddy(spin)
-            form.addRow(label, spin)
+            speed_form.addRow(label, spin)
+        speed_form.addRow(self.pace_note)
+        side_label = QLabel("Upload &long side:")
+        side_label.setBuddy(self.max_side_spin)
+        speed_form.addRow(side_label, self.max_side_spin)
+
+        tags = QWidget()
+        tags_form = QFormLayout(tags)
         tags_row = QHBoxLayout()
         tags_row.addWidget(self.tag_list_label, 1)
         tags_row.addWidget(self.load_tags_button)
         tags_row.addWidget(self.clear_tags_button)
-        form.addRow("Tag list:", tags_row)
-        form.addRow("Tag &separator:", self.separator_edit)
+        tags_form.addRow("Tag list:", tags_row)
+        tags_form.addRow("Tag &separator:", self.separator_edit)
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(scroll, "&Captioning")
+        self.tabs.addTab(speed, "S&peed")
+        self.tabs.addTab(tags, "&Tags")
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addWidget(self.tabs, 1)
         layout.addWidget(self.error_label)
         layout.addWidget(self.buttons)
-        QWidget.setTabOrder(self.change_key_button, self.model_combo)
-        QWidget.setTabOrder(self.model_combo, self.refresh_button)
-        QWidget.setTabOrder(self.refresh_button, self.workers_spin)
-        QWidget.setTabOrder(self.workers_spin, self.rpm_spin)
-        QWidget.setTabOrder(self.rpm_spin, self.max_side_spin)
-        QWidget.setTabOrder(self.max_side_spin, self.buttons)
 
-        self.change_key_button.clicked.connect(self.change_key)
-        self.refresh_button.clicked.connect(self.refresh_models)
+        panel.change_key_requested.connect(self.change_key)
+        panel.backend_changed.connect(lambda _name: self._update())
+        panel.backend_changed.connect(lambda _name: self._update_pace_note())
         self.model_combo.editTextChanged.connect(self._update)
         self.load_tags_button.clicked.connect(lambda: self.load_tag_list())
         self.clear_tags_button.clicked.connect(self.clear_tag_list)
-        self._update_key_status()
         self._update_tag_list()
+        self._update_pace_note()
         self._update()
+        self._size_to_screen()
+
+    def _size_to_screen(self) -> None:
+        """As large as the captioning page needs without scrolling, but never taller than the
+        screen's free room (then the page scrolls)."""
+        page = self._scroll.widget()
+        assert page is not None
+        wanted = page.sizeHint()
+        bar = self._scroll.verticalScrollBar()
+        extra = bar.sizeHint().width() if bar is not None else 16
+        self._scroll.setMinimumWidth(wanted.width() + extra)
         start_size(self, DIALOG_WIDTH)
+        screen = self.screen()
+        room = screen.availableGeometry().height() - 60 if screen is not None else 700
+        chrome = self.sizeHint().height() - self._scroll.sizeHint().height()
+        height = min(room, chrome + wanted.height() + 8)
+        self.resize(self.width(), max(self.height(), height))
+        self.setMaximumHeight(max(room, self.minimumSizeHint().height()))
 
     @property
     def model(self) -> str:
         """The model name as entered (without a ``models/`` prefix)."""
-        return self.model_combo.currentText().strip().removeprefix("models/")
+        return self.backend_panel.model
 
     @property
-    def model_job(self) -> ModelListJob | None:
+    def model_job(self) -> BackendModelsJob | None:
         """The running (or last) model-list request."""
-        return self._model_job
+        return self.backend_panel.model_job
 
     @pyqtSlot()
-    def change_key(self) -> None:
-        """Open the API key dialog (window-modal; the status updates when it closes)."""
-        dialog = ApiKeyDialog(self)
-        dialog.finished.connect(self._update_key_status)
+    def change_key(self, backend: str | None = None) -> None:
+        """Open the API key dialog of the backend shown (window-modal; the status updates
+        when it closes)."""
+        dialog = ApiKeyDialog(self, backend or self.backend_panel.backend)
+        dialog.finished.connect(self.backend_panel.update_key_status)
         self._key_dialog = dialog
         dialog.open()
 
     @pyqtSlot()
     def refresh_models(self) -> None:
-        """Ask Gemini for the models that can caption (needs an API key)."""
-        if self._model_job is not None and self._model_job.is_running:
-            return
-        try:
-            key = find_api_key()
-        except LoraCapError as exc:
-            set_message(self.model_message, str(exc), error=True)
-            return
-        job = ModelListJob(key.value, self)
-        job.finished.connect(self._on_models)
-        job.failed.connect(self._on_models_failed)
-        self._model_job = job
-        self.refresh_button.setEnabled(False)
-        set_message(self.model_message, "Asking Google for the list of models…")
-        job.start()
+        """Ask the backend shown for its models (needs its key)."""
+        self.backend_panel.refresh_models()
 
     def accept(self) -> None:
-        """Write the settings (and the project's model); stay open if that fails."""
-        model = self.model
-        if not model:
-            set_message(self.error_label, "Enter a model name, e.g. gemini-flash-latest.",
-                         error=True)
+        """Write the settings (the project's or the new-project defaults); stay open if the
+        core refuses a value."""
+        problem = self.backend_panel.problem()
+        if problem:
+            set_message(self.error_label, problem, error=True)
+            self.tabs.setCurrentIndex(0)
             return
-        if self.project is not None:
-            try:
-                if self.project.settings.model != model:
-                    self.project.update_settings(model=model)
+        try:
+            self.backend_panel.apply()
+            if self.project is not None:
                 separator = self.separator_edit.text()
                 if self.project.settings.tag_separator != separator:
                     self.project.update_settings(tag_separator=separator)
-            except LoraCapError as exc:
-                set_message(self.error_label, str(exc), error=True)
-                return
-        else:
-            self.settings.default_model = model
+        except LoraCapError as exc:
+            set_message(self.error_label, str(exc), error=True)
+            return
         self.settings.workers = self.workers_spin.value()
         self.settings.rpm = self.rpm_spin.value()
         self.settings.max_side = self.max_side_spin.value()
@@ -434,33 +469,24 @@ class SettingsDialog(QDialog):
             self.tag_list_label.setText("None — tags in use in the project are offered")
         self.clear_tags_button.setEnabled(bool(tags))
 
-    @pyqtSlot()
-    def _update_key_status(self) -> None:
-        self.key_label.setText(describe_key_source(current_key_source()))
+    def _update_pace_note(self) -> None:
+        from loracap.core.backends.base import BackendConfig
+        from loracap.core.backends.registry import backend_info, batch_defaults
+
+        panel = self.backend_panel
+        workers, rpm = batch_defaults(BackendConfig(backend=panel.backend, model=panel.model,
+                                                    base_url=panel.base_url))
+        limit = f"{rpm} per minute" if rpm else "no limit per minute"
+        self.pace_note.setText(
+            "Automatic uses each backend's own pace; for "
+            f"{backend_info(panel.backend).label} that is {workers} at once and {limit}. "
+            "A number applies to every backend.")
 
     @pyqtSlot()
     def _update(self) -> None:
         ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
         if ok is not None:
-            ok.setEnabled(bool(self.model))
-            ok.setToolTip("" if self.model else "Enter a model name")
-
-    @pyqtSlot(object)
-    def _on_models(self, names: list[str]) -> None:
-        self.refresh_button.setEnabled(True)
-        current = self.model_combo.currentText()
-        self.model_combo.clear()
-        self.model_combo.addItems(names)
-        self.model_combo.setCurrentText(current)
-        if names:
-            set_message(self.model_message,
-                         f"{plural(len(names), 'model')} can write captions.")
-        else:
-            set_message(self.model_message, "Google returned no models that can write captions.",
-                         error=True)
-
-    @pyqtSlot(str)
-    def _on_models_failed(self, message: str) -> None:
-        self.refresh_button.setEnabled(True)
-        set_message(self.model_message, message, error=True)
-
+            needs_model = self.backend_panel.backend != "openai"
+            enabled = bool(self.model) or not needs_model
+            ok.setEnabled(enabled)
+            ok.setToolTip("" if enabled else "Enter a model name")

@@ -698,8 +698,10 @@ def test_settings_are_written_and_the_project_gets_the_model(qtbot, project: Pro
     dialog.show()
     assert dialog.model_combo.currentText() == DEFAULT_MODEL
     assert dialog.key_label.text() == "No API key is set yet."
+    # Automatic (0) by default: each backend's own pace.
     assert (dialog.workers_spin.value(), dialog.rpm_spin.value(),
-            dialog.max_side_spin.value()) == (4, 10, 1536)
+            dialog.max_side_spin.value()) == (0, 0, 1536)
+    assert dialog.workers_spin.text() == "Automatic"
 
     retype(qtbot, dialog.model_combo.lineEdit(), "models/gemini-2.5-flash")
     set_spin(qtbot, dialog.workers_spin, 8)
@@ -736,7 +738,7 @@ def test_cancel_writes_nothing(qtbot, project: Project, app_settings: AppSetting
     qtbot.keyClick(dialog.workers_spin, Qt.Key.Key_Escape)
     assert dialog.result() == QDialog.DialogCode.Rejected
     assert project.settings.model == DEFAULT_MODEL
-    assert app_settings.workers == 4
+    assert app_settings.workers == 0  # still automatic
 
 
 def test_refresh_fills_the_model_list_from_gemini(qtbot, project: Project,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from loracap.core.backends.base import BackendConfig
 from loracap.core.backends.gemini import GeminiCaptioner
 from loracap.core.project import Project
 from loracap.core.query import MAX_NESTING
@@ -28,8 +29,8 @@ def window(qtbot, app_settings: AppSettings, server: FakeGeminiServer, tmp_path:
     with Project.create(path, trigger="ide_main_hall") as project:
         project.add_scanned(scan_folder(photos))
 
-    def factory(model: str) -> GeminiCaptioner:
-        return GeminiCaptioner("test-key", model, base_url=server.base_url)
+    def factory(config: BackendConfig) -> GeminiCaptioner:
+        return GeminiCaptioner("test-key", config.model, base_url=server.base_url)
 
     main = MainWindow(app_settings, ThumbnailProvider(tmp_path / "thumbs"), factory)
     qtbot.addWidget(main)

@@ -10,6 +10,7 @@ from PyQt6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
 from PyQt6.QtGui import QDropEvent, QKeySequence
 from PyQt6.QtWidgets import QApplication, QDialog, QDialogButtonBox, QMessageBox
 
+from loracap.core.backends.base import BackendConfig
 from loracap.core.backends.gemini import GeminiCaptioner
 from loracap.core.errors import ApiKeyMissingError
 from loracap.core.project import CaptionMode, Project, Provenance
@@ -36,14 +37,16 @@ def folder(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_window(qtbot, app_settings: AppSettings, server: FakeGeminiServer, tmp_path: Path):
+def make_window(qtbot, app_settings: AppSettings, server: FakeGeminiServer, tmp_path: Path,
+                monkeypatch: pytest.MonkeyPatch):
+    """Windows with the real captioner factory (the backend registry), whose Gemini key and
+    address point at the fake server."""
+    monkeypatch.setenv("GEMINI_API_KEY", "test-key")
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", server.base_url)
     windows: list[MainWindow] = []
 
-    def factory(model: str) -> GeminiCaptioner:
-        return GeminiCaptioner("test-key", model, base_url=server.base_url)
-
     def make() -> MainWindow:
-        window = MainWindow(app_settings, ThumbnailProvider(tmp_path / "thumbs"), factory)
+        window = MainWindow(app_settings, ThumbnailProvider(tmp_path / "thumbs"))
         qtbot.addWidget(window)
         window.show()
         windows.append(window)
@@ -204,8 +207,8 @@ def test_invalid_key_stops_with_a_plain_message(qtbot, make_window, folder: Path
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     window = make_window()
     window.open_project(make_project(folder))
-    window._captioner_factory = lambda model: GeminiCaptioner("bad-key", model,
-                                                              base_url=server.base_url)
+    window._captioner_factory = lambda config: GeminiCaptioner("bad-key", config.model,
+                                                               base_url=server.base_url)
     stops: list[tuple[str, str, bool]] = []
     opened: list[bool] = []
     monkeypatch.setattr(dialogs_mod, "show_stop", lambda _parent, text, advice, **kw: (
@@ -231,7 +234,7 @@ def test_missing_key_asks_for_one(qtbot, make_window, folder: Path, no_dialogs,
     window.open_project(make_project(folder))
     asked: list[bool] = []
 
-    def no_key(_model: str) -> GeminiCaptioner:
+    def no_key(_config: BackendConfig) -> GeminiCaptioner:
         raise ApiKeyMissingError("No Gemini API key.")
 
     monkeypatch.setattr(main_window_mod.ApiKeyDialog, "exec",
