@@ -30,6 +30,7 @@ from PyQt6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -202,7 +203,9 @@ class BackendSettingsPanel(QWidget):
         dir_row = QHBoxLayout()
         dir_row.addWidget(self.model_dir_edit, 1)
         dir_row.addWidget(self.model_dir_button)
-        wd14_form.addRow("Model &folder:", dir_row)
+        dir_label = QLabel("Model &folder:")
+        dir_label.setBuddy(self.model_dir_edit)
+        wd14_form.addRow(dir_label, dir_row)
 
         # -- tagger hints (combined captions)
         self.hints_group = QGroupBox("Tagger hints")
@@ -388,6 +391,8 @@ class BackendSettingsPanel(QWidget):
         self.refresh_button.setToolTip(f"Ask {info.label} which models it offers")
         set_message(self.model_message, "")
 
+        # Tags are not translated: the language is the vision models' (and stays stored).
+        self._form.setRowVisible(self.language_combo, not is_wd14)
         self.wd14_group.setVisible(is_wd14)
         self.hints_group.setVisible(info.vision)
         options = choice["options"]
@@ -429,6 +434,7 @@ class BackendSettingsPanel(QWidget):
         spin.setSingleStep(0.05)
         spin.setAccessibleName(name)
         spin.setToolTip(tip)
+        spin.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
         return spin
 
     # ------------------------------------------------------------------ slots
@@ -495,7 +501,7 @@ class BackendSettingsPanel(QWidget):
         self.key_title.setText("API key:")
         self.change_key_button.setVisible(needs_key)
         if not needs_key:
-            self.key_label.setText("None needed: the tagger runs on this computer.")
+            self.key_label.setText("Not needed: the tagger runs on this computer.")
             return
         source = current_key_source(name)
         if name == "openai" and self.base_url and is_local_url(self.base_url):

@@ -241,6 +241,12 @@ class PresetsDialog(QDialog):
         layout.addWidget(splitter, 1)
         layout.addWidget(self.buttons)
 
+        # Enter in the name field finishes the name; it must not open New's menu or close.
+        for button in (self.new_button, self.duplicate_button, self.delete_button,
+                       self.use_button, self.preview_button, self.preview_cancel_button,
+                       *self.buttons.buttons()):
+            button.setAutoDefault(False)
+            button.setDefault(False)
         self.preset_list.currentItemChanged.connect(self._on_current_changed)
         self.name_edit.textEdited.connect(self._on_edited)
         self.prompt_edit.textChanged.connect(self._on_edited)
@@ -308,7 +314,7 @@ class PresetsDialog(QDialog):
         chosen: QListWidgetItem | None = None
         for scope in (BUILTIN, USER, PROJECT):
             header = QListWidgetItem(SCOPE_TITLES[scope])
-            header.setFlags(Qt.ItemFlag.NoItemFlags)
+            header.setFlags(Qt.ItemFlag.ItemIsEnabled)  # readable, not selectable
             header.setFont(bold)
             self.preset_list.addItem(header)
             presets = self.presets(scope)
@@ -346,6 +352,8 @@ class PresetsDialog(QDialog):
                             previous: QListWidgetItem | None) -> None:
         if self._loading:
             return
+        if previous is not None and previous.data(KEY_ROLE) is None:
+            previous = None  # a heading
         if not self.save_current():
             # The edit cannot be saved: stay on it, with the reason shown.
             self.preset_list.blockSignals(True)
@@ -353,7 +361,7 @@ class PresetsDialog(QDialog):
             self.preset_list.blockSignals(False)
             return
         key = current.data(KEY_ROLE) if current is not None else None
-        self._show(tuple(key) if key is not None else None)  # type: ignore[arg-type]
+        self._show(tuple(key) if key is not None else None)
 
     def _show(self, key: tuple[str, str] | None) -> None:
         self._key = key
@@ -415,7 +423,12 @@ class PresetsDialog(QDialog):
         set_message(self.error_label, "")
         self._key = (scope, edited.name)
         if edited.name != old_name:
-            self._fill_list(self._key)
+            # Renamed in place: the list may be in the middle of a selection change.
+            for row in range(self.preset_list.count()):
+                item = self.preset_list.item(row)
+                if item is not None and item.data(KEY_ROLE) == (scope, old_name):
+                    item.setData(KEY_ROLE, self._key)
+                    item.setText(f"   {edited.name}")
         return True
 
     def new_preset(self, scope: str, *, name: str = "New preset",

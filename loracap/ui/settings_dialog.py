@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PyQt6.QtCore import Qt, pyqtSlot
+from PyQt6.QtGui import QShowEvent
 from PyQt6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -364,6 +365,8 @@ class SettingsDialog(QDialog):
         panel.change_key_requested.connect(self.change_key)
         panel.backend_changed.connect(lambda _name: self._update())
         panel.backend_changed.connect(lambda _name: self._update_pace_note())
+        panel.backend_changed.connect(lambda _name: self._grow_to_page())
+        panel.base_url_edit.textChanged.connect(lambda _text: self._update_pace_note())
         self.model_combo.editTextChanged.connect(self._update)
         self.load_tags_button.clicked.connect(lambda: self.load_tag_list())
         self.clear_tags_button.clicked.connect(self.clear_tag_list)
@@ -377,17 +380,30 @@ class SettingsDialog(QDialog):
         screen's free room (then the page scrolls)."""
         page = self._scroll.widget()
         assert page is not None
-        wanted = page.sizeHint()
         bar = self._scroll.verticalScrollBar()
         extra = bar.sizeHint().width() if bar is not None else 16
-        self._scroll.setMinimumWidth(wanted.width() + extra)
+        self._scroll.setMinimumWidth(page.sizeHint().width() + extra)
         start_size(self, DIALOG_WIDTH)
+        self._grow_to_page()
+
+    def showEvent(self, event: QShowEvent | None) -> None:  # noqa: N802 (Qt naming)
+        super().showEvent(event)
+        self._grow_to_page()  # the page's size is known once it is shown
+
+    def _grow_to_page(self) -> None:
+        """Taller when the captioning page needs it (the WD14 options), within the screen."""
+        page = self._scroll.widget()
+        assert page is not None
+        layout = page.layout()
+        if layout is not None:
+            layout.activate()
         screen = self.screen()
-        room = screen.availableGeometry().height() - 60 if screen is not None else 700
-        chrome = self.sizeHint().height() - self._scroll.sizeHint().height()
-        height = min(room, chrome + wanted.height() + 8)
-        self.resize(self.width(), max(self.height(), height))
-        self.setMaximumHeight(max(room, self.minimumSizeHint().height()))
+        room = screen.availableGeometry().height() - 80 if screen is not None else 700
+        chrome = self.height() - self._scroll.viewport().height() \
+            if self.isVisible() else self.sizeHint().height() - self._scroll.sizeHint().height()
+        wanted = min(room, chrome + page.sizeHint().height() + 4)
+        if wanted > self.height():
+            self.resize(self.width(), wanted)
 
     @property
     def model(self) -> str:
