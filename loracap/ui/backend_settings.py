@@ -155,7 +155,7 @@ class BackendSettingsPanel(QWidget):
         # one line): the page is as wide as the longest key sentence.
         self.key_label = QLabel()
         self.key_label.setAccessibleName("API key status")
-        self.change_key_button = QPushButton("&Change Key…")
+        self.change_key_button = QPushButton("Chan&ge Key…")
         self.change_key_button.setAccessibleName("Change the API key")
 
         self.language_combo = QComboBox()
@@ -218,7 +218,7 @@ class BackendSettingsPanel(QWidget):
         self.hints_model_combo.addItems(MODELS)
         hints_form = QFormLayout(self.hints_group)
         hints_form.addRow(self.hints_check)
-        hints_form.addRow("WD14 &model:", self.hints_model_combo)
+        hints_form.addRow("WD14 mo&del:", self.hints_model_combo)
         self.wd14_note = message_label("WD14 tagger not installed")
 
         # -- layout
