@@ -319,7 +319,7 @@ for name in ("warning", "critical", "information"):
 app = QApplication(sys.argv[:1])
 settings = AppSettings(QSettings(os.path.join(home, "settings.ini"), QSettings.Format.IniFormat))
 window = MainWindow(settings, ThumbnailProvider(Path(home) / "thumbs"),
-                    lambda model: GeminiCaptioner("test-key", model, base_url=base_url))
+                    lambda config: GeminiCaptioner("test-key", config.model, base_url=base_url))
 window.show()
 window.open_project(Path(project))
 def finished(summary):
