@@ -48,6 +48,7 @@ from loracap.core.errors import LoraCapError
 from loracap.core.keys import KEY_SERVICES
 from loracap.core.prompts import DEFAULT_LANGUAGE, LANGUAGES, language_label
 from loracap.core.records import ProjectSettings
+from loracap.core.trusted_servers import trust_server
 from loracap.jobs.backend_jobs import BackendModelsJob
 from loracap.ui.dialogs import (
     current_key_source,
@@ -613,6 +614,7 @@ class BackendSettingsPanel(QWidget):
             self.settings.default_backend = name
             self.settings.default_model = choice["model"]
             self.settings.default_base_url = base_url
+            trust_server(name, base_url)  # the user's own default for new projects
             self.settings.default_language = self.language
             self.settings.default_backend_options = {
                 backend: dict(values["options"]) for backend, values in self._choices.items()
@@ -626,6 +628,9 @@ class BackendSettingsPanel(QWidget):
                 changes[key] = value
         if changes:
             self.project.update_settings(**changes)
+        if "base_url" in changes:
+            # A server the user typed or picked here is theirs: their key may go there.
+            trust_server(name, base_url)
         for backend, values in self._choices.items():
             changed = {key: value for key, value in values["options"].items()
                        if values["stored"].get(key, object()) != value}

@@ -71,6 +71,7 @@ from loracap.core.prompts import Profile, build_instructions
 from loracap.core.query import tag_term
 from loracap.core.records import CaptionMode, ImageRecord, Review, UndoOutcome
 from loracap.core.tags import DEFAULT_SEPARATOR, parse_tags_txt
+from loracap.core.trusted_servers import UntrustedServerError
 from loracap.jobs.backend_jobs import CaptionerJob, needs_preparation
 from loracap.jobs.runner import BatchOptions, BatchSummary, CaptionRunner
 from loracap.ui import dialogs
@@ -1414,10 +1415,33 @@ class MainWindow(QMainWindow):
                     if _attempt:
                         self.show_error(str(exc))
                     return None
+            except UntrustedServerError:
+                if _attempt or not self._ask_trust(backend or project.settings.backend,
+                                                   project.settings.base_url):
+                    return None
             except LoraCapError as exc:
                 self.show_error(str(exc))
                 return None
         return None
+
+    def _ask_trust(self, backend: str, url: str) -> bool:
+        """Ask whether this project's server may receive the user's key of ``backend``
+        (:mod:`loracap.core.trusted_servers`); remembered when the user says yes."""
+        from loracap.core.keys import key_service
+        from loracap.core.trusted_servers import trust_server
+
+        answer = QMessageBox.question(
+            self, "Send your key to this server?",
+            f"This project sends its captioning requests to\n{url}\nwith your "
+            f"{key_service(backend).label} API key.\n\nDo you trust this server? (Choose No "
+            "and change the server in Captioning Settings if you do not know it.)",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        if answer != QMessageBox.StandardButton.Yes:
+            return False
+        trust_server(backend, url)
+        return True
 
     def _ask_key(self, backend: str) -> bool:
         """The API key dialog of ``backend``; True when a key was given."""

@@ -268,3 +268,40 @@ def test_the_new_project_dialog_sets_the_language_and_the_default_backend(
         "fr", "anthropic", "claude-haiku-4-5")
     assert settings.options_for("anthropic") == {"tagger_hints": True}
     assert window.model_label.text() == "Anthropic Claude: claude-haiku-4-5"
+
+
+def test_a_projects_unknown_server_gets_the_key_only_after_the_user_says_yes(
+        qtbot, window: MainWindow, project_path: Path, gemini_server: FakeGeminiServer,
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from loracap.core.errors import LoraCapError
+    from loracap.core.trusted_servers import is_trusted
+
+    trusted = tmp_path / "trusted.json"
+    monkeypatch.setattr("loracap.core.trusted_servers._path", lambda: trusted)
+    with Project.open(project_path) as project:  # as a crafted project would hold it
+        project.update_settings(base_url="https://collector.example/v1beta")
+    asked: list[str] = []
+    answers = [QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes]
+
+    def question(_parent, title, text, *args, **kwargs):
+        asked.append(text)
+        return answers.pop(0)
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
+    made: list[str] = []
+
+    def factory(config):
+        made.append(config.base_url)
+        raise LoraCapError("stopped before any request")
+
+    monkeypatch.setattr(window, "_captioner_factory", factory)
+    monkeypatch.setattr(window, "show_error", lambda text: None)
+    assert window.open_project(project_path)
+    window.generate(CaptionMode.MISSING)
+    assert len(asked) == 1 and "https://collector.example/v1beta" in asked[0]
+    assert "Gemini API key" in asked[0]
+    assert made == [] and not is_trusted("gemini", "https://collector.example/v1beta")
+    window.generate(CaptionMode.MISSING)
+    assert made == ["https://collector.example/v1beta"]
+    assert is_trusted("gemini", "https://collector.example/v1beta")
+    assert gemini_server.generate_requests == []
