@@ -195,6 +195,7 @@ TRIGGER_LIKE = st.one_of(
 @example("a" * (MAX_TRIGGER_LENGTH + 1))
 @example("\u212a")  # KELVIN SIGN: lowercases to ASCII "k"
 @example("ide_main_hall\n")
+@example("a_")  # valid as it is: its own suggestion, not "a"
 def test_validate_trigger_accepts_exactly_its_language(text: str) -> None:
     if _is_trigger(text):
         assert validate_trigger(text) == text

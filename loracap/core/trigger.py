@@ -44,7 +44,8 @@ LEADING_DIGIT_PREFIX = "x"
 def suggest_trigger(text: str) -> str:
     """Return the valid trigger word closest to ``text``, or ``""`` if nothing usable is left.
 
-    Steps: NFKD-normalise and drop the accents (``é`` -> ``e``), lowercase, turn every run of
+    A valid trigger word is its own suggestion (``a_``, ``a__b`` stay as they are). Otherwise,
+    steps: NFKD-normalise and drop the accents (``é`` -> ``e``), lowercase, turn every run of
     characters outside ``[a-z0-9]`` into one ``_``, strip leading and trailing ``_``; when the
     word then starts with a digit, put :data:`LEADING_DIGIT_PREFIX` (``x``) in front
     (``"123abc"`` -> ``"x123abc"``, ``"3D room"`` -> ``"x3d_room"``); cut it to
@@ -60,6 +61,8 @@ def suggest_trigger(text: str) -> str:
     >>> suggest_trigger("IDE Main-Hall")
     'ide_main_hall'
     """
+    if TRIGGER_RE.fullmatch(text) and len(text) <= MAX_TRIGGER_LENGTH:
+        return text
     decomposed = unicodedata.normalize("NFKD", text)
     ascii_text = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     word = re.sub(r"[^a-z0-9]+", "_", ascii_text.lower()).strip("_")
