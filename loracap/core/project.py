@@ -1228,7 +1228,8 @@ class Project:
                 CaptionVersion(
                     id=row.id, body=row.body, provenance=Provenance(row.provenance),
                     backend=row.backend, model=row.model, prompt=row.prompt,
-                    created_at=row.created_at,
+                    created_at=row.created_at, input_tokens=row.input_tokens,
+                    output_tokens=row.output_tokens,
                 )
                 for row in rows
             ]

@@ -143,6 +143,9 @@ class CaptionVersion:
     model: str | None
     prompt: str | None
     created_at: datetime
+    #: Tokens the answer that made this version cost (0 for a person's text or when unknown).
+    input_tokens: int = 0
+    output_tokens: int = 0
 
 
 @dataclass(frozen=True)

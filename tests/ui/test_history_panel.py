@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PyQt6.QtCore import Qt
 
+from loracap.core.backends.base import TokenUsage
 from loracap.core.project import CaptionRecord, CaptionVersion, Project
 from loracap.core.scan import scan_folder
 from loracap.core.schema import Provenance
@@ -54,7 +55,8 @@ def first_id(project: Project) -> int:
 def generate_then_edit(project: Project) -> int:
     image_id = first_id(project)
     project.store_generated(image_id, "a wide hall with rows of seats", backend="gemini",
-                            model="gemini-flash-latest", prompt=PROMPT)
+                            model="gemini-flash-latest", prompt=PROMPT,
+                            usage=TokenUsage(1240, 37))
     project.edit_caption(image_id, "a wide lecture hall with rows of wooden seats")
     return image_id
 
@@ -195,7 +197,7 @@ def test_detail_shows_the_model_and_prompt_of_a_generated_version(
     select(panel, generated.id)
     text = panel.detail.toPlainText()
     assert text.startswith("a wide hall with rows of seats\n")
-    assert "Model: gemini-flash-latest (gemini)" in text
+    assert "Model: gemini-flash-latest (gemini) · 1,240 input + 37 output tokens" in text
     assert f"Prompt:\n{PROMPT}" in text
     assert panel.detail.isReadOnly()
 
