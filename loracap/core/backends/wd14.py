@@ -4,51 +4,72 @@ A tagger gives every tag of its list a score and keeps those above a threshold; 
 the kept tags joined with the project's tag separator. Nothing leaves the computer, and nothing
 is billed (usage is zero).
 
+This module holds the preprocessing, the captioner (with its micro-batcher), the ONNX session
+and the registry's entry points. The tag list and tag choice are in
+:mod:`loracap.core.backends.wd14_tags`, the optional dependencies and model files in
+:mod:`loracap.core.backends.wd14_models`; their public names are re-exported here.
+
 Facts this module relies on (SmilingWolf's model cards and his ``wd-tagger`` Space on Hugging
 Face, summed up in PRODUCT.md):
 
-* Each model is the Hugging Face repo ``SmilingWolf/<name>`` holding ``model.onnx`` and
-  ``selected_tags.csv`` (:data:`MODELS`).
-* ``selected_tags.csv`` has the columns ``tag_id,name,category,count``; row *i* names output
-  *i*. Category 9 is a rating (general, sensitive, questionable, explicit), 0 a general tag,
-  4 a character. Names use underscores for spaces; kaomoji (``^_^``) are written with them.
+* A model folder (or the Hugging Face repo ``SmilingWolf/<name>``) holds ``model.onnx`` and
+  ``selected_tags.csv``; row *i* of the CSV names output *i*.
 * The input is ``[batch, 448, 448, 3]`` float32, BGR, 0-255 (NHWC). The image is composited
   onto white, padded to a centred white square and resized with bicubic filtering. This module
   reads the size from the model's input shape rather than assuming 448.
-* The output is ``[batch, n_tags]`` sigmoid scores. The suggested thresholds are 0.35 for
-  general tags and 0.85 for characters; a tag is kept when its score is *above* the threshold.
-* MCut (Largeron et al., "MCut: a thresholding strategy for multi-label classification",
-  2012) puts the threshold in the middle of the largest gap between the sorted scores; for
-  characters the Space keeps a floor of 0.15.
+* The output is ``[batch, n_tags]`` sigmoid scores, turned into tags by
+  :func:`~loracap.core.backends.wd14_tags.select_tags`.
 
-onnxruntime, numpy and huggingface_hub are the optional ``wd14`` extra (the packaged app does
-not ship them): this module imports them only when a tagger is built or a model downloaded,
-and says how to install them when they are missing.
+numpy and onnxruntime (the optional ``wd14`` extra) are imported only when a tagger is built or
+run (:func:`~loracap.core.backends.wd14_models.check_dependencies`).
 """
 
 from __future__ import annotations
 
-import csv
 import logging
-import math
-import re
-import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from loracap.core.backends.base import BackendConfig, GeneratedCaption, TokenUsage
-from loracap.core.errors import (
-    CaptionError,
-    ImageRejectedError,
-    InputError,
-    LoraCapError,
-    NetworkError,
+from loracap.core.backends.wd14_models import (
+    DEFAULT_MODEL,
+    FROZEN_HINT,
+    HF_OWNER,
+    INSTALL_HINT,
+    MODEL_FILE,
+    MODELS,
+    TAGS_FILE,
+    ProgressCallback,
+    _detail,
+    _require,
+    cached_model,
+    check_dependencies,
+    default_cache_dir,
+    ensure_model,
+    repo_id,
 )
+from loracap.core.backends.wd14_tags import (
+    CHARACTER,
+    DEFAULT_CHARACTER_THRESHOLD,
+    DEFAULT_GENERAL_THRESHOLD,
+    GENERAL,
+    KAOMOJI,
+    MCUT_CHARACTER_FLOOR,
+    RATING,
+    Tag,
+    TaggerSettings,
+    display_name,
+    mcut_threshold,
+    read_tags,
+    select_tags,
+    tags_text,
+)
+from loracap.core.errors import CaptionError, ImageRejectedError, InputError
 from loracap.core.prompts import Instructions
 
 if TYPE_CHECKING:
@@ -56,331 +77,25 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
     from PIL import Image
 
+__all__ = [
+    # this module: preprocessing, the captioner and the registry's entry points
+    "BACKEND_NAME", "MAX_BATCH", "WD14Captioner", "create", "list_models", "to_model_input",
+    # wd14_models: optional dependencies and model files
+    "DEFAULT_MODEL", "FROZEN_HINT", "HF_OWNER", "INSTALL_HINT", "MODELS", "MODEL_FILE",
+    "TAGS_FILE", "ProgressCallback", "cached_model", "check_dependencies", "default_cache_dir",
+    "ensure_model", "repo_id",
+    # wd14_tags: the tag list and tag choice
+    "CHARACTER", "DEFAULT_CHARACTER_THRESHOLD", "DEFAULT_GENERAL_THRESHOLD", "GENERAL",
+    "KAOMOJI", "MCUT_CHARACTER_FLOOR", "RATING", "Tag", "TaggerSettings", "display_name",
+    "mcut_threshold", "read_tags", "select_tags", "tags_text",
+]
+
 logger = logging.getLogger(__name__)
 
 BACKEND_NAME = "wd14"
 
-#: The taggers offered by name, best first; each is the Hugging Face repo
-#: ``SmilingWolf/<name>`` (SmilingWolf's model cards).
-MODELS: tuple[str, ...] = (
-    "wd-eva02-large-tagger-v3",
-    "wd-vit-large-tagger-v3",
-    "wd-swinv2-tagger-v3",
-    "wd-convnext-tagger-v3",
-    "wd-vit-tagger-v3",
-    "wd-v1-4-moat-tagger-v2",
-)
-DEFAULT_MODEL = MODELS[0]
-HF_OWNER = "SmilingWolf"
-
-#: The two files of a tagger, in its repo or in a model folder.
-MODEL_FILE = "model.onnx"
-TAGS_FILE = "selected_tags.csv"
-
-#: Category numbers of ``selected_tags.csv`` (SmilingWolf's model cards).
-RATING, GENERAL, CHARACTER = 9, 0, 4
-
-#: Suggested thresholds of the v3 model cards (scores 0-1; kept when above).
-DEFAULT_GENERAL_THRESHOLD = 0.35
-DEFAULT_CHARACTER_THRESHOLD = 0.85
-#: Lowest character threshold MCut may give (SmilingWolf's wd-tagger Space).
-MCUT_CHARACTER_FLOOR = 0.15
-
-#: Tag names kept with their underscores: kaomoji, whose underscore is a mouth or a nose, not
-#: a space. The list of SmilingWolf's wd-tagger Space, plus ``(^_^)``.
-KAOMOJI: frozenset[str] = frozenset({
-    "0_0", "(o)_(o)", "+_+", "+_-", "._.", "<o>_<o>", "<|>_<|>", "=_=", ">_<", "3_3",
-    "6_9", ">_o", "@_@", "^_^", "o_o", "u_u", "x_x", "|_|", "||_||", "(^_^)",
-})
-
 #: Most images one ``session.run`` takes; concurrent calls are coalesced up to it.
 MAX_BATCH = 8
-
-INSTALL_HINT = ('The WD14 tagger needs the wd14 extra (onnxruntime, numpy, huggingface_hub): '
-                'pip install "loracap[wd14]"')
-#: Added in the packaged app, which leaves onnxruntime out to stay within its size budget.
-FROZEN_HINT = ("The packaged app does not include them (about 60 MB); install LoRACap with "
-               "pip to tag with WD14, or choose another backend.")
-
-_OPTION_KEYS = frozenset({
-    "general_threshold", "character_threshold", "mcut", "include_rating", "exclude",
-})
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
-_MAX_DETAIL = 200
-_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
-
-#: A download's progress: ``progress(done_bytes, total_bytes)``.
-ProgressCallback = Callable[[int, int], None]
-
-
-# --- optional dependencies --------------------------------------------------------------------
-
-
-def _require(module: str) -> ModuleType:
-    """The optional module ``module``; :class:`LoraCapError` with :data:`INSTALL_HINT` when it
-    is not installed."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        if getattr(sys, "frozen", False):
-            raise LoraCapError(f"{INSTALL_HINT} ({module} is missing). {FROZEN_HINT}") from exc
-        raise LoraCapError(f"{INSTALL_HINT} ({module} is missing).") from exc
-
-
-def check_dependencies() -> None:
-    """Raise :class:`LoraCapError` (:data:`INSTALL_HINT`) unless numpy and onnxruntime import."""
-    _require("numpy")
-    _require("onnxruntime")
-
-
-# --- tags -------------------------------------------------------------------------------------
-
-
-def display_name(name: str) -> str:
-    """A CSV tag name as written in captions: underscores become spaces, except in the
-    :data:`KAOMOJI` (``long_hair`` -> ``long hair``, ``^_^`` stays)."""
-    return name if name in KAOMOJI else name.replace("_", " ")
-
-
-@dataclass(frozen=True)
-class Tag:
-    """One row of ``selected_tags.csv``: ``name`` as in the file, ``category`` (:data:`RATING`,
-    :data:`GENERAL`, :data:`CHARACTER`; other numbers are never kept), ``display`` as written in
-    captions (:func:`display_name`)."""
-
-    name: str
-    category: int
-    display: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "display", display_name(self.name))
-
-
-def read_tags(path: Path) -> list[Tag]:
-    """The tags of a ``selected_tags.csv`` at ``path``, in file order (= the model's outputs).
-
-    Reads the ``name`` and ``category`` columns (``tag_id`` and ``count`` are not needed); a
-    UTF-8 byte-order mark is allowed. Raises :class:`InputError` naming the WD14 backend when
-    the file is missing, not UTF-8 CSV, lacks those columns, has a category that is not a
-    whole number, or lists no tag.
-    """
-    path = Path(path)
-    where = path.parent
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as fp:
-            reader = csv.DictReader(fp)
-            columns = {str(c).strip() for c in reader.fieldnames or ()}
-            missing = {"name", "category"} - columns
-            if missing:
-                raise _TagsError(f"it has no {' or '.join(sorted(missing))} column")
-            tags: list[Tag] = []
-            for line, row in enumerate(reader, start=2):
-                name = (row.get("name") or "").strip()
-                category = (row.get("category") or "").strip()
-                if not name:
-                    raise _TagsError(f"line {line} has no tag name")
-                try:
-                    tags.append(Tag(name, int(category)))
-                except ValueError:
-                    raise _TagsError(
-                        f"line {line} has the category '{category[:20]}', not a number"
-                    ) from None
-    except FileNotFoundError:
-        raise InputError(
-            f'The WD14 backend needs {TAGS_FILE} beside {MODEL_FILE} in "{where}": copy it '
-            f"from the model's Hugging Face page (https://huggingface.co/{HF_OWNER}/<model>) "
-            "or choose the folder that holds both files."
-        ) from None
-    except _TagsError as exc:
-        raise _unreadable_tags(path, str(exc)) from None
-    except UnicodeDecodeError:
-        raise _unreadable_tags(path, "it is not UTF-8 text") from None
-    except (csv.Error, OSError) as exc:
-        raise _unreadable_tags(path, _detail(exc)) from None
-    if not tags:
-        raise _unreadable_tags(path, "it lists no tag")
-    return tags
-
-
-class _TagsError(Exception):
-    """Internal: what is wrong with a selected_tags.csv."""
-
-
-def _unreadable_tags(path: Path, reason: str) -> InputError:
-    return InputError(
-        f'The WD14 backend cannot read "{path}": {reason}. It must be the {TAGS_FILE} of a WD14 '
-        "tagger (columns tag_id,name,category,count); copy it again from the model's page."
-    )
-
-
-def _detail(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
-
-
-# --- settings and tag selection ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TaggerSettings:
-    """How tags are chosen from a tagger's scores.
-
-    ``general_threshold`` / ``character_threshold`` -- scores 0-1; a general tag or a character
-    is kept when its score is above it (defaults 0.35 and 0.85, the model cards' suggestion).
-    ``mcut`` -- choose both thresholds by MCut instead (:func:`mcut_threshold`; the character
-    threshold never below :data:`MCUT_CHARACTER_FLOOR`); the fixed thresholds are then unused.
-    ``include_rating`` -- begin the tags with the most likely rating (``general``,
-    ``sensitive``, ``questionable``, ``explicit``); left out by default, as a rating describes
-    the image's content level rather than something in it. ``exclude`` -- tags never written,
-    compared without regard to case and with underscores as spaces (``Long_Hair`` leaves out
-    ``long hair``).
-
-    Raises :class:`InputError` for a threshold outside 0-1.
-    """
-
-    general_threshold: float = DEFAULT_GENERAL_THRESHOLD
-    character_threshold: float = DEFAULT_CHARACTER_THRESHOLD
-    mcut: bool = False
-    include_rating: bool = False
-    exclude: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        for key in ("general_threshold", "character_threshold"):
-            value = getattr(self, key)
-            if not (isinstance(value, (int, float)) and math.isfinite(value)
-                    and 0.0 <= value <= 1.0):
-                raise InputError(f"The WD14 option {key} must be a number from 0 to 1, "
-                                 f"not {value!r}.")
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> TaggerSettings:
-        """Settings from a backend's stored options (:attr:`BackendConfig.options`), keys as the
-        fields' names. Thresholds may be numbers or numeric text; ``mcut`` and
-        ``include_rating`` booleans or ``"true"``/``"false"``/``"1"``/``"0"``/``"yes"``/
-        ``"no"``; ``exclude`` a list of tags or one text of comma-separated tags. Missing keys
-        take the defaults; unknown keys are ignored (a newer LoRACap's) and logged.
-
-        Raises :class:`InputError` naming the option for a value of the wrong kind or out of
-        range.
-        """
-        unknown = sorted(set(options) - _OPTION_KEYS)
-        if unknown:
-            logger.info("WD14: ignoring unknown options %s", ", ".join(map(str, unknown)))
-        values: dict[str, Any] = {}
-        for key in ("general_threshold", "character_threshold"):
-            if key in options and options[key] is not None:
-                values[key] = _threshold(key, options[key])
-        for key in ("mcut", "include_rating"):
-            if key in options and options[key] is not None:
-                values[key] = _flag(key, options[key])
-        if options.get("exclude") is not None:
-            values["exclude"] = _tag_list(options["exclude"])
-        return cls(**values)
-
-
-def _threshold(key: str, value: Any) -> float:
-    problem = InputError(f"The WD14 option {key} must be a number from 0 to 1, not {value!r}.")
-    if isinstance(value, bool):
-        raise problem
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise problem from None
-    if not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not 0.0 <= value <= 1.0:
-        raise problem
-    return float(value)
-
-
-def _flag(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    raise InputError(f"The WD14 option {key} must be true or false, not {value!r}.")
-
-
-def _tag_list(value: Any) -> tuple[str, ...]:
-    items: list[Any]
-    if isinstance(value, str):
-        items = value.split(",")
-    elif isinstance(value, (list, tuple)):
-        items = list(value)
-    else:
-        raise InputError("The WD14 option exclude must be a list of tags, not "
-                         f"{type(value).__name__}.")
-    if not all(isinstance(item, str) for item in items):
-        raise InputError("The WD14 option exclude must list tags as text.")
-    return tuple(item.strip() for item in items if item.strip())
-
-
-def _match_key(tag: str) -> str:
-    """How excluded tags are compared: underscores as spaces, case folded, spaces collapsed."""
-    return " ".join(tag.replace("_", " ").casefold().split())
-
-
-def mcut_threshold(scores: Sequence[float]) -> float:
-    """The MCut threshold of ``scores`` (0-1): the middle of the largest gap between two
-    neighbours once sorted (Largeron et al. 2012; SmilingWolf's wd-tagger Space). Raises
-    ValueError for fewer than two scores (there is no gap)."""
-    ordered = sorted((float(s) for s in scores), reverse=True)
-    if len(ordered) < 2:
-        raise ValueError("MCut needs at least two scores")
-    gaps = [ordered[i] - ordered[i + 1] for i in range(len(ordered) - 1)]
-    cut = max(range(len(gaps)), key=gaps.__getitem__)  # the first of equal gaps
-    return (ordered[cut] + ordered[cut + 1]) / 2.0
-
-
-def select_tags(tags: Sequence[Tag], scores: Sequence[float], settings: TaggerSettings
-                ) -> list[tuple[str, float]]:
-    """The tags to write for one image, as ``(display name, score)`` pairs.
-
-    ``scores`` are the model's outputs for one image, one per tag (same order). General tags
-    and characters above their thresholds (``settings``; MCut if asked) are kept, excluded tags
-    dropped, and the rest ordered by score, highest first (ties in file order). With
-    ``include_rating`` the most likely rating comes first, whatever its score. Raises
-    ValueError when the two lengths differ.
-    """
-    if len(scores) != len(tags):
-        raise ValueError(f"{len(scores)} scores for {len(tags)} tags")
-    general = [(tag, float(s)) for tag, s in zip(tags, scores, strict=True)
-               if tag.category == GENERAL]
-    characters = [(tag, float(s)) for tag, s in zip(tags, scores, strict=True)
-                  if tag.category == CHARACTER]
-    general_threshold = settings.general_threshold
-    character_threshold = settings.character_threshold
-    if settings.mcut:
-        if len(general) >= 2:
-            general_threshold = mcut_threshold([s for _, s in general])
-        if len(characters) >= 2:
-            character_threshold = max(MCUT_CHARACTER_FLOOR,
-                                      mcut_threshold([s for _, s in characters]))
-    excluded = {_match_key(tag) for tag in settings.exclude}
-    kept = [(tag, s) for tag, s in general if s > general_threshold]
-    kept += [(tag, s) for tag, s in characters if s > character_threshold]
-    kept = [(tag, s) for tag, s in kept if _match_key(tag.display) not in excluded]
-    kept.sort(key=lambda pair: -pair[1])
-    chosen = [(tag.display, s) for tag, s in kept]
-    if settings.include_rating:
-        ratings = [(tag, float(s)) for tag, s in zip(tags, scores, strict=True)
-                   if tag.category == RATING]
-        if ratings:
-            best, score = max(ratings, key=lambda pair: pair[1])
-            if _match_key(best.display) not in excluded:
-                chosen.insert(0, (best.display, score))
-    return chosen
-
-
-def tags_text(tags: Sequence[tuple[str, float]]) -> str:
-    """Tags with scores as text, one ``tag<TAB>score`` line each (scores to 4 decimals): the
-    ``raw`` answer of a WD14 caption."""
-    return "\n".join(f"{name}\t{score:.4f}" for name, score in tags)
 
 
 # --- preprocessing ----------------------------------------------------------------------------
@@ -409,230 +124,6 @@ def to_model_input(image: Image.Image, size: int) -> NDArray[np.float32]:
     pixels = np.asarray(square, dtype=np.float32)
     bgr: NDArray[np.float32] = np.ascontiguousarray(pixels[:, :, ::-1])
     return bgr
-
-
-# --- model files and downloads ----------------------------------------------------------------
-
-
-def repo_id(name: str) -> str:
-    """The Hugging Face repo of the model ``name`` (``SmilingWolf/<name>``; a name holding a
-    ``/`` is taken as a repo already). Raises :class:`InputError` for an unknown bare name."""
-    name = name.strip()
-    if "/" in name:
-        if not _REPO_ID.fullmatch(name):
-            raise InputError(f"'{name}' is not a Hugging Face repo name (owner/name).")
-        return name
-    if name not in MODELS:
-        raise InputError(f"There is no WD14 model called '{name}' (choose one of: "
-                         f"{', '.join(MODELS)}, or give a model folder with --model-dir).")
-    return f"{HF_OWNER}/{name}"
-
-
-def default_cache_dir() -> Path:
-    """Where downloaded models are kept: ``wd14`` in LoRACap's cache folder
-    (:func:`loracap.core.userdirs.user_dirs`), laid out as a Hugging Face hub cache."""
-    from loracap.core.userdirs import user_dirs
-
-    return user_dirs().cache / "wd14"
-
-
-def _lookup_dirs(cache_dir: Path | None) -> list[Path]:
-    """Caches searched for a model: ``cache_dir`` alone when given, else LoRACap's and then
-    the Hugging Face hub's default cache (a model another tool downloaded is used in place)."""
-    if cache_dir is not None:
-        return [Path(cache_dir)]
-    folders = [default_cache_dir()]
-    try:
-        from huggingface_hub import constants
-
-        folders.append(Path(constants.HF_HUB_CACHE))
-    except (ImportError, AttributeError):
-        pass
-    return folders
-
-
-def cached_model(name: str, *, cache_dir: Path | None = None) -> Path | None:
-    """The folder holding both files of the model ``name`` if a cache has them, else None; no
-    network is used. ``cache_dir`` as for :func:`ensure_model`. Raises :class:`InputError` for
-    an unknown name and :class:`LoraCapError` when huggingface_hub is not installed."""
-    repo = repo_id(name)
-    hub = _require("huggingface_hub")
-    for folder in _lookup_dirs(cache_dir):
-        if not folder.is_dir():
-            continue
-        paths: list[Path] = []
-        for filename in (MODEL_FILE, TAGS_FILE):
-            try:
-                found = hub.hf_hub_download(repo, filename, cache_dir=str(folder),
-                                            local_files_only=True)
-            except (FileNotFoundError, OSError, ValueError) as exc:  # not cached
-                logger.debug("WD14: %s of %s not in %s (%s)", filename, repo, folder, exc)
-                break
-            paths.append(Path(found))
-        if len(paths) == 2 and paths[0].parent == paths[1].parent:
-            return paths[0].parent
-    return None
-
-
-def ensure_model(
-    name: str,
-    *,
-    cache_dir: Path | None = None,
-    progress: ProgressCallback | None = None,
-    endpoint: str | None = None,
-) -> Path:
-    """The folder holding ``model.onnx`` and ``selected_tags.csv`` of the model ``name``
-    (:data:`MODELS`, or a repo ``owner/name``), downloaded from Hugging Face with
-    huggingface_hub when no cache has them yet; once downloaded, no network is used.
-
-    ``cache_dir`` -- a Hugging Face hub cache folder (default :func:`default_cache_dir`; the
-    hub's own default cache is searched too). ``progress(done_bytes, total_bytes)`` is called
-    from this thread as bytes arrive (through huggingface_hub's ``tqdm_class`` hook); an
-    exception it raises stops the download and is raised as it is (a cancel), and the part
-    downloaded is resumed next time. ``endpoint`` -- another hub (default ``HF_ENDPOINT`` or
-    huggingface.co).
-
-    Raises :class:`InputError` for an unknown model or a repo without those files,
-    :class:`NetworkError` when Hugging Face cannot be reached (with how to use a model folder
-    instead), :class:`LoraCapError` when huggingface_hub is not installed.
-    """
-    repo = repo_id(name)
-    found = cached_model(name, cache_dir=cache_dir)
-    if found is not None:
-        return found
-    hub = _require("huggingface_hub")
-    target = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    target.mkdir(parents=True, exist_ok=True)
-    reporter = _Reporter(progress)
-    try:
-        sizes = [_remote_size(hub, repo, filename, endpoint)
-                 for filename in (TAGS_FILE, MODEL_FILE)]
-        reporter.start(sizes)
-        tags_path = _download(hub, repo, TAGS_FILE, target, endpoint, reporter)
-        model_path = _download(hub, repo, MODEL_FILE, target, endpoint, reporter)
-        if tags_path.parent != model_path.parent:
-            # The repo got a new commit between the two downloads: take its tags list too.
-            tags_path = _download(hub, repo, TAGS_FILE, target, endpoint, reporter)
-    except LoraCapError:
-        raise
-    except Exception as exc:
-        if reporter.error is exc:
-            raise  # the callback's own exception (a cancel), unchanged
-        raise _download_error(hub, name, repo, exc) from exc
-    if tags_path.parent != model_path.parent:
-        raise NetworkError(f"The WD14 model '{name}' changed on Hugging Face while it was "
-                           "downloading; try again.")
-    reporter.finish()
-    return model_path.parent
-
-
-def _remote_size(hub: ModuleType, repo: str, filename: str, endpoint: str | None) -> int | None:
-    url = hub.hf_hub_url(repo, filename, endpoint=endpoint)
-    meta = hub.get_hf_file_metadata(url)
-    size = getattr(meta, "size", None)
-    return int(size) if isinstance(size, int) else None
-
-
-def _download(hub: ModuleType, repo: str, filename: str, target: Path, endpoint: str | None,
-              reporter: _Reporter) -> Path:
-    reporter.next_file()
-    path = Path(hub.hf_hub_download(repo, filename, cache_dir=str(target), endpoint=endpoint,
-                                    tqdm_class=reporter.bar_class(hub)))
-    reporter.file_done(path)
-    return path
-
-
-def _download_error(hub: ModuleType, name: str, repo: str, exc: Exception) -> LoraCapError:
-    """The LoRACap error of a failed download (huggingface_hub's error classes by name, as
-    they moved between modules across its versions)."""
-    kinds = {cls.__name__ for cls in type(exc).__mro__}
-    page = f"https://huggingface.co/{repo}"
-    if kinds & {"RepositoryNotFoundError", "GatedRepoError", "RevisionNotFoundError",
-                "RemoteEntryNotFoundError"} or (
-            "EntryNotFoundError" in kinds and "LocalEntryNotFoundError" not in kinds):
-        return InputError(f"Hugging Face has no WD14 tagger files ({MODEL_FILE} and "
-                          f"{TAGS_FILE}) at {page}: choose one of {', '.join(MODELS)}.")
-    logger.info("WD14: download of %s failed: %r", repo, exc)
-    return NetworkError(
-        f"Could not download the WD14 model '{name}' from Hugging Face ({_detail(exc)}). "
-        f"Check the internet connection and try again, or download {MODEL_FILE} and "
-        f"{TAGS_FILE} from {page} into a folder and use it with --model-dir."
-    )
-
-
-class _Reporter:
-    """Turns huggingface_hub's per-file progress bars into ``progress(done, total)`` calls."""
-
-    def __init__(self, callback: ProgressCallback | None) -> None:
-        self.callback = callback
-        self.error: BaseException | None = None
-        self.total = 0
-        self.done = 0  # bytes of the files finished
-        self.bars: list[Any] = []  # the current file's bars
-        self._unknown = False
-
-    def start(self, sizes: Sequence[int | None]) -> None:
-        self.total = sum(size or 0 for size in sizes)
-        self._unknown = any(size is None for size in sizes)
-        self._report(0)
-
-    def next_file(self) -> None:
-        self.bars = []
-
-    def file_done(self, path: Path) -> None:
-        self.done += self._current()
-        self.bars = []
-        if self._unknown:
-            self.total = max(self.total, self.done)
-
-    def finish(self) -> None:
-        self.total = max(self.total, self.done)
-        self._report(0)
-
-    def _current(self) -> int:
-        # Xet downloads may use two bars for one file (bytes received, bytes written):
-        # the larger one counts, never more than its file's size.
-        return max((min(bar.loracap_done, bar.total or bar.loracap_done) for bar in self.bars),
-                   default=0)
-
-    def update(self) -> None:
-        self._report(self._current())
-
-    def _report(self, current: int) -> None:
-        if self.callback is None:
-            return
-        done = self.done + current
-        if self._unknown:
-            bar_total = max((bar.total or 0 for bar in self.bars), default=0)
-            self.total = max(self.total, self.done + bar_total, done)
-        try:
-            self.callback(done, max(self.total, done))
-        except BaseException as exc:
-            self.error = exc
-            raise
-
-    def bar_class(self, hub: ModuleType) -> type[Any]:
-        """A silent ``tqdm`` subclass of huggingface_hub's whose bars report to this."""
-        reporter = self
-        base: type[Any] = _require("huggingface_hub.utils").tqdm
-
-        class Bar(base):  # type: ignore[misc]
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                kwargs["disable"] = True  # no text on stderr; the front end shows progress
-                self.loracap_done = int(kwargs.get("initial") or 0)
-                super().__init__(*args, **kwargs)
-                reporter.bars.append(self)
-
-            def update(self, n: float | None = 1) -> bool | None:
-                self.loracap_done += int(n or 0)
-                reporter.update()
-                result: bool | None = super().update(n)
-                return result
-
-            def update_transfer(self, n: float | None = 1) -> None:
-                """Network bytes of a Xet download: counted through ``update`` already."""
-
-        return Bar
 
 
 # --- the captioner ----------------------------------------------------------------------------
