@@ -45,20 +45,18 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
-from pathlib import Path, PurePath
+from pathlib import Path
 from types import EllipsisType
 from typing import Any
-from urllib.parse import quote
 
 import psutil
-from sqlalchemy import DateTime, Engine, create_engine, delete, event, func, insert, select
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
 
-from loracap.core.backends.base import TokenUsage, check_base_url
-from loracap.core.backends.registry import BACKENDS, backend_info, check_backend_options
+from loracap.core.backends.base import TokenUsage
+from loracap.core.backends.registry import check_backend_options
 from loracap.core.errors import (
     InputError,
     ProjectError,
@@ -66,10 +64,18 @@ from loracap.core.errors import (
     ProjectNotWritableError,
     ProjectReadOnlyError,
     ProjectVersionError,
-    TriggerWordError,
 )
-from loracap.core.presets import presets_from_json
-from loracap.core.prompts import LANGUAGES, Profile, check_language
+from loracap.core.project_integrity import (
+    _check_header,
+    _check_profile,
+    _check_separator,
+    _checked_backend_settings,
+    _damaged,
+    _inspect,
+    _leaves_folder,
+    _read_only_uri,
+    _undo_entries,
+)
 from loracap.core.records import (
     AddResult,
     CaptionMode,
@@ -98,7 +104,6 @@ from loracap.core.schema import (
     LockRow,
     ProjectRow,
     UndoStepRow,
-    fs_decode,
     utcnow,
 )
 from loracap.core.trigger import (
@@ -199,12 +204,6 @@ def _make_engine(path: Path, *, read_only: bool) -> Engine:
     )
     event.listen(engine, "connect", _connect_pragmas)
     return engine
-
-
-def _read_only_uri(path: Path) -> str:
-    """SQLite's URI that opens ``path`` read-only. The path is percent-encoded from its exact
-    bytes, so ``#``, ``?``, ``%`` and names that are not UTF-8 open the right file."""
-    return f"file:{quote(os.fsencode(Path(path).absolute().as_posix()), safe='/:')}?mode=ro"
 
 
 def _db_reason(exc: BaseException) -> str:
@@ -1399,350 +1398,6 @@ def _review_label(count: int, *, review: Review | None, rating: int | None | boo
             return f"Clear the rating of {images}"
         return f"Set the rating of {images} to {rating}"
     return f"Edit the note of {images}"
-
-
-def _check_header(path: Path) -> int:
-    """Return the schema version of a project file, or raise :class:`ProjectError`."""
-    try:
-        with path.open("rb") as handle:
-            magic = handle.read(16)
-    except OSError as exc:
-        raise ProjectError(f"Cannot read {path}: {exc.strerror or exc}") from exc
-    if magic != b"SQLite format 3\x00":
-        raise ProjectError(f"{path.name} is not a LoRACap project file.")
-    try:
-        conn = sqlite3.connect(_read_only_uri(path), uri=True)
-        try:
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as exc:
-        raise ProjectError(f"{path.name} is damaged or not a project file: {exc}") from exc
-    if app_id != APPLICATION_ID:
-        raise ProjectError(f"{path.name} is an SQLite file but not a LoRACap project.")
-    return int(version)
-
-
-# ---------------------------------------------------------------------- checks of a file's values
-
-#: The format that added a table (column ``""``) or a column; everything else dates from 1.
-_ADDED_IN_VERSION: dict[tuple[str, str], int] = {
-    ("images", "review"): 2, ("images", "rating"): 2, ("images", "note"): 2,
-    ("project", "tag_separator"): 3, ("undo_steps", ""): 3, ("exports", ""): 4,
-    **{("project", name): 5 for name in ("backend", "base_url", "language", "backend_options",
-                                         "prompt_presets")},
-    **{(table, name): 5 for table in ("caption_versions", "caption_attempts")
-       for name in ("input_tokens", "output_tokens")},
-}
-
-_PROFILES = frozenset(profile.value for profile in Profile)
-_REVIEWS = frozenset(review.value for review in Review)
-_PROVENANCES = frozenset(provenance.value for provenance in Provenance)
-
-
-def _expected_tables(version: int) -> dict[str, set[str]]:
-    """The tables, each with its columns, of a project file of format ``version``."""
-    tables: dict[str, set[str]] = {}
-    for table in Base.metadata.sorted_tables:
-        if _ADDED_IN_VERSION.get((table.name, ""), 1) > version:
-            continue
-        tables[table.name] = {column.name for column in table.columns
-                              if _ADDED_IN_VERSION.get((table.name, column.name), 1) <= version}
-    return tables
-
-
-def _shown(value: object, limit: int = 60) -> str:
-    """A stored value quoted for a message: printable (control characters and undecodable
-    bytes escaped) and at most ``limit`` characters."""
-    text = readable_path(value if isinstance(value, str) else repr(value))
-    text = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
-                   for ch in text)
-    if len(text) > limit:
-        text = text[:limit - 1] + "…"
-    return f'"{text}"'
-
-
-def _damaged(path: Path, detail: str) -> str:
-    """The message of a project file whose contents fail the checks."""
-    return (f"{path.name} is damaged: {detail}. LoRACap did not open it and changed nothing; "
-            "use a backup copy, or start a new project from the photo folder.")
-
-
-def _check_profile(profile: str) -> str:
-    """Return ``profile`` if it is a caption profile's value, else raise :class:`InputError`."""
-    if profile not in _PROFILES:
-        raise InputError(f"Unknown caption profile {_shown(profile)}; choose one of "
-                         f"{', '.join(p.value for p in Profile)}.")
-    return profile
-
-
-def _checked_backend_settings(changes: Mapping[str, Any]) -> dict[str, Any]:
-    """The backend settings among ``changes``, checked and in their stored form (the options
-    as JSON text). Raises :class:`InputError`."""
-    checked: dict[str, Any] = {}
-    if "backend" in changes:
-        checked["backend"] = backend_info(str(changes["backend"])).name
-    if "base_url" in changes:
-        checked["base_url"] = check_base_url(str(changes["base_url"]))
-    if "language" in changes:
-        checked["language"] = check_language(str(changes["language"]))
-    if "backend_options" in changes:
-        options = changes["backend_options"]
-        checked["backend_options"] = json.dumps(check_backend_options(
-            options if isinstance(options, (str, Mapping)) else {}), sort_keys=True)
-    if "prompt_presets" in changes:
-        presets = str(changes["prompt_presets"])
-        presets_from_json(presets)
-        checked["prompt_presets"] = presets
-    return checked
-
-
-def _check_separator(separator: str) -> str:
-    """Return ``separator`` if it can separate tags: not empty, on one line (tags.txt and the
-    captions are read line by line). Raises :class:`InputError`."""
-    if not separator:
-        raise InputError("The tag separator is empty; use a character such as a comma.")
-    if len(f"{separator}.".splitlines()) > 1:
-        raise InputError("The tag separator contains a line break; use a character such as a "
-                         "comma.")
-    return separator
-
-
-def _leaves_folder(stored: str) -> bool:
-    """True when a stored image path is absolute or leads out of the project folder
-    (``../notes.jpg``, ``a/../../b.jpg``), by this system's rules for paths; no disk access."""
-    path = PurePath(stored)
-    if path.is_absolute() or path.anchor:
-        return True
-    depth = 0
-    for part in path.parts:
-        if part == "..":
-            depth -= 1
-            if depth < 0:
-                return True
-        elif part != ".":
-            depth += 1
-    return False
-
-
-def _inspect(path: Path, version: int) -> None:
-    """Check a project file of format ``version`` as strictly as the user's input: its tables
-    and columns, the settings (trigger word, prefix template, tag separator, profile), the
-    images (path, validity, sizes, review mark, rating), the captions (provenance, text) and
-    the lock. Read-only. Raises :class:`ProjectError` ("… is damaged: …") on the first problem,
-    or when the file cannot be read."""
-    try:
-        conn = sqlite3.connect(_read_only_uri(path), uri=True)
-    except sqlite3.DatabaseError as exc:
-        raise ProjectError(f"Cannot read {path.name}: {exc}.") from exc
-    try:
-        conn.execute("PRAGMA busy_timeout = 10000")
-        problem = _first_problem(conn, version)
-    except sqlite3.OperationalError as exc:
-        text = str(exc)
-        if "locked" in text or "unable to open" in text:
-            raise ProjectError(f"Cannot read {path.name}: {text}.") from exc
-        problem = f"it cannot be read ({readable_path(text)})"
-    except sqlite3.DatabaseError as exc:
-        problem = f"it cannot be read ({readable_path(str(exc))})"
-    finally:
-        conn.close()
-    if problem:
-        raise ProjectError(_damaged(path, problem))
-
-
-def _first_problem(conn: sqlite3.Connection, version: int) -> str:
-    """What is wrong with the file behind ``conn``, or ``""``; see :func:`_inspect`."""
-    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    for table, columns in _expected_tables(version).items():
-        if table not in tables:
-            return f"the table {table} is missing"
-        have = {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
-        missing = sorted(columns - have)
-        if missing:
-            return f"the column {missing[0]} of the table {table} is missing"
-    return (_settings_problem(conn, version) or _images_problem(conn, version)
-            or _captions_problem(conn) or _lock_problem(conn) or _dates_problem(conn, tables))
-
-
-def _settings_problem(conn: sqlite3.Connection, version: int) -> str:
-    names = ["name", "trigger", "profile", "custom_prompt", "prefix_template", "model"]
-    if version >= 3:
-        names.append("tag_separator")
-    if version >= 5:
-        names.extend(["backend", "base_url", "language", "backend_options", "prompt_presets"])
-    rows = conn.execute(f"SELECT id, current_image_id, {', '.join(names)} FROM project").fetchall()
-    if not rows:
-        return "it has no project settings"
-    if len(rows) > 1 or rows[0][0] != 1:
-        return "its project settings are not one row"
-    current = rows[0][1]
-    if current is not None and type(current) is not int:
-        return f"the current image {_shown(current)} is not an image id"
-    values = dict(zip(names, rows[0][2:], strict=True))
-    for name, value in values.items():
-        if not isinstance(value, str):
-            return f"the setting {name} is {_shown(value)}, not text"
-    try:
-        validate_trigger(values["trigger"])
-    except TriggerWordError:
-        return (f"its trigger word {_shown(values['trigger'])} is not a valid trigger word (a "
-                "trigger word has lowercase letters, digits and underscores, starts with a "
-                "letter and has at most 64 characters)")
-    try:
-        validate_prefix_template(values["prefix_template"])
-    except InputError:
-        return (f"its caption prefix {_shown(values['prefix_template'])} holds a line break")
-    if values["profile"] not in _PROFILES:
-        return (f"its caption profile {_shown(values['profile'])} is not one of "
-                f"{', '.join(p.value for p in Profile)}")
-    if "tag_separator" in values:
-        try:
-            _check_separator(values["tag_separator"])
-        except InputError:
-            return f"its tag separator {_shown(values['tag_separator'])} is empty or breaks lines"
-    return _backend_settings_problem(values) if version >= 5 else ""
-
-
-def _backend_settings_problem(values: Mapping[str, str]) -> str:
-    """What is wrong with the backend settings of a format-5 project, or ``""``."""
-    if values["backend"] not in BACKENDS:
-        return (f"its captioning backend {_shown(values['backend'])} is not one of "
-                f"{', '.join(BACKENDS)}")
-    if values["language"] not in LANGUAGES:
-        return f"its caption language {_shown(values['language'])} is not a known language code"
-    for name, check in (("base_url", check_base_url), ("backend_options", check_backend_options),
-                        ("prompt_presets", presets_from_json)):
-        try:
-            check(values[name])
-        except InputError as exc:
-            return f"its setting {name} {_shown(values[name])} cannot be used ({exc})"
-    return ""
-
-
-def _images_problem(conn: sqlite3.Connection, version: int) -> str:
-    review = ", review, rating, note" if version >= 2 else ""
-    query = ("SELECT id, path, valid, file_size, mtime, width, height, format, invalid_reason"
-             f"{review} FROM images")
-    for row in conn.execute(query):
-        stored = row[1]
-        if isinstance(stored, bytes):
-            stored = fs_decode(stored)
-        if not isinstance(stored, str) or not stored or "\0" in stored:
-            number = row[0] if type(row[0]) is int else _shown(row[0])
-            return f"image {number} has the path {_shown(stored)}"
-        problem = _image_row_problem(row, version)
-        if problem:
-            return f"the image {_shown(stored)} {problem}"
-    return ""
-
-
-def _image_row_problem(row: tuple[Any, ...], version: int) -> str:
-    """What is wrong with one row of :func:`_images_problem`'s query, or ``""``."""
-    image_id, _path, valid, size, mtime, width, height, fmt, reason = row[:9]
-    if type(image_id) is not int:
-        return f"has the id {_shown(image_id)}"
-    if type(valid) is not int or valid not in (0, 1):
-        return f"is marked valid {_shown(valid)}, not 0 or 1"
-    if type(size) is not int or size < 0 or not isinstance(mtime, (int, float)):
-        return f"has the size {_shown(size)} or time {_shown(mtime)}"
-    for side in (width, height):
-        if side is not None and (type(side) is not int or side < 1):
-            return f"has the size {_shown(width)} × {_shown(height)} px"
-    if not isinstance(fmt, (str, type(None))) or not isinstance(reason, str):
-        return "has a format or reason that is not text"
-    if version >= 2:
-        mark, rating, note = row[9:]
-        if mark not in _REVIEWS:
-            return (f"has the review mark {_shown(mark)}, not one of "
-                    f"{', '.join(r.value for r in Review)}")
-        if rating is not None and (type(rating) is not int or not 1 <= rating <= 5):
-            return f"has the rating {_shown(rating)}, not 1 to 5"
-        if not isinstance(note, str):
-            return "has a note that is not text"
-    return ""
-
-
-def _captions_problem(conn: sqlite3.Connection) -> str:
-    for table in ("captions", "caption_versions"):
-        for (provenance,) in conn.execute(f"SELECT DISTINCT provenance FROM {table}"):
-            if provenance not in _PROVENANCES:
-                return (f"a caption has the provenance {_shown(provenance)}, not one of "
-                        f"{', '.join(p.value for p in Provenance)}")
-        bad = conn.execute(f"SELECT COUNT(*) FROM {table} WHERE typeof(body) != 'text'")
-        if bad.fetchone()[0]:
-            return "a caption's text is not text"
-    # The current captions are read whole: text that is not UTF-8 fails here, not in the window.
-    for _ in conn.execute("SELECT body FROM captions"):
-        pass
-    return ""
-
-
-#: A time as SQLAlchemy stores it in SQLite (``2024-05-01 09:30:00.123456``) that is surely
-#: valid (a day every month has, hours 00-19); an SQL test, so most rows never reach Python.
-#: Every other value is checked one by one with ``datetime.fromisoformat``, as SQLAlchemy reads.
-_CLOCK = "[01][0-9]:[0-5][0-9]:[0-5][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]"
-_PLAIN_TIME = (f"{{c}} GLOB '[0-9][0-9][0-9][0-9]-0[1-9]-[0-2][1-8] {_CLOCK}' OR "
-               f"{{c}} GLOB '[0-9][0-9][0-9][0-9]-1[0-2]-[0-2][1-8] {_CLOCK}'")
-
-
-def _dates_problem(conn: sqlite3.Connection, tables: set[str]) -> str:
-    """A stored time that SQLAlchemy could not read back (``fromisoformat``), or ``""``."""
-    for table in Base.metadata.sorted_tables:
-        if table.name not in tables:
-            continue
-        for column in table.columns:
-            if not isinstance(column.type, DateTime):
-                continue
-            name = column.name
-            query = (f"SELECT {name} FROM {table.name} WHERE {name} IS NOT NULL AND NOT "
-                     f"(typeof({name}) = 'text' AND ({_PLAIN_TIME.format(c=name)}))")
-            for (value,) in conn.execute(query):
-                try:
-                    datetime.fromisoformat(value)
-                except (TypeError, ValueError):
-                    return f"the time {_shown(value)} in {table.name}.{name} is not a time"
-    return ""
-
-
-def _lock_problem(conn: sqlite3.Connection) -> str:
-    for pid, host, started in conn.execute("SELECT pid, host, process_started FROM lock"):
-        if type(pid) is not int or not isinstance(host, str) or not isinstance(
-                started, (int, float)):
-            return "its lock row is not a process"
-    return ""
-
-
-def _undo_entries(path: Path, payload: str) -> list[dict[str, Any]]:
-    """The entries of a stored undo step, checked as :class:`UndoStepRow` describes them.
-    Raises :class:`ProjectError` ("… is damaged") for anything else."""
-    try:
-        entries = json.loads(payload)
-        if not isinstance(entries, list):
-            raise TypeError("not a list")
-        for entry in entries:
-            if type(entry["image"]) is not int:
-                raise TypeError("not an image id")
-            for side in ("before", "after"):
-                state = entry[side]
-                caption = state.get("caption")
-                if caption is not None:
-                    body, provenance, *rest = caption
-                    if not isinstance(body, str) or len(rest) != 3 or not all(
-                            isinstance(value, (str, type(None))) for value in rest):
-                        raise TypeError("not a caption")
-                    Provenance(provenance)
-                if "review" in state:
-                    mark, rating, note = state["review"]
-                    Review(mark)
-                    if rating is not None and (type(rating) is not int or not 1 <= rating <= 5):
-                        raise ValueError("not a rating")
-                    if not isinstance(note, str):
-                        raise TypeError("not a note")
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ProjectError(_damaged(path, f"a stored undo step cannot be read ({exc})")) from exc
-    return entries
 
 
 # ---------------------------------------------------------------------- writing and creating
