@@ -1,0 +1,118 @@
+"""The alias each person of a multi-person caption is written under (``sksA: ...``).
+
+Rules (issue 13, "Multi-person captions"): in natural-language mode the first two people are
+``sksA`` and ``sksB`` (rare tokens, as DreamBooth's ``sks``, that a LoRA can bind to one
+identity each) and the others ``unidentified woman``, ``unidentified man`` or ``unidentified
+person`` from the gender the detection gave; in LoRA-tags mode the defaults are ``person1``,
+``person2``, .... A project's custom aliases (real names, ``ohwx_anna``) take precedence, in
+order, for the first people.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import string
+from collections.abc import Iterator, Sequence
+from typing import Literal
+
+from loracap.core.errors import InputError
+from loracap.core.people.detection import PersonBox
+
+AliasMode = Literal["natural", "tags"]
+"""``natural``: ``alias: description`` lines; ``tags``: ``person1, tag, tag, ...``."""
+
+#: The longest custom alias, in characters: longer than any name or trigger-style token
+#: (``ohwx_anna``), short enough to stay a small part of a caption line.
+MAX_ALIAS_LENGTH = 40
+#: How many people get a ``sks`` alias in natural mode; the rest are "unidentified".
+NAMED_DEFAULTS = 2
+
+#: Characters no alias may hold: a colon ends the alias of an ``alias: description`` line, a
+#: comma separates tags and the aliases of ``--aliases`` (ASCII and the CJK full-width forms).
+_FORBIDDEN = ":,\uff1a\uff0c\u3001"
+_LINE_BREAKS = re.compile(r"[\n\r\x0b\x0c\x85\u2028\u2029]")
+
+
+def validate_aliases(aliases: Sequence[str]) -> tuple[str, ...]:
+    """``aliases`` checked and tidied: surrounding spaces removed, inner runs of spaces made
+    one space. Raises :class:`InputError` naming the alias when one is empty, spans lines,
+    holds a colon or comma (:data:`_FORBIDDEN`) or a control character, is longer than
+    :data:`MAX_ALIAS_LENGTH` characters, or repeats another one (ignoring case)."""
+    tidy: list[str] = []
+    seen: dict[str, int] = {}
+    for number, raw in enumerate(aliases, start=1):
+        if _LINE_BREAKS.search(raw):
+            raise InputError(f"Alias {number} spans more than one line; an alias is one line.")
+        alias = " ".join(raw.split())
+        shown = alias[:MAX_ALIAS_LENGTH]
+        if not alias:
+            raise InputError(f"Alias {number} is empty. Give each person a name or leave the "
+                             "alias out.")
+        bad = sorted({ch for ch in alias if ch in _FORBIDDEN or not ch.isprintable()})
+        if bad:
+            raise InputError(f'The alias "{shown}" holds {", ".join(map(repr, bad))}: an alias '
+                             "may not hold a colon, a comma or a control character.")
+        if len(alias) > MAX_ALIAS_LENGTH:
+            raise InputError(f'The alias "{shown}…" is {len(alias)} characters long; at most '
+                             f"{MAX_ALIAS_LENGTH} are allowed.")
+        key = alias.casefold()
+        if key in seen:
+            raise InputError(f'The alias "{alias}" is given twice (aliases {seen[key]} and '
+                             f"{number}); each person needs an alias of their own.")
+        seen[key] = number
+        tidy.append(alias)
+    return tuple(tidy)
+
+
+def parse_aliases(text: str) -> tuple[str, ...]:
+    """The aliases of the command line's ``--aliases "anna, ben"``: split at commas, then
+    :func:`validate_aliases`. ``()`` for a blank text; raises :class:`InputError` for an empty
+    alias (``"anna,,ben"``, a trailing comma) and the other broken rules."""
+    if not text.strip():
+        return ()
+    return validate_aliases(text.split(","))
+
+
+def _default_names(mode: AliasMode, start: int) -> Iterator[str]:
+    """The default aliases from position ``start`` (0-based) on: ``person<start+1>``, ... or
+    ``sksA``.. ``sksZ``, ``sksAA``, ``sksAB``, ... (reached only past custom aliases)."""
+    for index in itertools.count(start):
+        if mode == "tags":
+            yield f"person{index + 1}"
+        elif index < 26:
+            yield "sks" + string.ascii_uppercase[index]
+        else:
+            first, second = divmod(index - 26, 26)
+            yield "sks" + string.ascii_uppercase[first % 26] + string.ascii_uppercase[second]
+
+
+def assign_aliases(people: Sequence[PersonBox], *, custom: Sequence[str] = (),
+                   mode: AliasMode = "natural") -> list[str]:
+    """One alias per person of ``people`` (already in caption order: :func:`order_people`).
+
+    The first ``len(custom)`` people get the custom aliases in order (validated with
+    :func:`validate_aliases`; extra ones are unused). The others get defaults by position:
+    natural mode ``sksA``, ``sksB`` for positions 1 and 2 (:data:`NAMED_DEFAULTS`), then
+    ``unidentified woman`` / ``unidentified man`` / ``unidentified person`` from the box's
+    gender (these may repeat); tags mode ``person1``, ``person2``, ... by position (so with one
+    custom alias the second person is still ``sksB`` / ``person2``). A default that an earlier
+    alias already uses (ignoring case: ``custom=("sksB",)``) moves on to the next one
+    (``sksC``, ``person3``), so no two people share a ``sks`` or ``person`` alias.
+
+    Raises :class:`InputError` for invalid custom aliases or an unknown ``mode``.
+    """
+    if mode not in ("natural", "tags"):
+        raise InputError(f'The alias mode is "natural" or "tags", not "{str(mode)[:40]}".')
+    chosen = list(validate_aliases(custom)[: len(people)])
+    taken = {alias.casefold() for alias in chosen}
+    for position in range(len(chosen), len(people)):
+        if mode == "natural" and position >= NAMED_DEFAULTS:
+            gender = people[position].gender
+            chosen.append(f"unidentified {'person' if gender == 'unknown' else gender}")
+            continue
+        alias = next(name for name in _default_names(mode, position)
+                     if name.casefold() not in taken)
+        taken.add(alias.casefold())
+        chosen.append(alias)
+    return chosen
