@@ -6,6 +6,14 @@ out frozen records (:class:`ImageRecord`, :class:`CaptionRecord`; defined in
 threads. Every method opens its own short SQLAlchemy session, and every write is
 committed before the method returns: a caption reported as stored survives a killed process.
 
+This module holds the project file itself (creating, opening, migrating, locking, closing,
+settings, adding a scan, exports); the rest of :class:`Project` comes from its parts, one
+responsibility each: :mod:`loracap.core.project_images` (image paths, records, relinking,
+batches and counts), :mod:`loracap.core.project_captions` (captions, their history, review
+marks), :mod:`loracap.core.project_undo` (the undo stack), on the shared
+:mod:`loracap.core.project_base`. The checks of a file's contents are in
+:mod:`loracap.core.project_integrity`. Import everything from here.
+
 Safety rules kept here, for every caller (GUI, CLI, runner):
 
 * A caption whose provenance is ``edited``, ``manual`` or ``imported`` is never replaced by
@@ -36,35 +44,32 @@ Safety rules kept here, for every caller (GUI, CLI, runner):
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import secrets
 import socket
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from types import EllipsisType
 from typing import Any
 
 import psutil
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select
+from sqlalchemy import Engine, create_engine, delete, event, insert, select
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
 
-from loracap.core.backends.base import TokenUsage
 from loracap.core.backends.registry import check_backend_options
 from loracap.core.errors import (
     InputError,
     ProjectError,
     ProjectLockedError,
     ProjectNotWritableError,
-    ProjectReadOnlyError,
     ProjectVersionError,
 )
+from loracap.core.project_captions import ProjectCaptions
+from loracap.core.project_images import ProjectImages
 from loracap.core.project_integrity import (
     _check_header,
     _check_profile,
@@ -72,10 +77,9 @@ from loracap.core.project_integrity import (
     _checked_backend_settings,
     _damaged,
     _inspect,
-    _leaves_folder,
     _read_only_uri,
-    _undo_entries,
 )
+from loracap.core.project_undo import ProjectUndo
 from loracap.core.records import (
     AddResult,
     CaptionMode,
@@ -83,11 +87,9 @@ from loracap.core.records import (
     CaptionVersion,
     ExportRecord,
     ImageRecord,
-    ModelUsage,
     ProjectSettings,
     ProjectStats,
     Provenance,
-    Review,
     UndoOutcome,
     readable_path,
 )
@@ -96,9 +98,6 @@ from loracap.core.schema import (
     NO_PRESETS,
     SCHEMA_VERSION,
     Base,
-    CaptionAttemptRow,
-    CaptionRow,
-    CaptionVersionRow,
     ExportRow,
     ImageRow,
     LockRow,
@@ -108,7 +107,6 @@ from loracap.core.schema import (
 )
 from loracap.core.trigger import (
     DEFAULT_PREFIX_TEMPLATE,
-    full_caption,
     strip_prefix,
     validate_prefix_template,
     validate_trigger,
@@ -231,11 +229,14 @@ def _owner_alive(pid: int, host: str, started: float) -> bool:
         return False
 
 
-class Project:
+class Project(ProjectImages, ProjectCaptions, ProjectUndo):
     """An open ``.loraproj`` project file.
 
     Use :meth:`create` or :meth:`open`, and :meth:`close` when done (or use it as a context
     manager). Thread-safe: any thread may call any method; writes are serialised.
+
+    The methods on images, captions and undo come from its parts (:class:`ProjectImages`,
+    :class:`ProjectCaptions`, :class:`ProjectUndo`; see the module's description).
     """
 
     def __init__(self, path: Path, engine: Engine, *, read_only: bool,
@@ -524,20 +525,6 @@ class Project:
                     "kept.") from exc
             raise
 
-    # ------------------------------------------------------------------ sessions
-
-    @contextmanager
-    def _read(self) -> Iterator[Session]:
-        with Session(self._engine) as session:
-            yield session
-
-    @contextmanager
-    def _write(self) -> Iterator[Session]:
-        if self.read_only:
-            raise ProjectReadOnlyError(f"{self.path.name} is open read-only.")
-        with self._write_lock, Session(self._engine) as session, session.begin():
-            yield session
-
     # ------------------------------------------------------------------ settings
 
     @property
@@ -606,41 +593,7 @@ class Project:
         merged.setdefault(backend, {}).update(options)
         return self.update_settings(backend_options=merged)
 
-    # ------------------------------------------------------------------ images
-
-    def stored_path(self, path: Path) -> str:
-        """A file's path as :attr:`ImageRecord.path` shows it: POSIX, relative to the project
-        folder when below it, else absolute; bytes that are not UTF-8 shown as ``\\xHH``
-        (:func:`~loracap.core.records.readable_path`)."""
-        return readable_path(self._stored(path))
-
-    def _stored(self, path: Path) -> str:
-        """How a path is stored: like :meth:`stored_path`, with the exact name (a lone
-        surrogate for each byte that is not UTF-8; :class:`~loracap.core.schema.FsPath`)."""
-        path = Path(os.path.abspath(path))
-        try:
-            return path.relative_to(self.folder).as_posix()
-        except ValueError:
-            return path.as_posix()
-
-    def resolve(self, stored: str) -> Path:
-        """The absolute path of a stored image path."""
-        candidate = Path(stored)
-        return candidate if candidate.is_absolute() else self.folder / candidate
-
-    def is_outside(self, record: ImageRecord) -> bool:
-        """True when reading ``record``'s file reads outside the project folder: its stored path
-        is absolute or leads out (:attr:`ImageRecord.outside`), or a symbolic link on the way
-        leads out. Exports check this for every image they read; it touches the disk, so the
-        grid shows the cheaper :attr:`ImageRecord.outside`."""
-        if record.outside:
-            return True
-        folder = os.path.realpath(self.folder)
-        real = os.path.realpath(record.abs_path)
-        try:
-            return os.path.commonpath([folder, real]) != folder
-        except ValueError:  # another drive on Windows
-            return True
+    # ------------------------------------------------------------------ adding images
 
     def add_scanned(self, files: Iterable[Any]) -> AddResult:
         """Add the files of a folder scan (:class:`loracap.core.scan.ScannedFile`).
@@ -708,547 +661,6 @@ class Project:
                     imported += 1
         return AddResult(added, invalid, imported, known, sidecar_errors)
 
-    def images(self) -> list[ImageRecord]:
-        """Every image of the project, ordered by stored path (case-insensitive)."""
-        with self._read() as session:
-            return self._records(session, None)
-
-    def image(self, image_id: int) -> ImageRecord:
-        """One image by id; raises :class:`InputError` if there is none."""
-        with self._read() as session:
-            records = self._records(session, [image_id])
-        if not records:
-            raise InputError(f"No image with id {image_id} in {self.path.name}.")
-        return records[0]
-
-    def images_by_id(self, image_ids: Iterable[int]) -> list[ImageRecord]:
-        """The images with these ids (unknown ids are left out), ordered as :meth:`images`."""
-        ids = list(dict.fromkeys(image_ids))
-        records: list[ImageRecord] = []
-        with self._read() as session:
-            for chunk in _chunks(ids):
-                records.extend(self._records(session, chunk))
-        records.sort(key=lambda rec: (rec.path.casefold(), rec.path))
-        return records
-
-    def missing_images(self) -> list[ImageRecord]:
-        """Valid images whose file is no longer on disk (the folder was moved or renamed)."""
-        return [rec for rec in self.images() if rec.valid and not rec.abs_path.is_file()]
-
-    def _records(self, session: Session, ids: Sequence[int] | None) -> list[ImageRecord]:
-        query = select(ImageRow, CaptionRow).outerjoin(
-            CaptionRow, CaptionRow.image_id == ImageRow.id
-        )
-        if ids is not None:
-            query = query.where(ImageRow.id.in_(ids))
-        latest = self._latest_attempts(session, ids)
-        records = []
-        for image, caption in session.execute(query):
-            attempt = latest.get(image.id)
-            records.append(
-                ImageRecord(
-                    id=image.id,
-                    path=readable_path(image.path),
-                    abs_path=self.resolve(image.path),
-                    valid=image.valid,
-                    invalid_reason=image.invalid_reason,
-                    width=image.width,
-                    height=image.height,
-                    format=image.format,
-                    file_size=image.file_size,
-                    mtime=image.mtime,
-                    caption=_caption_record(caption) if caption is not None else None,
-                    last_error=attempt[1] if attempt and not attempt[0] else "",
-                    last_error_kind=attempt[2] if attempt and not attempt[0] else "",
-                    review=Review(image.review),
-                    rating=image.rating,
-                    note=image.note,
-                    outside=_leaves_folder(image.path),
-                )
-            )
-        records.sort(key=lambda rec: (rec.path.casefold(), rec.path))
-        return records
-
-    @staticmethod
-    def _latest_attempts(
-        session: Session, ids: Sequence[int] | None
-    ) -> dict[int, tuple[bool, str, str]]:
-        newest = select(
-            CaptionAttemptRow.image_id, func.max(CaptionAttemptRow.id).label("last")
-        ).group_by(CaptionAttemptRow.image_id)
-        if ids is not None:
-            newest = newest.where(CaptionAttemptRow.image_id.in_(ids))
-        sub = newest.subquery()
-        rows = session.execute(
-            select(
-                CaptionAttemptRow.image_id,
-                CaptionAttemptRow.ok,
-                CaptionAttemptRow.error,
-                CaptionAttemptRow.error_kind,
-            ).join(sub, CaptionAttemptRow.id == sub.c.last)
-        )
-        return {row.image_id: (row.ok, row.error, row.error_kind) for row in rows}
-
-    # ------------------------------------------------------------------ captions
-
-    def _put_caption(
-        self,
-        session: Session,
-        image_id: int,
-        body: str,
-        provenance: Provenance,
-        *,
-        backend: str | None = None,
-        model: str | None = None,
-        prompt: str | None = None,
-        usage: TokenUsage | None = None,
-        current: CaptionRow | None | EllipsisType = ...,
-    ) -> None:
-        """Append a version (with the tokens of the answer that made it, if any) and make it
-        the image's caption. ``current``: the image's caption row (or None) when the caller has
-        loaded it already; saves a query per image."""
-        now = utcnow()
-        session.add(
-            CaptionVersionRow(
-                image_id=image_id,
-                body=body,
-                provenance=provenance.value,
-                backend=backend,
-                model=model,
-                prompt=prompt,
-                created_at=now,
-                input_tokens=usage.input_tokens if usage else 0,
-                output_tokens=usage.output_tokens if usage else 0,
-            )
-        )
-        row = session.get(CaptionRow, image_id) if current is ... else current
-        if row is None:
-            session.add(
-                CaptionRow(
-                    image_id=image_id,
-                    body=body,
-                    provenance=provenance.value,
-                    backend=backend,
-                    model=model,
-                    prompt=prompt,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-        else:
-            row.body = body
-            row.provenance = provenance.value
-            row.backend = backend
-            row.model = model
-            row.prompt = prompt
-            row.updated_at = now
-
-    def _require_image(self, session: Session, image_id: int) -> ImageRow:
-        image = session.get(ImageRow, image_id)
-        if image is None:
-            raise InputError(f"No image with id {image_id} in {self.path.name}.")
-        return image
-
-    def store_generated(
-        self,
-        image_id: int,
-        body: str,
-        *,
-        backend: str,
-        model: str,
-        prompt: str,
-        usage: TokenUsage | None = None,
-        overwrite_protected: bool = False,
-    ) -> bool:
-        """Store a model's caption body for an image, and record the attempt as ok with the
-        tokens it cost (``usage``; the version stored carries them too).
-
-        The check and the write happen in one transaction: if a person edited, wrote or
-        imported the caption meanwhile, it is kept (and False returned) unless
-        ``overwrite_protected``. The replaced text stays in the history either way.
-        """
-        usage = usage or TokenUsage()
-        tokens = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
-        with self._write() as session:
-            self._require_image(session, image_id)
-            session.add(
-                CaptionAttemptRow(image_id=image_id, ok=True, backend=backend, model=model,
-                                  **tokens)
-            )
-            current = session.get(CaptionRow, image_id)
-            if (
-                current is not None
-                and Provenance(current.provenance).protected
-                and current.body.strip()
-                and not overwrite_protected
-            ):
-                # Keep the generated text in the history, but not as the current caption.
-                session.add(
-                    CaptionVersionRow(
-                        image_id=image_id, body=body, provenance=Provenance.GENERATED.value,
-                        backend=backend, model=model, prompt=prompt, created_at=utcnow(),
-                        **tokens,
-                    )
-                )
-                return False
-            self._put_caption(
-                session, image_id, body, Provenance.GENERATED,
-                backend=backend, model=model, prompt=prompt, usage=usage,
-            )
-            return True
-
-    def record_failure(
-        self, image_id: int, message: str, *, kind: str = "", backend: str = "", model: str = ""
-    ) -> None:
-        """Record a failed captioning attempt with its error message."""
-        with self._write() as session:
-            self._require_image(session, image_id)
-            session.add(
-                CaptionAttemptRow(
-                    image_id=image_id, ok=False, error=message, error_kind=kind,
-                    backend=backend or None, model=model or None,
-                )
-            )
-
-    def edit_caption(self, image_id: int, body: str) -> CaptionRecord:
-        """Store text a person typed as the image's caption body (one undo step).
-
-        A generated (or already edited) caption becomes ``edited`` and keeps the backend, model
-        and prompt it came from; otherwise the caption is ``manual``. Committed at once. Raises
-        :class:`InputError` for an unknown image.
-        """
-        with self._write() as session:
-            image = self._require_image(session, image_id)
-            entry = self._edit_row(session, image_id, session.get(CaptionRow, image_id), body)
-            if entry is not None:
-                self._record_step(session, f"Edit caption of {_file_name(image.path)}", [entry])
-            session.flush()
-            row = session.get(CaptionRow, image_id)
-            assert row is not None
-            return _caption_record(row)
-
-    def apply_edits(self, bodies: Mapping[int, str], label: str) -> list[int]:
-        """Store new caption bodies for many images as ONE undo step labelled ``label``.
-
-        ``bodies`` maps image id -> new body (e.g. the ``after`` of a batch find/replace). Each
-        caption follows :meth:`edit_caption`'s rules (``edited``, or ``manual`` for text a person
-        wrote or imported); bodies equal to the current one are skipped. All or nothing: one
-        transaction. Returns the ids whose caption changed. Raises :class:`InputError` for an
-        unknown or invalid image (then nothing is stored).
-        """
-        entries: list[dict[str, Any]] = []
-        with self._write() as session, session.no_autoflush:
-            images, captions = self._load_rows(session, list(bodies))
-            for image_id, body in bodies.items():
-                image = images.get(image_id)
-                if image is None:
-                    raise InputError(f"No image with id {image_id} in {self.path.name}.")
-                if not image.valid:
-                    raise InputError(f"{image.path} is not a valid image; its caption cannot "
-                                     "be changed.")
-                entry = self._edit_row(session, image_id, captions.get(image_id), body)
-                if entry is not None:
-                    entries.append(entry)
-            if entries:
-                self._record_step(session, label, entries)
-        return [entry["image"] for entry in entries]
-
-    @staticmethod
-    def _load_rows(session: Session, image_ids: Sequence[int]
-                   ) -> tuple[dict[int, ImageRow], dict[int, CaptionRow]]:
-        """The image and caption rows of many images, in a few queries (500 ids each)."""
-        images: dict[int, ImageRow] = {}
-        captions: dict[int, CaptionRow] = {}
-        for chunk in _chunks(image_ids):
-            images.update((row.id, row) for row in
-                          session.scalars(select(ImageRow).where(ImageRow.id.in_(chunk))))
-            captions.update((row.image_id, row) for row in session.scalars(
-                select(CaptionRow).where(CaptionRow.image_id.in_(chunk))))
-        return images, captions
-
-    def _edit_row(self, session: Session, image_id: int, current: CaptionRow | None,
-                  body: str) -> dict[str, Any] | None:
-        if current is not None and current.body == body:
-            return None
-        before = _caption_state(current)
-        if current is not None and current.provenance in (
-            Provenance.GENERATED.value, Provenance.EDITED.value
-        ):
-            after = [body, Provenance.EDITED.value, current.backend, current.model,
-                     current.prompt]
-        else:
-            after = [body, Provenance.MANUAL.value, None, None, None]
-        self._put_caption_state(session, image_id, after, current=current)
-        return {"image": image_id, "before": {"caption": before}, "after": {"caption": after}}
-
-    def restore_caption(self, image_id: int, caption: CaptionRecord | None) -> None:
-        """Make ``caption`` (an earlier state) the current caption again, without an undo step.
-
-        The body, provenance, backend, model and prompt come back exactly; ``None`` removes the
-        current caption (the image becomes uncaptioned). Every text stays in the history.
-        """
-        state = None if caption is None else [
-            caption.body, caption.provenance.value, caption.backend, caption.model,
-            caption.prompt,
-        ]
-        with self._write() as session:
-            self._require_image(session, image_id)
-            self._put_caption_state(session, image_id, state)
-
-    def restore_version(self, image_id: int, version_id: int) -> CaptionRecord:
-        """Make an entry of the image's history (:meth:`history`) its current caption again.
-
-        The version's text, provenance, model and prompt come back exactly; one undo step.
-        Raises :class:`InputError` when the version does not belong to the image.
-        """
-        with self._write() as session:
-            image = self._require_image(session, image_id)
-            version = session.get(CaptionVersionRow, version_id)
-            if version is None or version.image_id != image_id:
-                raise InputError("That caption version is not part of this image's history.")
-            current = session.get(CaptionRow, image_id)
-            before = _caption_state(current)
-            after = [version.body, version.provenance, version.backend, version.model,
-                     version.prompt]
-            if before != after:
-                self._put_caption_state(session, image_id, after)
-                self._record_step(
-                    session, f"Restore an earlier caption of {_file_name(image.path)}",
-                    [{"image": image_id, "before": {"caption": before},
-                      "after": {"caption": after}}],
-                )
-            session.flush()
-            row = session.get(CaptionRow, image_id)
-            assert row is not None
-            return _caption_record(row)
-
-    def has_generated_version(self, image_id: int) -> bool:
-        """True when the image's history holds a generated caption (revert is possible)."""
-        with self._read() as session:
-            found = session.scalar(
-                select(CaptionVersionRow.id)
-                .where(CaptionVersionRow.image_id == image_id)
-                .where(CaptionVersionRow.provenance == Provenance.GENERATED.value)
-                .limit(1)
-            )
-            return found is not None
-
-    def relink(self, new_folder: Path) -> list[ImageRecord]:
-        """Point missing images at ``new_folder`` (the dataset folder was moved or renamed).
-
-        A missing image is found in ``new_folder`` under its stored relative path, or else by a
-        file name that occurs exactly once in ``new_folder``'s tree. Returns the images relinked;
-        images not found stay missing. Raises :class:`InputError` if ``new_folder`` is no folder.
-        """
-        new_folder = Path(new_folder).absolute()
-        if not new_folder.is_dir():
-            raise InputError(f"{new_folder} is not a folder.")
-        missing = self.missing_images()
-        if not missing:
-            return []
-        by_name: dict[str, list[Path]] = {}
-        for candidate in new_folder.rglob("*"):
-            if candidate.is_file():
-                by_name.setdefault(candidate.name.casefold(), []).append(candidate)
-        moved: list[int] = []
-        with self._read() as session:
-            exact: dict[int, str] = {}  # the exact stored paths, not the readable ones
-            for chunk in _chunks([rec.id for rec in missing]):
-                exact.update((row.id, row.path) for row in session.execute(
-                    select(ImageRow.id, ImageRow.path).where(ImageRow.id.in_(chunk))))
-        for rec in missing:
-            target: Path | None = None
-            stored = Path(exact.get(rec.id, rec.path))
-            if (not stored.is_absolute() and not rec.outside
-                    and (new_folder / stored).is_file()):
-                target = new_folder / stored
-            else:
-                matches = by_name.get(stored.name.casefold(), [])
-                if len(matches) == 1:
-                    target = matches[0]
-            if target is None:
-                continue
-            with self._write() as session:
-                row = session.get(ImageRow, rec.id)
-                assert row is not None
-                row.path = self._stored(target)
-            moved.append(rec.id)
-        return [self.image(image_id) for image_id in moved]
-
-    def set_review(self, image_id: int, *, review: Review | None = None,
-                   rating: int | None | bool = False, note: str | None = None) -> ImageRecord:
-        """Change one image's review state, rating and/or note; see :meth:`set_reviews`."""
-        self.set_reviews([image_id], review=review, rating=rating, note=note)
-        return self.image(image_id)
-
-    def set_reviews(self, image_ids: Sequence[int], *, review: Review | None = None,
-                    rating: int | None | bool = False, note: str | None = None,
-                    label: str = "") -> list[int]:
-        """Change the review state, rating (1-5; None clears it) and/or note of images.
-
-        Arguments left out are not changed (``rating=False`` means "leave as is"). One undo
-        step for all the images (``label`` or a generated one such as "Approve 3 images").
-        Returns the ids that changed. Raises :class:`InputError` for a rating outside 1-5 or an
-        unknown image. Committed at once.
-        """
-        if rating is not False and rating is not None and not 1 <= int(rating) <= 5:
-            raise InputError("A rating is a whole number from 1 to 5.")
-        entries: list[dict[str, Any]] = []
-        with self._write() as session, session.no_autoflush:
-            wanted = list(dict.fromkeys(image_ids))
-            images, _captions = self._load_rows(session, wanted)
-            for image_id in wanted:
-                row = images.get(image_id)
-                if row is None:
-                    raise InputError(f"No image with id {image_id} in {self.path.name}.")
-                before = _review_state(row)
-                if review is not None:
-                    row.review = Review(review).value
-                if rating is not False:
-                    row.rating = None if rating is None else int(rating)
-                if note is not None:
-                    row.note = note
-                after = _review_state(row)
-                if after != before:
-                    entries.append({"image": image_id, "before": {"review": before},
-                                    "after": {"review": after}})
-            if entries:
-                self._record_step(session, label or _review_label(
-                    len(entries), review=review, rating=rating, note=note), entries)
-        return [entry["image"] for entry in entries]
-
-    # ------------------------------------------------------------------ undo and redo
-
-    def _record_step(self, session: Session, label: str, entries: list[dict[str, Any]]) -> None:
-        """Push an undo step (in the edit's own transaction) and trim the stack.
-
-        A new step discards the redo branch, as in every editor.
-        """
-        session.execute(delete(UndoStepRow).where(UndoStepRow.undone.is_(True)))
-        session.add(UndoStepRow(label=label, created_at=utcnow(), undone=False,
-                                entries=len(entries), payload=json.dumps(entries)))
-        session.flush()
-        rows = session.execute(
-            select(UndoStepRow.id, UndoStepRow.entries).order_by(UndoStepRow.id.desc())
-        ).all()
-        kept_entries = 0
-        drop: list[int] = []
-        for position, (step_id, count) in enumerate(rows):
-            kept_entries += count
-            if position > 0 and (position >= MAX_UNDO_STEPS or kept_entries > MAX_UNDO_ENTRIES):
-                drop.append(step_id)
-        if drop:
-            session.execute(delete(UndoStepRow).where(UndoStepRow.id.in_(drop)))
-
-    def _put_caption_state(self, session: Session, image_id: int, state: list[Any] | None,
-                           *, current: CaptionRow | None | EllipsisType = ...) -> None:
-        if state is None:
-            row = session.get(CaptionRow, image_id) if current is ... else current
-            if row is not None:
-                session.delete(row)
-            return
-        body, provenance, backend, model, prompt = state
-        self._put_caption(session, image_id, body, Provenance(provenance),
-                          backend=backend, model=model, prompt=prompt, current=current)
-
-    def _step(self, *, undo: bool) -> UndoOutcome | None:
-        with self._write() as session, session.no_autoflush:
-            query = select(UndoStepRow).where(UndoStepRow.undone.is_(not undo))
-            query = query.order_by(UndoStepRow.id.desc() if undo else UndoStepRow.id)
-            step = session.scalars(query.limit(1)).first()
-            if step is None:
-                return None
-            source, target = ("after", "before") if undo else ("before", "after")
-            entries = _undo_entries(self.path, step.payload)
-            images, captions = self._load_rows(session, [int(e["image"]) for e in entries])
-            changed: list[int] = []
-            skipped: list[int] = []
-            for entry in entries:
-                image_id = int(entry["image"])
-                image = images.get(image_id)
-                current = captions.get(image_id)
-                wanted = entry[target]
-                now: dict[str, Any] = {}
-                if "caption" in wanted:
-                    now["caption"] = _caption_state(current)
-                if "review" in wanted and image is not None:
-                    now["review"] = _review_state(image)
-                # Something else changed the image after this step: leave it as it is.
-                if image is None or now != entry[source]:
-                    skipped.append(image_id)
-                    continue
-                if "caption" in wanted:
-                    self._put_caption_state(session, image_id, wanted["caption"],
-                                            current=current)
-                if "review" in wanted:
-                    image.review, image.rating, image.note = wanted["review"]
-                changed.append(image_id)
-            step.undone = undo
-            return UndoOutcome(step.label, changed, skipped)
-
-    def undo(self) -> UndoOutcome | None:
-        """Take back the newest edit that is not undone; None when there is nothing to undo.
-
-        Survives closing and reopening: the stack is stored in the project file. An image that
-        something else changed after the step (a captioning batch, another edit) is skipped and
-        reported in :attr:`UndoOutcome.skipped`, never overwritten.
-        """
-        return self._step(undo=True)
-
-    def redo(self) -> UndoOutcome | None:
-        """Do again the oldest undone edit; None when there is nothing to redo."""
-        return self._step(undo=False)
-
-    def undo_label(self) -> str | None:
-        """The label of the step :meth:`undo` would take back, or None."""
-        return self._peek(undone=False)
-
-    def redo_label(self) -> str | None:
-        """The label of the step :meth:`redo` would do again, or None."""
-        return self._peek(undone=True)
-
-    def _peek(self, *, undone: bool) -> str | None:
-        order = UndoStepRow.id if undone else UndoStepRow.id.desc()
-        with self._read() as session:
-            return session.scalar(
-                select(UndoStepRow.label).where(UndoStepRow.undone.is_(undone))
-                .order_by(order).limit(1)
-            )
-
-    def history(self, image_id: int) -> list[CaptionVersion]:
-        """Every caption version of an image, oldest first."""
-        with self._read() as session:
-            rows = session.scalars(
-                select(CaptionVersionRow)
-                .where(CaptionVersionRow.image_id == image_id)
-                .order_by(CaptionVersionRow.id)
-            )
-            return [
-                CaptionVersion(
-                    id=row.id, body=row.body, provenance=Provenance(row.provenance),
-                    backend=row.backend, model=row.model, prompt=row.prompt,
-                    created_at=row.created_at, input_tokens=row.input_tokens,
-                    output_tokens=row.output_tokens,
-                )
-                for row in rows
-            ]
-
-    def revert_to_generated(self, image_id: int) -> CaptionRecord:
-        """Make the latest generated version the current caption again (one undo step; the edit
-        stays in the history). Raises :class:`InputError` when the image has never had a
-        generated caption."""
-        generated = [v for v in self.history(image_id) if v.provenance is Provenance.GENERATED]
-        if not generated:
-            raise InputError("This image has no generated caption to revert to.")
-        return self.restore_version(image_id, generated[-1].id)
-
-    def final_caption(self, record: ImageRecord, settings: ProjectSettings | None = None) -> str:
-        """The caption a trainer reads: the rendered prefix plus the body; ``""`` if none."""
-        settings = settings or self.settings
-        if record.caption is None:
-            return ""
-        return full_caption(settings.prefix_template, settings.trigger, record.caption.body)
-
     # ------------------------------------------------------------------ exports
 
     def record_export(self, path: Path, fmt: str, *, size: int, sha256: str) -> None:
@@ -1278,126 +690,13 @@ class Project:
                 for row in session.scalars(query)
             ]
 
-    # ------------------------------------------------------------------ batches and counts
+    # ------------------------------------------------------------------ undo limits
 
-    def select_for_captioning(
-        self,
-        mode: CaptionMode,
-        image_ids: Sequence[int] = (),
-        *,
-        overwrite_protected: bool = False,
-    ) -> tuple[list[int], list[int]]:
-        """Choose a batch's images.
-
-        Returns ``(to_caption, protected)``: the ids to caption, and the ids left out because
-        their caption is ``edited``, ``manual`` or ``imported`` and ``overwrite_protected`` is
-        False. Invalid images and images whose file is missing are never selected.
-        """
-        wanted = set(image_ids)
-        chosen: list[int] = []
-        protected: list[int] = []
-        for rec in self.images():
-            if not rec.valid or not rec.abs_path.is_file():
-                continue
-            if mode is CaptionMode.MISSING and rec.has_caption:
-                continue
-            if mode is CaptionMode.FAILED and not rec.failed:
-                continue
-            if mode is CaptionMode.SELECTED and rec.id not in wanted:
-                continue
-            if rec.has_caption and rec.caption and rec.caption.provenance.protected:
-                if not overwrite_protected:
-                    protected.append(rec.id)
-                    continue
-            chosen.append(rec.id)
-        return chosen, protected
-
-    def stats(self) -> ProjectStats:
-        """Counts of images and captions (see :class:`ProjectStats`)."""
-        images = self.images()
-        valid = [rec for rec in images if rec.valid]
-        provenance = {p.value: 0 for p in Provenance}
-        for rec in valid:
-            if rec.has_caption and rec.caption:
-                provenance[rec.caption.provenance.value] += 1
-        return ProjectStats(
-            images=len(valid),
-            invalid=len(images) - len(valid),
-            captioned=sum(rec.has_caption for rec in valid),
-            failed=sum(rec.failed for rec in valid),
-            missing_files=sum(not rec.abs_path.is_file() for rec in valid),
-            provenance=provenance,
-            reviewed=sum(rec.review is not Review.UNREVIEWED for rec in valid),
-            approved=sum(rec.review is Review.APPROVED for rec in valid),
-            rejected=sum(rec.review is Review.REJECTED for rec in valid),
-        )
-
-
-    def token_usage(self) -> list[ModelUsage]:
-        """The tokens every answer received so far cost, per backend and model (sorted by
-        backend, then model): what the services billed, whether the caption was kept or not.
-        Failed attempts count no tokens (a refusal or an error answer carries none)."""
-        with self._read() as session:
-            rows = session.execute(
-                select(CaptionAttemptRow.backend, CaptionAttemptRow.model,
-                       func.count(), func.sum(CaptionAttemptRow.input_tokens),
-                       func.sum(CaptionAttemptRow.output_tokens))
-                .where(CaptionAttemptRow.ok.is_(True))
-                .group_by(CaptionAttemptRow.backend, CaptionAttemptRow.model)
-            ).all()
-        return sorted(
-            (ModelUsage(backend or "", model or "", int(count), int(inp or 0), int(out or 0))
-             for backend, model, count, inp, out in rows),
-            key=lambda usage: (usage.backend, usage.model),
-        )
-
-
-def _caption_record(row: CaptionRow) -> CaptionRecord:
-    return CaptionRecord(
-        body=row.body,
-        provenance=Provenance(row.provenance),
-        backend=row.backend,
-        model=row.model,
-        prompt=row.prompt,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
-def _chunks(ids: Sequence[int], size: int = 500) -> Iterator[Sequence[int]]:
-    """``ids`` in slices of ``size``: SQLite limits the variables of one statement."""
-    for start in range(0, len(ids), size):
-        yield ids[start:start + size]
-
-
-def _file_name(stored: str) -> str:
-    return readable_path(stored.rsplit("/", 1)[-1])
-
-
-def _caption_state(row: CaptionRow | None) -> list[Any] | None:
-    """A caption as stored in an undo step: ``[body, provenance, backend, model, prompt]``."""
-    if row is None:
-        return None
-    return [row.body, row.provenance, row.backend, row.model, row.prompt]
-
-
-def _review_state(row: ImageRow) -> list[Any]:
-    """An image's review fields as stored in an undo step: ``[review, rating, note]``."""
-    return [row.review, row.rating, row.note]
-
-
-def _review_label(count: int, *, review: Review | None, rating: int | None | bool,
-                  note: str | None) -> str:
-    images = "1 image" if count == 1 else f"{count} images"
-    if review is not None:
-        verb = {Review.APPROVED: "Approve", Review.REJECTED: "Reject",
-                Review.UNREVIEWED: "Clear the review mark of"}[Review(review)]
-        return f"{verb} {images}"
-    if rating is not False:
-        if rating is None:
-            return f"Clear the rating of {images}"
-        return f"Set the rating of {images} to {rating}"
-    return f"Edit the note of {images}"
+    def _undo_limits(self) -> tuple[int, int]:
+        """``(steps, image changes)`` the undo stack keeps: :data:`MAX_UNDO_STEPS` and
+        :data:`MAX_UNDO_ENTRIES` of this module, read at each step, so a change to them (a
+        test's monkeypatch) takes effect."""
+        return MAX_UNDO_STEPS, MAX_UNDO_ENTRIES
 
 
 # ---------------------------------------------------------------------- writing and creating

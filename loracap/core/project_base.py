@@ -1,0 +1,126 @@
+"""What the parts of :class:`~loracap.core.project.Project` share.
+
+The class is put together from parts, each in its own module: the file itself (opening,
+closing, migration, the lock, settings, adding a scan, exports) in :mod:`loracap.core.project`,
+the images in :mod:`loracap.core.project_images`, the captions and review marks in
+:mod:`loracap.core.project_captions` and the undo stack in :mod:`loracap.core.project_undo`.
+
+:class:`ProjectBase`, which every part derives from, holds the attributes and the sessions they
+all use, and declares as abstract methods what one part calls in another, so each part
+type-checks on its own and a :class:`~loracap.core.project.Project` missing a part cannot be
+made. The row helpers below serve more than one part.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import EllipsisType
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from loracap.core.errors import ProjectReadOnlyError
+from loracap.core.records import CaptionRecord, ImageRecord, ProjectSettings, Provenance
+from loracap.core.schema import CaptionRow, ImageRow
+
+
+class ProjectBase(ABC):
+    """The attributes, sessions and shared row queries of an open project file, and what its
+    parts call in each other (see the module's description). Made only as a
+    :class:`~loracap.core.project.Project`, which sets the attributes."""
+
+    #: The project file, and the folder image paths are stored relative to.
+    path: Path
+    folder: Path
+    #: True when opened with ``read_only=True``: :meth:`_write` refuses.
+    read_only: bool
+    _engine: Engine
+    _write_lock: threading.RLock
+
+    # ------------------------------------------------------------------ sessions
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with Session(self._engine) as session:
+            yield session
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        if self.read_only:
+            raise ProjectReadOnlyError(f"{self.path.name} is open read-only.")
+        with self._write_lock, Session(self._engine) as session, session.begin():
+            yield session
+
+    @staticmethod
+    def _load_rows(session: Session, image_ids: Sequence[int]
+                   ) -> tuple[dict[int, ImageRow], dict[int, CaptionRow]]:
+        """The image and caption rows of many images, in a few queries (500 ids each)."""
+        images: dict[int, ImageRow] = {}
+        captions: dict[int, CaptionRow] = {}
+        for chunk in _chunks(image_ids):
+            images.update((row.id, row) for row in
+                          session.scalars(select(ImageRow).where(ImageRow.id.in_(chunk))))
+            captions.update((row.image_id, row) for row in session.scalars(
+                select(CaptionRow).where(CaptionRow.image_id.in_(chunk))))
+        return images, captions
+
+    # ------------------------------------------------------------------ what the parts provide
+
+    @property
+    @abstractmethod
+    def settings(self) -> ProjectSettings:
+        """The project's current settings (:class:`~loracap.core.project.Project`)."""
+
+    @abstractmethod
+    def image(self, image_id: int) -> ImageRecord:
+        """One image by id (:class:`~loracap.core.project_images.ProjectImages`)."""
+
+    @abstractmethod
+    def _put_caption_state(self, session: Session, image_id: int, state: list[Any] | None,
+                           *, current: CaptionRow | None | EllipsisType = ...) -> None:
+        """Make a caption state the image's caption
+        (:class:`~loracap.core.project_captions.ProjectCaptions`)."""
+
+    @abstractmethod
+    def _record_step(self, session: Session, label: str, entries: list[dict[str, Any]]) -> None:
+        """Push an undo step (:class:`~loracap.core.project_undo.ProjectUndo`)."""
+
+    @abstractmethod
+    def _undo_limits(self) -> tuple[int, int]:
+        """``(steps, image changes)`` the undo stack keeps
+        (:class:`~loracap.core.project.Project`)."""
+
+
+def _caption_record(row: CaptionRow) -> CaptionRecord:
+    return CaptionRecord(
+        body=row.body,
+        provenance=Provenance(row.provenance),
+        backend=row.backend,
+        model=row.model,
+        prompt=row.prompt,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _chunks(ids: Sequence[int], size: int = 500) -> Iterator[Sequence[int]]:
+    """``ids`` in slices of ``size``: SQLite limits the variables of one statement."""
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
+
+
+def _caption_state(row: CaptionRow | None) -> list[Any] | None:
+    """A caption as stored in an undo step: ``[body, provenance, backend, model, prompt]``."""
+    if row is None:
+        return None
+    return [row.body, row.provenance, row.backend, row.model, row.prompt]
+
+
+def _review_state(row: ImageRow) -> list[Any]:
+    """An image's review fields as stored in an undo step: ``[review, rating, note]``."""
+    return [row.review, row.rating, row.note]
