@@ -597,11 +597,13 @@ def _caption_batch(project: Project, args: argparse.Namespace, mode: CaptionMode
     config = batch_config(project, args)
     options = _batch_options(args, config, mode, ids, overwrite)
     captioner = make_captioner(config)
+    summary: BatchSummary | None = None
     try:
         summary = _run_batch(project, captioner, options, args)
     finally:
         try:
-            save_learned(project, config, captioner)
+            save_learned(project, config, captioner,
+                         answered=summary is not None and summary.done > 0)
         finally:
             captioner.close()
     return summary

@@ -121,17 +121,18 @@ def _download_tagger(model: str, err: TextIO) -> None:
         progress.clear()
 
 
-def save_learned(project: Project, config: BackendConfig, captioner: object) -> None:
+def save_learned(project: Project, config: BackendConfig, captioner: object, *,
+                 answered: bool) -> None:
     """Keep in the project what the captioner learned about its server (an OpenAI-compatible
     server that takes no structured output; the model it picked when the server has only one),
     so the next batch does not ask again."""
-    from loracap.core.backends.registry import learned_options
+    from loracap.core.backends.registry import options_to_keep
 
     if project.read_only:
         return
-    learned = learned_options(captioner)
-    if learned:
-        project.update_backend_options(config.backend, **learned)
+    keep = options_to_keep(captioner, config, project.settings, answered=answered)
+    if keep:
+        project.update_backend_options(config.backend, **keep)
     settings = project.settings
     chosen = getattr(captioner, "model", "")
     if not config.model and chosen and config.backend == settings.backend and not settings.model:

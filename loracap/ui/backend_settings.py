@@ -300,7 +300,8 @@ class BackendSettingsPanel(QWidget):
         for name, info in BACKENDS.items():
             mine = name == own
             choices[name] = {
-                "model": own_model if mine else info.default_model,
+                "model": own_model if mine else (str(stored[name].get("model") or "")
+                                                 or info.default_model),
                 "base_url": own_url if mine else "",
                 "options": stored[name],
                 "stored": dict(stored[name]),
@@ -601,6 +602,20 @@ class BackendSettingsPanel(QWidget):
             return f'The WD14 model folder "{folder}" does not exist.'
         return ""
 
+    def _keep_models(self) -> None:
+        """Each other backend's model choice goes into its options, so switching the project's
+        backend and back finds it again (:func:`~loracap.core.backends.registry.resolve_config`
+        reads it for a backend that is not the project's)."""
+        for name, values in self._choices.items():
+            if name == self._current:
+                continue  # the chosen backend's model is the project's own setting
+            model = str(values["model"] or "").strip()
+            stored = values["options"].get("model")
+            if not model or stored == model or (stored is None
+                                                and model == BACKENDS[name].default_model):
+                continue  # nothing chosen, or nothing new to remember
+            values["options"]["model"] = model
+
     def apply(self) -> None:
         """Save the choices: in the project, or as the defaults for new projects. Raises the
         core's :class:`LoraCapError` for a value it refuses (nothing more is written then)."""
@@ -616,6 +631,7 @@ class BackendSettingsPanel(QWidget):
             self.settings.default_base_url = base_url
             trust_server(name, base_url)  # the user's own default for new projects
             self.settings.default_language = self.language
+            self._keep_models()
             self.settings.default_backend_options = {
                 backend: dict(values["options"]) for backend, values in self._choices.items()
                 if values["options"]}
@@ -631,6 +647,7 @@ class BackendSettingsPanel(QWidget):
         if "base_url" in changes:
             # A server the user typed or picked here is theirs: their key may go there.
             trust_server(name, base_url)
+        self._keep_models()
         for backend, values in self._choices.items():
             changed = {key: value for key, value in values["options"].items()
                        if values["stored"].get(key, object()) != value}

@@ -1531,19 +1531,21 @@ class MainWindow(QMainWindow):
         runner.start()
         self._update_enabled()
 
-    def _end_batch_captioner(self) -> None:
+    def _end_batch_captioner(self, answered: bool = False) -> None:
         """Keep what the captioner learned about its server in the project, then close it."""
         captioner, config = self._batch_captioner, self._batch_config
         self._batch_captioner = self._batch_config = None
         if captioner is None or config is None:
             return
-        from loracap.core.backends.registry import learned_options
+        from loracap.core.backends.registry import options_to_keep
 
         project = self.project
         try:
-            learned = learned_options(captioner)
-            if learned and project is not None and not project.read_only:
-                project.update_backend_options(config.backend, **learned)
+            if project is not None and not project.read_only:
+                keep = options_to_keep(captioner, config, project.settings,
+                                       answered=answered)
+                if keep:
+                    project.update_backend_options(config.backend, **keep)
         except LoraCapError as exc:
             log.warning("Could not keep what the %s server told: %s", config.backend, exc)
         finally:
@@ -1561,7 +1563,7 @@ class MainWindow(QMainWindow):
             self.progress.label.setText("Cancelling — waiting for answers already on their way…")
 
     def _on_batch_finished(self, summary: BatchSummary) -> None:
-        self._end_batch_captioner()
+        self._end_batch_captioner(answered=summary.done > 0)
         self.progress.hide()
         self._update_enabled()
         self._refresh_metadata()

@@ -349,3 +349,25 @@ def test_a_key_goes_to_a_projects_server_only_when_the_user_chose_it(
         monkeypatch.delenv("OPENAI_API_KEY")
         assert resolve_config(project.settings).api_key == ""
     assert json.loads(trusted.read_text()) == {"gemini": ["https://collector.example/v1beta"]}
+
+
+def test_another_backends_last_model_is_used_again(dataset: Path) -> None:
+    from loracap.core.backends.registry import options_to_keep
+
+    class Used:
+        model = "llava:13b"
+
+    with Project.create(dataset / "p.loraproj", trigger="hall") as project:
+        settings = project.settings
+        config = resolve_config(settings, backend="openai", base_url="http://localhost:1/v1")
+        assert config.model == ""  # nothing used yet: the server's own
+        assert options_to_keep(Used(), config, settings, answered=False) == {}
+        keep = options_to_keep(Used(), config, settings, answered=True)
+        assert keep == {"model": "llava:13b"}
+        project.update_backend_options("openai", **keep)
+        again = resolve_config(project.settings, backend="openai",
+                               base_url="http://localhost:1/v1")
+        assert again.model == "llava:13b"
+        # The project's own backend keeps its model in the settings, not in the options.
+        own = resolve_config(project.settings, need_key=False)
+        assert options_to_keep(Used(), own, project.settings, answered=True) == {}

@@ -253,3 +253,21 @@ def test_the_speed_note_says_what_automatic_means_for_the_backend(
     dialog.backend_panel.set_backend("openai")
     dialog.backend_panel.set_preset("ollama")
     assert "that is 1 at once and no limit per minute" in dialog.pace_note.text()
+
+
+def test_switching_the_projects_backend_and_back_keeps_each_model(
+        qtbot, project: Project, app_settings: AppSettings) -> None:
+    dialog = open_settings(qtbot, app_settings, project)
+    dialog.backend_panel.set_backend("anthropic")
+    dialog.model_combo.setCurrentText("claude-sonnet-4-5")
+    press_ok(qtbot, dialog)
+    assert (project.settings.backend, project.settings.model) == (
+        "anthropic", "claude-sonnet-4-5")
+    dialog = open_settings(qtbot, app_settings, project)
+    dialog.backend_panel.set_backend("gemini")
+    press_ok(qtbot, dialog)
+    assert project.settings.backend == "gemini"
+    assert project.settings.options_for("anthropic")["model"] == "claude-sonnet-4-5"
+    dialog = open_settings(qtbot, app_settings, project)
+    dialog.backend_panel.set_backend("anthropic")
+    assert dialog.model_combo.currentText() == "claude-sonnet-4-5"

@@ -111,7 +111,9 @@ def test_caption_with_runs_the_batch_on_another_backend_for_this_session(
         assert {rec.caption.backend for rec in project.images()} == {"openai"}
         assert project.settings.backend == "gemini"  # the project's own stays
         # What the server taught the captioner is kept for the next batch.
-        assert project.settings.options_for("openai") == {"structured_output": False}
+        # And the model it used, for the next batch on that backend.
+        assert project.settings.options_for("openai") == {"structured_output": False,
+                                                          "model": "qwen2.5vl:7b"}
         # A price the table does not know is said to be unknown, never free.
         assert window.usage_status.text() == (
             "Tokens: 3,344 (cost unknown: no price for openai qwen2.5vl:7b)")

@@ -148,8 +148,9 @@ def resolve_config(
 ) -> BackendConfig:
     """The backend configuration of a batch: the project's ``settings`` with a batch's
     overrides (None: not overridden). With another backend than the project's, the project's
-    model and base URL are not used (they belong to its own backend): the backend's default
-    model, its base URL environment variable (``OPENAI_BASE_URL``, ...) or its default. A
+    model and base URL are not used (they belong to its own backend): the model last used with
+    that backend in this project (its options' ``model``), else its default model; its base URL
+    environment variable (``OPENAI_BASE_URL``, ...) or its default. A
     vision backend whose project options turn on ``tagger_hints`` gets its WD14 tagger in
     ``hints`` (combined captions).
 
@@ -168,7 +169,9 @@ def resolve_config(
     name = backend or settings.backend
     info = backend_info(name)
     own = name == settings.backend
-    chosen_model = model or (settings.model if own else "") or info.default_model
+    options = dict(settings.options_for(name))
+    chosen_model = (model or (settings.model if own else "") or str(options.get("model") or "")
+                    or info.default_model)
     url = base_url if base_url is not None else (settings.base_url if own else "")
     from_project = base_url is None and bool(url)
     if not url and info.base_url_env:
@@ -188,7 +191,6 @@ def resolve_config(
         from loracap.core.trusted_servers import check_project_server
 
         check_project_server(name, url, key_service(name).label)
-    options = dict(settings.options_for(name))
     hints = None
     if info.vision and options.get("tagger_hints"):
         tagger = BACKENDS["wd14"]
@@ -215,6 +217,20 @@ def batch_defaults(config: BackendConfig) -> tuple[int, int]:
         if preset is not None:
             return preset.workers, preset.rpm
     return info.workers, info.rpm
+
+
+def options_to_keep(captioner: object, config: BackendConfig, settings: ProjectSettings, *,
+                    answered: bool) -> dict[str, Any]:
+    """What the project should keep for ``config.backend`` after a batch: what the captioner
+    learned (:func:`learned_options`) and, when the batch ran on another backend than the
+    project's and got at least one caption (``answered``), the model it used, so the next batch
+    on that backend uses it again (a model that never answered is not worth remembering)."""
+    keep = learned_options(captioner)
+    model = str(getattr(captioner, "model", "") or config.model)
+    if answered and config.backend != settings.backend and model and \
+            settings.options_for(config.backend).get("model") != model:
+        keep["model"] = model
+    return keep
 
 
 def learned_options(captioner: object) -> dict[str, Any]:

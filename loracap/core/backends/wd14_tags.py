@@ -49,6 +49,7 @@ KAOMOJI: frozenset[str] = frozenset({
 
 _OPTION_KEYS = frozenset({
     "general_threshold", "character_threshold", "mcut", "include_rating", "exclude",
+    "model",  # the model last used with WD14 in the project (the registry's, not a setting)
 })
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
