@@ -44,6 +44,7 @@ Safety rules kept here, for every caller (GUI, CLI, runner):
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import secrets
@@ -79,6 +80,7 @@ from loracap.core.project_integrity import (
     _inspect,
     _read_only_uri,
 )
+from loracap.core.project_people import ProjectPeople
 from loracap.core.project_undo import ProjectUndo
 from loracap.core.records import (
     AddResult,
@@ -101,6 +103,7 @@ from loracap.core.schema import (
     ExportRow,
     ImageRow,
     LockRow,
+    PersonPartRow,
     ProjectRow,
     UndoStepRow,
     utcnow,
@@ -158,8 +161,18 @@ def _migrate_4_to_5(conn: Any) -> None:
                 f"ALTER TABLE {table} ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
 
 
+def _migrate_5_to_6(conn: Any) -> None:
+    """Version 6 adds multi-person captions: the project's custom aliases and order of
+    people, and the table of the parts of such captions (``person_parts``)."""
+    conn.exec_driver_sql("ALTER TABLE project ADD COLUMN aliases TEXT NOT NULL DEFAULT '[]'")
+    conn.exec_driver_sql(
+        "ALTER TABLE project ADD COLUMN people_order VARCHAR NOT NULL DEFAULT 'left'")
+    Base.metadata.tables[PersonPartRow.__tablename__].create(conn)
+
+
 MIGRATIONS: dict[int, Callable[[Any], None]] = {
     1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4, 4: _migrate_4_to_5,
+    5: _migrate_5_to_6,
 }
 
 #: Undo steps kept in a project file; older ones are dropped (the caption history keeps every
@@ -229,7 +242,7 @@ def _owner_alive(pid: int, host: str, started: float) -> bool:
         return False
 
 
-class Project(ProjectImages, ProjectCaptions, ProjectUndo):
+class Project(ProjectImages, ProjectCaptions, ProjectUndo, ProjectPeople):
     """An open ``.loraproj`` project file.
 
     Use :meth:`create` or :meth:`open`, and :meth:`close` when done (or use it as a context
@@ -548,14 +561,17 @@ class Project(ProjectImages, ProjectCaptions, ProjectUndo):
                 language=row.language,
                 backend_options=check_backend_options(row.backend_options),
                 prompt_presets=row.prompt_presets,
+                aliases=tuple(json.loads(row.aliases or "[]")),
+                people_order=row.people_order,
             )
 
     def update_settings(self, **changes: Any) -> ProjectSettings:
         """Change settings by name (``trigger``, ``profile``, ``custom_prompt``,
         ``prefix_template``, ``model``, ``name``, ``current_image_id``, ``tag_separator``,
         ``backend``, ``base_url``, ``language``, ``backend_options`` -- a mapping by backend
-        name, or :meth:`update_backend_options` for one backend -- and ``prompt_presets``, a
-        JSON list).
+        name, or :meth:`update_backend_options` for one backend -- ``prompt_presets``, a
+        JSON list, and for multi-person captions ``aliases``, a list of names, and
+        ``people_order``, ``left`` or ``size``).
 
         Captions store only their body, so a new trigger word or template changes every
         caption's prefix at once. Raises :class:`InputError` for unknown names or invalid values.
@@ -563,7 +579,7 @@ class Project(ProjectImages, ProjectCaptions, ProjectUndo):
         allowed = {
             "trigger", "profile", "custom_prompt", "prefix_template", "model", "name",
             "current_image_id", "tag_separator", "backend", "base_url", "language",
-            "backend_options", "prompt_presets",
+            "backend_options", "prompt_presets", "aliases", "people_order",
         }
         unknown = set(changes) - allowed
         if unknown:

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from loracap.core.errors import ProjectReadOnlyError
+from loracap.core.errors import InputError, ProjectReadOnlyError
 from loracap.core.records import CaptionRecord, ImageRecord, ProjectSettings, Provenance
 from loracap.core.schema import CaptionRow, ImageRow
 
@@ -68,6 +68,13 @@ class ProjectBase(ABC):
             captions.update((row.image_id, row) for row in session.scalars(
                 select(CaptionRow).where(CaptionRow.image_id.in_(chunk))))
         return images, captions
+
+    def _require_image(self, session: Session, image_id: int) -> ImageRow:
+        """The image's row; raises :class:`InputError` for an unknown id."""
+        image = session.get(ImageRow, image_id)
+        if image is None:
+            raise InputError(f"No image with id {image_id} in {self.path.name}.")
+        return image
 
     # ------------------------------------------------------------------ what the parts provide
 

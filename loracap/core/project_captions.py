@@ -40,7 +40,6 @@ from loracap.core.schema import (
     CaptionAttemptRow,
     CaptionRow,
     CaptionVersionRow,
-    ImageRow,
     utcnow,
 )
 from loracap.core.trigger import full_caption
@@ -113,12 +112,6 @@ class ProjectCaptions(ProjectBase):
         body, provenance, backend, model, prompt = state
         self._put_caption(session, image_id, body, Provenance(provenance),
                           backend=backend, model=model, prompt=prompt, current=current)
-
-    def _require_image(self, session: Session, image_id: int) -> ImageRow:
-        image = session.get(ImageRow, image_id)
-        if image is None:
-            raise InputError(f"No image with id {image_id} in {self.path.name}.")
-        return image
 
     def store_generated(
         self,

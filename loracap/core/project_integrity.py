@@ -33,9 +33,10 @@ from sqlalchemy import DateTime
 from loracap.core.backends.base import check_base_url
 from loracap.core.backends.registry import BACKENDS, backend_info, check_backend_options
 from loracap.core.errors import InputError, ProjectError, TriggerWordError
+from loracap.core.people.aliases import validate_aliases
 from loracap.core.presets import presets_from_json
 from loracap.core.prompts import LANGUAGES, Profile, check_language
-from loracap.core.records import Provenance, Review, readable_path
+from loracap.core.records import PART_KINDS, Provenance, Review, readable_path
 from loracap.core.schema import APPLICATION_ID, Base, fs_decode
 from loracap.core.trigger import validate_prefix_template, validate_trigger
 
@@ -79,7 +80,11 @@ _ADDED_IN_VERSION: dict[tuple[str, str], int] = {
                                          "prompt_presets")},
     **{(table, name): 5 for table in ("caption_versions", "caption_attempts")
        for name in ("input_tokens", "output_tokens")},
+    ("project", "aliases"): 6, ("project", "people_order"): 6, ("person_parts", ""): 6,
 }
+
+#: The orders of people in a multi-person caption (``project.people_order``).
+PEOPLE_ORDERS = ("left", "size")
 
 _PROFILES = frozenset(profile.value for profile in Profile)
 _REVIEWS = frozenset(review.value for review in Review)
@@ -140,7 +145,28 @@ def _checked_backend_settings(changes: Mapping[str, Any]) -> dict[str, Any]:
         presets = str(changes["prompt_presets"])
         presets_from_json(presets)
         checked["prompt_presets"] = presets
+    if "aliases" in changes:
+        aliases = changes["aliases"]
+        listed = _aliases_list(aliases) if isinstance(aliases, str) else list(aliases)
+        checked["aliases"] = json.dumps(validate_aliases(listed), ensure_ascii=False)
+    if "people_order" in changes:
+        order = str(changes["people_order"])
+        if order not in PEOPLE_ORDERS:
+            raise InputError(f"The order of people must be one of {', '.join(PEOPLE_ORDERS)}, "
+                             f"not {order!r}.")
+        checked["people_order"] = order
     return checked
+
+
+def _aliases_list(text: str) -> list[str]:
+    """The aliases stored as a JSON list of strings; raises :class:`InputError` otherwise."""
+    try:
+        loaded = json.loads(text)
+    except ValueError:
+        loaded = None
+    if not isinstance(loaded, list) or not all(isinstance(a, str) for a in loaded):
+        raise InputError("The aliases are not a JSON list of names.")
+    return loaded
 
 
 def _check_separator(separator: str) -> str:
@@ -208,7 +234,45 @@ def _first_problem(conn: sqlite3.Connection, version: int) -> str:
         if missing:
             return f"the column {missing[0]} of the table {table} is missing"
     return (_settings_problem(conn, version) or _images_problem(conn, version)
-            or _captions_problem(conn) or _lock_problem(conn) or _dates_problem(conn, tables))
+            or _captions_problem(conn) or _parts_problem(conn, version) or _lock_problem(conn)
+            or _dates_problem(conn, tables))
+
+
+def _parts_problem(conn: sqlite3.Connection, version: int) -> str:
+    """What is wrong with the stored parts of multi-person captions (format 6), or ``""``: a
+    kind, position, box, gender, text, backend, model, file state or token count that is not
+    what LoRACap writes."""
+    if version < 6:
+        return ""
+    query = ("SELECT id, kind, position, box, gender, text, backend, model, file_size, mtime, "
+             "input_tokens, output_tokens FROM person_parts")
+    for row in conn.execute(query):
+        part_id, kind, position, box, gender, text, backend, model = row[:8]
+        numbers = row[8:]
+        if kind not in PART_KINDS:
+            return f"the caption part {part_id} has the kind {_shown(kind)}"
+        if type(position) is not int or position < 0:
+            return f"the caption part {part_id} has the position {_shown(position)}"
+        if not all(isinstance(v, str) for v in (box, gender, text, backend, model)):
+            return f"the caption part {part_id} holds a value that is not text"
+        if gender not in ("woman", "man", "unknown"):
+            return f"the caption part {part_id} has the gender {_shown(gender)}"
+        if box and not _box_ok(box):
+            return f"the caption part {part_id} has the box {_shown(box)}"
+        if not all(type(v) in (int, float) and v >= 0 for v in numbers):
+            return f"the caption part {part_id} has a size, time or token count below 0"
+    return ""
+
+
+def _box_ok(text: str) -> bool:
+    """True for a stored box: a JSON list of four whole numbers, left < right, top < bottom."""
+    try:
+        box = json.loads(text)
+    except ValueError:
+        return False
+    return (isinstance(box, list) and len(box) == 4 and all(type(v) is int and v >= 0
+                                                            for v in box)
+            and box[0] < box[2] and box[1] < box[3])
 
 
 def _settings_problem(conn: sqlite3.Connection, version: int) -> str:
@@ -217,6 +281,8 @@ def _settings_problem(conn: sqlite3.Connection, version: int) -> str:
         names.append("tag_separator")
     if version >= 5:
         names.extend(["backend", "base_url", "language", "backend_options", "prompt_presets"])
+    if version >= 6:
+        names.extend(["aliases", "people_order"])
     rows = conn.execute(f"SELECT id, current_image_id, {', '.join(names)} FROM project").fetchall()
     if not rows:
         return "it has no project settings"
@@ -247,7 +313,14 @@ def _settings_problem(conn: sqlite3.Connection, version: int) -> str:
             _check_separator(values["tag_separator"])
         except InputError:
             return f"its tag separator {_shown(values['tag_separator'])} is empty or breaks lines"
-    return _backend_settings_problem(values) if version >= 5 else ""
+    problem = _backend_settings_problem(values) if version >= 5 else ""
+    if not problem and version >= 6:
+        try:
+            _checked_backend_settings({"aliases": values["aliases"],
+                                       "people_order": values["people_order"]})
+        except InputError as exc:
+            return f"its multi-person settings cannot be used ({exc})"
+    return problem
 
 
 def _backend_settings_problem(values: Mapping[str, str]) -> str:

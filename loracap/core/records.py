@@ -94,6 +94,10 @@ class ProjectSettings:
     #: Each backend's own settings by backend name (WD14 thresholds, whether an
     #: OpenAI-compatible server takes structured output); JSON values.
     backend_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: Multi-person captions: the project's custom aliases, first person first, and the order
+    #: of people (``left``: left to right; ``size``: largest first).
+    aliases: tuple[str, ...] = ()
+    people_order: str = "left"
     #: The project's own prompt presets as stored (a JSON list; :mod:`loracap.core.presets`).
     prompt_presets: str = '{"version": 1, "presets": []}'
 
@@ -105,6 +109,33 @@ class ProjectSettings:
     def prefix(self) -> str:
         """The rendered caption prefix, e.g. ``"photo of ide_main_hall "``."""
         return render_prefix(self.prefix_template, self.trigger)
+
+
+@dataclass(frozen=True)
+class PersonPart:
+    """One paid part of a multi-person caption (see :class:`loracap.core.schema.PersonPartRow`):
+    ``kind`` ``detection`` (``text``: the number of people found), ``person`` (``position`` in
+    the order, ``box`` ``(left, top, right, bottom)`` in pixels of the oriented image,
+    ``gender``, ``text`` the cleaned description) or ``scene`` (``text``); made by ``backend``'s
+    ``model`` from the image file of ``file_size`` bytes modified at ``mtime`` (seconds since
+    the epoch), at the cost of ``input_tokens`` + ``output_tokens``."""
+
+    kind: str
+    backend: str
+    model: str
+    file_size: int
+    mtime: float
+    text: str = ""
+    position: int = 0
+    box: tuple[int, int, int, int] | None = None
+    gender: str = "unknown"
+    input_tokens: int = 0
+    output_tokens: int = 0
+    id: int = 0
+
+
+#: The kinds of :class:`PersonPart`.
+PART_KINDS = ("detection", "person", "scene")
 
 
 @dataclass(frozen=True)

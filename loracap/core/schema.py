@@ -42,7 +42,9 @@ from loracap.core.records import Provenance, Review
 #: 1: first release. 2: review state, rating and note per image. 3: tag separator and the stored
 #: undo stack. 4: the exports written. 5: the project's backend, base URL, caption language,
 #: backend options and prompt presets; the token usage of caption versions and attempts.
-SCHEMA_VERSION = 5
+#: 6: multi-person captions: the parts of an image's caption (``person_parts``), the project's
+#: custom aliases and the order of people.
+SCHEMA_VERSION = 6
 
 #: ``project.prompt_presets`` of a project without presets of its own (``loracap.core.presets``).
 NO_PRESETS = '{"version": 1, "presets": []}'
@@ -120,6 +122,10 @@ class ProjectRow(Base):
     language: Mapped[str] = mapped_column(String, default="en", server_default="en")
     #: JSON object: each backend's own settings by backend name (format 5).
     backend_options: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    #: Multi-person captions (format 6): the project's custom aliases as a JSON list of strings
+    #: (``loracap.core.people.validate_aliases``), and the order of people, ``left`` or ``size``.
+    aliases: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    people_order: Mapped[str] = mapped_column(String, default="left", server_default="left")
     #: JSON list of the project's own prompt presets (``loracap.core.presets``; format 5).
     prompt_presets: Mapped[str] = mapped_column(Text, default=NO_PRESETS, server_default=NO_PRESETS)
 
@@ -197,6 +203,37 @@ class CaptionAttemptRow(Base):
     output_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
+class PersonPartRow(Base):
+    """One paid part of a multi-person caption (format 6): the detection of the people in an
+    image (``kind`` ``detection``: ``text`` is the number of people found), one person's
+    description (``person``: ``position`` in the order, ``box`` as JSON ``[left, top, right,
+    bottom]`` in pixels of the oriented image, ``gender``) or the scene (``scene``).
+
+    Parts are kept when an image fails, so a retry reuses what was already paid for; they belong
+    to the image's file as it was (``file_size``, ``mtime``) and to the backend and model that
+    made them, and are not reused for another file state, backend or model.
+    """
+
+    __tablename__ = "person_parts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    box: Mapped[str] = mapped_column(String, default="")
+    gender: Mapped[str] = mapped_column(String, default="unknown")
+    text: Mapped[str] = mapped_column(Text, default="")
+    backend: Mapped[str] = mapped_column(String)
+    model: Mapped[str] = mapped_column(String)
+    file_size: Mapped[int] = mapped_column(Integer)
+    mtime: Mapped[float] = mapped_column(Float)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class LockRow(Base):
     __tablename__ = "lock"
 
@@ -247,6 +284,7 @@ class ExportRow(Base):
 
 __all__ = [
     "APPLICATION_ID", "SCHEMA_VERSION", "Base", "CaptionAttemptRow", "CaptionRow",
-    "CaptionVersionRow", "ExportRow", "FsPath", "ImageRow", "LockRow", "ProjectRow", "Provenance",
+    "CaptionVersionRow", "ExportRow", "FsPath", "ImageRow", "LockRow", "PersonPartRow",
+    "ProjectRow", "Provenance",
     "Review", "UndoStepRow", "fs_decode", "utcnow",
 ]

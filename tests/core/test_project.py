@@ -221,9 +221,22 @@ def test_not_a_project_and_newer_version_are_refused(dataset: Path, tmp_path: Pa
         Project.open(tmp_path / "nope.loraproj")
 
 
+def make_version_5(path: Path) -> None:
+    """Turn a current project file into what schema version 5 looked like (no multi-person
+    parts, aliases or order of people)."""
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE person_parts")
+    for column in ("aliases", "people_order"):
+        conn.execute(f"ALTER TABLE project DROP COLUMN {column}")
+    conn.execute("PRAGMA user_version = 5")
+    conn.commit()
+    conn.close()
+
+
 def make_version_4(path: Path) -> None:
     """Turn a current project file into what schema version 4 looked like (no backend settings,
     no token counts)."""
+    make_version_5(path)
     conn = sqlite3.connect(path)
     for column in ("backend", "base_url", "language", "backend_options", "prompt_presets"):
         conn.execute(f"ALTER TABLE project DROP COLUMN {column}")

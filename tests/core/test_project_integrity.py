@@ -30,6 +30,7 @@ from loracap.core.project import (
     Provenance,
 )
 from loracap.core.scan import ScannedFile, scan_folder
+from loracap.core.schema import SCHEMA_VERSION
 from tests.core.test_project import make_version_4
 from tests.fakes.photos import make_photo, make_photo_folder
 
@@ -285,7 +286,8 @@ def test_a_failed_migration_keeps_the_file_and_no_backup_then_succeeds_once(
              "PRAGMA user_version = 3")
     for _attempt in range(2):
         with pytest.raises(ProjectError, match="could not be upgraded from project format 3 "
-                                               "to 5: .*exports.* It is unchanged"):
+                                               f"to {SCHEMA_VERSION}: .*exports.* It is "
+                                               "unchanged"):
             Project.open(path)
     assert project_files(dataset) == ["hall.loraproj"]
     conn = sqlite3.connect(path)
