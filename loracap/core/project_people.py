@@ -88,8 +88,28 @@ class ProjectPeople(ProjectBase):
                 query.where(PersonPartRow.image_id.in_(chunk)) for chunk in _chunks(image_ids)]
             for chunk_query in chunks:
                 for row in session.scalars(chunk_query.order_by(PersonPartRow.id)):
-                    found[row.image_id] = int(row.text) if row.text.isdigit() else 0
+                    found[row.image_id] = len(detected_people(row.text))
         return found
+
+
+def detected_people(text: str) -> list[tuple[tuple[int, int, int, int], str]]:
+    """The people of a stored detection part: ``(box, gender)`` pairs, in the detection's
+    order; ``[]`` for text that is not such a list (the part is then worth nothing)."""
+    try:
+        loaded = json.loads(text)
+    except ValueError:
+        return []
+    people: list[tuple[tuple[int, int, int, int], str]] = []
+    for item in loaded if isinstance(loaded, list) else []:
+        box = item.get("box") if isinstance(item, dict) else None
+        if isinstance(box, list) and len(box) == 4 and all(type(v) is int for v in box):
+            people.append(((box[0], box[1], box[2], box[3]), str(item.get("gender", "unknown"))))
+    return people
+
+
+def detection_text(people: list[tuple[tuple[int, int, int, int], str]]) -> str:
+    """How a detection part stores its people: a JSON list of ``{"box", "gender"}``."""
+    return json.dumps([{"box": list(box), "gender": gender} for box, gender in people])
 
 
 def _part(row: PersonPartRow) -> PersonPart:

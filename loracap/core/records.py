@@ -114,7 +114,8 @@ class ProjectSettings:
 @dataclass(frozen=True)
 class PersonPart:
     """One paid part of a multi-person caption (see :class:`loracap.core.schema.PersonPartRow`):
-    ``kind`` ``detection`` (``text``: the number of people found), ``person`` (``position`` in
+    ``kind`` ``detection`` (``text``: the people found, a JSON list of ``{"box", "gender"}``;
+    :func:`loracap.core.project_people.detected_people`), ``person`` (``position`` in
     the order, ``box`` ``(left, top, right, bottom)`` in pixels of the oriented image,
     ``gender``, ``text`` the cleaned description) or ``scene`` (``text``); made by ``backend``'s
     ``model`` from the image file of ``file_size`` bytes modified at ``mtime`` (seconds since

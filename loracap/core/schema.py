@@ -205,7 +205,8 @@ class CaptionAttemptRow(Base):
 
 class PersonPartRow(Base):
     """One paid part of a multi-person caption (format 6): the detection of the people in an
-    image (``kind`` ``detection``: ``text`` is the number of people found), one person's
+    image (``kind`` ``detection``: ``text`` is the people found as a JSON list of ``{"box",
+    "gender"}``), one person's
     description (``person``: ``position`` in the order, ``box`` as JSON ``[left, top, right,
     bottom]`` in pixels of the oriented image, ``gender``) or the scene (``scene``).
 

@@ -10,6 +10,7 @@ import pytest
 
 from loracap.core.errors import InputError, ProjectError
 from loracap.core.project import Project
+from loracap.core.project_people import detected_people, detection_text
 from loracap.core.records import PersonPart
 from tests.core.test_project import ids_by_path, make_dataset, make_version_5, new_project
 
@@ -28,9 +29,11 @@ def part(kind: str, *, model: str = "flash", size: int = 100, mtime: float = 5.0
 def test_parts_are_kept_and_the_latest_detection_is_reused(dataset: Path) -> None:
     with new_project(dataset) as project:
         image = ids_by_path(project)["IMG_0001.jpg"]
-        project.store_person_part(image, part("detection", text="3"))  # an older run
+        three = detection_text([((0, 0, 5, 5), "man")] * 3)
+        two = detection_text([((10, 20, 110, 220), "woman"), ((120, 20, 220, 220), "man")])
+        project.store_person_part(image, part("detection", text=three))  # an older run
         project.store_person_part(image, part("person", position=0, text="old"))
-        project.store_person_part(image, part("detection", text="2", input_tokens=300))
+        project.store_person_part(image, part("detection", text=two, input_tokens=300))
         first = project.store_person_part(image, part(
             "person", position=0, box=(10, 20, 110, 220), gender="woman", text="A woman."))
         project.store_person_part(image, part("person", position=1, box=(120, 20, 220, 220),
@@ -41,7 +44,10 @@ def test_parts_are_kept_and_the_latest_detection_is_reused(dataset: Path) -> Non
         reuse = project.reusable_parts(image, backend="gemini", model="flash", file_size=100,
                                        mtime=5.0)
         assert [(p.kind, p.position, p.text) for p in reuse] == [
-            ("detection", 0, "2"), ("person", 0, "A woman, again."), ("person", 1, "A man.")]
+            ("detection", 0, two), ("person", 0, "A woman, again."), ("person", 1, "A man.")]
+        assert detected_people(reuse[0].text) == [((10, 20, 110, 220), "woman"),
+                                                  ((120, 20, 220, 220), "man")]
+        assert detected_people("not json") == [] and detected_people('{"box": 1}') == []
         # Another model, another file state: nothing to reuse.
         assert project.reusable_parts(image, backend="gemini", model="pro", file_size=100,
                                       mtime=5.0) == []
