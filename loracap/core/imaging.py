@@ -345,8 +345,15 @@ def prepare_for_upload(path: Path, max_side: int = 1536, quality: int = 90) -> b
     if not 1 <= quality <= 95:
         raise ValueError(f"quality must be between 1 and 95, got {quality}")
     rgb = _decode(Path(path), lambda im: _upload_pixels(im, max_side))
+    return jpeg_for_upload(rgb, max_side, quality)
+
+
+def jpeg_for_upload(image: Image.Image, max_side: int = 1536, quality: int = 90) -> bytes:
+    """JPEG bytes of an RGB ``image`` (already oriented and flattened, e.g. a crop of
+    :func:`load_rgb_on_white`) with its long side at most ``max_side`` px (LANCZOS; never
+    upscaled) and JPEG ``quality``, as :func:`prepare_for_upload` sends a file."""
     buffer = io.BytesIO()
-    rgb.save(buffer, format="JPEG", quality=quality)
+    _shrink(image.convert("RGB"), max_side).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
 
 
