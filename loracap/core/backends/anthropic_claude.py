@@ -36,7 +36,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import anthropic
@@ -51,6 +51,7 @@ from anthropic.types import (
 
 from loracap.core.backends import base
 from loracap.core.backends.base import (
+    Answer,
     BackendConfig,
     GeneratedCaption,
     TokenUsage,
@@ -145,53 +146,65 @@ class ClaudeCaptioner:
         :data:`MAX_IMAGE_SIDE` (:func:`~loracap.core.backends.base.prepare_jpeg`)."""
         return prepare_jpeg(path, min(max_side, MAX_IMAGE_SIDE))
 
-    def caption(self, jpeg: bytes, instructions: Instructions, *, trigger: str, prefix: str
-                ) -> GeneratedCaption:
-        """Caption one image with one Messages request.
+    def ask(self, jpeg: bytes, prompt: str, *, json_schema: dict[str, Any] | None = None
+            ) -> Answer:
+        """Ask the model about one image with one Messages request; the answer's text as
+        received, not cleaned.
 
-        The user message holds ``jpeg`` as a base64 ``image/jpeg`` block, then the prompt.
-        Structured instructions offer the tool :data:`TOOL_NAME` with
-        ``instructions.json_schema`` as its input schema and force its use; the tool call's
-        input is serialised to JSON (that is ``raw``) and cleaned by ``parse_answer`` like a
-        JSON answer. Otherwise the text blocks are the answer.
+        The user message holds ``jpeg`` as a base64 ``image/jpeg`` block, then ``prompt``.
+        ``json_schema`` offers the tool :data:`TOOL_NAME` with it as its input schema and forces
+        its use; the tool call's input serialised with ``json.dumps(..., ensure_ascii=False)``
+        is then the text. Otherwise the text blocks, joined by newlines, are the text.
 
         Raises: :class:`TransientError` (``rate_limit`` with the ``retry-after`` seconds,
         ``server`` for 5xx and 529 ``overloaded_error``, ``timeout``, ``connection``);
         :class:`QuotaExhaustedError` (no credit left, a spend limit, 402);
         :class:`AuthenticationError` (401/403); :class:`ImageRejectedError` (a refusal, an
-        empty answer, an answer too long to be a caption, another 400/422);
-        :class:`CaptionError` (an unknown model, another 4xx).
+        empty answer, another 400/422); :class:`CaptionError` (an unknown model, another 4xx).
         """
         image: ImageBlockParam = {
             "type": "image",
             "source": {"type": "base64", "media_type": "image/jpeg",
                        "data": base64.b64encode(jpeg).decode("ascii")},
         }
-        text: TextBlockParam = {"type": "text", "text": instructions.prompt}
+        text: TextBlockParam = {"type": "text", "text": prompt}
         messages: list[MessageParam] = [{"role": "user", "content": [image, text]}]
-        schema = instructions.json_schema
-        logger.debug("%s %s: captioning %d bytes of JPEG", self.service, self.model, len(jpeg))
-        if schema is None:
+        logger.debug("%s %s: asking about %d bytes of JPEG", self.service, self.model,
+                     len(jpeg))
+        if json_schema is None:
             response = self._call(lambda: self._client.messages.create(
                 model=self.model, max_tokens=MAX_OUTPUT_TOKENS, messages=messages))
         else:
             tool: ToolParam = {
                 "name": TOOL_NAME,
                 "description": "Record the description of the image, one field per property.",
-                "input_schema": schema,
+                "input_schema": json_schema,
             }
             choice: ToolChoiceToolParam = {"type": "tool", "name": TOOL_NAME}
             response = self._call(lambda: self._client.messages.create(
                 model=self.model, max_tokens=MAX_OUTPUT_TOKENS, messages=messages,
                 tools=[tool], tool_choice=choice))
-        raw = self._answer_text(response)
-        body = parse_answer(raw, instructions, trigger, prefix)
+        return Answer(self._answer_text(response), BACKEND_NAME, self.model, prompt,
+                      _usage(response))
+
+    def caption(self, jpeg: bytes, instructions: Instructions, *, trigger: str, prefix: str
+                ) -> GeneratedCaption:
+        """Caption one image: :meth:`ask` with ``instructions.prompt`` and
+        ``instructions.json_schema`` (a structured answer arrives as the tool call's JSON, which
+        is ``raw``), then the answer cleaned by ``parse_answer`` (a JSON answer assembled,
+        other text cleaned as a caption).
+
+        Raises the errors of :meth:`ask`, and :class:`ImageRejectedError` for an answer with
+        nothing left after cleaning or too long to be a caption.
+        """
+        answer = self.ask(jpeg, instructions.prompt, json_schema=instructions.json_schema)
+        body = parse_answer(answer.text, instructions, trigger, prefix)
         if not body:
             raise ImageRejectedError(
                 f"{self.service} returned an empty answer (nothing left after cleaning)."
             )
-        return GeneratedCaption(body, raw, BACKEND_NAME, self.model, instructions.prompt,
-                                _usage(response))
+        return GeneratedCaption(body, answer.text, BACKEND_NAME, self.model, answer.prompt,
+                                answer.usage)
 
     def list_models(self) -> list[str]:
         """The ids of the models the key may use (the Models API, every page), newest first as

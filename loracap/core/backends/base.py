@@ -4,7 +4,10 @@ turn an HTTP failure into a LoRACap error.
 A backend is one module of :mod:`loracap.core.backends` with one class that fits
 :class:`Captioner`; :mod:`loracap.core.backends.registry` knows them by name (``gemini``,
 ``openai``, ``anthropic``, ``wd14``). The runner, the retry and pacing rules
-(:mod:`loracap.core.pacing`), provenance and history know only this protocol.
+(:mod:`loracap.core.pacing`), provenance and history know only this protocol. The vision
+backends also fit :class:`VisionAsker`: they answer a request that is not a caption (a person
+detection, a description of a crop) with the model's text as received (:class:`Answer`), and
+their ``caption`` is that request plus the caption cleaning.
 
 The error rules are one implementation for every HTTP backend (:func:`status_error`,
 :func:`parse_retry_after`), so that a 429, a 5xx, a timeout or a refused key means the same to a
@@ -30,7 +33,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from loracap.core.errors import (
     AuthenticationError,
@@ -87,6 +90,22 @@ class GeneratedCaption:
     usage: TokenUsage = field(default_factory=TokenUsage)
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A vision model's answer to one :meth:`VisionAsker.ask` request: ``text`` as received
+    (not sanitised or cleaned; for a structured request the JSON text -- Claude's forced tool
+    input serialised with ``json.dumps(..., ensure_ascii=False)``), ``backend`` the backend's
+    name, ``model`` the model asked, ``prompt`` the prompt actually sent (with the schema
+    appended when an OpenAI-compatible server takes no ``response_format``), ``usage`` the
+    tokens it cost."""
+
+    text: str
+    backend: str
+    model: str
+    prompt: str
+    usage: TokenUsage = field(default_factory=TokenUsage)
+
+
 class CaptionResult(Protocol):
     """What a backend returns (read-only, so a frozen dataclass such as
     :class:`GeneratedCaption` fits)."""
@@ -117,6 +136,9 @@ class Captioner(Protocol):
     once and raise only :class:`~loracap.core.errors.CaptionError` subclasses for service
     failures (see the module docstring for which stop a batch). ``close`` frees connections or
     a loaded model.
+
+    A vision backend may also fit :class:`VisionAsker` (an optional capability: requests that
+    are not captions).
     """
 
     backend: str
@@ -129,6 +151,31 @@ class Captioner(Protocol):
     ) -> CaptionResult: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class VisionAsker(Protocol):
+    """An optional capability of a captioner: asking its vision model anything about an image.
+
+    The vision backends (``gemini``, ``openai``, ``anthropic``) and a
+    :class:`~loracap.core.backends.combined.HintedCaptioner` around one fit it; the WD14 tagger
+    does not (``isinstance(captioner, VisionAsker)`` tells, the protocol being runtime
+    checkable). ``ask`` sends ``jpeg`` (what :meth:`Captioner.prepare` returns) with ``prompt``
+    in one request -- or two, when an OpenAI-compatible server refuses ``response_format`` --
+    and returns the answer's text unchanged (:class:`Answer`). ``json_schema`` asks for
+    structured output the backend's way (Gemini ``response_json_schema``, OpenAI
+    ``response_format``, Claude a forced tool) and the text is then one JSON object.
+
+    Same rules as :meth:`Captioner.caption`: safe from several threads at once; raises
+    :class:`~loracap.core.errors.ImageRejectedError` for a blocked, refused or empty answer
+    and the errors of the module docstring for HTTP and transport failures.
+    """
+
+    backend: str
+    model: str
+
+    def ask(self, jpeg: bytes, prompt: str, *, json_schema: dict[str, Any] | None = None
+            ) -> Answer: ...
 
 
 def prepare_jpeg(path: Path, max_side: int) -> bytes:

@@ -12,6 +12,9 @@ The caption's provenance is the vision model's (backend, model, the prompt actua
 its hint line, its tokens); the tagger costs no tokens. A tagger that finds no tag above its
 thresholds gives no hint line; a tagger that fails stops the batch (its model is broken), as the
 tagger alone would.
+
+Requests that are not captions (:meth:`HintedCaptioner.ask`, multi-person captions) go to the
+vision model alone, without hints.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from loracap.core.backends.base import Captioner, CaptionResult
-from loracap.core.errors import ImageRejectedError
+from loracap.core.backends.base import Answer, Captioner, CaptionResult, VisionAsker
+from loracap.core.errors import CaptionError, ImageRejectedError
 from loracap.core.prompts import Instructions
 
 
@@ -61,6 +64,16 @@ class HintedCaptioner:
         vision_input, tagger_input = image
         hinted = instructions.with_tag_hints(self.hints(tagger_input))
         return self.vision.caption(vision_input, hinted, trigger=trigger, prefix=prefix)
+
+    def ask(self, jpeg: bytes, prompt: str, *, json_schema: dict[str, Any] | None = None
+            ) -> Answer:
+        """The vision captioner's :meth:`~loracap.core.backends.base.VisionAsker.ask`, without
+        tag hints (``jpeg`` is the vision model's part of :meth:`prepare`). Raises its errors,
+        and :class:`CaptionError` when the vision captioner cannot ask (not a vision model)."""
+        if not isinstance(self.vision, VisionAsker):
+            raise CaptionError(f"The {self.backend} backend cannot answer requests other than "
+                               "captions.")
+        return self.vision.ask(jpeg, prompt, json_schema=json_schema)
 
     def learned_options(self) -> dict[str, Any]:
         """What the vision captioner learned about its server (see

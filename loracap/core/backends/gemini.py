@@ -46,6 +46,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from loracap.core.backends.base import (
+    Answer,
     BackendConfig,
     GeneratedCaption,
     TokenUsage,
@@ -105,7 +106,7 @@ class GeminiCaptioner:
     ``timeout_s`` bounds each HTTP request (seconds). ``base_url`` overrides the API endpoint;
     when None the SDK uses ``GOOGLE_GEMINI_BASE_URL`` if set, else Google's endpoint. The SDK's
     own retry is off: every error is mapped to a :mod:`loracap.core.errors` class (see
-    :meth:`caption`) and the caller decides whether to retry.
+    :meth:`ask`) and the caller decides whether to retry.
     """
 
     def __init__(
@@ -140,45 +141,57 @@ class GeminiCaptioner:
         (:func:`~loracap.core.backends.base.prepare_jpeg`)."""
         return prepare_jpeg(path, max_side)
 
-    def caption(
-        self, jpeg: bytes, instructions: Instructions, *, trigger: str, prefix: str
-    ) -> GeneratedCaption:
-        """Caption one image with one ``generateContent`` request.
+    def ask(self, jpeg: bytes, prompt: str, *, json_schema: dict[str, Any] | None = None
+            ) -> Answer:
+        """Ask the model about one image with one ``generateContent`` request; the answer's
+        text as received (``response.text``), not cleaned.
 
-        ``jpeg`` is sent unchanged as ``image/jpeg``, before the prompt. Structured instructions
-        ask for ``application/json`` with ``instructions.json_schema``. The answer is
-        sanitised, cleaned and cut to the profile's length limit (``parse_answer``);
-        ``trigger``/``prefix`` are used only to strip a duplicated prefix from it.
+        ``jpeg`` is sent unchanged as ``image/jpeg``, before ``prompt``. ``json_schema`` asks
+        for ``application/json`` following it (``response_json_schema``).
 
         Raises: :class:`TransientError` (``kind`` ``rate_limit`` with ``retry_after`` seconds
         from RetryInfo or None, ``server`` for 408/500/502/503/504, ``timeout``, ``connection``);
         :class:`QuotaExhaustedError` (per-day quota); :class:`AuthenticationError`;
-        :class:`ImageRejectedError` (blocked, an empty answer, an answer too long to be a
-        caption -- see :data:`loracap.core.prompts.ANSWER_LIMITS` -- or a 400 about the image);
+        :class:`ImageRejectedError` (blocked, an empty answer, a 400 about the image);
         :class:`CaptionError` (other 4xx such as an unknown model, other 5xx).
         """
         contents = types.Content(
             role="user",
             parts=[
                 types.Part.from_bytes(data=jpeg, mime_type="image/jpeg"),
-                types.Part.from_text(text=instructions.prompt),
+                types.Part.from_text(text=prompt),
             ],
         )
-        config = _generate_config(instructions)
-        logger.debug("Gemini %s: captioning %d bytes of JPEG", self.model, len(jpeg))
+        config = _generate_config(json_schema)
+        logger.debug("Gemini %s: asking about %d bytes of JPEG", self.model, len(jpeg))
         response = self._call(
             lambda: self._client.models.generate_content(
                 model=self.model, contents=contents, config=config
             )
         )
-        raw = _answer_text(response)
-        body = parse_answer(raw, instructions, trigger, prefix)
+        return Answer(_answer_text(response), BACKEND_NAME, self.model, prompt,
+                      _usage(response))
+
+    def caption(
+        self, jpeg: bytes, instructions: Instructions, *, trigger: str, prefix: str
+    ) -> GeneratedCaption:
+        """Caption one image: :meth:`ask` with ``instructions.prompt`` and
+        ``instructions.json_schema``, then the answer sanitised, cleaned and cut to the
+        profile's length limit (``parse_answer``); ``trigger``/``prefix`` are used only to strip
+        a duplicated prefix from it.
+
+        Raises the errors of :meth:`ask`, and :class:`ImageRejectedError` for an answer with
+        nothing left after cleaning or too long to be a caption (see
+        :data:`loracap.core.prompts.ANSWER_LIMITS`).
+        """
+        answer = self.ask(jpeg, instructions.prompt, json_schema=instructions.json_schema)
+        body = parse_answer(answer.text, instructions, trigger, prefix)
         if not body:
             raise ImageRejectedError(
                 "Gemini returned an empty answer (nothing left after cleaning)."
             )
-        return GeneratedCaption(body, raw, BACKEND_NAME, self.model, instructions.prompt,
-                                _usage(response))
+        return GeneratedCaption(body, answer.text, BACKEND_NAME, self.model, answer.prompt,
+                                answer.usage)
 
     def list_models(self) -> list[str]:
         """Names (without ``models/``) of the models that support ``generateContent``, in the
@@ -205,13 +218,13 @@ class GeminiCaptioner:
             ) from exc
 
 
-def _generate_config(instructions: Instructions) -> types.GenerateContentConfig:
+def _generate_config(json_schema: dict[str, Any] | None) -> types.GenerateContentConfig:
     no_afc = types.AutomaticFunctionCallingConfig(disable=True)
-    if instructions.json_schema is None:
+    if json_schema is None:
         return types.GenerateContentConfig(automatic_function_calling=no_afc)
     return types.GenerateContentConfig(
         response_mime_type="application/json",
-        response_json_schema=instructions.json_schema,
+        response_json_schema=json_schema,
         automatic_function_calling=no_afc,
     )
 

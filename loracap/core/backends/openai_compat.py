@@ -51,6 +51,7 @@ from openai.types.shared_params import ResponseFormatJSONSchema
 
 from loracap.core.backends import base
 from loracap.core.backends.base import (
+    Answer,
     BackendConfig,
     GeneratedCaption,
     TokenUsage,
@@ -194,7 +195,7 @@ class OpenAICaptioner:
     only to list models. ``timeout_s`` bounds each HTTP request (seconds).
     ``structured_output`` False never sends ``response_format`` (the schema goes into the
     prompt); it also turns False by itself when the server refuses ``response_format`` (see
-    :meth:`caption` and :meth:`learned_options`).
+    :meth:`ask` and :meth:`learned_options`).
     """
 
     def __init__(self, base_url: str, api_key: str, model: str, *, timeout_s: float = 60.0,
@@ -233,33 +234,32 @@ class OpenAICaptioner:
         (:func:`~loracap.core.backends.base.prepare_jpeg`)."""
         return prepare_jpeg(path, max_side)
 
-    def caption(self, jpeg: bytes, instructions: Instructions, *, trigger: str, prefix: str
-                ) -> GeneratedCaption:
-        """Caption one image with one chat completion (two when the server refuses
-        ``response_format``).
+    def ask(self, jpeg: bytes, prompt: str, *, json_schema: dict[str, Any] | None = None
+            ) -> Answer:
+        """Ask the model about one image with one chat completion (two when the server refuses
+        ``response_format``); the answer's text as received (``message.content``, a leading
+        ``<think>...</think>`` block of a reasoning model included), not cleaned.
 
-        The user message holds the prompt's text part, then ``jpeg`` as a
-        ``data:image/jpeg;base64`` URL. Structured instructions send ``response_format`` with
-        ``instructions.json_schema`` while :attr:`structured_output` is True; a 400 or 422 to
-        that request is retried at once without it, the schema appended to the prompt
-        (:func:`schema_prompt`), and when that succeeds the server is known not to take it
-        (:attr:`structured_output` False from then on). The answer is cleaned by
-        ``parse_answer`` (a JSON answer assembled, other text cleaned as a caption); a leading
-        ``<think>...</think>`` block of a reasoning model is dropped first.
+        The user message holds ``prompt`` as a text part, then ``jpeg`` as a
+        ``data:image/jpeg;base64`` URL. ``json_schema`` is sent as ``response_format`` while
+        :attr:`structured_output` is True; a 400 or 422 to that request is retried at once
+        without it, the schema appended to the prompt (:func:`schema_prompt`), and when that
+        succeeds the server is known not to take it (:attr:`structured_output` False from then
+        on). ``Answer.prompt`` is the prompt sent last.
 
         Raises: :class:`TransientError` (``rate_limit`` with the server's ``Retry-After``,
         ``server`` for 408/409/5xx, ``timeout``, ``connection``); :class:`QuotaExhaustedError`
         (429 ``insufficient_quota``); :class:`AuthenticationError` (401/403);
-        :class:`ImageRejectedError` (a refusal, ``content_filter``, an empty answer, an answer
-        too long to be a caption, another 400/422); :class:`CaptionError` (an unknown model,
-        a model that takes no images, another 4xx, an answer that is no chat completion).
+        :class:`ImageRejectedError` (a refusal, ``content_filter``, an empty answer, another
+        400/422); :class:`CaptionError` (an unknown model, a model that takes no images,
+        another 4xx, an answer that is no chat completion).
         """
-        schema = instructions.json_schema
-        prompt = instructions.prompt
+        schema = json_schema
         if schema is not None and not self.structured_output:
             prompt = schema_prompt(prompt, schema)
             schema = None
-        logger.debug("%s %s: captioning %d bytes of JPEG", self.service, self.model, len(jpeg))
+        logger.debug("%s %s: asking about %d bytes of JPEG", self.service, self.model,
+                     len(jpeg))
         if schema is not None:
             try:
                 response = self._call(lambda: self._create(jpeg, prompt, schema),
@@ -272,13 +272,28 @@ class OpenAICaptioner:
                 self._learn_no_structured()
         else:
             response = self._call(lambda: self._create(jpeg, prompt, None))
-        raw = self._answer_text(response)
-        body = parse_answer(_THINK_BLOCK.sub("", raw, count=1), instructions, trigger, prefix)
+        return Answer(self._answer_text(response), BACKEND_NAME, self.model, prompt,
+                      _usage(response))
+
+    def caption(self, jpeg: bytes, instructions: Instructions, *, trigger: str, prefix: str
+                ) -> GeneratedCaption:
+        """Caption one image: :meth:`ask` with ``instructions.prompt`` and
+        ``instructions.json_schema`` (so the ``response_format`` fallback applies), then the
+        answer cleaned by ``parse_answer`` (a JSON answer assembled, other text cleaned as a
+        caption) after a leading ``<think>...</think>`` block is dropped.
+
+        Raises the errors of :meth:`ask`, and :class:`ImageRejectedError` for an answer with
+        nothing left after cleaning or too long to be a caption.
+        """
+        answer = self.ask(jpeg, instructions.prompt, json_schema=instructions.json_schema)
+        body = parse_answer(_THINK_BLOCK.sub("", answer.text, count=1), instructions, trigger,
+                            prefix)
         if not body:
             raise ImageRejectedError(
                 f"{self.service} returned an empty answer (nothing left after cleaning)."
             )
-        return GeneratedCaption(body, raw, BACKEND_NAME, self.model, prompt, _usage(response))
+        return GeneratedCaption(body, answer.text, BACKEND_NAME, self.model, answer.prompt,
+                                answer.usage)
 
     def list_models(self) -> list[str]:
         """The ids of the server's models (``GET /models``), sorted. Raises the errors of
