@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from loracap.core.captioning import Captioner
     from loracap.core.exports import ReviewFilter
     from loracap.core.project import AddResult, CaptionMode, Project
+    from loracap.core.records import ProjectSettings
     from loracap.core.scan import ScannedFile
     from loracap.jobs.runner import BatchOptions, BatchSummary
 
@@ -216,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--prefix", default=None,
                      help='caption prefix template (default: "photo of {trigger} ")')
     add_backend_arguments(new, saved=True)
+    new.add_argument("--aliases", default="", metavar="NAMES",
+                     help='multi-person profile: the first people\'s aliases, comma-separated, '
+                     'e.g. "anna,ben" (default: sksA, sksB, then unidentified woman/man/person)')
     new.add_argument("--language", default="en",
                      help="caption language code: en (default), zh-Hans, tr, de, nl, fr, es, ja, "
                      "... (the trigger prefix stays as it is)")
@@ -400,6 +404,16 @@ def _write_foreign_prefixes(out: TextIO, files: Sequence[ScannedFile], template:
                   "window can strip it.\n")
 
 
+def _aliases(text: str) -> list[str]:
+    """The aliases of ``--aliases "anna,ben"`` (:func:`loracap.core.people.parse_aliases`),
+    ``[]`` when not given; raises :class:`InputError` (exit 2) for a bad list."""
+    if not text.strip():
+        return []
+    from loracap.core.people import parse_aliases
+
+    return list(parse_aliases(text))
+
+
 def _backend_kwargs(args: argparse.Namespace) -> dict[str, str]:
     """The backend settings of a new project from ``--backend``, ``--model``, ``--base-url``:
     the backend's default model when ``--model`` is left out."""
@@ -439,10 +453,13 @@ def cmd_new(args: argparse.Namespace) -> int:
     kwargs = {"prefix_template": args.prefix} if args.prefix is not None else {}
     kwargs.update(_backend_kwargs(args))
     kwargs["language"] = args.language
+    aliases = _aliases(args.aliases)
     with Project.create(
         path, trigger=trigger, profile=profile.value, custom_prompt=args.prompt,
         name=folder.name, **kwargs,
     ) as project:
+        if aliases:
+            project.update_settings(aliases=aliases)
         result = project.add_scanned(files)
         prefix = project.settings.prefix
         template = project.settings.prefix_template
@@ -576,15 +593,18 @@ def _run_batch(project: Project, captioner: Captioner, options: BatchOptions,
     return results[0]
 
 
-def _batch_options(args: argparse.Namespace, config: BackendConfig, mode: CaptionMode,
-                   ids: tuple[int, ...] = (), overwrite: bool = False) -> BatchOptions:
+def _batch_options(args: argparse.Namespace, config: BackendConfig, settings: ProjectSettings,
+                   mode: CaptionMode, ids: tuple[int, ...] = (), overwrite: bool = False
+                   ) -> BatchOptions:
     from loracap.cli_backend import batch_pace
+    from loracap.core.captioning_people import people_options
     from loracap.jobs.runner import BatchOptions
 
     workers, rpm = batch_pace(config, args)
     return BatchOptions(
         mode=mode, image_ids=ids, overwrite_protected=overwrite, workers=workers,
         rpm=rpm, max_attempts=args.attempts, max_side=args.max_side,
+        people=people_options(settings),
     )
 
 
@@ -595,7 +615,7 @@ def _caption_batch(project: Project, args: argparse.Namespace, mode: CaptionMode
     from loracap.cli_backend import batch_config, make_captioner, save_learned
 
     config = batch_config(project, args)
-    options = _batch_options(args, config, mode, ids, overwrite)
+    options = _batch_options(args, config, project.settings, mode, ids, overwrite)
     captioner = make_captioner(config)
     summary: BatchSummary | None = None
     try:
@@ -903,6 +923,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         stats = project.stats()
         settings = project.settings
         records = project.images() if args.list else []
+        people = project.people_found() if args.list else {}
         missing = [rec.path for rec in project.missing_images()]
         usage_text = io.StringIO()
         usage = write_usage(project, usage_text)
@@ -928,7 +949,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             data["files"] = [
                 {"path": rec.path, "valid": rec.valid, "reason": rec.invalid_reason,
                  "provenance": rec.caption.provenance.value if rec.has_caption and rec.caption
-                 else None, "error": rec.last_error, "outside": rec.outside}
+                 else None, "error": rec.last_error, "outside": rec.outside,
+                 "people": people.get(rec.id)}
                 for rec in records
             ]
         sys.stdout.write(json_text(data, indent=2) + "\n")
@@ -958,6 +980,10 @@ def cmd_info(args: argparse.Namespace) -> int:
             state = "uncaptioned"
         if rec.outside:
             state += " (outside the project folder)"
+        if rec.id in people:
+            found = people[rec.id]
+            state += f" ({found} {'person' if found == 1 else 'people'})" if found else \
+                " (no person found)"
         out.write(f"{tsv_field(rec.path)}\t{tsv_field(state)}\n")
     return EXIT_OK
 

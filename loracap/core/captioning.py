@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from loracap.core.backends.base import Captioner, CaptionResult
+from loracap.core.backends.base import Captioner, CaptionResult, TokenUsage
 from loracap.core.errors import (
     CancelledError,
     CaptionError,
@@ -54,7 +54,9 @@ from loracap.core.pacing import AnswerWatch, RateLimiter, RetryPolicy, call_with
 from loracap.core.prompts import Instructions, limit_length, sanitize_text
 
 if TYPE_CHECKING:
+    from loracap.core.captioning_people import PeopleOptions
     from loracap.core.project import Project
+    from loracap.core.records import ImageRecord
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,10 @@ _FULL_BELOW_BYTES = 1 << 20
 class CaptionJob:
     """Everything the workers of one batch share. All members are thread-safe.
 
+    ``people`` set: every image gets a multi-person caption
+    (:mod:`loracap.core.captioning_people`), ``instructions`` then being the single-subject
+    caption of an image without people.
+
     ``cancel`` set: no new request is sent (waits for the rate limit or a retry end at once);
     ``abandon`` set as well: requests still waiting for their answer are dropped too. ``watch``
     counts the batch's consecutive timeouts (see :class:`~loracap.core.pacing.AnswerWatch`).
@@ -94,6 +100,7 @@ class CaptionJob:
     overwrite_protected: bool = False
     abandon: threading.Event = field(default_factory=threading.Event)
     watch: AnswerWatch = field(default_factory=AnswerWatch)
+    people: PeopleOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -115,12 +122,100 @@ class ImageOutcome:
     request_s: float = 0.0
 
 
+class ImageFailed(Exception):
+    """Internal to captioning: the image fails with ``message`` (its reason, recorded on the
+    image) of ``kind``; the batch goes on."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+
+
+@dataclass
+class Attempt:
+    """One image's work in progress: the job, the image's record and how long the last
+    request took (seconds, for the runner's time estimate)."""
+
+    job: CaptionJob
+    record: ImageRecord
+    on_retry: Callable[[int, TransientError, float], None] | None
+    last_request_s: float = 0.0
+
+    def send(self, call: Callable[[], _T], what: str = "") -> _T:
+        """``call()`` (one request to the backend) under the batch's rules: the rate limiter,
+        retries of transient errors, the consecutive-timeout watch, abandon on Ctrl+C.
+
+        Raises :class:`ImageFailed` for a refused image or retries used up (``what`` -- e.g.
+        ``"sksB: "`` -- starts the reason), :class:`NetworkError` when the service cannot be
+        reached, and the other batch-stopping errors unchanged.
+        """
+        job = self.job
+
+        def request() -> _T:
+            started = time.monotonic()
+            try:
+                return _await(call, job.abandon)
+            finally:
+                self.last_request_s = time.monotonic() - started
+
+        try:
+            return call_with_retry(
+                request, policy=job.policy, limiter=job.limiter, cancel=job.cancel,
+                on_retry=self.on_retry, watch=job.watch,
+            )
+        except ImageRejectedError as exc:
+            raise ImageFailed(f"{what}{exc}", "rejected") from exc
+        except TransientError as exc:
+            if exc.kind == "connection":
+                message = (
+                    f"Cannot reach the captioning service after {job.policy.max_attempts} "
+                    f"attempts ({exc})."
+                )
+                log.info("Captioning %s stopped the batch: %s", self.record.path, message)
+                raise NetworkError(message) from exc
+            raise ImageFailed(
+                f"{what}{exc} (gave up after {job.policy.max_attempts} attempts)", exc.kind
+            ) from exc
+        except CaptionError as exc:
+            log.info("Captioning %s stopped the batch: %s", self.record.path, exc)
+            raise
+
+    def fail(self, failure: ImageFailed) -> ImageOutcome:
+        """Record the failure on the image; the outcome that says so."""
+        project, record = self.job.project, self.record
+        _saving(project, record.path, lambda: project.record_failure(
+            record.id, failure.message, kind=failure.kind))
+        log.info("Captioning %s failed: %s", record.path, failure.message)
+        return ImageOutcome(record.id, ok=False, error=failure.message, kind=failure.kind,
+                            request_s=self.last_request_s)
+
+    def store(self, body: str, result: CaptionResult, usage: TokenUsage | None = None
+              ) -> ImageOutcome:
+        """Store a generated caption body (already sanitised and bounded) with the provenance
+        of ``result`` and the tokens paid (``usage``, default ``result.usage``)."""
+        job, record = self.job, self.record
+        project = job.project
+        stored = _saving(project, record.path, lambda: project.store_generated(
+            record.id,
+            body,
+            backend=result.backend,
+            model=result.model,
+            prompt=result.prompt,
+            usage=usage if usage is not None else result.usage,
+            overwrite_protected=job.overwrite_protected,
+        ))
+        return ImageOutcome(record.id, ok=True, body=body, stored=stored,
+                            request_s=self.last_request_s)
+
+
 def caption_image(
     job: CaptionJob,
     image_id: int,
     on_retry: Callable[[int, TransientError, float], None] | None = None,
 ) -> ImageOutcome:
-    """Caption one image of ``job.project`` and store the result.
+    """Caption one image of ``job.project`` and store the result (with ``job.people`` set: a
+    multi-person caption, :mod:`loracap.core.captioning_people`).
 
     Raises :class:`~loracap.core.errors.CancelledError` if cancelled before the request was sent
     (or abandoned while it waited for its answer), and the batch-stopping errors
@@ -128,71 +223,35 @@ def caption_image(
     :class:`~loracap.core.errors.QuotaExhaustedError`, :class:`NetworkError`, other
     :class:`CaptionError`, :class:`StorageError`) without recording anything on the image.
     """
-    project = job.project
-    record = project.image(image_id)
+    attempt = Attempt(job, job.project.image(image_id), on_retry)
+    if job.people is not None:
+        # Imported here: the module builds on this one.
+        from loracap.core.captioning_people import caption_people
 
-    timing = {"last": 0.0}
+        return caption_people(attempt, job.people)
+    try:
+        return caption_single(attempt, job.instructions)
+    except ImageFailed as failure:
+        return attempt.fail(failure)
 
-    def fail(message: str, kind: str) -> ImageOutcome:
-        _saving(project, record.path,
-                lambda: project.record_failure(image_id, message, kind=kind))
-        log.info("Captioning %s failed: %s", record.path, message)
-        return ImageOutcome(image_id, ok=False, error=message, kind=kind,
-                            request_s=timing["last"])
 
+def caption_single(attempt: Attempt, instructions: Instructions) -> ImageOutcome:
+    """The ordinary caption of ``attempt``'s image with ``instructions``: one request, the
+    answer sanitised and bounded by the profile's limit, stored. Raises :class:`ImageFailed`
+    for an image that cannot be captioned."""
+    job, record = attempt.job, attempt.record
     try:
         image = job.captioner.prepare(record.abs_path, job.max_side)
     except InputError as exc:
-        return fail(str(exc), "image")
-
-    def request() -> CaptionResult:
-        started = time.monotonic()
-        try:
-            return _await(
-                lambda: job.captioner.caption(
-                    image, job.instructions, trigger=job.trigger, prefix=job.prefix
-                ),
-                job.abandon,
-            )
-        finally:
-            timing["last"] = time.monotonic() - started
-
-    try:
-        result = call_with_retry(
-            request, policy=job.policy, limiter=job.limiter, cancel=job.cancel,
-            on_retry=on_retry, watch=job.watch,
-        )
-    except ImageRejectedError as exc:
-        return fail(str(exc), "rejected")
-    except TransientError as exc:
-        if exc.kind == "connection":
-            message = (
-                f"Cannot reach the captioning service after {job.policy.max_attempts} "
-                f"attempts ({exc})."
-            )
-            log.info("Captioning %s stopped the batch: %s", record.path, message)
-            raise NetworkError(message) from exc
-        return fail(f"{exc} (gave up after {job.policy.max_attempts} attempts)", exc.kind)
-    except CaptionError as exc:
-        log.info("Captioning %s stopped the batch: %s", record.path, exc)
-        raise
-
+        raise ImageFailed(str(exc), "image") from exc
+    result = attempt.send(lambda: job.captioner.caption(
+        image, instructions, trigger=job.trigger, prefix=job.prefix))
     # The backend cleaned it already (Gemini's does); whatever the backend, no control
     # character, lone surrogate or runaway length reaches the project.
-    body = limit_length(" ".join(sanitize_text(result.body).split()),
-                        job.instructions.limits.body)
+    body = limit_length(" ".join(sanitize_text(result.body).split()), instructions.limits.body)
     if not body:
-        return fail("The model returned an empty caption.", "rejected")
-    stored = _saving(project, record.path, lambda: project.store_generated(
-        image_id,
-        body,
-        backend=result.backend,
-        model=result.model,
-        prompt=result.prompt,
-        usage=result.usage,
-        overwrite_protected=job.overwrite_protected,
-    ))
-    return ImageOutcome(image_id, ok=True, body=body, stored=stored, request_s=timing["last"])
+        raise ImageFailed("The model returned an empty caption.", "rejected")
+    return attempt.store(body, result)
 
 
 def _await(call: Callable[[], _T], abandon: threading.Event) -> _T:
@@ -281,4 +340,5 @@ def _nearly_full(folder: Path) -> bool:
         return False
 
 
-__all__ = ["CaptionJob", "CaptionResult", "Captioner", "ImageOutcome", "caption_image"]
+__all__ = ["Attempt", "CaptionJob", "CaptionResult", "Captioner", "ImageFailed", "ImageOutcome",
+           "caption_image", "caption_single"]

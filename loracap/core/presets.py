@@ -145,7 +145,9 @@ def user_preset(name: str, prompt: str) -> PromptPreset:
 #: One preset per built-in profile, named by the profile's label, with its English prompt.
 BUILTIN_PRESETS: tuple[PromptPreset, ...] = tuple(
     PromptPreset(profile.label, profile, build_instructions(profile).prompt)
-    for profile in Profile if profile is not Profile.CUSTOM
+    # Multi-person is a way of captioning (detect, describe each person, the scene), not one
+    # prompt: it is chosen as the project's profile, not offered as a preset.
+    for profile in Profile if profile not in (Profile.CUSTOM, Profile.MULTI_PERSON)
 )
 
 _BUILTIN_KEYS = frozenset(preset.name.casefold() for preset in BUILTIN_PRESETS)

@@ -35,13 +35,17 @@ logger = logging.getLogger(__name__)
 class Profile(StrEnum):
     """What the photos show and what kind of caption to write; decides the prompt and the
     caption structure. The values are stored in project files (``"space"``, ``"person"``,
-    ``"tags"``, ``"paragraph"``, ``"short"``, ``"custom"``) and never change."""
+    ``"tags"``, ``"paragraph"``, ``"short"``, ``"multi-person"``, ``"custom"``) and never
+    change. ``multi-person`` captions each person under an alias and the scene
+    (:mod:`loracap.core.captioning_people`); its own instructions are the short caption of an
+    image in which no person is found."""
 
     SPACE = "space"
     PERSON = "person"
     TAGS = "tags"
     PARAGRAPH = "paragraph"
     SHORT = "short"
+    MULTI_PERSON = "multi-person"
     CUSTOM = "custom"
 
     @property
@@ -56,6 +60,7 @@ _PROFILE_LABELS: dict[Profile, str] = {
     Profile.TAGS: "Booru tags",
     Profile.PARAGRAPH: "Natural-language paragraph",
     Profile.SHORT: "Short caption",
+    Profile.MULTI_PERSON: "Multi-person",
     Profile.CUSTOM: "Custom prompt",
 }
 
@@ -178,6 +183,9 @@ ANSWER_LIMITS: dict[Profile, AnswerLimits] = {
     Profile.TAGS: AnswerLimits(body=1_500, field=60, items=60, answer=15_000),
     Profile.PARAGRAPH: AnswerLimits(body=2_000, field=300, items=20, answer=20_000),
     Profile.SHORT: AnswerLimits(body=300, field=150, items=20, answer=3_000),
+    # Each line of a multi-person caption (a person's 35 words, the scene) and the short
+    # caption of an image without people.
+    Profile.MULTI_PERSON: AnswerLimits(body=300, field=150, items=20, answer=3_000),
     Profile.CUSTOM: AnswerLimits(body=4_000, field=300, items=20, answer=40_000),
 }
 
@@ -421,6 +429,7 @@ _STRUCTURED: dict[Profile, tuple[str, dict[str, Any]]] = {
 _PLAIN: dict[Profile, str] = {
     Profile.PARAGRAPH: _PARAGRAPH_PROMPT,
     Profile.SHORT: _SHORT_PROMPT,
+    Profile.MULTI_PERSON: _SHORT_PROMPT,  # an image in which no person is found
 }
 
 
@@ -485,7 +494,18 @@ def example_caption_body(profile: Profile) -> str:
         return clean_caption(_PARAGRAPH_EXAMPLE, "", "", prose=True)
     if profile is Profile.SHORT:
         return clean_caption(_SHORT_EXAMPLE, "", "")
+    if profile is Profile.MULTI_PERSON:
+        return _MULTI_PERSON_EXAMPLE
     return ""
+
+
+#: What a multi-person caption looks like (issue 13's example).
+_MULTI_PERSON_EXAMPLE = (
+    "sksA: A young woman with long brown hair in a blue dress and pearl necklace, smiling "
+    "warmly at the camera.\n"
+    "sksB: A middle-aged man with short grey hair in a black suit and red tie, arms crossed, "
+    "serious.\n"
+    "Scene: Modern office with floor-to-ceiling windows and minimalist white furniture.")
 
 
 def _copy_schema(schema: dict[str, Any]) -> dict[str, Any]:

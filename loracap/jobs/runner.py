@@ -44,6 +44,8 @@ from loracap.core.prompts import Instructions
 from loracap.core.records import CaptionMode
 
 if TYPE_CHECKING:
+    # Not at run time: the window imports this module at startup, before Pillow and SQLAlchemy.
+    from loracap.core.captioning_people import PeopleOptions
     from loracap.core.project import Project
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,8 @@ class BatchOptions:
     max_attempts: int = 5
     max_side: int = 1536
     base_delay_s: float = 1.0
+    #: Multi-person captions (:func:`loracap.core.captioning_people.people_options`), or None.
+    people: PeopleOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -249,6 +253,7 @@ class CaptionRunner(QObject):
             max_side=opts.max_side,
             overwrite_protected=opts.overwrite_protected,
             abandon=self._abandon,
+            people=opts.people,
         )
         count = min(max(1, opts.workers), len(ids))
         self._workers_count = max(1, count)

@@ -376,10 +376,21 @@ def default_responder(request: RecordedRequest) -> Reply:
     return Reply.caption(f"fake caption {tag}, test scene")
 
 
+#: The people every detection request finds by default (multi-person captions): a woman on
+#: the left and a man on the right, as Gemini answers, ``box_2d`` = ``[ymin, xmin, ymax, xmax]``
+#: normalised to 0-1000.
+DEFAULT_PEOPLE: list[dict[str, Any]] = [
+    {"box_2d": [100, 80, 950, 420], "gender": "woman"},
+    {"box_2d": [150, 560, 980, 900], "gender": "man"},
+]
+
+
 def _structured_answer(request: RecordedRequest, tag: str) -> dict[str, Any]:
     schema = request.generation_config.get("responseJsonSchema") or request.generation_config.get(
         "responseSchema", {}
     )
+    if "people" in schema.get("properties", {}):  # a person-detection request
+        return {"people": [dict(person) for person in DEFAULT_PEOPLE]}
     answer: dict[str, Any] = {}
     for name, spec in schema.get("properties", {}).items():
         words = name.replace("_", " ")

@@ -1345,9 +1345,12 @@ class MainWindow(QMainWindow):
         from loracap.core.backends.registry import batch_defaults
 
         workers, rpm = self.settings.batch_pace(batch_defaults(config))
+        from loracap.core.captioning_people import people_options
+
         options = BatchOptions(
             mode=mode, image_ids=image_ids, overwrite_protected=overwrite,
             workers=workers, rpm=rpm, max_side=self.settings.max_side,
+            people=people_options(project.settings),
         )
         if needs_preparation(config):
             self._prepare_captioner(config, instructions, options)

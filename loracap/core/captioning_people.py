@@ -1,0 +1,247 @@
+"""Captioning one image with several people (issue 13): detect, describe each person, describe the
+scene, store the caption only when every part succeeded.
+
+One image is one job of 1 + N + 1 requests to the batch's vision model, each under the batch's
+rules (the shared rate limiter, retries, the consecutive-timeout watch, Ctrl+C;
+:meth:`loracap.core.captioning.Attempt.send`):
+
+1. **detection** -- the whole image (EXIF-oriented, long side at most ``max_side``) with
+   :data:`~loracap.core.people.DETECTION_PROMPT` and its JSON schema; the boxes are normalised
+   0-1000 and scaled to the oriented image (:func:`~loracap.core.people.parse_detection`);
+2. **each person** -- :func:`~loracap.core.people.person_crop` (the box plus context, the
+   context dimmed) with :func:`~loracap.core.people.person_prompt`, cleaned and cut to 35 words;
+3. **the scene** -- :func:`~loracap.core.people.scene_image` (the people dimmed) with
+   :func:`~loracap.core.people.scene_prompt`, cleaned and cut to 15 words.
+
+Every part is stored the moment it is paid for (:meth:`~loracap.core.project.Project.
+store_person_part`). A failed part fails the image with its reason (``"sksB: …"``); the parts
+already paid for stay, and the next run of the same image file with the same backend and model
+reuses them instead of paying again (:meth:`~loracap.core.project.Project.reusable_parts`).
+An image without people gets the project's ordinary single-subject caption (``job.instructions``)
+and ``loracap info --list`` says "no person found".
+
+The caption is ``alias: description`` per person in the project's order, then ``Scene: …``
+(:func:`~loracap.core.people.multi_person_caption`); its provenance is the vision model's, its
+prompt the person prompt, its tokens those paid in this run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from loracap.core.backends.base import Answer, TokenUsage, VisionAsker
+from loracap.core.captioning import (
+    Attempt,
+    ImageFailed,
+    ImageOutcome,
+    _saving,
+    caption_single,
+)
+from loracap.core.errors import CaptionError, ImageRejectedError, InputError
+from loracap.core.people import (
+    DETECTION_PROMPT,
+    DETECTION_SCHEMA,
+    PersonBox,
+    PersonEntry,
+    assign_aliases,
+    clean_person_text,
+    clean_scene_text,
+    multi_person_caption,
+    order_people,
+    parse_detection,
+    person_crop,
+    person_prompt,
+    scene_image,
+    scene_prompt,
+)
+from loracap.core.project_people import detected_people, detection_text
+from loracap.core.prompts import Profile, limit_length, sanitize_text
+from loracap.core.records import PersonPart, ProjectSettings
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+log = logging.getLogger(__name__)
+
+_THINKING = re.compile(r"^\s*<think>.*?</think>", re.S)
+
+#: Most people described in one image: the largest ones are kept (then put in the project's
+#: order). Each person is one paid request; a crowd of 200 boxes must not become 200 requests.
+MAX_PEOPLE = 12
+
+
+@dataclass(frozen=True)
+class PeopleOptions:
+    """How a batch makes multi-person captions: the project's custom ``aliases`` (first person
+    first), the ``order`` of people (``left`` or ``size``) and the caption ``language`` code."""
+
+    aliases: tuple[str, ...] = ()
+    order: str = "left"
+    language: str = "en"
+
+
+def people_options(settings: ProjectSettings) -> PeopleOptions | None:
+    """The multi-person options of a project whose profile is ``multi-person``, else None."""
+    if settings.profile != Profile.MULTI_PERSON.value:
+        return None
+    return PeopleOptions(aliases=tuple(settings.aliases), order=settings.people_order,
+                         language=settings.language)
+
+
+def caption_people(attempt: Attempt, options: PeopleOptions) -> ImageOutcome:
+    """Caption ``attempt``'s image as a multi-person caption (see the module docstring).
+
+    Raises what :func:`loracap.core.captioning.caption_image` raises; a failure of this image
+    is recorded on it and returned.
+    """
+    try:
+        return _caption_people(attempt, options)
+    except ImageFailed as failure:
+        return attempt.fail(failure)
+
+
+def _caption_people(attempt: Attempt, options: PeopleOptions) -> ImageOutcome:
+    from loracap.core.imaging import jpeg_for_upload, load_rgb_on_white
+
+    job, record = attempt.job, attempt.record
+    asker = job.captioner
+    if not isinstance(asker, VisionAsker):
+        raise CaptionError(f"Multi-person captions need a vision model; the {asker.backend} "
+                           "backend only tags. Choose Gemini, an OpenAI-compatible server or "
+                           "Claude.")
+    try:
+        stat = os.stat(record.abs_path)
+        image = load_rgb_on_white(record.abs_path)
+    except InputError as exc:
+        raise ImageFailed(str(exc), "image") from exc
+    except OSError as exc:
+        raise ImageFailed(f'Cannot read the image "{record.abs_path}": {exc.strerror or exc}.',
+                          "image") from exc
+    state = _PartState(attempt, asker, stat.st_size, stat.st_mtime)
+    whole = jpeg_for_upload(image, job.max_side)
+
+    people = state.detect(whole, image.size)
+    if not people:
+        # No person: the ordinary caption of the project's profile ("no person found").
+        return caption_single(attempt, job.instructions)
+    people = order_people(people, by=options.order)  # type: ignore[arg-type]
+    aliases = assign_aliases(people, custom=options.aliases)
+    entries = [
+        PersonEntry(alias, state.describe_person(image, person, position, alias,
+                                                 options.language))
+        for position, (person, alias) in enumerate(zip(people, aliases, strict=True))
+    ]
+    scene = state.describe_scene(image, people, options.language)
+    body = multi_person_caption(entries, scene)
+    if body is None:  # not reached: there are people
+        return caption_single(attempt, job.instructions)
+    lines = [limit_length(" ".join(sanitize_text(line).split()), job.instructions.limits.body)
+             for line in body.splitlines()]
+    return attempt.store("\n".join(line for line in lines if line), state.result(
+        person_prompt(options.language)), usage=state.paid)
+
+
+@dataclass(frozen=True)
+class _Provenance:
+    """The caption's provenance: the vision model that wrote its parts."""
+
+    body: str
+    backend: str
+    model: str
+    prompt: str
+    usage: TokenUsage
+
+
+class _PartState:
+    """The parts of one image: reused from an earlier run where possible, else asked for and
+    stored at once; ``paid`` sums the tokens of this run's requests."""
+
+    def __init__(self, attempt: Attempt, asker: VisionAsker, file_size: int,
+                 mtime: float) -> None:
+        self.attempt = attempt
+        self.asker = asker
+        self.file_size = file_size
+        self.mtime = mtime
+        self.paid = TokenUsage()
+        project = attempt.job.project
+        self.reusable = project.reusable_parts(
+            attempt.record.id, backend=asker.backend, model=asker.model, file_size=file_size,
+            mtime=mtime)
+
+    def _ask(self, jpeg: bytes, prompt: str, what: str,
+             schema: dict[str, object] | None = None) -> Answer:
+        answer = self.attempt.send(
+            lambda: self.asker.ask(jpeg, prompt, json_schema=schema), what)
+        self.paid = self.paid + answer.usage
+        # A reasoning model's leading <think>…</think> is not part of the answer.
+        return replace(answer, text=_THINKING.sub("", answer.text, count=1))
+
+    def _store(self, kind: str, answer: Answer, text: str, *, position: int = 0,
+               person: PersonBox | None = None) -> None:
+        project, record = self.attempt.job.project, self.attempt.record
+        part = PersonPart(
+            kind=kind, backend=self.asker.backend, model=self.asker.model,
+            file_size=self.file_size, mtime=self.mtime, text=text, position=position,
+            box=person.as_tuple() if person is not None else None,
+            gender=person.gender if person is not None else "unknown",
+            input_tokens=answer.usage.input_tokens, output_tokens=answer.usage.output_tokens)
+        _saving(project, record.path, lambda: project.store_person_part(record.id, part))
+
+    def detect(self, whole: bytes, size: tuple[int, int]) -> list[PersonBox]:
+        """The people in the image: the stored detection of an earlier run, else one request
+        (stored at once)."""
+        if self.reusable:
+            return [PersonBox(*box, gender=gender)  # type: ignore[arg-type]
+                    for box, gender in detected_people(self.reusable[0].text)]
+        answer = self._ask(whole, DETECTION_PROMPT, "finding the people: ",
+                           dict(DETECTION_SCHEMA))
+        try:
+            found = parse_detection(answer.text, *size)
+        except ImageRejectedError as exc:
+            raise ImageFailed(f"finding the people: {exc}", "rejected") from exc
+        if len(found) > MAX_PEOPLE:
+            found = sorted(found, key=lambda box: -box.area)[:MAX_PEOPLE]
+        self._store("detection", answer, detection_text(
+            [(box.as_tuple(), box.gender) for box in found]))
+        return found
+
+    def describe_person(self, image: Image.Image, person: PersonBox, position: int,
+                        alias: str, language: str) -> str:
+        """One person's description: an earlier run's for the same box, else one request."""
+        from loracap.core.imaging import jpeg_for_upload
+
+        for part in self.reusable:
+            if part.kind == "person" and part.box == person.as_tuple() and part.text:
+                return part.text
+        crop = jpeg_for_upload(person_crop(image, person), self.attempt.job.max_side)
+        answer = self._ask(crop, person_prompt(language), f"{alias}: ")
+        cleaned = clean_person_text(answer.text)
+        if not cleaned.text:
+            raise ImageFailed(f"{alias}: the model returned an empty description.", "rejected")
+        self._store("person", answer, cleaned.text, position=position, person=person)
+        return cleaned.text
+
+    def describe_scene(self, image: Image.Image, people: list[PersonBox], language: str) -> str:
+        """The scene's description: an earlier run's, else one request with the people
+        dimmed."""
+        for part in self.reusable:
+            if part.kind == "scene" and part.text:
+                return part.text
+        from loracap.core.imaging import jpeg_for_upload
+
+        jpeg = jpeg_for_upload(scene_image(image, people), self.attempt.job.max_side)
+        answer = self._ask(jpeg, scene_prompt(language), "the scene: ")
+        text = clean_scene_text(answer.text).text
+        self._store("scene", answer, text)
+        return text
+
+    def result(self, prompt: str) -> _Provenance:
+        """The provenance of the caption made of the parts."""
+        return _Provenance("", self.asker.backend, self.asker.model, prompt, self.paid)
+
+
+__all__ = ["MAX_PEOPLE", "PeopleOptions", "caption_people", "people_options"]
