@@ -34,6 +34,13 @@ _PROVENANCE_TEXT = {
 }
 
 
+
+def tidy_caption(text: str) -> str:
+    """A caption as typed, tidied: runs of spaces and tabs in a line become one space, blank
+    lines go, and the line breaks of a multi-line caption (a multi-person caption's one line per
+    person) stay -- so looking at a caption never changes it."""
+    return "\n".join(" ".join(line.split()) for line in text.splitlines() if line.strip())
+
 class _BodyEdit(QPlainTextEdit):
     """The caption body: plain text, one paragraph; navigation keys go to the window."""
 
@@ -205,7 +212,7 @@ class CaptionEditor(QWidget):
         self._timer.stop()
         if self._image_id is None:
             return
-        text = " ".join(self.body.toPlainText().split())
+        text = tidy_caption(self.body.toPlainText())
         if text != self._saved_body:
             old, self._saved_body = self._saved_body, text
             self.edited.emit(self._image_id, old, text)
