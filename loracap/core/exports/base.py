@@ -209,6 +209,10 @@ class TrainerFormat:
     * ``reserved_names``: file names (compared case-insensitively) the format writes itself
       at the image folder's level; an image or caption file never takes one.
     * ``supports_placeholder``: the trainer replaces a literal ``[trigger]`` in captions.
+    * ``keeps_lines``: a multi-line caption (a multi-person caption's one line per person)
+      is written with its lines; otherwise its lines are joined into one with ``"; "``, for
+      trainers that read only the first line (kohya) or pick one line at random (OneTrainer)
+      or rewrite line breaks (ai-toolkit, Replicate).
     * ``options_used``: the format-specific :class:`ExportOptions` fields it reads.
     """
 
@@ -226,6 +230,7 @@ class TrainerFormat:
     bake_orientation: bool = False
     reserved_names: frozenset[str] = frozenset()
     supports_placeholder: bool = False
+    keeps_lines: bool = False
     #: Options beyond the common ones the format uses (``"repeats"``, ``"caption_ext"``).
     options_used: frozenset[str] = frozenset()
 

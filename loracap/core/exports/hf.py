@@ -79,6 +79,8 @@ class HuggingFaceFormat(TrainerFormat):
                "captions in the text column of train/metadata.jsonl.")
     container = Container.FOLDER
     caption_extension = None  # captions live in metadata.jsonl, not in sidecar files
+    # A JSON string holds line breaks safely; the text encoders read them as spaces.
+    keeps_lines = True
     reserved_names = frozenset({METADATA_JSONL})
 
     def image_folder(self, trigger: str, options: ExportOptions) -> str:

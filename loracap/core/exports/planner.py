@@ -50,6 +50,7 @@ from loracap.core.exports.base import (
     review_keeps,
 )
 from loracap.core.exports.pixels import conversions_for, converted_suffix, probe_pixels
+from loracap.core.prompts import Profile
 from loracap.core.trigger import full_caption
 
 if TYPE_CHECKING:
@@ -102,17 +103,35 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def caption_for(record: ImageRecord, settings: ProjectSettings, *, placeholder: bool) -> str:
-    """The exported caption of ``record``: the prefix and the body on one line, with the
-    trigger word written as ``[trigger]`` when ``placeholder`` (whole words only)."""
+def caption_for(record: ImageRecord, settings: ProjectSettings, *, placeholder: bool,
+                keep_lines: bool = False) -> str:
+    """The exported caption of ``record``: the prefix and the body, with the trigger word
+    written as ``[trigger]`` when ``placeholder`` (whole words only), on one line. The lines
+    of a multi-person caption (one per person, then the scene) are kept when ``keep_lines``,
+    else joined with ``"; "`` (:func:`join_lines`); in other profiles a line break is a
+    space."""
     if record.caption is None or not record.has_caption:
         return ""
     trigger = settings.trigger
-    if not placeholder:
-        return _one_line(full_caption(settings.prefix_template, trigger, record.caption.body))
-    body = re.sub(rf"(?<![\w]){re.escape(trigger)}(?![\w])", TRIGGER_PLACEHOLDER,
-                  record.caption.body)
-    return _one_line(full_caption(settings.prefix_template, TRIGGER_PLACEHOLDER, body))
+    body = record.caption.body
+    if placeholder:
+        body = re.sub(rf"(?<![\w]){re.escape(trigger)}(?![\w])", TRIGGER_PLACEHOLDER, body)
+        trigger = TRIGGER_PLACEHOLDER
+    lines = [_one_line(line) for line in body.splitlines() if line.strip()]
+    if settings.profile == Profile.MULTI_PERSON.value:
+        text = "\n".join(lines) if keep_lines else join_lines(lines)
+    else:  # a line break a person typed is a space, as it always was
+        text = " ".join(lines)
+    caption = full_caption(settings.prefix_template, trigger, text)
+    return "\n".join(_one_line(line) for line in caption.splitlines())
+
+
+def join_lines(lines: list[str]) -> str:
+    """The lines of a caption as one line: joined with ``"; "``, a line's final period dropped
+    before the separator (``sksA: A woman; sksB: A man; Scene: An office.``)."""
+    if len(lines) < 2:
+        return " ".join(lines)
+    return "; ".join([line.removesuffix(".").rstrip() for line in lines[:-1]] + lines[-1:])
 
 
 def plan_export(project: Project, fmt: TrainerFormat, options: ExportOptions | None = None,
@@ -277,7 +296,8 @@ def _place(fmt: TrainerFormat, records: list[ImageRecord], settings: ProjectSett
                 renames.append(Change(rec.path, name, reason))
         if found:
             conversions.append(Change(rec.path, name, "; ".join(str(c) for c in found)))
-        caption = caption_for(rec, settings, placeholder=options.trigger_placeholder)
+        caption = caption_for(rec, settings, placeholder=options.trigger_placeholder,
+                              keep_lines=fmt.keeps_lines)
         dest = f"{folder}/{name}" if folder else name
         caption_dest = None
         if caption and caption_ext:
