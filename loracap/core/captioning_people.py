@@ -82,14 +82,21 @@ class PeopleOptions:
     aliases: tuple[str, ...] = ()
     order: str = "left"
     language: str = "en"
+    #: ``natural`` (a sentence per person, then the scene) or ``tags`` (LoRA tags: the WD14
+    #: tagger tags each person's crop and the scene; ``person1, tag, …, scene, tag``).
+    mode: str = "natural"
+    #: What joins the tags of the ``tags`` mode (the project's tag separator).
+    separator: str = ", "
 
 
 def people_options(settings: ProjectSettings) -> PeopleOptions | None:
     """The multi-person options of a project whose profile is ``multi-person``, else None."""
-    if settings.profile != Profile.MULTI_PERSON.value:
+    tags = settings.profile == Profile.MULTI_PERSON_TAGS.value
+    if settings.profile != Profile.MULTI_PERSON.value and not tags:
         return None
     return PeopleOptions(aliases=tuple(settings.aliases), order=settings.people_order,
-                         language=settings.language)
+                         language=settings.language, mode="tags" if tags else "natural",
+                         separator=settings.tag_separator)
 
 
 def caption_people(attempt: Attempt, options: PeopleOptions) -> ImageOutcome:
@@ -124,11 +131,28 @@ def _caption_people(attempt: Attempt, options: PeopleOptions) -> ImageOutcome:
     state = _PartState(attempt, asker, stat.st_size, stat.st_mtime)
     whole = jpeg_for_upload(image, job.max_side)
 
+    tagger = getattr(asker, "tagger", None) if options.mode == "tags" else None
+    if options.mode == "tags" and tagger is None:
+        raise CaptionError("Multi-person LoRA tags need the WD14 tagger beside the vision "
+                           "model; install the wd14 extra (pip install \"loracap[wd14]\").")
     people = state.detect(whole, image.size)
     if not people:
-        # No person: the ordinary caption of the project's profile ("no person found").
+        # No person: the ordinary caption ("no person found" in the list): the project's
+        # profile's, or in LoRA-tags mode the tagger's tags of the whole image.
+        if tagger is not None:
+            return attempt.store(_tags_text(tagger, image, options.separator),
+                                 state.result(""), usage=state.paid)
         return caption_single(attempt, job.instructions)
     people = order_people(people, by=options.order)  # type: ignore[arg-type]
+    if tagger is not None:
+        aliases = assign_aliases(people, custom=options.aliases, mode="tags")
+        tagged = [PersonEntry(alias, tags=tuple(_tags(tagger, person_crop(image, person))))
+                  for person, alias in zip(people, aliases, strict=True)]
+        body = multi_person_caption(tagged, mode="tags", separator=options.separator,
+                                    scene_tags=_tags(tagger, scene_image(image, people)))
+        return attempt.store(" ".join(sanitize_text(body or "").split()),
+                             state.result("WD14 tags of each person and the scene"),
+                             usage=state.paid)
     aliases = assign_aliases(people, custom=options.aliases)
     entries = [
         PersonEntry(alias, state.describe_person(image, person, position, alias,
@@ -143,6 +167,25 @@ def _caption_people(attempt: Attempt, options: PeopleOptions) -> ImageOutcome:
              for line in body.splitlines()]
     return attempt.store("\n".join(line for line in lines if line), state.result(
         person_prompt(options.language)), usage=state.paid)
+
+
+def _tags(tagger: object, image: Image.Image) -> list[str]:
+    """The WD14 tagger's tags of a PIL image (a crop, the scene), most confident first."""
+    from loracap.core.backends.wd14 import to_model_input
+
+    size = tagger.input_size  # type: ignore[attr-defined]
+    try:
+        chosen = tagger.tag(to_model_input(image, size))  # type: ignore[attr-defined]
+    except ImageRejectedError:
+        return []  # nothing above the thresholds
+    return [tag for tag, _score in chosen]
+
+
+def _tags_text(tagger: object, image: Image.Image, separator: str) -> str:
+    tags = _tags(tagger, image)
+    if not tags:
+        raise ImageFailed("The WD14 tagger found no tag above its thresholds.", "rejected")
+    return separator.join(tags)
 
 
 @dataclass(frozen=True)

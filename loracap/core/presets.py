@@ -147,7 +147,8 @@ BUILTIN_PRESETS: tuple[PromptPreset, ...] = tuple(
     PromptPreset(profile.label, profile, build_instructions(profile).prompt)
     # Multi-person is a way of captioning (detect, describe each person, the scene), not one
     # prompt: it is chosen as the project's profile, not offered as a preset.
-    for profile in Profile if profile not in (Profile.CUSTOM, Profile.MULTI_PERSON)
+    for profile in Profile
+    if profile not in (Profile.CUSTOM, Profile.MULTI_PERSON, Profile.MULTI_PERSON_TAGS)
 )
 
 _BUILTIN_KEYS = frozenset(preset.name.casefold() for preset in BUILTIN_PRESETS)

@@ -35,10 +35,12 @@ logger = logging.getLogger(__name__)
 class Profile(StrEnum):
     """What the photos show and what kind of caption to write; decides the prompt and the
     caption structure. The values are stored in project files (``"space"``, ``"person"``,
-    ``"tags"``, ``"paragraph"``, ``"short"``, ``"multi-person"``, ``"custom"``) and never
-    change. ``multi-person`` captions each person under an alias and the scene
-    (:mod:`loracap.core.captioning_people`); its own instructions are the short caption of an
-    image in which no person is found."""
+    ``"tags"``, ``"paragraph"``, ``"short"``, ``"multi-person"``, ``"multi-person-tags"``,
+    ``"custom"``) and never change. ``multi-person`` captions each person under an alias and
+    the scene (:mod:`loracap.core.captioning_people`); its own instructions are the short
+    caption of an image in which no person is found. ``multi-person-tags`` is its LoRA-tags
+    variant: the WD14 tagger tags each person's crop and the scene (``person1, tag, …, scene,
+    tag``)."""
 
     SPACE = "space"
     PERSON = "person"
@@ -46,6 +48,7 @@ class Profile(StrEnum):
     PARAGRAPH = "paragraph"
     SHORT = "short"
     MULTI_PERSON = "multi-person"
+    MULTI_PERSON_TAGS = "multi-person-tags"
     CUSTOM = "custom"
 
     @property
@@ -61,6 +64,7 @@ _PROFILE_LABELS: dict[Profile, str] = {
     Profile.PARAGRAPH: "Natural-language paragraph",
     Profile.SHORT: "Short caption",
     Profile.MULTI_PERSON: "Multi-person",
+    Profile.MULTI_PERSON_TAGS: "Multi-person (LoRA tags)",
     Profile.CUSTOM: "Custom prompt",
 }
 
@@ -186,6 +190,8 @@ ANSWER_LIMITS: dict[Profile, AnswerLimits] = {
     # Each line of a multi-person caption (a person's 35 words, the scene) and the short
     # caption of an image without people.
     Profile.MULTI_PERSON: AnswerLimits(body=300, field=150, items=20, answer=3_000),
+    # One line of tags for every person and the scene.
+    Profile.MULTI_PERSON_TAGS: AnswerLimits(body=1_500, field=60, items=60, answer=15_000),
     Profile.CUSTOM: AnswerLimits(body=4_000, field=300, items=20, answer=40_000),
 }
 
@@ -430,6 +436,8 @@ _PLAIN: dict[Profile, str] = {
     Profile.PARAGRAPH: _PARAGRAPH_PROMPT,
     Profile.SHORT: _SHORT_PROMPT,
     Profile.MULTI_PERSON: _SHORT_PROMPT,  # an image in which no person is found
+    # Not sent: the WD14 tagger tags an image without people (captioning_people).
+    Profile.MULTI_PERSON_TAGS: _SHORT_PROMPT,
 }
 
 

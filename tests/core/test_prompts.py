@@ -41,7 +41,7 @@ def test_profile_labels(profile: Profile, label: str) -> None:
 def test_profile_values_are_stable_strings() -> None:
     # The values are stored in project files; the new profiles come before "custom" in menus.
     assert [p.value for p in Profile] == ["space", "person", "tags", "paragraph", "short",
-                                          "multi-person", "custom"]
+                                          "multi-person", "multi-person-tags", "custom"]
     assert Profile("person") is Profile.PERSON
 
 

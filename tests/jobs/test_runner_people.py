@@ -188,3 +188,61 @@ def test_the_detection_answer_is_json_with_boxes(server: FakeGeminiServer) -> No
     boxes = parse_detection(json.dumps({"people": DEFAULT_PEOPLE}), 640, 480)
     assert [b.gender for b in boxes] == ["woman", "man"]
     assert all(isinstance(b, PersonBox) for b in boxes)
+
+
+# --- LoRA tags mode ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tagger_dir(tmp_path: Path) -> Path:
+    pytest.importorskip("onnxruntime")
+    from tests.fakes.tiny_tagger import write_tagger
+
+    return write_tagger(tmp_path / "tiny-tagger")
+
+
+def run_tags(qtbot: Any, project: Project, server: FakeGeminiServer, tagger_dir: Path
+             ) -> BatchSummary:
+    from loracap.core.backends.base import BackendConfig
+    from loracap.core.backends.registry import create_captioner, load_captioner
+
+    project.update_settings(profile=Profile.MULTI_PERSON_TAGS.value)
+    settings = project.settings
+    tagger = BackendConfig("wd14", "", model_dir=tagger_dir,
+                           options={"general_threshold": 0.01, "character_threshold": 0.01})
+    captioner = create_captioner(BackendConfig("gemini", "gemini-flash-latest",
+                                               server.base_url, "test-key", hints=tagger))
+    load_captioner(captioner)
+    runner = CaptionRunner(project, captioner, build_instructions(Profile(settings.profile)),
+                           BatchOptions(people=people_options(settings), workers=1,
+                                        base_delay_s=0.01))
+    try:
+        with qtbot.waitSignal(runner.finished, timeout=60_000) as blocker:
+            runner.start()
+        runner.wait()
+    finally:
+        captioner.close()
+    return blocker.args[0]
+
+
+def test_lora_tags_mode_tags_each_person_and_the_scene(
+        qtbot: Any, project: Project, server: FakeGeminiServer, tagger_dir: Path) -> None:
+    summary = run_tags(qtbot, project, server, tagger_dir)
+    assert summary.done == 1
+    text = body(project)
+    assert "\n" not in text
+    pieces = text.split(", ")
+    assert pieces[0] == "person1" and "person2" in pieces and "scene" in pieces
+    assert pieces.index("person1") < pieces.index("person2") < pieces.index("scene")
+    # Between the aliases: the tagger's tags of each crop.
+    assert pieces.index("person2") > 1 and len(pieces) > pieces.index("scene") + 1
+    assert len(server.generate_requests) == 1  # only the detection goes to the vision model
+
+
+def test_lora_tags_mode_without_people_tags_the_whole_image(
+        qtbot: Any, project: Project, server: FakeGeminiServer, tagger_dir: Path) -> None:
+    server.queue_replies(Reply.json({"people": []}))
+    summary = run_tags(qtbot, project, server, tagger_dir)
+    assert summary.done == 1
+    text = body(project)
+    assert text and "person1" not in text and "scene" not in text.split(", ")

@@ -192,7 +192,9 @@ def resolve_config(
 
         check_project_server(name, url, key_service(name).label)
     hints = None
-    if info.vision and options.get("tagger_hints"):
+    # Tagger hints, or the LoRA-tags multi-person profile, which tags each person with WD14.
+    if info.vision and (options.get("tagger_hints")
+                        or settings.profile == "multi-person-tags"):
         tagger = BACKENDS["wd14"]
         hints = BackendConfig(
             backend=tagger.name, model=str(options.get("tagger_model") or tagger.default_model),
