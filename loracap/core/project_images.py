@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from loracap.core.errors import InputError
 from loracap.core.project_base import ProjectBase, _caption_record, _chunks
 from loracap.core.project_integrity import _leaves_folder
+from loracap.core.project_people import detected_people
 from loracap.core.records import (
     CaptionMode,
     ImageRecord,
@@ -29,7 +30,7 @@ from loracap.core.records import (
     Review,
     readable_path,
 )
-from loracap.core.schema import CaptionAttemptRow, CaptionRow, ImageRow
+from loracap.core.schema import CaptionAttemptRow, CaptionRow, ImageRow, PersonPartRow
 
 
 class ProjectImages(ProjectBase):
@@ -107,6 +108,7 @@ class ProjectImages(ProjectBase):
         if ids is not None:
             query = query.where(ImageRow.id.in_(ids))
         latest = self._latest_attempts(session, ids)
+        people = self._people_found(session, ids)
         records = []
         for image, caption in session.execute(query):
             attempt = latest.get(image.id)
@@ -129,10 +131,20 @@ class ProjectImages(ProjectBase):
                     rating=image.rating,
                     note=image.note,
                     outside=_leaves_folder(image.path),
+                    people=people.get(image.id),
                 )
             )
         records.sort(key=lambda rec: (rec.path.casefold(), rec.path))
         return records
+
+    @staticmethod
+    def _people_found(session: Session, ids: Sequence[int] | None) -> dict[int, int]:
+        """The people each image's latest detection found (multi-person captions)."""
+        query = select(PersonPartRow.image_id, PersonPartRow.text).where(
+            PersonPartRow.kind == "detection").order_by(PersonPartRow.id)
+        if ids is not None:
+            query = query.where(PersonPartRow.image_id.in_(ids))
+        return {image_id: len(detected_people(text)) for image_id, text in session.execute(query)}
 
     @staticmethod
     def _latest_attempts(

@@ -225,6 +225,8 @@ class ImageRecord:
     rating: int | None = None
     note: str = ""
     outside: bool = False
+    #: Multi-person captions: the people the latest detection found, None when never detected.
+    people: int | None = None
 
     @property
     def file_name(self) -> str:

@@ -76,6 +76,11 @@ OUTSIDE_TEXT = ("Outside the project folder: the project file names this image, 
 """What an image's tooltip adds when its stored path leaves the project folder
 (:attr:`ImageRecord.outside`)."""
 
+#: The tooltip line of an image in which a multi-person detection found nobody (issue 13: "the
+#: grid says 'no person found' so the user can decide").
+NO_PERSON_TEXT = ("No person found: it got an ordinary caption instead of one line per person. "
+                  "Check the photo; caption it again, or reject it.")
+
 STATE_BADGES: dict[str, str] = {
     "generated": "G",
     "edited": "E",
@@ -440,6 +445,8 @@ class ImageListModel(QAbstractListModel):
         parts = [f"<b>{html.escape(record.file_name)}</b>", html.escape(STATE_LABELS[state])]
         if record.outside:
             parts.append(html.escape(OUTSIDE_TEXT))
+        if record.people == 0:
+            parts.append(html.escape(NO_PERSON_TEXT))
         if state == "invalid":
             detail = record.invalid_reason or "The file cannot be used."
         elif state == "missing":

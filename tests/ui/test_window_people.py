@@ -67,3 +67,23 @@ def test_tidying_keeps_the_lines_of_a_caption() -> None:
     assert tidy_caption("sksA:  a  woman.\n\n sksB: a man. \nScene: an office.") == (
         "sksA: a woman.\nsksB: a man.\nScene: an office.")
     assert tidy_caption("  a hall,\ttall   windows ") == "a hall, tall windows"
+
+
+def test_the_grid_says_no_person_found(qtbot, window: MainWindow, tmp_path: Path,
+                                       gemini_server: FakeGeminiServer) -> None:
+    from PyQt6.QtCore import Qt
+
+    from tests.fakes.gemini_server import Reply
+
+    folder = tmp_path / "room"
+    make_photo_folder(folder, 1, size=(640, 480))
+    path = folder / "room.loraproj"
+    with Project.create(path, trigger="room", profile=Profile.MULTI_PERSON.value) as project:
+        project.add_scanned(scan_folder(folder))
+    assert window.open_project(path)
+    gemini_server.queue_replies(Reply.json({"people": []}))
+    with qtbot.waitSignal(window.batch_finished, timeout=60_000):
+        window.generate(CaptionMode.MISSING)
+    tooltip = window.model.index(0, 0).data(Qt.ItemDataRole.ToolTipRole)
+    assert "No person found" in tooltip
+    assert window.project.images()[0].people == 0
