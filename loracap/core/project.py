@@ -167,6 +167,7 @@ def _migrate_5_to_6(conn: Any) -> None:
     conn.exec_driver_sql("ALTER TABLE project ADD COLUMN aliases TEXT NOT NULL DEFAULT '[]'")
     conn.exec_driver_sql(
         "ALTER TABLE project ADD COLUMN people_order VARCHAR NOT NULL DEFAULT 'left'")
+    conn.exec_driver_sql("ALTER TABLE project ADD COLUMN detector TEXT NOT NULL DEFAULT ''")
     Base.metadata.tables[PersonPartRow.__tablename__].create(conn)
 
 
@@ -563,6 +564,7 @@ class Project(ProjectImages, ProjectCaptions, ProjectUndo, ProjectPeople):
                 prompt_presets=row.prompt_presets,
                 aliases=tuple(json.loads(row.aliases or "[]")),
                 people_order=row.people_order,
+                detector=row.detector,
             )
 
     def update_settings(self, **changes: Any) -> ProjectSettings:
@@ -570,8 +572,9 @@ class Project(ProjectImages, ProjectCaptions, ProjectUndo, ProjectPeople):
         ``prefix_template``, ``model``, ``name``, ``current_image_id``, ``tag_separator``,
         ``backend``, ``base_url``, ``language``, ``backend_options`` -- a mapping by backend
         name, or :meth:`update_backend_options` for one backend -- ``prompt_presets``, a
-        JSON list, and for multi-person captions ``aliases``, a list of names, and
-        ``people_order``, ``left`` or ``size``).
+        JSON list, and for multi-person captions ``aliases``, a list of names,
+        ``people_order``, ``left`` or ``size``, and ``detector``, the path of a local ONNX
+        person detector or ``""``).
 
         Captions store only their body, so a new trigger word or template changes every
         caption's prefix at once. Raises :class:`InputError` for unknown names or invalid values.
@@ -579,7 +582,7 @@ class Project(ProjectImages, ProjectCaptions, ProjectUndo, ProjectPeople):
         allowed = {
             "trigger", "profile", "custom_prompt", "prefix_template", "model", "name",
             "current_image_id", "tag_separator", "backend", "base_url", "language",
-            "backend_options", "prompt_presets", "aliases", "people_order",
+            "backend_options", "prompt_presets", "aliases", "people_order", "detector",
         }
         unknown = set(changes) - allowed
         if unknown:

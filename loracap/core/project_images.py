@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from loracap.core.errors import InputError
@@ -144,7 +145,12 @@ class ProjectImages(ProjectBase):
             PersonPartRow.kind == "detection").order_by(PersonPartRow.id)
         if ids is not None:
             query = query.where(PersonPartRow.image_id.in_(ids))
-        return {image_id: len(detected_people(text)) for image_id, text in session.execute(query)}
+        try:
+            rows = session.execute(query).all()
+        except OperationalError:  # a file of an older format, opened read-only (not migrated)
+            session.rollback()
+            return {}
+        return {image_id: len(detected_people(text)) for image_id, text in rows}
 
     @staticmethod
     def _latest_attempts(

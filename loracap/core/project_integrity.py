@@ -80,7 +80,8 @@ _ADDED_IN_VERSION: dict[tuple[str, str], int] = {
                                          "prompt_presets")},
     **{(table, name): 5 for table in ("caption_versions", "caption_attempts")
        for name in ("input_tokens", "output_tokens")},
-    ("project", "aliases"): 6, ("project", "people_order"): 6, ("person_parts", ""): 6,
+    ("project", "aliases"): 6, ("project", "people_order"): 6, ("project", "detector"): 6,
+    ("person_parts", ""): 6,
 }
 
 #: The orders of people in a multi-person caption (``project.people_order``).
@@ -149,6 +150,11 @@ def _checked_backend_settings(changes: Mapping[str, Any]) -> dict[str, Any]:
         aliases = changes["aliases"]
         listed = _aliases_list(aliases) if isinstance(aliases, str) else list(aliases)
         checked["aliases"] = json.dumps(validate_aliases(listed), ensure_ascii=False)
+    if "detector" in changes:
+        detector = str(changes["detector"]).strip()
+        if detector and (len(f"{detector}.".splitlines()) > 1 or "\0" in detector):
+            raise InputError("The person detector's path holds a line break or NUL.")
+        checked["detector"] = detector
     if "people_order" in changes:
         order = str(changes["people_order"])
         if order not in PEOPLE_ORDERS:
@@ -282,7 +288,7 @@ def _settings_problem(conn: sqlite3.Connection, version: int) -> str:
     if version >= 5:
         names.extend(["backend", "base_url", "language", "backend_options", "prompt_presets"])
     if version >= 6:
-        names.extend(["aliases", "people_order"])
+        names.extend(["aliases", "people_order", "detector"])
     rows = conn.execute(f"SELECT id, current_image_id, {', '.join(names)} FROM project").fetchall()
     if not rows:
         return "it has no project settings"
@@ -317,7 +323,8 @@ def _settings_problem(conn: sqlite3.Connection, version: int) -> str:
     if not problem and version >= 6:
         try:
             _checked_backend_settings({"aliases": values["aliases"],
-                                       "people_order": values["people_order"]})
+                                       "people_order": values["people_order"],
+                                       "detector": values["detector"]})
         except InputError as exc:
             return f"its multi-person settings cannot be used ({exc})"
     return problem

@@ -98,6 +98,8 @@ class ProjectSettings:
     #: of people (``left``: left to right; ``size``: largest first).
     aliases: tuple[str, ...] = ()
     people_order: str = "left"
+    #: A local ONNX person detector's path (``""``: the vision model finds the people).
+    detector: str = ""
     #: The project's own prompt presets as stored (a JSON list; :mod:`loracap.core.presets`).
     prompt_presets: str = '{"version": 1, "presets": []}'
 

@@ -43,7 +43,7 @@ from loracap.core.records import Provenance, Review
 #: undo stack. 4: the exports written. 5: the project's backend, base URL, caption language,
 #: backend options and prompt presets; the token usage of caption versions and attempts.
 #: 6: multi-person captions: the parts of an image's caption (``person_parts``), the project's
-#: custom aliases and the order of people.
+#: custom aliases, the order of people and an optional local person detector.
 SCHEMA_VERSION = 6
 
 #: ``project.prompt_presets`` of a project without presets of its own (``loracap.core.presets``).
@@ -126,6 +126,9 @@ class ProjectRow(Base):
     #: (``loracap.core.people.validate_aliases``), and the order of people, ``left`` or ``size``.
     aliases: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
     people_order: Mapped[str] = mapped_column(String, default="left", server_default="left")
+    #: A local ONNX person detector (a YOLO model the user exported) that finds the people
+    #: instead of the vision model, ``""`` for none (format 6).
+    detector: Mapped[str] = mapped_column(Text, default="", server_default="")
     #: JSON list of the project's own prompt presets (``loracap.core.presets``; format 5).
     prompt_presets: Mapped[str] = mapped_column(Text, default=NO_PRESETS, server_default=NO_PRESETS)
 

@@ -226,7 +226,7 @@ def make_version_5(path: Path) -> None:
     parts, aliases or order of people)."""
     conn = sqlite3.connect(path)
     conn.execute("DROP TABLE person_parts")
-    for column in ("aliases", "people_order"):
+    for column in ("aliases", "people_order", "detector"):
         conn.execute(f"ALTER TABLE project DROP COLUMN {column}")
     conn.execute("PRAGMA user_version = 5")
     conn.commit()

@@ -66,10 +66,12 @@ def test_parts_are_kept_and_the_latest_detection_is_reused(dataset: Path) -> Non
 def test_aliases_and_the_order_of_people_are_settings(dataset: Path) -> None:
     with new_project(dataset) as project:
         assert (project.settings.aliases, project.settings.people_order) == ((), "left")
-        project.update_settings(aliases=["Anna", "ohwx_ben"], people_order="size")
+        project.update_settings(aliases=["Anna", "ohwx_ben"], people_order="size",
+                                detector="/models/yolo11n.onnx")
         assert project.settings.aliases == ("Anna", "ohwx_ben")
+        assert project.settings.detector == "/models/yolo11n.onnx"
         for bad in ({"aliases": ["anna", "ANNA"]}, {"aliases": ["a: b"]},
-                    {"people_order": "height"}):
+                    {"people_order": "height"}, {"detector": "a.onnx\nb"}):
             with pytest.raises(InputError):
                 project.update_settings(**bad)
     with Project.open(dataset / "hall.loraproj", read_only=True) as project:
