@@ -8,8 +8,9 @@ into :class:`PersonBox` es; :func:`order_people`; :func:`assign_aliases`; for ea
 :func:`scene_image` with :func:`scene_prompt` and :func:`clean_scene_text` the answer; then
 :func:`multi_person_caption` (None: no person, use the ordinary caption).
 
-Modules: :mod:`.detection` (boxes, detection request, order), :mod:`.aliases`, :mod:`.crops`,
-:mod:`.texts` (prompts and cleaning), :mod:`.captions` (assembly).
+Modules: :mod:`.detection` (boxes, detection request, order), :mod:`.detector` (the optional
+local ONNX person detector; numpy and onnxruntime load only when it runs), :mod:`.aliases`,
+:mod:`.crops`, :mod:`.texts` (prompts and cleaning), :mod:`.captions` (assembly).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from loracap.core.people.detection import (
     order_people,
     parse_detection,
 )
+from loracap.core.people.detector import PersonDetector
 from loracap.core.people.texts import (
     PERSON_MAX_WORDS,
     PERSON_MIN_WORDS,
@@ -66,8 +68,8 @@ __all__ = [
     "CONTEXT_PER_MILLE", "DETECTION_PROMPT", "DETECTION_SCHEMA", "DIM", "MAX_ALIAS_LENGTH",
     "PERSON_MAX_WORDS", "PERSON_MIN_WORDS", "SCENE_LINE_MIN_WORDS", "SCENE_MAX_WORDS",
     "SCENE_MIN_WORDS", "AliasMode", "CleanedText", "Gender", "InvalidBoxError", "OrderBy",
-    "PersonBox", "PersonEntry", "assemble_caption", "assemble_tags_caption", "assign_aliases",
-    "box_from_gemini", "clean_person_text", "clean_scene_text", "context_pixels",
+    "PersonBox", "PersonDetector", "PersonEntry", "assemble_caption", "assemble_tags_caption",
+    "assign_aliases", "box_from_gemini", "clean_person_text", "clean_scene_text", "context_pixels",
     "count_words", "crop_rect", "cut_to_words", "multi_person_caption", "normalise_gender",
     "order_people", "parse_aliases", "parse_detection", "person_crop", "person_prompt",
     "scene_image", "scene_prompt", "validate_aliases",
