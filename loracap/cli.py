@@ -220,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--aliases", default="", metavar="NAMES",
                      help='multi-person profile: the first people\'s aliases, comma-separated, '
                      'e.g. "anna,ben" (default: sksA, sksB, then unidentified woman/man/person)')
+    new.add_argument("--detector", type=Path, default=None, metavar="MODEL.onnx",
+                     help="multi-person profiles: a YOLO person detector exported to ONNX that "
+                     "finds the people on this computer instead of the vision model")
     new.add_argument("--language", default="en",
                      help="caption language code: en (default), zh-Hans, tr, de, nl, fr, es, ja, "
                      "... (the trigger prefix stays as it is)")
@@ -404,6 +407,15 @@ def _write_foreign_prefixes(out: TextIO, files: Sequence[ScannedFile], template:
                   "window can strip it.\n")
 
 
+def _detector_path(path: Path) -> Path:
+    """The absolute path of ``--detector``; :class:`InputError` (exit 2) unless it is a file."""
+    full = path.expanduser().absolute()
+    if not full.is_file():
+        raise InputError(f"The person detector {full} is not a file; give the .onnx file of a "
+                         "YOLO model exported to ONNX.")
+    return full
+
+
 def _aliases(text: str) -> list[str]:
     """The aliases of ``--aliases "anna,ben"`` (:func:`loracap.core.people.parse_aliases`),
     ``[]`` when not given; raises :class:`InputError` (exit 2) for a bad list."""
@@ -460,6 +472,8 @@ def cmd_new(args: argparse.Namespace) -> int:
     ) as project:
         if aliases:
             project.update_settings(aliases=aliases)
+        if args.detector is not None:
+            project.update_settings(detector=str(_detector_path(args.detector)))
         result = project.add_scanned(files)
         prefix = project.settings.prefix
         template = project.settings.prefix_template
@@ -616,6 +630,8 @@ def _caption_batch(project: Project, args: argparse.Namespace, mode: CaptionMode
 
     config = batch_config(project, args)
     options = _batch_options(args, config, project.settings, mode, ids, overwrite)
+    if options.people is not None and options.people.detector is not None:
+        options.people.detector.load()  # a model that cannot be used: one line, before paying
     captioner = make_captioner(config)
     summary: BatchSummary | None = None
     try:

@@ -89,3 +89,28 @@ def test_a_tagger_cannot_make_multi_person_captions(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "Multi-person captions need a vision model" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_local_person_detector_from_the_command_line(tmp_path: Path,
+                                                       server: FakeGeminiServer) -> None:
+    pytest.importorskip("onnxruntime")
+    from tests.fakes.tiny_detector import build_fixed, save
+
+    folder = tmp_path / "duo"
+    make_photo(folder / "IMG_0001.jpg", size=(640, 480))
+    missing = loracap("new", folder, "--trigger", "duo", "--profile", "multi-person",
+                      "--detector", tmp_path / "nope.onnx")
+    assert missing.returncode == 2 and "is not a file" in missing.stderr
+    assert not (folder / "duo.loraproj").exists()
+    model = save(build_fixed([[16, 32, 20, 40, 0.9], [48, 32, 20, 40, 0.8]]),
+                 tmp_path / "yolo.onnx")
+    made = loracap("new", folder, "--trigger", "duo", "--profile", "multi-person",
+                   "--detector", model)
+    assert made.returncode == 0, made.stderr
+    done = loracap("caption", folder / "duo.loraproj", "--workers", "1", server=server)
+    assert done.returncode == 0, done.stderr
+    assert len(server.generate_requests) == 3  # no whole image sent to find the people
+    model.write_bytes(b"not a model")
+    broken = loracap("caption", folder / "duo.loraproj", "--only", "all", server=server)
+    assert broken.returncode == 2 and "Traceback" not in broken.stderr
+    assert len(server.generate_requests) == 3  # nothing sent with a broken detector

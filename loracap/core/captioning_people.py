@@ -31,6 +31,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loracap.core.backends.base import Answer, TokenUsage, VisionAsker
@@ -58,6 +59,7 @@ from loracap.core.people import (
     scene_image,
     scene_prompt,
 )
+from loracap.core.people.detector import PersonDetector
 from loracap.core.project_people import detected_people, detection_text
 from loracap.core.prompts import Profile, limit_length, sanitize_text
 from loracap.core.records import PersonPart, ProjectSettings
@@ -87,6 +89,9 @@ class PeopleOptions:
     mode: str = "natural"
     #: What joins the tags of the ``tags`` mode (the project's tag separator).
     separator: str = ", "
+    #: A local ONNX person detector that finds the people instead of the vision model (no
+    #: whole image is sent to find them), or None.
+    detector: PersonDetector | None = None
 
 
 def people_options(settings: ProjectSettings) -> PeopleOptions | None:
@@ -94,9 +99,11 @@ def people_options(settings: ProjectSettings) -> PeopleOptions | None:
     tags = settings.profile == Profile.MULTI_PERSON_TAGS.value
     if settings.profile != Profile.MULTI_PERSON.value and not tags:
         return None
+    detector = PersonDetector(Path(settings.detector).expanduser()) if settings.detector \
+        else None
     return PeopleOptions(aliases=tuple(settings.aliases), order=settings.people_order,
                          language=settings.language, mode="tags" if tags else "natural",
-                         separator=settings.tag_separator)
+                         separator=settings.tag_separator, detector=detector)
 
 
 def caption_people(attempt: Attempt, options: PeopleOptions) -> ImageOutcome:
@@ -135,7 +142,7 @@ def _caption_people(attempt: Attempt, options: PeopleOptions) -> ImageOutcome:
     if options.mode == "tags" and tagger is None:
         raise CaptionError("Multi-person LoRA tags need the WD14 tagger beside the vision "
                            "model; install the wd14 extra (pip install \"loracap[wd14]\").")
-    people = state.detect(whole, image.size)
+    people = state.detect(whole, image, options.detector)
     if not people:
         # No person: the ordinary caption ("no person found" in the list): the project's
         # profile's, or in LoRA-tags mode the tagger's tags of the whole image.
@@ -234,18 +241,23 @@ class _PartState:
             input_tokens=answer.usage.input_tokens, output_tokens=answer.usage.output_tokens)
         _saving(project, record.path, lambda: project.store_person_part(record.id, part))
 
-    def detect(self, whole: bytes, size: tuple[int, int]) -> list[PersonBox]:
-        """The people in the image: the stored detection of an earlier run, else one request
-        (stored at once)."""
+    def detect(self, whole: bytes, image: Image.Image, detector: PersonDetector | None
+               ) -> list[PersonBox]:
+        """The people in the image: the stored detection of an earlier run, else the local
+        ``detector``'s, else one request to the vision model (stored at once)."""
         if self.reusable:
             return [PersonBox(*box, gender=gender)  # type: ignore[arg-type]
                     for box, gender in detected_people(self.reusable[0].text)]
-        answer = self._ask(whole, DETECTION_PROMPT, "finding the people: ",
-                           dict(DETECTION_SCHEMA))
-        try:
-            found = parse_detection(answer.text, *size)
-        except ImageRejectedError as exc:
-            raise ImageFailed(f"finding the people: {exc}", "rejected") from exc
+        if detector is not None:
+            found = detector.detect(image)
+            answer = Answer("", self.asker.backend, self.asker.model, "")
+        else:
+            answer = self._ask(whole, DETECTION_PROMPT, "finding the people: ",
+                               dict(DETECTION_SCHEMA))
+            try:
+                found = parse_detection(answer.text, *image.size)
+            except ImageRejectedError as exc:
+                raise ImageFailed(f"finding the people: {exc}", "rejected") from exc
         if len(found) > MAX_PEOPLE:
             found = sorted(found, key=lambda box: -box.area)[:MAX_PEOPLE]
         self._store("detection", answer, detection_text(

@@ -246,3 +246,27 @@ def test_lora_tags_mode_without_people_tags_the_whole_image(
     assert summary.done == 1
     text = body(project)
     assert text and "person1" not in text and "scene" not in text.split(", ")
+
+
+# --- a local person detector ---------------------------------------------------------------------
+
+
+def test_a_local_detector_finds_the_people_and_no_whole_image_is_sent_to_find_them(
+        qtbot: Any, project: Project, server: FakeGeminiServer, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from tests.fakes.tiny_detector import build_fixed, save
+
+    # Two people in a 64 x 64 input (cx, cy, w, h in input pixels, then the person score): the
+    # 640 x 480 photo is letterboxed into it at scale 0.1.
+    model = save(build_fixed([[16, 32, 20, 40, 0.9], [48, 32, 20, 40, 0.8]]),
+                 tmp_path / "yolo.onnx")
+    project.update_settings(detector=str(model))
+    summary = run(qtbot, project, server)
+    assert summary.done == 1
+    assert [line.split(":")[0] for line in body(project).splitlines()] == [
+        "sksA", "sksB", "Scene"]
+    requests = server.generate_requests
+    assert len(requests) == 3  # two people and the scene; no detection request
+    assert all("people" not in r.schema_properties for r in requests)
+    [record] = project.images()
+    assert project.people_found() == {record.id: 2}
