@@ -50,6 +50,7 @@ from loracap.core.exports import (
     plan_export,
 )
 from loracap.core.exports.planner import OutsideImagesError
+from loracap.core.prompts import Profile
 from loracap.jobs.background import ExportJob
 from loracap.ui import dialogs
 from loracap.ui.dialogs import (
@@ -446,6 +447,11 @@ class ExportDialog(QDialog):
             else:
                 summary += (f" {plural(left_out, 'image is', 'images are')} left out: not "
                             "marked approved.")
+        if self.project.settings.profile == Profile.MULTI_PERSON.value:
+            summary += (" Captions with one line per person are kept as lines."
+                        if plan.format.keeps_lines else
+                        " Captions with one line per person are joined into one line with "
+                        "\"; \" (this trainer reads one line).")
         return summary
 
     def _blocker(self) -> str:

@@ -884,3 +884,20 @@ def test_no_dialog_cuts_off_its_text(qtbot, project: Project, hall: Path,
     wait_scanned(qtbot, new)
     assert_nothing_cut_off(new)
     assert_nothing_cut_off(open_export(qtbot, project))
+
+
+def test_export_says_how_multi_person_captions_are_written(qtbot, project: Project,
+                                                           seams) -> None:
+    from loracap.core.prompts import Profile
+
+    caption_all(project)
+    project.update_settings(profile=Profile.MULTI_PERSON.value)
+    dialog = open_export(qtbot, project)
+    assert dialog.summary_label.text().endswith(
+        'Captions with one line per person are joined into one line with "; " (this trainer '
+        "reads one line).")
+    hf = next(row for row in range(dialog.format_list.count())
+              if dialog.format_list.item(row).text().startswith("Hugging Face"))
+    dialog.format_list.setCurrentRow(hf)
+    qtbot.waitUntil(lambda: dialog.summary_label.text().endswith(
+        "Captions with one line per person are kept as lines."), timeout=5000)
