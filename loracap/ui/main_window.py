@@ -83,6 +83,7 @@ from loracap.ui.export_dialog import ExportDialog
 from loracap.ui.history_panel import HistoryPanel
 from loracap.ui.image_model import ImageFilterProxy, ImageListModel, Roles
 from loracap.ui.new_project_dialog import NewProjectDialog
+from loracap.ui.people_overlay import is_multi_person, people_marks
 from loracap.ui.presets_dialog import PresetsDialog
 from loracap.ui.preview import PreviewPane
 from loracap.ui.progress_strip import ProgressStrip
@@ -327,6 +328,12 @@ class MainWindow(QMainWindow):
         self.generate_action = self._action(
             "&Generate Captions", lambda: self.generate(CaptionMode.MISSING), [key("Ctrl+G")],
             "Caption the images without a caption (Ctrl+G); the arrow offers other choices")
+        self.show_people_action = self._action(
+            "Show &People", lambda: self.preview.set_people_visible(
+                self.show_people_action.isChecked()), [key("Ctrl+Shift+P")],
+            "Draw the people found in the image, with their aliases (multi-person projects)")
+        self.show_people_action.setCheckable(True)
+        self.show_people_action.setChecked(True)
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -358,6 +365,8 @@ class MainWindow(QMainWindow):
         view_menu = bar.addMenu("&View")
         for dock in (self.tags_dock, self.history_dock, self.checks_dock):
             view_menu.addAction(dock.toggleViewAction())
+        view_menu.addSeparator()
+        view_menu.addAction(self.show_people_action)
         go_menu = bar.addMenu("&Go")
         go_menu.addAction(self.previous_action)
         go_menu.addAction(self.next_action)
@@ -932,11 +941,19 @@ class MainWindow(QMainWindow):
         project = self.project
         self._show_review(record)
         self.preview.show_record(record)
+        self._show_people(record)
         self.editor.set_image(record, project.settings.prefix,
                               can_revert=project.has_generated_version(record.id))
         self._show_side_panels(record)
         if project.settings.current_image_id != record.id:
             self.run_safely(lambda: project.update_settings(current_image_id=record.id))
+
+    def _show_people(self, record: ImageRecord) -> None:
+        """The people of the image's latest detection over the preview (one read, here)."""
+        if self.project is not None:
+            settings = self.project.settings
+            self.show_people_action.setEnabled(is_multi_person(settings.profile))
+            self.preview.set_people(people_marks(self.project, settings, record))
 
     def refresh_image(self, image_id: int) -> None:
         """Re-read one image from the project into the grid, editor and metadata preview."""
@@ -958,6 +975,7 @@ class MainWindow(QMainWindow):
                 self.editor.show_saved(
                     record, can_revert=self.project.has_generated_version(record.id))
                 self._show_side_panels(record)
+                self._show_people(record)
             if self._note_image_id == record.id:
                 self._show_review(record)
         self._update_undo_actions()
