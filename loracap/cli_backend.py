@@ -25,8 +25,8 @@ def add_backend_arguments(parser: argparse.ArgumentParser, *, saved: bool) -> No
     the project's (``new``), else they apply to this batch (``caption``, ``run``)."""
     from loracap.core.backends.registry import backend_names
 
-    when = "the project's default" if saved else "for this batch; the project's backend's " \
-        "model and URL are saved in it"
+    when = "the project's default" if saved else \
+        "this batch only; the project keeps its own"
     parser.add_argument("--backend", choices=backend_names(), default=None,
                         help=f"captioning backend ({when}): gemini, openai (any "
                         "OpenAI-compatible server: OpenAI, Ollama, LM Studio, vLLM, OpenRouter), "
@@ -143,7 +143,8 @@ def write_estimate(project: Project, config: BackendConfig, image_ids: list[int]
                    max_side: int, as_json: bool, out: TextIO = sys.stdout) -> int:
     """Print what captioning ``image_ids`` should take (``caption --estimate``); nothing is sent
     and no key is needed."""
-    from loracap.core.estimate import estimate_batch
+    from loracap.core.captioning_people import people_options
+    from loracap.core.estimate import estimate_batch, people_requests
     from loracap.core.pricing import format_cost, load_prices
     from loracap.core.prompts import Profile, build_instructions
 
@@ -157,9 +158,16 @@ def write_estimate(project: Project, config: BackendConfig, image_ids: list[int]
         if (usage.backend, usage.model) == (config.backend, config.model) and usage.answers:
             mean = usage.output_tokens / usage.answers
     prices = load_prices()
+    per_image = 1.0
+    people = people_options(settings)
+    if people is not None:
+        found = list(project.people_found().values())
+        per_image = people_requests(people.mode, local_detector=people.detector is not None,
+                                    mean_people=sum(found) / len(found) if found else None)
     estimate = estimate_batch(config.backend, config.model, sizes, max_side=max_side,
                               prompt="" if config.backend == "wd14" else instructions.prompt,
-                              prices=prices, mean_output_tokens=mean)
+                              prices=prices, mean_output_tokens=mean,
+                              requests_per_image=per_image)
     if as_json:
         out.write(json_text({
             "backend": estimate.backend, "model": estimate.model, "requests": estimate.requests,
@@ -173,7 +181,11 @@ def write_estimate(project: Project, config: BackendConfig, image_ids: list[int]
     model = estimate.model or "(the server's model)"
     out.write(f"Estimate for {estimate.requests} image(s) with {estimate.backend} {model} "
               "(nothing was sent):\n")
-    out.write(f"  requests: {estimate.requests}\n")
+    out.write(f"  requests: {estimate.requests:,}\n")
+    if estimate.requests != len(sizes):
+        out.write(f"    ({estimate.requests / len(sizes):.1f} per image: multi-person captions "
+                  "ask about each person and the scene; people counted from earlier "
+                  "detections, else 2 assumed)\n")
     out.write(f"  input tokens: {estimate.input_tokens:,}\n")
     assumed = " (assumed: no earlier answer to go by)" if estimate.output_assumed else ""
     out.write(f"  output tokens: {estimate.output_tokens:,}{assumed}\n")

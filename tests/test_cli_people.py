@@ -114,3 +114,14 @@ def test_a_local_person_detector_from_the_command_line(tmp_path: Path,
     broken = loracap("caption", folder / "duo.loraproj", "--only", "all", server=server)
     assert broken.returncode == 2 and "Traceback" not in broken.stderr
     assert len(server.generate_requests) == 3  # nothing sent with a broken detector
+
+
+def test_the_estimate_of_a_multi_person_project(tmp_path: Path) -> None:
+    folder = tmp_path / "team"
+    for index in range(3):
+        make_photo(folder / f"IMG_{index}.jpg", size=(640, 480), seed=index)
+    assert loracap("new", folder, "--trigger", "team", "--profile", "multi-person"
+                   ).returncode == 0
+    estimate = loracap("caption", folder / "team.loraproj", "--estimate")
+    assert estimate.returncode == 0, estimate.stderr
+    assert "requests: 12" in estimate.stdout and "4.0 per image" in estimate.stdout

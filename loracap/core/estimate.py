@@ -99,19 +99,39 @@ def estimate_batch(
     prompt: str,
     prices: PriceTable,
     mean_output_tokens: float | None = None,
+    requests_per_image: float = 1.0,
 ) -> Estimate:
     """The estimate of captioning images of ``sizes`` (width, height in px; None when unknown)
     with ``backend``'s ``model``. ``mean_output_tokens`` is this project's mean per answer from
-    that backend and model, or None."""
+    that backend and model, or None. ``requests_per_image``: how many requests one image takes
+    (a multi-person caption: the detection, one per person, the scene --
+    :func:`people_requests`); each is counted as an image as large as the whole one (an upper
+    bound: a person's crop is smaller)."""
     sizes = list(sizes)
     local = backend == "wd14"
     prompt_tokens = 0 if local else math.ceil(len(prompt) / 4)
-    input_tokens = sum(image_tokens(backend, w or 0, h or 0, max_side) + prompt_tokens
-                       for w, h in sizes)
+    per_image = requests_per_image
+    input_tokens = round(per_image * sum(image_tokens(backend, w or 0, h or 0, max_side)
+                                         + prompt_tokens for w, h in sizes))
     assumed = mean_output_tokens is None and not local
     per_answer = 0.0 if local else (mean_output_tokens if mean_output_tokens is not None
                                     else ASSUMED_OUTPUT_TOKENS)
-    output_tokens = round(per_answer * len(sizes))
+    requests = round(per_image * len(sizes))
+    output_tokens = round(per_answer * requests)
     cost = prices.cost(backend, model, input_tokens, output_tokens)
-    return Estimate(backend, model, len(sizes), input_tokens, output_tokens, cost, assumed,
+    return Estimate(backend, model, requests, input_tokens, output_tokens, cost, assumed,
                     prices.as_of)
+
+
+#: People per image assumed by an estimate of multi-person captions before any detection.
+ASSUMED_PEOPLE = 2.0
+
+
+def people_requests(mode: str, *, local_detector: bool, mean_people: float | None) -> float:
+    """Requests per image of a multi-person caption: the detection (none with a local
+    detector), then in ``natural`` mode one per person and one for the scene (the LoRA
+    ``tags`` mode tags people locally). ``mean_people`` is this project's mean so far, else
+    :data:`ASSUMED_PEOPLE`."""
+    people = ASSUMED_PEOPLE if mean_people is None else mean_people
+    detection = 0.0 if local_detector else 1.0
+    return detection + (people + 1.0 if mode == "natural" else 0.0)

@@ -371,3 +371,18 @@ def test_another_backends_last_model_is_used_again(dataset: Path) -> None:
         # The project's own backend keeps its model in the settings, not in the options.
         own = resolve_config(project.settings, need_key=False)
         assert options_to_keep(Used(), own, project.settings, answered=True) == {}
+
+
+def test_multi_person_estimates_count_every_request() -> None:
+    from loracap.core.estimate import people_requests
+
+    assert people_requests("natural", local_detector=False, mean_people=None) == 4.0
+    assert people_requests("natural", local_detector=True, mean_people=3.0) == 4.0
+    assert people_requests("tags", local_detector=False, mean_people=5.0) == 1.0
+    sizes = [(1024, 768)] * 10
+    one = estimate_batch("gemini", "gemini-flash-latest", sizes, max_side=1536, prompt="",
+                         prices=BUILTIN_PRICES)
+    four = estimate_batch("gemini", "gemini-flash-latest", sizes, max_side=1536, prompt="",
+                          prices=BUILTIN_PRICES, requests_per_image=4.0)
+    assert four.requests == 40 and four.input_tokens == 4 * one.input_tokens
+    assert four.output_tokens == 4 * one.output_tokens
