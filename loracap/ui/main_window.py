@@ -329,11 +329,10 @@ class MainWindow(QMainWindow):
             "&Generate Captions", lambda: self.generate(CaptionMode.MISSING), [key("Ctrl+G")],
             "Caption the images without a caption (Ctrl+G); the arrow offers other choices")
         self.show_people_action = self._action(
-            "Show &People", lambda: self.preview.set_people_visible(
-                self.show_people_action.isChecked()), [key("Ctrl+Shift+P")],
+            "Show &People", self._toggle_people, [key("Ctrl+Shift+P")],
             "Draw the people found in the image, with their aliases (multi-person projects)")
         self.show_people_action.setCheckable(True)
-        self.show_people_action.setChecked(True)
+        self.show_people_action.setChecked(self.settings.show_people)
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -479,6 +478,7 @@ class MainWindow(QMainWindow):
         left_layout.addWidget(self.view, 1)
 
         self.preview = PreviewPane()
+        self.preview.set_people_visible(self.settings.show_people)
         self.editor = CaptionEditor()
         self.editor.edited.connect(self._on_caption_edited)
         self.editor.navigate.connect(self.navigate)
@@ -947,6 +947,12 @@ class MainWindow(QMainWindow):
         self._show_side_panels(record)
         if project.settings.current_image_id != record.id:
             self.run_safely(lambda: project.update_settings(current_image_id=record.id))
+
+    def _toggle_people(self) -> None:
+        """View > Show People: draw the people or not, remembered for the next start."""
+        shown = self.show_people_action.isChecked()
+        self.preview.set_people_visible(shown)
+        self.settings.show_people = shown
 
     def _show_people(self, record: ImageRecord) -> None:
         """The people of the image's latest detection over the preview (one read, here)."""

@@ -43,6 +43,8 @@ DEFAULT_BASE_URL = _Setting("captioning/default_base_url", str, "")
 DEFAULT_LANGUAGE = _Setting("captioning/default_language", str, "en")
 DEFAULT_BACKEND_OPTIONS = _Setting("captioning/default_backend_options", str, "")
 WD14_MODEL_DIR = _Setting("wd14/model_dir", str, "")
+#: View > Show People (multi-person projects): "true" or "false".
+SHOW_PEOPLE = _Setting("view/show_people", str, "true")
 RECENT = _Setting("projects/recent", list, [])
 GEOMETRY = _Setting("window/geometry", QByteArray, QByteArray())
 STATE = _Setting("window/state", QByteArray, QByteArray())
@@ -106,6 +108,15 @@ class AppSettings:
         backend's (``default``, from :func:`loracap.core.backends.registry.batch_defaults`;
         rpm 0 there means no limit)."""
         return (self.workers or default[0], self.rpm or default[1])
+
+    @property
+    def show_people(self) -> bool:
+        """View > Show People: draw the people found in the preview (on unless turned off)."""
+        return str(self._get(SHOW_PEOPLE)).strip().lower() not in ("false", "0", "no")
+
+    @show_people.setter
+    def show_people(self, value: bool) -> None:
+        self._set(SHOW_PEOPLE, "true" if value else "false")
 
     @property
     def max_side(self) -> int:

@@ -219,8 +219,21 @@ def test_the_window_shows_them_and_view_show_people_hides_them(
         assert ("Show People", "Ctrl+Shift+P") in window.shortcut_list()
         action.trigger()
         assert not action.isChecked() and preview.people_rects() == []
+        assert app_settings.show_people is False  # remembered for the next start
         action.trigger()
-        assert len(preview.people_rects()) == 2
+        assert len(preview.people_rects()) == 2 and app_settings.show_people
+        action.trigger()
     finally:
         window.close()
+        qtbot.waitUntil(lambda: not background._LIVE, timeout=20_000)
+    # The next window starts with the people hidden, as left.
+    again = MainWindow(app_settings, ThumbnailProvider(tmp_path / "thumbs"))
+    qtbot.addWidget(again)
+    try:
+        assert not again.show_people_action.isChecked()
+        assert again.open_project(path)
+        qtbot.wait(200)
+        assert again.preview.people_rects() == []
+    finally:
+        again.close()
         qtbot.waitUntil(lambda: not background._LIVE, timeout=20_000)
