@@ -181,11 +181,14 @@ class Attempt:
             log.info("Captioning %s stopped the batch: %s", self.record.path, exc)
             raise
 
-    def fail(self, failure: ImageFailed) -> ImageOutcome:
-        """Record the failure on the image; the outcome that says so."""
+    def fail(self, failure: ImageFailed, usage: TokenUsage | None = None,
+             provenance: tuple[str, str] = ("", "")) -> ImageOutcome:
+        """Record the failure on the image, with the tokens paid before it failed (``usage``,
+        of ``provenance``'s backend and model); the outcome that says so."""
         project, record = self.job.project, self.record
         _saving(project, record.path, lambda: project.record_failure(
-            record.id, failure.message, kind=failure.kind))
+            record.id, failure.message, kind=failure.kind, backend=provenance[0],
+            model=provenance[1], usage=usage))
         log.info("Captioning %s failed: %s", record.path, failure.message)
         return ImageOutcome(record.id, ok=False, error=failure.message, kind=failure.kind,
                             request_s=self.last_request_s)

@@ -112,13 +112,18 @@ def caption_people(attempt: Attempt, options: PeopleOptions) -> ImageOutcome:
     Raises what :func:`loracap.core.captioning.caption_image` raises; a failure of this image
     is recorded on it and returned.
     """
+    paid: list[_PartState] = []
     try:
-        return _caption_people(attempt, options)
+        return _caption_people(attempt, options, paid)
     except ImageFailed as failure:
+        if paid and paid[0].paid.total:
+            state = paid[0]
+            return attempt.fail(failure, state.paid, (state.asker.backend, state.asker.model))
         return attempt.fail(failure)
 
 
-def _caption_people(attempt: Attempt, options: PeopleOptions) -> ImageOutcome:
+def _caption_people(attempt: Attempt, options: PeopleOptions,
+                    paid: list[_PartState]) -> ImageOutcome:
     from loracap.core.imaging import jpeg_for_upload, load_rgb_on_white
 
     job, record = attempt.job, attempt.record
@@ -136,6 +141,7 @@ def _caption_people(attempt: Attempt, options: PeopleOptions) -> ImageOutcome:
         raise ImageFailed(f'Cannot read the image "{record.abs_path}": {exc.strerror or exc}.',
                           "image") from exc
     state = _PartState(attempt, asker, stat.st_size, stat.st_mtime)
+    paid.append(state)  # what this run paid, recorded with a failure too
     whole = jpeg_for_upload(image, job.max_side)
 
     tagger = getattr(asker, "tagger", None) if options.mode == "tags" else None

@@ -162,15 +162,19 @@ class ProjectCaptions(ProjectBase):
             return True
 
     def record_failure(
-        self, image_id: int, message: str, *, kind: str = "", backend: str = "", model: str = ""
+        self, image_id: int, message: str, *, kind: str = "", backend: str = "", model: str = "",
+        usage: TokenUsage | None = None,
     ) -> None:
-        """Record a failed captioning attempt with its error message."""
+        """Record a failed captioning attempt with its error message, and the tokens it paid
+        for all the same (``usage``: the parts of a multi-person caption that did answer)."""
         with self._write() as session:
             self._require_image(session, image_id)
             session.add(
                 CaptionAttemptRow(
                     image_id=image_id, ok=False, error=message, error_kind=kind,
                     backend=backend or None, model=model or None,
+                    input_tokens=usage.input_tokens if usage else 0,
+                    output_tokens=usage.output_tokens if usage else 0,
                 )
             )
 

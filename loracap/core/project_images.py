@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -271,13 +271,18 @@ class ProjectImages(ProjectBase):
     def token_usage(self) -> list[ModelUsage]:
         """The tokens every answer received so far cost, per backend and model (sorted by
         backend, then model): what the services billed, whether the caption was kept or not.
-        Failed attempts count no tokens (a refusal or an error answer carries none)."""
+        ``answers`` counts the captions received; the tokens also include what failed attempts
+        paid (the parts of a multi-person caption that answered before another part failed; a
+        refusal or an error answer carries none)."""
+        paid = (CaptionAttemptRow.ok.is_(True) | (CaptionAttemptRow.input_tokens > 0)
+                | (CaptionAttemptRow.output_tokens > 0))
         with self._read() as session:
             rows = session.execute(
                 select(CaptionAttemptRow.backend, CaptionAttemptRow.model,
-                       func.count(), func.sum(CaptionAttemptRow.input_tokens),
+                       func.sum(case((CaptionAttemptRow.ok.is_(True), 1), else_=0)),
+                       func.sum(CaptionAttemptRow.input_tokens),
                        func.sum(CaptionAttemptRow.output_tokens))
-                .where(CaptionAttemptRow.ok.is_(True))
+                .where(paid)
                 .group_by(CaptionAttemptRow.backend, CaptionAttemptRow.model)
             ).all()
         return sorted(

@@ -151,12 +151,17 @@ def test_a_failed_part_fails_the_image_and_a_retry_pays_only_for_what_is_missing
     [record] = project.images()
     assert project.image(record.id).failed and record.caption is None
     assert [p.kind for p in project.person_parts(record.id)] == ["detection", "person"]
+    # The two answers received were paid for, though the image failed.
+    [usage] = project.token_usage()
+    assert (usage.answers, usage.input_tokens, usage.output_tokens) == (0, 2 * 270, 2 * 20)
 
     server.reset()
     summary = run(qtbot, project, server)
     assert summary.done == 1
     # Only the second person and the scene were asked for again.
     assert len(server.generate_requests) == 2
+    [usage] = project.token_usage()  # 2 paid before, 2 now: nothing paid twice
+    assert (usage.answers, usage.input_tokens, usage.output_tokens) == (1, 4 * 270, 4 * 20)
     lines = body(project).splitlines()
     assert lines[0] == "sksA: A young woman with long brown hair in a blue dress."
     assert lines[1].startswith("sksB: ") and lines[2].startswith("Scene: ")
