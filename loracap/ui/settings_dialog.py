@@ -27,7 +27,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from loracap.core.errors import LoraCapError
+from loracap.core.errors import InputError, LoraCapError
 from loracap.core.keys import (
     AI_STUDIO_URL,
     KEY_SERVICES,
@@ -46,6 +46,7 @@ from loracap.ui.dialogs import (
     set_message,
     start_size,
 )
+from loracap.ui.people_settings import MULTI_PERSON_PROFILES, PeoplePage
 from loracap.ui.settings import AppSettings
 from loracap.ui.widgets import ElidedLabel
 
@@ -357,6 +358,10 @@ class SettingsDialog(QDialog):
         self.tabs.addTab(scroll, "&Captioning")
         self.tabs.addTab(speed, "S&peed")
         self.tabs.addTab(tags, "&Tags")
+        self.people_page: PeoplePage | None = None
+        if project is not None and project.settings.profile in MULTI_PERSON_PROFILES:
+            self.people_page = PeoplePage(project)
+            self.tabs.addTab(self.people_page, "P&eople")
         layout = QVBoxLayout(self)
         layout.addWidget(self.tabs, 1)
         layout.addWidget(self.error_label)
@@ -443,8 +448,12 @@ class SettingsDialog(QDialog):
                 separator = self.separator_edit.text()
                 if self.project.settings.tag_separator != separator:
                     self.project.update_settings(tag_separator=separator)
+            if self.people_page is not None:
+                self.people_page.apply()
         except LoraCapError as exc:
             set_message(self.error_label, str(exc), error=True)
+            if self.people_page is not None and isinstance(exc, InputError):
+                self.tabs.setCurrentWidget(self.people_page)
             return
         self.settings.workers = self.workers_spin.value()
         self.settings.rpm = self.rpm_spin.value()

@@ -271,3 +271,35 @@ def test_switching_the_projects_backend_and_back_keeps_each_model(
     dialog = open_settings(qtbot, app_settings, project)
     dialog.backend_panel.set_backend("anthropic")
     assert dialog.model_combo.currentText() == "claude-sonnet-4-5"
+
+
+def test_the_people_tab_of_a_multi_person_project(qtbot, project: Project,
+                                                  app_settings: AppSettings,
+                                                  tmp_path: Path) -> None:
+    assert open_settings(qtbot, app_settings, project).people_page is None  # not multi-person
+    project.update_settings(profile="multi-person")
+    dialog = open_settings(qtbot, app_settings, project)
+    page = dialog.people_page
+    assert page is not None and dialog.tabs.indexOf(page) >= 0
+    retype(qtbot, page.aliases_edit, "Anna, anna")
+    press_ok(qtbot, dialog)
+    # Two aliases alike (ignoring case) are refused: the dialog stays open on the People tab.
+    assert dialog.isVisible() and dialog.tabs.currentWidget() is page
+    assert "anna" in dialog.error_label.text().lower()
+    assert project.settings.aliases == ()
+    retype(qtbot, page.aliases_edit, "ohwx_anna, ben")
+    page.order_combo.setCurrentIndex(1)
+    retype(qtbot, page.detector_edit, str(tmp_path / "missing.onnx"))
+    press_ok(qtbot, dialog)
+    assert dialog.isVisible() and "is not a file" in dialog.error_label.text()
+    model = tmp_path / "yolo.onnx"
+    model.write_bytes(b"onnx")
+    retype(qtbot, page.detector_edit, str(model))
+    press_ok(qtbot, dialog)
+    assert not dialog.isVisible()
+    settings = project.settings
+    assert (settings.aliases, settings.people_order, settings.detector) == (
+        ("ohwx_anna", "ben"), "size", str(model))
+    again = open_settings(qtbot, app_settings, project).people_page
+    assert again is not None and again.aliases_edit.text() == "ohwx_anna, ben"
+    assert again.order_combo.currentData() == "size"
