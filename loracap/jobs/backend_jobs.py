@@ -25,7 +25,7 @@ from PyQt6.QtCore import QObject, QThreadPool, pyqtSignal, pyqtSlot
 from loracap.core.backends.base import BackendConfig, Captioner, CaptionResult, TokenUsage
 from loracap.core.errors import CancelledError
 from loracap.core.prompts import Instructions
-from loracap.jobs.background import _Job, _Task, _Throttle
+from loracap.jobs.background import _CancellableJob, _Job, _Task, _Throttle
 
 log = logging.getLogger(__name__)
 
@@ -60,52 +60,6 @@ def needs_preparation(config: BackendConfig) -> bool:
     """True when making ``config``'s captioner may take long (a model to download or load),
     so it belongs on a pool thread: the WD14 tagger, or a vision backend with tagger hints."""
     return bool(tagger_models(config)) or config.backend == "wd14"
-
-
-class _CancellableJob(_Job):
-    """A job with ``cancel()``: ``cancelled`` is emitted at once (the work's result, when it
-    comes, is dropped; ``on_dropped`` gets it to free what it holds)."""
-
-    finished = pyqtSignal(object)
-    failed = pyqtSignal(str)
-    cancelled = pyqtSignal()
-
-    def __init__(self, pool: QThreadPool | None, parent: QObject | None) -> None:
-        super().__init__(pool, parent)
-        self._cancel = threading.Event()
-
-    @property
-    def is_cancelled(self) -> bool:
-        """True once :meth:`cancel` has been called."""
-        return self._cancel.is_set()
-
-    def cancel(self) -> None:
-        """Stop: ``cancelled`` follows at once unless the job has already ended."""
-        self._cancel.set()
-        if self._end():
-            self.cancelled.emit()
-
-    def on_dropped(self, result: object) -> None:
-        """Called with a result that arrived after a cancel (override to free it)."""
-
-    @pyqtSlot(object)
-    def _on_succeeded(self, result: object) -> None:
-        if self._cancel.is_set() or not self._end():
-            self.on_dropped(result)
-            return
-        self.finished.emit(result)
-
-    @pyqtSlot(str)
-    def _on_failed(self, message: str) -> None:
-        if self._cancel.is_set():
-            self._on_cancelled()
-        elif self._end():
-            self.failed.emit(message)
-
-    @pyqtSlot()
-    def _on_cancelled(self) -> None:
-        if self._end():
-            self.cancelled.emit()
 
 
 class BackendModelsJob(_Job):

@@ -201,7 +201,53 @@ class _Job(QObject):
         self._on_failed("Cancelled.")
 
 
-class ScanJob(_Job):
+class _CancellableJob(_Job):
+    """A job with ``cancel()``: ``cancelled`` is emitted at once (the work's result, when it
+    comes, is dropped; ``on_dropped`` gets it to free what it holds)."""
+
+    finished = pyqtSignal(object)
+    failed = pyqtSignal(str)
+    cancelled = pyqtSignal()
+
+    def __init__(self, pool: QThreadPool | None, parent: QObject | None) -> None:
+        super().__init__(pool, parent)
+        self._cancel = threading.Event()
+
+    @property
+    def is_cancelled(self) -> bool:
+        """True once :meth:`cancel` has been called."""
+        return self._cancel.is_set()
+
+    def cancel(self) -> None:
+        """Stop: ``cancelled`` follows at once unless the job has already ended."""
+        self._cancel.set()
+        if self._end():
+            self.cancelled.emit()
+
+    def on_dropped(self, result: object) -> None:
+        """Called with a result that arrived after a cancel (override to free it)."""
+
+    @pyqtSlot(object)
+    def _on_succeeded(self, result: object) -> None:
+        if self._cancel.is_set() or not self._end():
+            self.on_dropped(result)
+            return
+        self.finished.emit(result)
+
+    @pyqtSlot(str)
+    def _on_failed(self, message: str) -> None:
+        if self._cancel.is_set():
+            self._on_cancelled()
+        elif self._end():
+            self.failed.emit(message)
+
+    @pyqtSlot()
+    def _on_cancelled(self) -> None:
+        if self._end():
+            self.cancelled.emit()
+
+
+class ScanJob(_CancellableJob):
     """Scans a folder with :func:`loracap.core.scan.scan_folder` on a pool thread.
 
     Signals (GUI thread):
@@ -217,15 +263,11 @@ class ScanJob(_Job):
     """
 
     progress = pyqtSignal(int, str)
-    finished = pyqtSignal(object)
-    failed = pyqtSignal(str)
-    cancelled = pyqtSignal()
 
     def __init__(self, folder: Path, parent: QObject | None = None, *,
                  pool: QThreadPool | None = None) -> None:
         super().__init__(pool, parent)
         self.folder = Path(folder)
-        self._cancel = threading.Event()
 
     def start(self) -> None:
         """Start the scan; call once."""
@@ -260,11 +302,6 @@ class ScanJob(_Job):
             self._ended = True
             self.cancelled.emit()
 
-    @property
-    def is_cancelled(self) -> bool:
-        """True once :meth:`cancel` has been called."""
-        return self._cancel.is_set()
-
     @pyqtSlot(int, object)
     def _on_progress(self, count: int, rel_path: object) -> None:
         if not self._ended and not self._cancel.is_set():
@@ -272,22 +309,11 @@ class ScanJob(_Job):
 
     @pyqtSlot(object)
     def _on_succeeded(self, result: object) -> None:
+        # A started scan's cancel() waits for the work; a result after it ends with cancelled.
         if self._cancel.is_set():
             self._on_cancelled()
         elif self._end():
             self.finished.emit(result)
-
-    @pyqtSlot(str)
-    def _on_failed(self, message: str) -> None:
-        if self._cancel.is_set():
-            self._on_cancelled()
-        elif self._end():
-            self.failed.emit(message)
-
-    @pyqtSlot()
-    def _on_cancelled(self) -> None:
-        if self._end():
-            self.cancelled.emit()
 
 
 class ExportJob(_Job):

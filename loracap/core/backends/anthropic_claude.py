@@ -37,7 +37,6 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import anthropic
 from anthropic.types import (
@@ -56,6 +55,7 @@ from loracap.core.backends.base import (
     GeneratedCaption,
     TokenUsage,
     connection_error,
+    display_url,
     parse_retry_after,
     prepare_jpeg,
     server_text,
@@ -95,13 +95,6 @@ _MODEL_ADVICE = (f"Choose another model with --model (`loracap models --backend 
 _CREDIT_WORDS = ("credit balance is too low", "spend limit", "billing")
 
 
-def _display_url(url: str) -> str:
-    """``url`` without any user name or password in it (they would show in messages)."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", "")).rstrip("/")
-
-
 def resolve_base_url(config_url: str) -> str:
     """The base URL to use: ``config_url``, else ``ANTHROPIC_BASE_URL``, else Anthropic's
     (:data:`DEFAULT_BASE_URL`), without a trailing slash. Raises :class:`InputError` when it is
@@ -125,7 +118,7 @@ class ClaudeCaptioner:
         self.model = model.strip() or DEFAULT_MODEL
         self.base_url = base_url
         self.timeout_s = timeout_s
-        shown = _display_url(base_url)
+        shown = display_url(base_url)
         self.service = "Claude" if shown == DEFAULT_BASE_URL else f"Claude API at {shown}"
         self._client = anthropic.Anthropic(api_key=api_key, base_url=base_url,
                                            timeout=timeout_s, max_retries=0)

@@ -323,6 +323,16 @@ class BackendConfig:
     hints: BackendConfig | None = None
 
 
+def display_url(url: str) -> str:
+    """``url`` without a user name or password, a query or a fragment, and without a trailing
+    ``/``: how a server's address is shown in messages (credentials never are)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", "")).rstrip("/")
+
+
 def check_base_url(url: str, backend: str = "", *, env_variable: str = "",
                    example: str = "http://localhost:11434/v1") -> str:
     """``url`` without surrounding whitespace or a trailing ``/`` when it can be a server's base

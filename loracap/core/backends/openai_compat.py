@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import openai
 from openai.types.chat import (
@@ -56,6 +56,7 @@ from loracap.core.backends.base import (
     GeneratedCaption,
     TokenUsage,
     connection_error,
+    display_url,
     parse_retry_after,
     prepare_jpeg,
     server_text,
@@ -163,13 +164,6 @@ def resolve_base_url(config_url: str) -> str:
                                  example="http://localhost:11434/v1 for Ollama")
 
 
-def _display_url(url: str) -> str:
-    """``url`` without any user name or password in it (they would show in messages)."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", "")).rstrip("/")
-
-
 def schema_prompt(prompt: str, schema: dict[str, Any]) -> str:
     """``prompt`` with ``schema`` appended as text, for a server that does not take
     ``response_format``."""
@@ -207,7 +201,7 @@ class OpenAICaptioner:
         self.structured_output = structured_output
         self._learned_no_structured = False
         self._lock = threading.Lock()
-        self.service = f"OpenAI-compatible server at {_display_url(base_url)}"
+        self.service = f"OpenAI-compatible server at {display_url(base_url)}"
         self._client = openai.OpenAI(base_url=base_url, api_key=api_key or NO_KEY,
                                      timeout=timeout_s, max_retries=0)
 
@@ -345,7 +339,7 @@ class OpenAICaptioner:
         text = server_text(status, _error_message(exc))
         if status in (400, 404, 422) and _says_no_vision(text):
             return CaptionError(
-                f"The model '{self.model}' at {_display_url(self.base_url)} does not accept "
+                f"The model '{self.model}' at {display_url(self.base_url)} does not accept "
                 f"images ({text}); choose a vision model with --model."
             )
         quota = status == 429 and "insufficient_quota" in (exc.code, exc.type)
