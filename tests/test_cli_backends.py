@@ -219,3 +219,15 @@ def test_the_servers_only_model_becomes_the_projects(tmp_path: Path) -> None:
     assert "cost: unknown (no price for openai" in estimate.stdout
     with Project.open(folder / "room.loraproj", read_only=True) as opened:
         assert (opened.settings.backend, opened.settings.model) == ("openai", "qwen2.5vl:7b")
+
+
+def test_a_wrong_key_for_a_servers_model_list_is_exit_3(tmp_path: Path) -> None:
+    folder = tmp_path / "room"
+    make_photo_folder(folder, 1, size=(640, 480))
+    with FakeOpenAIServer(api_key="right", models=["m"]) as server:
+        made = loracap("new", folder, "--trigger", "room", "--backend", "openai",
+                       "--base-url", server.base_url)
+        assert made.returncode == 0, made.stderr
+        wrong = loracap("caption", folder / "room.loraproj", env={"OPENAI_API_KEY": "wrong"})
+    assert wrong.returncode == 3, wrong.stderr
+    assert "refused the API key" in wrong.stderr and "Traceback" not in wrong.stderr

@@ -63,7 +63,14 @@ from loracap.core.backends.base import (
     status_error,
     timeout_error,
 )
-from loracap.core.errors import CaptionError, ImageRejectedError, InputError, LoraCapError
+from loracap.core.errors import (
+    AuthenticationError,
+    CaptionError,
+    ImageRejectedError,
+    InputError,
+    LoraCapError,
+    QuotaExhaustedError,
+)
 from loracap.core.prompts import Instructions, parse_answer, sanitize_text
 
 logger = logging.getLogger(__name__)
@@ -380,10 +387,13 @@ class OpenAICaptioner:
         """The server's only model, for when none was chosen (a vLLM server serves one).
 
         Raises :class:`InputError` when the list cannot be read, is empty or has several
-        models (they are named in the message).
+        models (they are named in the message); a refused key or a used-up quota as it is
+        (exit 3 or 4, as for a caption).
         """
         try:
             models = self.list_models()
+        except (AuthenticationError, QuotaExhaustedError):
+            raise
         except CaptionError as exc:
             raise InputError(f"No model was chosen and the model list of {self.service} could "
                              f"not be read: {exc} Choose one with --model.") from exc
