@@ -447,8 +447,12 @@ def test_without_a_model_several_models_are_listed_in_the_error(server: FakeOpen
 
 
 def test_without_a_model_an_unreadable_list_is_an_input_error(server: FakeOpenAIServer) -> None:
-    server.queue_replies(OpenAIReply.unauthorized(), route="models")
+    server.queue_replies(OpenAIReply.model_not_found("list"), route="models")
     with pytest.raises(InputError, match="model list .* could not be read.*--model"):
+        openai_compat.create(config(server, model=""))
+    # A refused key stays what it is (exit 3), as for a caption.
+    server.queue_replies(OpenAIReply.unauthorized(), route="models")
+    with pytest.raises(AuthenticationError):
         openai_compat.create(config(server, model=""))
 
 
