@@ -60,12 +60,14 @@ from loracap.core.people import (
     scene_prompt,
 )
 from loracap.core.people.detector import PersonDetector
-from loracap.core.project_people import detected_people, detection_text
+from loracap.core.project_people import detected_people, detection_ordered, detection_text
 from loracap.core.prompts import Profile, limit_length, sanitize_text
 from loracap.core.records import PersonPart, ProjectSettings
 
 if TYPE_CHECKING:
     from PIL import Image
+
+    from loracap.core.project import Project
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +158,8 @@ def _caption_people(attempt: Attempt, options: PeopleOptions,
             return attempt.store(_tags_text(tagger, image, options.separator),
                                  state.result(""), usage=state.paid)
         return caption_single(attempt, job.instructions)
-    people = order_people(people, by=options.order)  # type: ignore[arg-type]
+    if not state.ordered:  # else the order a person chose in the window
+        people = order_people(people, by=options.order)  # type: ignore[arg-type]
     if tagger is not None:
         aliases = assign_aliases(people, custom=options.aliases, mode="tags")
         tagged = [PersonEntry(alias, tags=tuple(_tags(tagger, person_crop(image, person))))
@@ -223,6 +226,8 @@ class _PartState:
         self.file_size = file_size
         self.mtime = mtime
         self.paid = TokenUsage()
+        #: Whether the detection reused is one a person edited: its order is the caption's.
+        self.ordered = False
         project = attempt.job.project
         self.reusable = project.reusable_parts(
             attempt.record.id, backend=asker.backend, model=asker.model, file_size=file_size,
@@ -249,9 +254,11 @@ class _PartState:
 
     def detect(self, whole: bytes, image: Image.Image, detector: PersonDetector | None
                ) -> list[PersonBox]:
-        """The people in the image: the stored detection of an earlier run, else the local
-        ``detector``'s, else one request to the vision model (stored at once)."""
+        """The people in the image: the stored detection of an earlier run (or of a person's
+        edit, :attr:`ordered`), else the local ``detector``'s, else one request to the vision
+        model (stored at once)."""
         if self.reusable:
+            self.ordered = detection_ordered(self.reusable[0].text)
             return [PersonBox(*box, gender=gender)  # type: ignore[arg-type]
                     for box, gender in detected_people(self.reusable[0].text)]
         if detector is not None:
@@ -305,4 +312,73 @@ class _PartState:
         return _Provenance("", self.asker.backend, self.asker.model, prompt, self.paid)
 
 
-__all__ = ["MAX_PEOPLE", "PeopleOptions", "caption_people", "people_options"]
+def describe_person_again(project: Project, image_id: int, index: int, captioner: object, *,
+                          max_side: int = 1536) -> str:
+    """Describe person ``index`` (0-based, in caption order) of the image again with
+    ``captioner`` and put the answer in their caption line, as one undo step ("Describe sksB
+    again", issue 13): one request to a vision model (its crop as :func:`caption_people`
+    sends it; the answer is cleaned and cut the same way, and stored as a paid part), or in a
+    LoRA-tags project the WD14 tagger's tags of the crop. The other people's lines and every
+    line a person edited stay as they are.
+
+    Returns the new text (tags joined with the project's separator). Raises
+    :class:`InputError` for an image without that person or an unreadable file,
+    :class:`CaptionError` when the captioner cannot do it (a tagger alone in a natural-language
+    project), :class:`ImageRejectedError` for an empty answer, and the backend's errors
+    (:mod:`loracap.core.backends.base`) as they come: one request, no retries (the person
+    asked for this one and sees the reason).
+    """
+    from loracap.core.imaging import jpeg_for_upload, load_rgb_on_white
+
+    settings = project.settings
+    layout = project.people_layout(image_id)
+    if layout is None or not 0 <= index < len(layout.people):
+        raise InputError("This image has no such person to describe; caption it first.")
+    person = layout.people[index]
+    alias = layout.aliases()[index]
+    record = project.image(image_id)
+    try:
+        stat = os.stat(record.abs_path)
+    except OSError as exc:
+        raise InputError(f'Cannot read the image "{record.abs_path}": '
+                         f"{exc.strerror or exc}.") from exc
+    image = load_rgb_on_white(record.abs_path)
+    box = PersonBox(*person.box, gender=person.gender)
+    crop = person_crop(image, box)
+    if layout.mode == "tags":
+        tagger = getattr(captioner, "tagger", None)
+        if tagger is None:
+            raise CaptionError("LoRA tags of a person need the WD14 tagger; install the wd14 "
+                               "extra (pip install \"loracap[wd14]\").")
+        tags: list[str] = _tags(tagger, crop)
+        text = settings.tag_separator.join(tags)
+    else:
+        tags = []
+        if not isinstance(captioner, VisionAsker):
+            raise CaptionError("Describing a person needs a vision model; choose Gemini, an "
+                               "OpenAI-compatible server or Claude.")
+        answer = captioner.ask(jpeg_for_upload(crop, max_side), person_prompt(settings.language))
+        text = clean_person_text(_THINKING.sub("", answer.text, count=1)).text
+        if not text:
+            raise ImageRejectedError(f"{alias}: the model returned an empty description.")
+        project.store_person_part(image_id, PersonPart(
+            kind="person", backend=answer.backend or captioner.backend,
+            model=answer.model or captioner.model, file_size=stat.st_size,
+            mtime=stat.st_mtime, text=text, position=index, box=person.box,
+            gender=person.gender, input_tokens=answer.usage.input_tokens,
+            output_tokens=answer.usage.output_tokens))
+    # The window may have changed the people while the model answered: find the box again.
+    fresh = project.people_layout(image_id)
+    if fresh is None:
+        return text
+    for position, candidate in enumerate(fresh.people):
+        if candidate.box == person.box:
+            described = fresh.described(position, tags=tags) if layout.mode == "tags" \
+                else fresh.described(position, text)
+            project.edit_people(image_id, described, f"Describe {alias} again")
+            break
+    return text
+
+
+__all__ = ["MAX_PEOPLE", "PeopleOptions", "caption_people", "describe_person_again",
+           "people_options"]

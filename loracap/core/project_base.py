@@ -94,6 +94,22 @@ class ProjectBase(ABC):
         (:class:`~loracap.core.project_captions.ProjectCaptions`)."""
 
     @abstractmethod
+    def _edit_row(self, session: Session, image_id: int, current: CaptionRow | None,
+                  body: str) -> dict[str, Any] | None:
+        """Store a person's edit of one caption; its undo entry, or None when the body is the
+        current one (:class:`~loracap.core.project_captions.ProjectCaptions`)."""
+
+    @abstractmethod
+    def _people_state(self, session: Session, image_id: int) -> list[Any] | None:
+        """An image's people as an undo step stores them
+        (:class:`~loracap.core.project_people.ProjectPeople`)."""
+
+    @abstractmethod
+    def _put_people_state(self, session: Session, image_id: int, state: list[Any]) -> None:
+        """Make a stored people state the image's people
+        (:class:`~loracap.core.project_people.ProjectPeople`)."""
+
+    @abstractmethod
     def _record_step(self, session: Session, label: str, entries: list[dict[str, Any]]) -> None:
         """Push an undo step (:class:`~loracap.core.project_undo.ProjectUndo`)."""
 

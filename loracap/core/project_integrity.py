@@ -465,6 +465,11 @@ def _undo_entries(path: Path, payload: str) -> list[dict[str, Any]]:
                         raise ValueError("not a rating")
                     if not isinstance(note, str):
                         raise TypeError("not a note")
+                if "people" in state:
+                    for box, gender in state["people"]:
+                        if len(box) != 4 or not all(type(v) is int and v >= 0 for v in box) \
+                                or gender not in ("woman", "man", "unknown"):
+                            raise ValueError("not a person's box")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ProjectError(_damaged(path, f"a stored undo step cannot be read ({exc})")) from exc
     return entries

@@ -5,18 +5,31 @@ A part of :class:`~loracap.core.project.Project` (see :mod:`loracap.core.project
 captioning job decides which stored parts it may reuse (the same image file, backend and model,
 :meth:`ProjectPeople.reusable_parts`); the caption itself is stored as any caption once every
 part of the image has succeeded.
+
+A person edits the people of an image in the window (:meth:`ProjectPeople.people_layout`,
+:meth:`ProjectPeople.edit_people`): each edit stores a new detection part holding the boxes in
+the order the person chose (each with a ``rank``), rebuilds the caption from the layout, and is
+one undo step; the next captioning run of the same file keeps those boxes and that order
+whatever backend it uses.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from loracap.core.errors import InputError
+from loracap.core.people.layout import PeopleLayout, read_layout
 from loracap.core.project_base import ProjectBase, _chunks
-from loracap.core.records import PART_KINDS, PersonPart
-from loracap.core.schema import PersonPartRow, utcnow
+from loracap.core.prompts import Profile
+from loracap.core.records import PART_KINDS, PersonPart, ProjectSettings
+from loracap.core.schema import CaptionRow, PersonPartRow, utcnow
+
+Box = tuple[int, int, int, int]
 
 
 class ProjectPeople(ProjectBase):
@@ -31,27 +44,32 @@ class ProjectPeople(ProjectBase):
 
     def reusable_parts(self, image_id: int, *, backend: str, model: str, file_size: int,
                        mtime: float) -> list[PersonPart]:
-        """The parts of the image's latest detection that a new run may reuse instead of paying
-        again: made by the same ``backend`` and ``model`` from the image file as it is now
-        (``file_size`` bytes, modified at ``mtime``). The detection first, then the people by
-        position (the newest of each), then the scene; ``[]`` when there is no such detection.
+        """The parts a new run of the image may reuse instead of paying again, all made from
+        the image file as it is now (``file_size`` bytes, modified at ``mtime``): the latest
+        detection by the same ``backend`` and ``model``, or the latest a person edited (their
+        boxes and order, :func:`detection_ordered`, whoever found the people first), when it
+        is newer; then the newest description of each box by the same backend and model, in
+        the detection's order; then the newest scene by them. ``[]`` when there is no such
+        detection.
         """
-        parts = [p for p in self.person_parts(image_id)
-                 if (p.backend, p.model, p.file_size) == (backend, model, file_size)
-                 and abs(p.mtime - mtime) < 1e-6]
-        detections = [p for p in parts if p.kind == "detection"]
+        same_file = [p for p in self.person_parts(image_id)
+                     if p.file_size == file_size and abs(p.mtime - mtime) < 1e-6]
+        same_model = [p for p in same_file if (p.backend, p.model) == (backend, model)]
+        detections = [p for p in same_file if p.kind == "detection" and (
+            (p.backend, p.model) == (backend, model) or detection_ordered(p.text))]
         if not detections:
             return []
         latest = detections[-1]
-        later = [p for p in parts if p.id > latest.id]
-        people: dict[int, PersonPart] = {}
+        described: dict[Box, PersonPart] = {}
         scene: PersonPart | None = None
-        for part in later:
-            if part.kind == "person":
-                people[part.position] = part
+        for part in same_model:
+            if part.kind == "person" and part.box is not None and part.text:
+                described[part.box] = part
             elif part.kind == "scene":
                 scene = part
-        return [latest, *(people[k] for k in sorted(people)), *([scene] if scene else [])]
+        people = [described[box] for box, _gender in detected_people(latest.text)
+                  if box in described]
+        return [latest, *people, *([scene] if scene else [])]
 
     def store_person_part(self, image_id: int, part: PersonPart) -> PersonPart:
         """Store a paid part at once (it is kept even when the image fails later); returns it
@@ -92,6 +110,154 @@ class ProjectPeople(ProjectBase):
         return found
 
 
+    # ------------------------------------------------------------------ a person's edits
+
+    def people_layout(self, image_id: int) -> PeopleLayout | None:
+        """The people of the image as the window edits them (:class:`~loracap.core.people.
+        layout.PeopleLayout`): the boxes of its latest detection in caption order (the order a
+        person chose, else the project's), each with its caption line's text (else the stored
+        description of the same box), and the scene. None when the project is not
+        multi-person or the image was never detected."""
+        settings = self.settings
+        mode = _mode(settings)
+        if mode is None:
+            return None
+        with self._read() as session:
+            layout = self._layout(session, image_id, settings, mode)
+        return layout
+
+    def _layout(self, session: Session, image_id: int, settings: ProjectSettings,
+                mode: str) -> PeopleLayout | None:
+        rows = session.scalars(select(PersonPartRow).where(PersonPartRow.image_id == image_id)
+                               .order_by(PersonPartRow.id)).all()
+        parts = [_part(row) for row in rows]
+        detections = [p for p in parts if p.kind == "detection"]
+        if not detections:
+            return None
+        people = _in_order(detections[-1].text, settings.people_order)
+        texts: dict[Box, str] = {}
+        scene = ""
+        for part in parts:
+            if part.kind == "person" and part.box is not None and part.text:
+                texts[part.box] = part.text
+            elif part.kind == "scene":
+                scene = part.text
+        caption = session.get(CaptionRow, image_id)
+        tags = mode == "tags"
+        return read_layout(
+            people, [() if tags else texts.get(box, "") for box, _gender in people],
+            scene=() if tags else scene, body=caption.body if caption is not None else None,
+            mode="tags" if tags else "natural", custom=settings.aliases,
+            separator=settings.tag_separator)
+
+    def edit_people(self, image_id: int, layout: PeopleLayout, label: str) -> bool:
+        """Make ``layout`` (an edit of :meth:`people_layout`) the image's people and rebuild
+        its caption from it (:meth:`~loracap.core.people.layout.PeopleLayout.caption`;
+        provenance ``edited``, or ``manual`` for a caption a person wrote), as ONE undo step
+        labelled ``label``. The boxes are stored with the layout's order, which later runs
+        keep. Returns False when nothing changed. Raises :class:`InputError` for an image that
+        was never detected, is not valid, or for a project that is not multi-person."""
+        if _mode(self.settings) is None:
+            raise InputError("Only a multi-person project has people to edit.")
+        with self._write() as session, session.no_autoflush:
+            image = self._require_image(session, image_id)
+            if not image.valid:
+                raise InputError(f"{image.path} is not a valid image; its people cannot be "
+                                 "changed.")
+            before = self._people_state(session, image_id)
+            if before is None:
+                raise InputError(f"No people were found in {image.path} yet; caption it "
+                                 "first.")
+            after = layout.state()
+            if after != before:
+                self._put_people_state(session, image_id, after)
+            body = layout.caption()
+            current = session.get(CaptionRow, image_id)
+            entry = self._edit_row(session, image_id, current, body) \
+                if body is not None else None
+            if entry is None and after == before:
+                return False
+            entry = entry or {"image": image_id, "before": {}, "after": {}}
+            if after != before:
+                entry["before"]["people"] = before
+                entry["after"]["people"] = after
+            self._record_step(session, label, [entry])
+        return True
+
+    def _people_state(self, session: Session, image_id: int) -> list[Any] | None:
+        """The image's people as an undo step stores them (:meth:`~loracap.core.people.
+        layout.PeopleLayout.state`), or None when it was never detected."""
+        row = session.scalars(
+            select(PersonPartRow).where(PersonPartRow.image_id == image_id,
+                                        PersonPartRow.kind == "detection")
+            .order_by(PersonPartRow.id.desc()).limit(1)).first()
+        if row is None:
+            return None
+        return [[list(box), gender]
+                for box, gender in _in_order(row.text, self.settings.people_order)]
+
+    def _put_people_state(self, session: Session, image_id: int, state: list[Any]) -> None:
+        """Store ``state`` (:meth:`_people_state`) as the image's latest detection, in its
+        order: a copy of the latest detection's source (backend, model, file) with the new
+        boxes, no tokens (nothing was paid)."""
+        latest = session.scalars(
+            select(PersonPartRow).where(PersonPartRow.image_id == image_id,
+                                        PersonPartRow.kind == "detection")
+            .order_by(PersonPartRow.id.desc()).limit(1)).first()
+        if latest is None:
+            raise InputError(f"Image {image_id} has no detected people to change.")
+        people = [((int(box[0]), int(box[1]), int(box[2]), int(box[3])), str(gender))
+                  for box, gender in state]
+        session.add(PersonPartRow(
+            image_id=image_id, kind="detection", position=0, box="", gender="unknown",
+            text=detection_text(people, ordered=True), backend=latest.backend,
+            model=latest.model, file_size=latest.file_size, mtime=latest.mtime,
+            input_tokens=0, output_tokens=0, created_at=utcnow()))
+        session.flush()
+
+
+def _mode(settings: ProjectSettings) -> str | None:
+    """``natural`` or ``tags`` for a multi-person project, else None."""
+    if settings.profile == Profile.MULTI_PERSON.value:
+        return "natural"
+    if settings.profile == Profile.MULTI_PERSON_TAGS.value:
+        return "tags"
+    return None
+
+
+def _in_order(text: str, order: str) -> list[tuple[Box, str]]:
+    """The people of a detection part in caption order: the order a person chose
+    (:func:`detection_ordered`), else the project's ``order`` (``left`` or ``size``)."""
+    people = detected_people(text)
+    if detection_ordered(text):
+        return people
+    from loracap.core.people.detection import InvalidBoxError, PersonBox, order_people
+
+    boxes: list[PersonBox] = []
+    for box, gender in people:
+        try:
+            boxes.append(PersonBox(*box, gender=gender))  # type: ignore[arg-type]
+        except InvalidBoxError:
+            continue
+    try:
+        ordered = order_people(boxes, by=order)  # type: ignore[arg-type]
+    except InputError:
+        ordered = order_people(boxes)
+    return [(box.as_tuple(), box.gender) for box in ordered]
+
+
+def detection_ordered(text: str) -> bool:
+    """Whether a stored detection holds the order a person chose (every person has a
+    ``rank``, :func:`detection_text` with ``ordered=True``): the caption order, which later
+    runs keep instead of ordering the people again."""
+    try:
+        loaded = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(loaded, list) and bool(loaded) and all(
+        isinstance(item, dict) and type(item.get("rank")) is int for item in loaded)
+
+
 def detected_people(text: str) -> list[tuple[tuple[int, int, int, int], str]]:
     """The people of a stored detection part: ``(box, gender)`` pairs, in the detection's
     order; ``[]`` for text that is not such a list (the part is then worth nothing)."""
@@ -107,9 +273,14 @@ def detected_people(text: str) -> list[tuple[tuple[int, int, int, int], str]]:
     return people
 
 
-def detection_text(people: list[tuple[tuple[int, int, int, int], str]]) -> str:
-    """How a detection part stores its people: a JSON list of ``{"box", "gender"}``."""
-    return json.dumps([{"box": list(box), "gender": gender} for box, gender in people])
+def detection_text(people: Sequence[tuple[tuple[int, int, int, int], str]], *,
+                   ordered: bool = False) -> str:
+    """How a detection part stores its people: a JSON list of ``{"box", "gender"}``; with
+    ``ordered`` each also has its ``rank`` in the list, the caption order a person chose (an
+    older LoRACap reading the file ignores it and orders the people itself)."""
+    return json.dumps([{"box": list(box), "gender": gender, **({"rank": rank} if ordered
+                                                                 else {})}
+                       for rank, (box, gender) in enumerate(people)])
 
 
 def _part(row: PersonPartRow) -> PersonPart:

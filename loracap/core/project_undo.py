@@ -1,5 +1,5 @@
 """The undo stack of a project: each edit a person makes (a caption, a batch of captions, review
-marks) is one step stored in the project file, so undo and redo survive closing and reopening.
+marks, the people of a multi-person image) is one step stored in the project file, so undo and redo survive closing and reopening.
 
 A step stores, for each image it changed, the state before and after (see
 :class:`~loracap.core.schema.UndoStepRow`); undoing or redoing it leaves alone an image that
@@ -71,6 +71,8 @@ class ProjectUndo(ProjectBase):
                     now["caption"] = _caption_state(current)
                 if "review" in wanted and image is not None:
                     now["review"] = _review_state(image)
+                if "people" in wanted:
+                    now["people"] = self._people_state(session, image_id)
                 # Something else changed the image after this step: leave it as it is.
                 if image is None or now != entry[source]:
                     skipped.append(image_id)
@@ -80,6 +82,8 @@ class ProjectUndo(ProjectBase):
                                             current=current)
                 if "review" in wanted:
                     image.review, image.rating, image.note = wanted["review"]
+                if "people" in wanted:
+                    self._put_people_state(session, image_id, wanted["people"])
                 changed.append(image_id)
             step.undone = undo
             return UndoOutcome(step.label, changed, skipped)

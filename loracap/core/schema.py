@@ -254,8 +254,10 @@ class UndoStepRow(Base):
     """One undoable edit: a person's change to one or many images, as JSON before/after states.
 
     ``payload`` is a JSON list of ``{"image": id, "before": state, "after": state}``; a state
-    holds ``"caption"`` (``null`` or ``[body, provenance, backend, model, prompt]``) and/or
-    ``"review"`` (``[review, rating, note]``). ``undone`` steps form the redo branch.
+    holds ``"caption"`` (``null`` or ``[body, provenance, backend, model, prompt]``),
+    ``"review"`` (``[review, rating, note]``) and/or ``"people"`` (the boxes of a multi-person
+    image in caption order, ``[[left, top, right, bottom], gender]`` each). ``undone`` steps
+    form the redo branch.
     """
 
     __tablename__ = "undo_steps"
