@@ -35,6 +35,14 @@ these kinds (see :data:`KIND_LABELS`):
 ``small``
     The short side of the image (after EXIF orientation) is below :data:`MIN_SHORT_SIDE` pixels
     (but large enough to train on): the trainer has to upscale it.
+``multi_line``
+    The caption has several lines (a multi-person caption: one line per person, then the
+    scene) and the project exports to a format that writes one line per caption: the export
+    joins the lines with ``"; "`` (:func:`~loracap.core.exports.planner.join_lines`), because
+    kohya reads only a caption file's first line, OneTrainer picks one line at random and
+    ai-toolkit and Replicate's trainer rewrite line breaks. The format is the project's latest
+    export's, else Replicate's (the first export most projects make); a format that keeps
+    lines (``hf``) gives no such finding.
 ``near_duplicate``
     The image looks almost the same as another one (a resized or re-encoded copy, a burst
     shot): their difference hashes differ in at most :data:`NEAR_DUPLICATE_DISTANCE` bits.
@@ -61,6 +69,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from loracap.core.errors import InputError
+from loracap.core.exports.base import TrainerFormat
 from loracap.core.exports.replicate import AI_TOOLKIT_MIN_SHORT_SIDE, REPLICATE
 from loracap.core.records import ImageRecord, ProjectSettings
 from loracap.core.trigger import (
@@ -101,6 +111,7 @@ KIND_LABELS: dict[str, tuple[str, str]] = {
     "too_long": ("too long", "too long"),
     "untrainable": ("untrainable image", "untrainable images"),
     "small": ("small image", "small images"),
+    "multi_line": ("multi-line caption", "multi-line captions"),
     "near_duplicate": ("near-duplicate", "near-duplicates"),
 }
 """Every finding kind, in report order, with its singular and plural label for summaries."""
@@ -282,20 +293,49 @@ def _caption_findings(rec: ImageRecord, settings: ProjectSettings) -> list[Findi
     return found
 
 
+def export_target_format(project: Project) -> TrainerFormat:
+    """The format the project's captions are checked for: its latest export's, else
+    Replicate's (an export format no longer known counts as Replicate's)."""
+    from loracap.core.exports.registry import get_format
+
+    for export in project.exports()[:1]:
+        try:
+            return get_format(export.format)
+        except InputError:
+            break
+    return REPLICATE
+
+
+def _multi_line_finding(rec: ImageRecord, fmt: TrainerFormat) -> Finding | None:
+    if rec.caption is None or fmt.keeps_lines:
+        return None
+    lines = [line for line in rec.caption.body.splitlines() if line.strip()]
+    if len(lines) < 2:
+        return None
+    return Finding("multi_line", rec.id, rec.path,
+                   f"The caption has {len(lines)} lines; the {fmt.title} export joins them "
+                   'into one with "; " (its trainer reads one line per caption). Export as '
+                   "Hugging Face (hf) to keep the lines.")
+
+
 def check_project(
     project: Project,
     *,
     near_duplicates: bool = True,
     max_distance: int = NEAR_DUPLICATE_DISTANCE,
     progress: Callable[[int, int], None] | None = None,
+    export_format: TrainerFormat | None = None,
 ) -> list[Finding]:
     """Check every valid image of ``project``; return the findings sorted by path, then kind.
 
     ``progress(done, total)`` is called after each image. Files that are missing or cannot be
     read are left out of the near-duplicate search (they cause no finding here; ``loracap info``
     reports missing files). With ``near_duplicates=False`` no image file is opened at all.
+    ``export_format`` is the format multi-line captions are checked for (default
+    :func:`export_target_format`).
     """
     settings = project.settings
+    fmt = export_format or export_target_format(project)
     records = [rec for rec in project.images() if rec.valid]
     total = len(records)
     findings: list[Finding] = []
@@ -303,6 +343,9 @@ def check_project(
     hashes: list[tuple[int, int]] = []
     for done, rec in enumerate(records, start=1):
         findings.extend(_caption_findings(rec, settings))
+        multi_line = _multi_line_finding(rec, fmt)
+        if multi_line is not None:
+            findings.append(multi_line)
         if rec.caption is not None and rec.caption.body.strip():
             caption = full_caption(settings.prefix_template, settings.trigger, rec.caption.body)
             by_caption[" ".join(caption.casefold().split())].append(rec)

@@ -179,6 +179,10 @@ class MainWindow(QMainWindow):
         self._build_top_bar()
         self._build_central()
         self._build_docks()
+        self.progress = ProgressStrip()
+        from loracap.ui.people_editing import PeopleEditing
+
+        self.people_editing = PeopleEditing(self)
         self._build_menus()
         # Its whole text stays readable ("27 of 32 reviewed · 3 failed · 2 uncaptioned").
         self.review_status = ElidedLabel(min_chars=60)
@@ -187,7 +191,6 @@ class MainWindow(QMainWindow):
         self.usage_status = ElidedLabel(min_chars=16)
         self.usage_status.setObjectName("usageStatus")
         self.statusBar().addPermanentWidget(self.usage_status)
-        self.progress = ProgressStrip()
         self.progress.cancel_button.clicked.connect(self.cancel_batch)
         self.statusBar().addPermanentWidget(self.progress, 1)
         self._vocabulary_timer = QTimer(self)
@@ -379,6 +382,7 @@ class MainWindow(QMainWindow):
         caption_menu.addMenu(self.caption_with_menu)
         caption_menu.addAction(self.captioning_settings_action)
         caption_menu.addAction(self.presets_action)
+        bar.addMenu(self.people_editing.menu)
         review_menu = bar.addMenu("&Review")
         for action in (self.approve_action, self.reject_action, self.unreview_action):
             review_menu.addAction(action)
@@ -491,6 +495,10 @@ class MainWindow(QMainWindow):
         self.chips.recent_changed.connect(self._on_recent_tags)
         # The chips follow the text as typed, so a chip action never works on stale text.
         self.editor.body.textChanged.connect(self._sync_chips)
+        # A caption of several lines (multi-person) has its chips per line: a typed tag goes
+        # to the line the editor's cursor is on.
+        self.editor.body.cursorPositionChanged.connect(
+            lambda: self.chips.set_current_line(self.editor.body.textCursor().blockNumber()))
         self.previous_button = QPushButton("◀ Previous")
         self.previous_button.setToolTip("Previous image (Page Up, Ctrl+Left)")
         self.previous_button.clicked.connect(lambda: self.navigate(-1))
@@ -688,7 +696,7 @@ class MainWindow(QMainWindow):
     def _update_enabled(self) -> None:
         has_project = self.project is not None
         running = (self.runner is not None and self.runner.is_running) \
-            or self._prepare_job is not None
+            or self._prepare_job is not None or self.people_editing.busy
         for action in (self.export_action, self.relink_action, self.previous_action,
                        self.next_action, self.approve_action, self.reject_action,
                        self.unreview_action, *self.rate_actions, self.batch_action,
@@ -707,6 +715,7 @@ class MainWindow(QMainWindow):
         self.tabs.setEnabled(has_project)
         for widget in (self.tag_panel, self.history_panel):
             widget.setEnabled(has_project)
+        self.people_editing.update_actions()
 
     def _update_top_bar(self) -> None:
         self._update_review_status()
@@ -841,6 +850,7 @@ class MainWindow(QMainWindow):
             self.runner.wait()
         if self._prepare_job is not None:
             self._prepare_job.cancel()
+        self.people_editing.wait()  # one request; its answer is stored before the file closes
         self._end_batch_captioner()
         self.editor.flush()
         self.editor.set_image(None, "", can_revert=False)
@@ -960,6 +970,7 @@ class MainWindow(QMainWindow):
             settings = self.project.settings
             self.show_people_action.setEnabled(is_multi_person(settings.profile))
             self.preview.set_people(people_marks(self.project, settings, record))
+            self.people_editing.update_actions()
 
     def refresh_image(self, image_id: int) -> None:
         """Re-read one image from the project into the grid, editor and metadata preview."""
@@ -1331,7 +1342,8 @@ class MainWindow(QMainWindow):
 
     def generate(self, mode: CaptionMode, image_ids: tuple[int, ...] = ()) -> None:
         """Start a captioning batch (Generate button, its menu, "Caption this image")."""
-        if self.project is None or (self.runner is not None and self.runner.is_running):
+        if self.project is None or (self.runner is not None and self.runner.is_running) \
+                or self.people_editing.busy:
             return
         self.editor.flush()
         if mode is CaptionMode.SELECTED and not image_ids:
@@ -1357,7 +1369,7 @@ class MainWindow(QMainWindow):
                     return
                 overwrite = answer == QMessageBox.StandardButton.Yes
         settings = project.settings
-        config = self._batch_config_or_ask()
+        config = self.batch_config_or_ask()
         if config is None:
             return
         try:
@@ -1383,6 +1395,11 @@ class MainWindow(QMainWindow):
         if captioner is None:
             return
         self._run_batch(config, captioner, instructions, options)
+
+    @property
+    def captioner_factory(self) -> CaptionerFactory:
+        """What makes the captioner of a configuration (tests give their own)."""
+        return self._captioner_factory
 
     @property
     def batch_backend(self) -> str | None:
@@ -1423,7 +1440,7 @@ class MainWindow(QMainWindow):
         menu.addSeparator()
         menu.addAction(self.captioning_settings_action)
 
-    def _batch_config_or_ask(self) -> BackendConfig | None:
+    def batch_config_or_ask(self) -> BackendConfig | None:
         """The configuration of the next batch; asks for a missing key (the dialog of that
         backend); None when the user gave none or the settings cannot be used (said)."""
         from loracap.core.backends.registry import resolve_config
@@ -1484,7 +1501,7 @@ class MainWindow(QMainWindow):
         except ApiKeyMissingError:
             if not self._ask_key(config.backend):
                 return None
-            fresh = self._batch_config_or_ask()
+            fresh = self.batch_config_or_ask()
             if fresh is None:
                 return None
             try:
@@ -1793,6 +1810,7 @@ class MainWindow(QMainWindow):
                                         self.splitter.saveState())
         self.settings.sync()
         self.preview.shutdown()
+        self.people_editing.wait()
         self.checks_panel.shutdown()
         self._thumbnails.shutdown()
         super().closeEvent(event)

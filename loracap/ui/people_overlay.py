@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from PyQt6.QtCore import QPointF, QRectF, QSize, Qt
 from PyQt6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen
 
-from loracap.core.errors import InputError, LoraCapError
+from loracap.core.errors import LoraCapError
 from loracap.core.prompts import Profile
 from loracap.core.records import ImageRecord, ProjectSettings
 
@@ -37,14 +37,19 @@ NO_PERSON_NOTE = "No person found"
 #: black text and a black outline stand out against, on light and dark photos alike.
 PALETTE = ("#ffc400", "#00e5ff", "#ff5cdb", "#76ff03", "#ff9100", "#b388ff")
 
+#: The side of a selected box's corner handles, in logical pixels.
+HANDLE = 8.0
+
 
 @dataclass(frozen=True)
 class PersonMark:
     """One person to draw: ``box`` ``(left, top, right, bottom)`` in pixels of the oriented
-    image (right and bottom exclusive) and the ``alias`` of the person's caption line."""
+    image (right and bottom exclusive), the ``alias`` of the person's caption line, and whether
+    the person is ``described`` (has a line; a box a person drew is not until described)."""
 
     box: tuple[int, int, int, int]
     alias: str
+    described: bool = True
 
 
 def is_multi_person(profile: str) -> bool:
@@ -54,52 +59,26 @@ def is_multi_person(profile: str) -> bool:
 
 def people_marks(project: Project, settings: ProjectSettings, record: ImageRecord
                  ) -> tuple[PersonMark, ...] | None:
-    """The people of ``record``'s latest detection in caption order, with their aliases
-    (:func:`loracap.core.people.assign_aliases` of :func:`loracap.core.people.order_people`,
-    with the custom aliases and order of ``settings``, the project's, as the captioning job
-    writes them).
+    """The people of ``record`` in caption order with their aliases, as the caption names
+    them (:meth:`loracap.core.project.Project.people_layout`: the order a person chose, else
+    the project's, with its custom aliases).
 
     None when the project is not multi-person or the image was never detected; ``()`` when the
-    detection found nobody. Reads the project only when the image has people (one query); a
-    project that cannot be read gives None (logged): the overlay is a help, not the caption.
+    detection found nobody. Reads the project only when the image has people or was edited
+    (one read); a project that cannot be read gives None (logged): the overlay is a help, not
+    the caption.
     """
     if not is_multi_person(settings.profile) or record.people is None:
         return None
-    if record.people == 0:
-        return ()
-    from loracap.core.people import (  # Pillow: loaded with the first multi-person image
-        AliasMode,
-        InvalidBoxError,
-        PersonBox,
-        assign_aliases,
-        order_people,
-    )
-    from loracap.core.project_people import detected_people
-
     try:
-        detections = [p for p in project.person_parts(record.id) if p.kind == "detection"]
+        layout = project.people_layout(record.id)
     except LoraCapError as exc:
         log.warning("The people of image %d cannot be read: %s", record.id, exc)
         return None
-    if not detections:
+    if layout is None:
         return None
-    boxes: list[PersonBox] = []
-    for box, gender in detected_people(detections[-1].text):
-        try:
-            boxes.append(PersonBox(*box, gender=gender))  # type: ignore[arg-type]
-        except InvalidBoxError:
-            log.info("Image %d: skipping the empty box %s", record.id, box)
-    try:
-        ordered = order_people(boxes, by=settings.people_order)  # type: ignore[arg-type]
-    except InputError:
-        ordered = order_people(boxes)
-    mode: AliasMode = "tags" if settings.profile == Profile.MULTI_PERSON_TAGS.value else "natural"
-    try:
-        aliases = assign_aliases(ordered, custom=settings.aliases, mode=mode)
-    except InputError:
-        aliases = assign_aliases(ordered, mode=mode)
-    return tuple(PersonMark(person.as_tuple(), alias)
-                 for person, alias in zip(ordered, aliases, strict=True))
+    return tuple(PersonMark(person.box, alias, person.described)
+                 for person, alias in zip(layout.people, layout.aliases(), strict=True))
 
 
 def map_marks(marks: Sequence[PersonMark], source: QSize, shown: QRectF
@@ -117,10 +96,11 @@ def map_marks(marks: Sequence[PersonMark], source: QSize, shown: QRectF
 
 
 def paint_people(painter: QPainter, people: Sequence[tuple[QRectF, str]], shown: QRectF,
-                 font: QFont) -> None:
+                 font: QFont, *, selected: int = -1, undescribed: Sequence[int] = ()) -> None:
     """Draw each person's box (a coloured line with a black outline) and a small alias label
     above its top left corner (inside the box when there is no room above), kept within
-    ``shown``, the displayed image."""
+    ``shown``, the displayed image. The ``selected`` person's box is thicker with a handle at
+    each corner; the people in ``undescribed`` (no caption line yet) are dashed."""
     painter.save()
     painter.setRenderHint(QPainter.RenderHint.Antialiasing)
     label_font = QFont(font)
@@ -131,13 +111,24 @@ def paint_people(painter: QPainter, people: Sequence[tuple[QRectF, str]], shown:
     for number, (rect, alias) in enumerate(people):
         colour = QColor(PALETTE[number % len(PALETTE)])
         box = rect.intersected(shown).adjusted(1, 1, -1, -1)
+        chosen = number == selected
         painter.setBrush(Qt.BrushStyle.NoBrush)
-        painter.setPen(QPen(outline, 4))
+        painter.setPen(QPen(outline, 6 if chosen else 4))
         painter.drawRect(box)
-        painter.setPen(QPen(colour, 2))
+        line = QPen(colour, 4 if chosen else 2)
+        if number in undescribed:
+            line.setStyle(Qt.PenStyle.DashLine)
+        painter.setPen(line)
         painter.drawRect(box)
+        if chosen:
+            painter.setPen(QPen(outline, 1))
+            painter.setBrush(colour)
+            for corner in (box.topLeft(), box.topRight(), box.bottomLeft(), box.bottomRight()):
+                painter.drawRect(QRectF(corner.x() - HANDLE / 2, corner.y() - HANDLE / 2,
+                                        HANDLE, HANDLE))
+        text = alias if number not in undescribed else f"{alias} (not described)"
         pad = 3.0
-        width = metrics.horizontalAdvance(alias) + 2 * pad
+        width = metrics.horizontalAdvance(text) + 2 * pad
         height = metrics.height() + pad
         top = box.top() - height if box.top() - height >= shown.top() else box.top()
         left = max(shown.left(), min(box.left(), shown.right() - width))
@@ -146,7 +137,20 @@ def paint_people(painter: QPainter, people: Sequence[tuple[QRectF, str]], shown:
         painter.setBrush(colour)
         painter.drawRoundedRect(label, 3, 3)
         painter.setPen(QColor("black"))
-        painter.drawText(label, Qt.AlignmentFlag.AlignCenter, alias)
+        painter.drawText(label, Qt.AlignmentFlag.AlignCenter, text)
+    painter.restore()
+
+
+def paint_rubber_band(painter: QPainter, rect: QRectF) -> None:
+    """The box a person is drawing: a white dashed line over a black one."""
+    painter.save()
+    painter.setBrush(QColor(255, 255, 255, 40))
+    painter.setPen(QPen(QColor(0, 0, 0, 200), 3))
+    painter.drawRect(rect)
+    dashed = QPen(QColor("white"), 1.5)
+    dashed.setStyle(Qt.PenStyle.DashLine)
+    painter.setPen(dashed)
+    painter.drawRect(rect)
     painter.restore()
 
 

@@ -1,5 +1,8 @@
 """The large preview of the current image, decoded off the GUI thread; in a multi-person
-project, the people found in it drawn over it (:mod:`loracap.ui.people_overlay`)."""
+project, the people found in it drawn over it (:mod:`loracap.ui.people_overlay`), which a
+person edits with the mouse (:mod:`loracap.ui.box_gestures`): click a box to select it, drag
+it or its edges, drag where there is no box to draw one, right-click for the people's menu,
+Delete removes the selected box."""
 
 from __future__ import annotations
 
@@ -7,11 +10,23 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from PyQt6.QtCore import QObject, QRectF, QRunnable, QSize, Qt, QThreadPool, pyqtSignal
+from PyQt6.QtCore import (
+    QObject,
+    QPoint,
+    QRectF,
+    QRunnable,
+    QSize,
+    Qt,
+    QThreadPool,
+    pyqtSignal,
+)
 from PyQt6.QtGui import (
+    QContextMenuEvent,
     QImage,
     QImageIOHandler,
     QImageReader,
+    QKeyEvent,
+    QMouseEvent,
     QPainter,
     QPaintEvent,
     QPixmap,
@@ -21,12 +36,14 @@ from PyQt6.QtWidgets import QLabel, QSizePolicy, QStyle, QVBoxLayout, QWidget
 
 from loracap.core.records import ImageRecord
 from loracap.core.text import human_size
+from loracap.ui.box_gestures import BoxGestures, cursor_for, to_image_box
 from loracap.ui.people_overlay import (
     NO_PERSON_NOTE,
     PersonMark,
     map_marks,
     paint_note,
     paint_people,
+    paint_rubber_band,
 )
 from loracap.ui.widgets import ElidedLabel
 
@@ -65,13 +82,29 @@ class _Load(QRunnable):
 
 
 class _ImageLabel(QLabel):
-    """The fitted image, with the people of a multi-person caption drawn over it."""
+    """The fitted image, with the people of a multi-person caption drawn over it and edited
+    with the mouse (see the module's description)."""
+
+    #: The person clicked (-1: none), in caption order.
+    person_selected = pyqtSignal(int)
+    #: A box moved or resized: the person and the new box, in pixels of the oriented image.
+    box_changed = pyqtSignal(int, tuple)
+    #: A box drawn where there was none, in pixels of the oriented image.
+    box_drawn = pyqtSignal(tuple)
+    #: Delete pressed with a person selected.
+    delete_requested = pyqtSignal(int)
+    #: The people's context menu: the person under the pointer (-1: none), global position.
+    menu_requested = pyqtSignal(int, QPoint)
 
     def __init__(self) -> None:
         super().__init__()
         self.source_size = QSize()  # the oriented image's full size, in pixels
         self.marks: tuple[PersonMark, ...] | None = None
         self.show_people = True
+        self.selected = -1
+        self._gestures = BoxGestures()
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
 
     def shown_rect(self) -> QRectF:
         """Where the pixmap is drawn, in this widget's logical pixels (empty: no pixmap); as
@@ -89,21 +122,104 @@ class _ImageLabel(QLabel):
             return []
         return map_marks(self.marks, self.source_size, self.shown_rect())
 
+    def rects(self) -> list[QRectF]:
+        """Each person's box on screen, caption order (what the gestures hit)."""
+        return [rect for rect, _alias in self.people()]
+
     def note(self) -> str:
         shown = self.show_people and self.marks == () and not self.shown_rect().isEmpty()
         return NO_PERSON_NOTE if shown else ""
 
+    def editable(self) -> bool:
+        """Whether the people can be edited here: shown, detected, and the image on screen."""
+        return self.show_people and self.marks is not None and not self.shown_rect().isEmpty()
+
+    def select(self, index: int) -> None:
+        """Select person ``index`` (-1: none) and say so."""
+        index = index if self.marks and 0 <= index < len(self.marks) else -1
+        if index != self.selected:
+            self.selected = index
+            self.update()
+        self.person_selected.emit(index)
+
     def paintEvent(self, event: QPaintEvent | None) -> None:
         super().paintEvent(event)
         people, note = self.people(), self.note()
-        if not people and not note:
+        gesture = self._gestures.current()
+        if not people and not note and gesture is None:
             return
         painter = QPainter(self)
+        if gesture is not None and gesture[0] != "draw":
+            people[gesture[1]] = (gesture[2], people[gesture[1]][1])
         if people:
-            paint_people(painter, people, self.shown_rect(), self.font())
+            undescribed = [n for n, mark in enumerate(self.marks or ()) if not mark.described]
+            paint_people(painter, people, self.shown_rect(), self.font(),
+                         selected=self.selected, undescribed=undescribed)
+        if gesture is not None and gesture[0] == "draw":
+            paint_rubber_band(painter, gesture[2])
         if note:
             paint_note(painter, note, self.shown_rect(), self.font())
         painter.end()
+
+    def mousePressEvent(self, event: QMouseEvent | None) -> None:
+        if event is None or event.button() != Qt.MouseButton.LeftButton or not self.editable():
+            super().mousePressEvent(event)
+            return
+        self.setFocus(Qt.FocusReason.MouseFocusReason)
+        index = self._gestures.press(self.rects(), self.shown_rect(), event.position(),
+                                     self.selected)
+        self.select(index)
+        event.accept()
+
+    def mouseMoveEvent(self, event: QMouseEvent | None) -> None:
+        if event is None:
+            return
+        pos = event.position()
+        if self._gestures.active:
+            if self._gestures.move(self.shown_rect(), pos) is not None:
+                self.update()
+            return
+        if self.editable():
+            index, edges = self._gestures.hit(self.rects(), pos, self.selected)
+            self.setCursor(cursor_for(edges, index >= 0) if index >= 0 or
+                           self.shown_rect().contains(pos) else Qt.CursorShape.ArrowCursor)
+        else:
+            self.unsetCursor()
+
+    def mouseReleaseEvent(self, event: QMouseEvent | None) -> None:
+        ended = self._gestures.release()
+        self.update()
+        if ended is None or self.source_size.isEmpty():
+            return
+        kind, index, rect = ended
+        box = to_image_box(rect, self.source_size, self.shown_rect())
+        if kind == "draw":
+            self.box_drawn.emit(box)
+        else:
+            self.box_changed.emit(index, box)
+
+    def keyPressEvent(self, event: QKeyEvent | None) -> None:
+        if event is None:
+            return
+        if event.key() == Qt.Key.Key_Escape and (self._gestures.active or self.selected >= 0):
+            if self._gestures.active:
+                self._gestures.cancel()
+                self.update()
+            else:
+                self.select(-1)
+            return
+        if event.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace) and self.selected >= 0:
+            self.delete_requested.emit(self.selected)
+            return
+        super().keyPressEvent(event)
+
+    def contextMenuEvent(self, event: QContextMenuEvent | None) -> None:
+        if event is None or not self.editable():
+            return
+        index, _edges = self._gestures.hit(self.rects(), event.pos().toPointF(),
+                                           self.selected)
+        self.select(index)
+        self.menu_requested.emit(index, event.globalPos())
 
 
 class PreviewPane(QWidget):
@@ -137,6 +253,7 @@ class PreviewPane(QWidget):
         self._token += 1
         self._pixmap = None
         self.image_label.marks = None
+        self.image_label.selected = -1
         self.image_label.source_size = QSize(record.width or 0, record.height or 0) \
             if record is not None else QSize()
         self.image_label.setPixmap(QPixmap())
@@ -157,8 +274,11 @@ class PreviewPane(QWidget):
         """Draw ``marks`` (boxes in pixels of the oriented image) over the image shown; ``()``
         says "No person found", None (not a multi-person project, never detected) draws
         nothing."""
-        self.image_label.marks = tuple(marks) if marks is not None else None
-        self.image_label.update()
+        label = self.image_label
+        label.marks = tuple(marks) if marks is not None else None
+        if label.selected >= len(label.marks or ()):
+            label.select(-1)
+        label.update()
 
     def set_people_visible(self, visible: bool) -> None:
         """Show or hide the people (View > Show People)."""

@@ -4,6 +4,11 @@
 :func:`~loracap.core.tags.split_tags`) as chips that wrap onto several lines, an input with
 completion from the project's tag vocabulary, and a row of recently used tags to toggle.
 
+A caption of several lines (a multi-person caption: ``sksA: …``, ``sksB: …``, ``Scene: …``)
+has its chips per line: each line's chips start a new row, removing a chip changes only its
+line, and a tag typed or toggled goes to the current line (the caption editor's cursor line,
+:meth:`TagChipsWidget.set_current_line`), never across a line break.
+
 The widget never writes to a project. Every user action (remove, reorder, add, toggle) computes
 the complete new body with the pure functions of :mod:`loracap.core.tags` and emits it through
 :attr:`TagChipsWidget.body_changed`; the main window stores it and calls
@@ -212,7 +217,8 @@ class FlowLayout(QLayout):
         return item.sizeHint().expandedTo(item.minimumSize()).boundedTo(item.maximumSize())
 
     def _rows(self, width: int) -> list[list[tuple[QLayoutItem, QSize]]]:
-        """The visible items grouped into rows that fit in ``width`` (at least one per row)."""
+        """The visible items grouped into rows that fit in ``width`` (at least one per row); a
+        widget whose ``starts_line`` is true begins a new row."""
         rows: list[list[tuple[QLayoutItem, QSize]]] = []
         row: list[tuple[QLayoutItem, QSize]] = []
         used = 0
@@ -221,7 +227,7 @@ class FlowLayout(QLayout):
                 continue
             size = self._item_size(item)
             needed = size.width() if not row else used + self._h_spacing + size.width()
-            if row and needed > width:
+            if row and (needed > width or getattr(item.widget(), "starts_line", False)):
                 rows.append(row)
                 row, needed = [], size.width()
             row.append((item, size))
@@ -266,6 +272,8 @@ class _TagChip(QFrame):
         self.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
         self.index = -1
         self.tag = ""
+        #: Whether the chip is the first of a caption line after the first (a new row).
+        self.starts_line = False
         self._press_pos: QPoint | None = None
         self.label = QLabel()
         self.label.setTextFormat(Qt.TextFormat.PlainText)
@@ -395,6 +403,10 @@ class TagChipsWidget(QWidget):
         self._body: str | None = None
         self._separator = DEFAULT_SEPARATOR
         self._tags: list[str] = []
+        #: The caption's lines, and for each chip its ``(line, position in the line)``.
+        self._lines: list[str] = []
+        self._where: list[tuple[int, int]] = []
+        self._current_line = -1  # -1: the last line
         self._chips: list[_TagChip] = []
         self._recent: list[str] = []
         self._drop_target: _TagChip | None = None
@@ -461,13 +473,62 @@ class TagChipsWidget(QWidget):
         self._show(body, separator)
 
     def _show(self, body: str | None, separator: str) -> None:
-        tags = split_tags(body, separator) if body is not None else []
+        self._lines = body.split("\n") if body is not None else []
+        tags: list[str] = []
+        where: list[tuple[int, int]] = []
+        for number, line in enumerate(self._lines):
+            line_tags = split_tags(line, separator)
+            tags.extend(line_tags)
+            where.extend((number, position) for position in range(len(line_tags)))
+        self._where = where
         self._body = body
         self._separator = separator
         self.completer.separator = separator
         self._show_tags(tags)
         self.input.setEnabled(body is not None)
+        self._show_target()
         self._refresh_recent()
+
+    def set_current_line(self, line: int) -> None:
+        """Make caption line ``line`` (0-based; the editor's cursor line) the one a typed or
+        toggled tag goes to. Only matters for a caption of several lines."""
+        if line != self._current_line:
+            self._current_line = line
+            self._show_target()
+            self._refresh_recent()
+
+    def current_line(self) -> int:
+        """The caption line a typed or toggled tag goes to (0 for a one-line caption)."""
+        if not self._lines:
+            return 0
+        last = len(self._lines) - 1
+        return last if self._current_line < 0 else min(self._current_line, last)
+
+    def _line_name(self, line: int) -> str:
+        """How the input names a line: its label before ``:`` (``sksB``), else its number."""
+        text = self._lines[line] if 0 <= line < len(self._lines) else ""
+        label, colon, _rest = text.partition(":")
+        if colon and label.strip() and len(label) <= 32:
+            return label.strip()
+        return f"line {line + 1}"
+
+    def _show_target(self) -> None:
+        """Say in the input which line a tag goes to, when there are several."""
+        if len(self._lines) > 1:
+            name = self._line_name(self.current_line())
+            self.input.setPlaceholderText(f"Add tag to {name}…")
+        else:
+            self.input.setPlaceholderText("Add tag…")
+
+    def _line_body(self) -> str:
+        """The current line's text (the whole body for a one-line caption)."""
+        return self._lines[self.current_line()] if self._lines else ""
+
+    def _with_line(self, line: int, text: str) -> str:
+        """The body with caption line ``line`` replaced by ``text``."""
+        lines = list(self._lines)
+        lines[line] = text
+        return "\n".join(lines)
 
     def _show_tags(self, tags: list[str]) -> None:
         """One chip per tag: existing chips are relabelled, missing ones made, extra ones freed."""
@@ -482,6 +543,9 @@ class TagChipsWidget(QWidget):
                 self._chip_layout.addWidget(chip)
                 self._chips.append(chip)
             chip.set_tag(index, tag)
+            line, position = self._where[index] if index < len(self._where) else (0, index)
+            chip.starts_line = line > 0 and position == 0
+        self._chip_layout.invalidate()
         while len(self._chips) > len(tags):
             chip = self._chips.pop()
             self._chip_layout.takeAt(len(self._chips))  # the layout holds the chips in order
@@ -539,7 +603,7 @@ class TagChipsWidget(QWidget):
                 button.hide()
                 continue
             tag = self._recent[position]
-            present = body is not None and has_tag(body, tag, self._separator)
+            present = body is not None and has_tag(self._line_body(), tag, self._separator)
             button.setText(_button_text(_elide(tag)))
             button.setChecked(present)
             button.setEnabled(body is not None)
@@ -554,11 +618,13 @@ class TagChipsWidget(QWidget):
             self._refresh_recent()
             return
         tag = self._recent[position]
-        if has_tag(self._body, tag, self._separator):
-            self._apply(remove_tag(self._body, tag, self._separator))
+        line = self.current_line()
+        text = self._line_body()
+        if has_tag(text, tag, self._separator):
+            self._apply(self._with_line(line, remove_tag(text, tag, self._separator)))
             self._refresh_recent()
         else:
-            self._apply(add_tag(self._body, tag, separator=self._separator))
+            self._apply(self._with_line(line, add_tag(text, tag, separator=self._separator)))
             self._remember([tag])
             self._refresh_recent()
 
@@ -574,19 +640,22 @@ class TagChipsWidget(QWidget):
     def add_tags_from_text(self, text: str) -> None:
         """Add the tags typed in ``text`` (what Enter in the input does).
 
-        ``text`` is split on the separator's non-space part; each tag the caption lacks is
-        added at its end. Emits :attr:`body_changed` once when the body changed, puts the added
-        tags at the front of the recent list and clears the input.
+        ``text`` is split on the separator's non-space part; each tag the caption (its current
+        line, for a caption of several lines) lacks is added at its end. Emits
+        :attr:`body_changed` once when the body changed, puts the added tags at the front of
+        the recent list and clears the input.
         """
         if self._body is None:
             return
-        body = self._body
+        line = self.current_line()
+        body = self._line_body()
         added: list[str] = []
         for tag in split_tags(text, self._separator):
             new_body = add_tag(body, tag, separator=self._separator)
             if new_body != body:
                 body = new_body
                 added.append(tag)
+        body = self._with_line(line, body)
         self.input.clear()
         popup = self.completer.popup()
         if popup is not None:
@@ -597,7 +666,8 @@ class TagChipsWidget(QWidget):
     def move_tag(self, from_index: int, to_index: int) -> None:
         """Move the ``from_index``-th tag to position ``to_index`` (what a chip drop does).
 
-        The new body is the tags joined with the separator. An index out of range for
+        Each line whose tags changed becomes its tags joined with the separator (a chip
+        dropped on another line's chip moves to that line). An index out of range for
         ``from_index`` or a move to the same position changes nothing and emits nothing;
         ``to_index`` is clamped to the tags.
         """
@@ -606,16 +676,30 @@ class TagChipsWidget(QWidget):
         to_index = max(0, min(to_index, len(self._tags) - 1))
         if to_index == from_index:
             return
-        tags = list(self._tags)
-        tags.insert(to_index, tags.pop(from_index))
-        self._apply(join_tags(tags, self._separator))
+        per_line: list[list[str]] = [[] for _line in self._lines]
+        for tag, (line, _position) in zip(self._tags, self._where, strict=True):
+            per_line[line].append(tag)
+        source, source_position = self._where[from_index]
+        target, target_position = self._where[to_index]
+        tag = per_line[source].pop(source_position)
+        per_line[target].insert(target_position, tag)
+        lines = list(self._lines)
+        for line in {source, target}:
+            lines[line] = join_tags(per_line[line], self._separator)
+        self._apply("\n".join(lines))
 
     def _remove_at(self, index: int) -> None:
         if self._body is not None and 0 <= index < len(self._tags):
-            self._apply(remove_tag(self._body, self._tags[index], self._separator))
+            line = self._where[index][0]
+            self._apply(self._with_line(
+                line, remove_tag(self._lines[line], self._tags[index], self._separator)))
 
     def _remove_last_tag(self) -> None:
-        self._remove_at(len(self._tags) - 1)
+        """Backspace in the empty input: the last tag of the current line."""
+        line = self.current_line()
+        mine = [index for index, (number, _p) in enumerate(self._where) if number == line]
+        if mine:
+            self._remove_at(mine[-1])
 
     # -- Drag and drop ----------------------------------------------------------------------
 

@@ -368,3 +368,28 @@ def test_summary_text() -> None:
     found = [Finding("too_long", 1, "a", ""), Finding("too_long", 2, "b", ""),
              Finding("duplicate", 3, "c", "")]
     assert summary_text(found, 32) == "3 findings in 32 images: 1 duplicate, 2 too long."
+
+
+def test_multi_line_captions_are_flagged_for_a_one_line_export(folder: Path) -> None:
+    from loracap.core.exports.registry import get_format
+
+    multi = "sksA: A woman in a blue dress.\nsksB: A man in a suit.\nScene: A quiet office."
+    with new_project(folder) as project:
+        caption_all(project, {"IMG_0001.jpg": multi, "IMG_0002.jpg": SHORT})
+        # No export yet: checked for Replicate's zip, which joins the lines.
+        found = [f for f in check_project(project, near_duplicates=False)
+                 if f.kind == "multi_line"]
+        assert [f.path for f in found] == ["IMG_0001.jpg"]
+        assert "3 lines" in found[0].message and "Replicate" in found[0].message
+        # A Hugging Face dataset keeps the lines: nothing to flag.
+        assert not [f for f in check_project(project, near_duplicates=False,
+                                             export_format=get_format("hf"))
+                    if f.kind == "multi_line"]
+        # The latest export's format is the one checked.
+        project.record_export(folder / "out", "hf", size=1, sha256="0" * 64)
+        assert "multi_line" not in {f.kind for f in check_project(project,
+                                                                   near_duplicates=False)}
+        project.record_export(folder / "kohya", "kohya", size=1, sha256="0" * 64)
+        [again] = [f for f in check_project(project, near_duplicates=False)
+                   if f.kind == "multi_line"]
+        assert "kohya" in again.message.lower()

@@ -336,3 +336,62 @@ def test_a_100000_tag_vocabulary_is_set(qtbot: QtBot) -> None:
     widget.set_vocabulary([f"tag_{n}" for n in range(100_000)], ["extra tag"])
     assert completions(widget, "AG_9999") == ["tag_9999"] + [f"tag_9999{n}" for n in range(10)]
     assert completions(widget, "extra") == ["extra tag"]
+
+
+MULTI = ("sksA: A woman in a blue dress, smiling\n"
+         "sksB: A man in a black suit, arms crossed\nScene: A modern office, white walls")
+
+
+def test_a_multi_line_caption_has_its_chips_per_line(qtbot: QtBot) -> None:
+    widget = make_widget(qtbot, MULTI)
+    widget.resize(900, 300)
+    assert widget.chip_texts() == [
+        "sksA: A woman in a blue dress", "smiling", "sksB: A man in a black suit",
+        "arms crossed", "Scene: A modern office", "white walls"]
+    # Each line begins a new row of chips, however wide the widget is.
+    qtbot.waitUntil(lambda: widget.chip_area.isVisible())
+    chips = [c for c in widget.findChildren(QToolButton, "removeTag") if not c.isHidden()]
+    rows = sorted({button.parentWidget().y() for button in chips})
+    assert len(rows) == 3
+
+
+def test_removing_a_chip_changes_only_its_line(qtbot: QtBot) -> None:
+    widget = make_widget(qtbot, "sksA: A woman, smiling\nsksB: A man, smiling")
+    bodies, _recents = record(widget)
+    widget._remove_at(3)  # the second line's "smiling"
+    assert bodies == ["sksA: A woman, smiling\nsksB: A man"]
+
+
+def test_a_typed_tag_goes_to_the_current_line(qtbot: QtBot) -> None:
+    widget = make_widget(qtbot, MULTI)
+    bodies, _recents = record(widget)
+    widget.set_current_line(1)
+    assert widget.input.placeholderText() == "Add tag to sksB…"
+    widget.add_tags_from_text("red tie")
+    assert bodies[-1].splitlines()[1] == "sksB: A man in a black suit, arms crossed, red tie"
+    assert bodies[-1].splitlines()[0] == MULTI.splitlines()[0]
+    # "smiling" is on sksA's line, not sksB's: sksB gets it too.
+    widget.add_tags_from_text("smiling")
+    assert bodies[-1].splitlines()[1].endswith(", red tie, smiling")
+    # Backspace in the empty input removes the current line's last tag.
+    widget._remove_last_tag()
+    assert bodies[-1].splitlines()[1].endswith(", red tie")
+    assert bodies[-1].splitlines()[2] == MULTI.splitlines()[2]
+
+
+def test_a_chip_dropped_on_another_line_moves_there(qtbot: QtBot) -> None:
+    widget = make_widget(qtbot, "sksA: A woman, smiling\nsksB: A man, hat")
+    bodies, _recents = record(widget)
+    widget.move_tag(1, 3)  # "smiling" onto sksB's "hat"
+    assert bodies == ["sksA: A woman\nsksB: A man, smiling, hat"]
+
+
+def test_recent_tags_toggle_on_the_current_line(qtbot: QtBot) -> None:
+    widget = make_widget(qtbot, "sksA: A woman, smiling\nsksB: A man")
+    bodies, _recents = record(widget)
+    widget.set_recent_tags(["smiling"])
+    widget.set_current_line(1)
+    [button] = [b for b in recent_buttons(widget) if not b.isHidden()]
+    assert not button.isChecked()  # sksB's line has no "smiling"
+    button.click()
+    assert bodies[-1] == "sksA: A woman, smiling\nsksB: A man, smiling"
