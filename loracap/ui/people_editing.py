@@ -203,8 +203,7 @@ class PeopleEditing(QObject):
         if self._edit(lambda layout: layout.with_person(box, self._size()),
                       "Draw a person's box", select=count):
             self.window.statusBar().showMessage(
-                f"Box drawn for {self._alias(count)}. Describe This Person Again "
-                "(Ctrl+Shift+D) writes their line.", 10000)
+                f"Box drawn for {self._alias(count)}; Ctrl+Shift+D describes them.", 10000)
 
     def delete_person(self, index: int) -> None:
         """Remove person ``index`` and their caption line."""
