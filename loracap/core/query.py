@@ -17,6 +17,12 @@ Terms
                            characters, ``?`` one character, ``[abc]`` one of them)
   ``words>40``             the full caption has more than 40 words; also ``words<10``,
                            ``words>=40``, ``words<=10``, ``words=0``
+  ``qa:confirmed``         the image's question-answer pairs: ``confirmed`` (it has pairs and
+                           every one is confirmed), ``unconfirmed`` (at least one is not) or
+                           ``none`` (no pair); ``qa:none|unconfirmed`` for either
+  ``qa_score>=4``          the image's best-scored pair has a score of 4 or more (images with
+                           no scored pair never match); also ``>``, ``<``, ``<=``, ``=``
+  ``qa_tag:"hard case"``   a pair of the image has this tag (exact, case-sensitive)
 
 Combining
   ``a b``                  both (the same as ``a AND b``)
@@ -53,8 +59,15 @@ STATES: tuple[str, ...] = (
 #: Every review mark a ``review:`` term accepts.
 REVIEWS: tuple[str, ...] = ("approved", "rejected", "unreviewed")
 
+#: What a ``qa:`` term accepts: the review state of an image's question-answer pairs.
+QA_STATES: tuple[str, ...] = ("confirmed", "unconfirmed", "none")
+
 #: The fields of the language, in the order error messages list them.
-FIELDS: tuple[str, ...] = ("tag", "state", "review", "name", "words")
+FIELDS: tuple[str, ...] = ("tag", "state", "review", "name", "words", "qa", "qa_score",
+                           "qa_tag")
+
+#: The fields compared with a number (``words>40``, ``qa_score>=4``).
+_NUMBER_FIELDS = ("words", "qa_score")
 
 #: How many levels of ``(`` and ``NOT``/``-`` may nest inside each other. The parser and the
 #: evaluation recurse once per level; Python's recursion limit (1,000) would otherwise end a
@@ -82,7 +95,8 @@ class QueryItem:
     ``caption`` is the full caption text (prefix included; ``""`` without a caption), ``state``
     one of :data:`STATES`, ``review`` one of :data:`REVIEWS`. ``body``, when given, is the
     caption without the trigger prefix and is what ``tag:`` terms split into tags; otherwise
-    ``caption`` is split.
+    ``caption`` is split. The ``qa_*`` fields serve the ``qa:``, ``qa_score`` and ``qa_tag:``
+    terms.
     """
 
     file_name: str
@@ -90,6 +104,12 @@ class QueryItem:
     state: str
     review: str
     body: str | None = None
+    #: The image's question-answer pairs: how many, how many are confirmed, the best score
+    #: (None: none scored) and the tags of all of them.
+    qa_total: int = 0
+    qa_confirmed: int = 0
+    qa_best_score: int | None = None
+    qa_tags: frozenset[str] = frozenset()
 
 
 class _Context:
@@ -190,6 +210,39 @@ class _Words(_Node):
 
     def test(self, ctx: _Context) -> bool:
         return _COMPARISONS[self.op](ctx.words, self.number)
+
+
+@dataclass(frozen=True)
+class _QAState(_Node):
+    states: frozenset[str]
+
+    def test(self, ctx: _Context) -> bool:
+        item = ctx.item
+        if not item.qa_total:
+            state = "none"
+        elif item.qa_confirmed >= item.qa_total:
+            state = "confirmed"
+        else:
+            state = "unconfirmed"
+        return state in self.states
+
+
+@dataclass(frozen=True)
+class _QAScore(_Node):
+    op: str
+    number: int
+
+    def test(self, ctx: _Context) -> bool:
+        best = ctx.item.qa_best_score
+        return best is not None and _COMPARISONS[self.op](best, self.number)
+
+
+@dataclass(frozen=True)
+class _QATag(_Node):
+    tag: str
+
+    def test(self, ctx: _Context) -> bool:
+        return self.tag in ctx.item.qa_tags
 
 
 @dataclass(frozen=True)
@@ -297,9 +350,9 @@ def _field_term(name: str, value: str, name_pos: int, value_pos: int) -> _Node:
     key = name.lower()
     if key not in FIELDS:
         raise _error(f'Unknown field "{name}"', name_pos, f" (known: {', '.join(FIELDS)})")
-    if key == "words":
-        raise _error('Expected a comparison (>, <, >=, <=, =) after "words"',
-                     name_pos + len(name), ", e.g. words>40")
+    if key in _NUMBER_FIELDS:
+        raise _error(f'Expected a comparison (>, <, >=, <=, =) after "{name}"',
+                     name_pos + len(name), f", e.g. {key}>{'40' if key == 'words' else '3'}")
     if not value.strip():
         raise _error(f'Expected a value after "{name}:"', value_pos)
     if key == "tag":
@@ -308,15 +361,21 @@ def _field_term(name: str, value: str, name_pos: int, value_pos: int) -> _Node:
         return _State(_values(value, value_pos, STATES, "state"))
     if key == "review":
         return _Review(_values(value, value_pos, REVIEWS, "review"))
+    if key == "qa":
+        return _QAState(_values(value, value_pos, QA_STATES, "qa state"))
+    if key == "qa_tag":
+        return _QATag(value.strip())
     return _Name(value.strip())
 
 
 def _compare_term(name: str, op: str, value: str, name_pos: int, value_pos: int) -> _Node:
-    if name.lower() != "words":
+    if name.lower() not in _NUMBER_FIELDS:
         raise _error(f'Field "{name}" takes ":" followed by a value, not "{op}"',
                      name_pos + len(name))
     if not value.isascii() or not value.isdigit():
         raise _error(f'Expected a whole number after "{name}{op}"', value_pos)
+    if name.lower() == "qa_score":
+        return _QAScore(op, int(value))
     return _Words(op, int(value))
 
 

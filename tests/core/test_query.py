@@ -182,12 +182,12 @@ def test_blank_query_matches_everything(query: str) -> None:
         ("words:3", 'Expected a comparison (>, <, >=, <=, =) after "words" at position 5,'
                     " e.g. words>40", 5),
         ("(red:1.2)",
-         'Unknown field "red" at position 1 (known: tag, state, review, name, words)', 1),
+         'Unknown field "red" at position 1 (known: tag, state, review, name, words, qa, qa_score, qa_tag)', 1),
         ("tag>3", 'Field "tag" takes ":" followed by a value, not ">" at position 3', 3),
         ("foo:bar",
-         'Unknown field "foo" at position 0 (known: tag, state, review, name, words)', 0),
+         'Unknown field "foo" at position 0 (known: tag, state, review, name, words, qa, qa_score, qa_tag)', 0),
         ("lamp stat:edited",
-         'Unknown field "stat" at position 5 (known: tag, state, review, name, words)', 5),
+         'Unknown field "stat" at position 5 (known: tag, state, review, name, words, qa, qa_score, qa_tag)', 5),
         ("state:nope", 'Unknown state "nope" at position 6 (known: generated, edited, manual,'
                        " imported, failed, uncaptioned, invalid, missing)", 6),
         ("state:edited|edit", 'Unknown state "edit" at position 13 (known: generated, edited,'
@@ -281,3 +281,29 @@ def test_nesting_up_to_the_limit_parses_and_matches() -> None:
                                                             "imported"]  # odd: not lamp
     # Siblings do not add up: only levels inside each other count.
     assert matching(" OR ".join(["(" * 50 + "chair" + ")" * 50] * 100)) == ["imported"]
+
+
+def test_question_answer_terms() -> None:
+    from loracap.core.query import QueryItem, parse_query
+
+    none = QueryItem("a.jpg", "", "uncaptioned", "unreviewed")
+    open_pairs = QueryItem("b.jpg", "", "generated", "unreviewed", qa_total=3, qa_confirmed=1,
+                           qa_best_score=4, qa_tags=frozenset({"hard case"}))
+    done = QueryItem("c.jpg", "", "generated", "approved", qa_total=2, qa_confirmed=2,
+                     qa_best_score=2)
+
+    def names(text: str) -> list[str]:
+        query = parse_query(text)
+        return [item.file_name for item in (none, open_pairs, done) if query.matches(item)]
+
+    assert names("qa:none") == ["a.jpg"]
+    assert names("qa:confirmed") == ["c.jpg"]
+    assert names("qa:unconfirmed|none") == ["a.jpg", "b.jpg"]
+    assert names("qa_score>=4") == ["b.jpg"]
+    assert names("qa_score<3") == ["c.jpg"]
+    assert names('qa_tag:"hard case"') == ["b.jpg"]
+    assert names("-qa:none qa_score>1") == ["b.jpg", "c.jpg"]
+    for bad, position in (("qa:done", 3), ("qa_score:4", 8), ("qa_score>x", 9)):
+        with pytest.raises(QuerySyntaxError) as caught:
+            parse_query(bad)
+        assert caught.value.position == position
