@@ -119,11 +119,18 @@ LANGUAGES: Mapping[str, tuple[str, str]] = MappingProxyType({
 DEFAULT_LANGUAGE = "en"
 
 
+#: Other codes people write for a language of :data:`LANGUAGES` (casefolded): Chinese as
+#: written in mainland China is Simplified Chinese (BCP 47 ``zh-CN`` / ``zh-SG``).
+_LANGUAGE_ALIASES: Mapping[str, str] = MappingProxyType({
+    "zh": "zh-hans", "zh-cn": "zh-hans", "zh-sg": "zh-hans", "zh-hans-cn": "zh-hans"})
+
+
 def check_language(code: str) -> str:
     """The code of :data:`LANGUAGES` that ``code`` names, e.g. ``"zh-Hans"`` for ``"zh-Hans"``,
-    ``" ZH_hans "`` or ``"zh-hans"`` (surrounding spaces, case and ``_`` for ``-`` do not
-    matter). Raises :class:`InputError` for any other code, listing the valid ones."""
+    ``" ZH_hans "``, ``"zh-hans"`` or ``"zh-CN"`` (surrounding spaces, case and ``_`` for
+    ``-`` do not matter; :data:`_LANGUAGE_ALIASES`). Raises :class:`InputError` for any other code, listing the valid ones."""
     wanted = code.strip().replace("_", "-").casefold()
+    wanted = _LANGUAGE_ALIASES.get(wanted, wanted)
     for known in LANGUAGES:
         if known.casefold() == wanted:
             return known

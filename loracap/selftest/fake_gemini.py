@@ -391,14 +391,28 @@ def _structured_answer(request: RecordedRequest, tag: str) -> dict[str, Any]:
     )
     if "people" in schema.get("properties", {}):  # a person-detection request
         return {"people": [dict(person) for person in DEFAULT_PEOPLE]}
-    answer: dict[str, Any] = {}
-    for name, spec in schema.get("properties", {}).items():
-        words = name.replace("_", " ")
-        kind = str(spec.get("type", "string")).lower() if isinstance(spec, dict) else "string"
-        answer[name] = (
-            [f"{words} {tag} a", f"{words} {tag} b"] if kind == "array" else f"{words} {tag}"
-        )
-    return answer
+    answer = _fill(schema, "", tag)
+    return answer if isinstance(answer, dict) else {}
+
+
+def _fill(spec: Any, name: str, tag: str, number: int = 0) -> Any:
+    """A value following the JSON schema ``spec``: strings made of the property's name and the
+    request's tag (``"question 3f2a 1"``), objects with every property, arrays of ``maxItems``
+    items (else 2)."""
+    if not isinstance(spec, dict):
+        return f"{name} {tag}".strip()
+    kind = str(spec.get("type", "string")).lower()
+    if kind == "object":
+        return {key: _fill(sub, key.replace("_", " "), tag, number)
+                for key, sub in spec.get("properties", {}).items()}
+    if kind == "array":
+        count = spec.get("maxItems", 2)
+        count = count if isinstance(count, int) and 0 < count <= 50 else 2
+        items = spec.get("items", {})
+        if not isinstance(items, dict) or str(items.get("type", "string")).lower() == "string":
+            return [f"{name} {tag} {chr(ord('a') + n)}" for n in range(count)]
+        return [_fill(items, name, tag, n + 1) for n in range(count)]
+    return f"{name} {tag}{f' {number}' if number else ''}"
 
 
 Responder = Callable[[RecordedRequest], Reply]
