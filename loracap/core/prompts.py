@@ -120,9 +120,10 @@ DEFAULT_LANGUAGE = "en"
 
 
 #: Other codes people write for a language of :data:`LANGUAGES` (casefolded): Chinese as
-#: written in mainland China is Simplified Chinese (BCP 47 ``zh-CN`` / ``zh-SG``).
+#: written in mainland China and Singapore is Simplified Chinese (BCP 47 ``zh-CN`` / ``zh-SG``);
+#: a bare ``zh`` stays ambiguous (Traditional Chinese is written in Taiwan and Hong Kong).
 _LANGUAGE_ALIASES: Mapping[str, str] = MappingProxyType({
-    "zh": "zh-hans", "zh-cn": "zh-hans", "zh-sg": "zh-hans", "zh-hans-cn": "zh-hans"})
+    "zh-cn": "zh-hans", "zh-sg": "zh-hans", "zh-hans-cn": "zh-hans"})
 
 
 def check_language(code: str) -> str:
