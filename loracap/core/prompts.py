@@ -129,7 +129,8 @@ _LANGUAGE_ALIASES: Mapping[str, str] = MappingProxyType({
 def check_language(code: str) -> str:
     """The code of :data:`LANGUAGES` that ``code`` names, e.g. ``"zh-Hans"`` for ``"zh-Hans"``,
     ``" ZH_hans "``, ``"zh-hans"`` or ``"zh-CN"`` (surrounding spaces, case and ``_`` for
-    ``-`` do not matter; :data:`_LANGUAGE_ALIASES`). Raises :class:`InputError` for any other code, listing the valid ones."""
+    ``-`` do not matter; :data:`_LANGUAGE_ALIASES`). Raises :class:`InputError` for any other
+    code, listing the valid ones."""
     wanted = code.strip().replace("_", "-").casefold()
     wanted = _LANGUAGE_ALIASES.get(wanted, wanted)
     for known in LANGUAGES:
