@@ -1,6 +1,6 @@
 """Background work around the captioning backends: listing a backend's models, getting a
-captioner ready (a WD14 model downloaded and loaded), one preview caption, and describing one
-person of a multi-person image again.
+captioner ready (a WD14 model downloaded and loaded), one preview caption, and one request with
+a ready captioner (a person described again, an answer written again).
 
 QtCore only, built like :mod:`loracap.jobs.background`: each job is a ``QObject`` in the GUI
 thread whose work runs once on a pool thread; its signals arrive in the GUI thread; exactly one
@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PyQt6.QtCore import QObject, QThreadPool, pyqtSignal, pyqtSlot
 
@@ -27,9 +27,6 @@ from loracap.core.backends.base import BackendConfig, Captioner, CaptionResult, 
 from loracap.core.errors import CancelledError
 from loracap.core.prompts import Instructions
 from loracap.jobs.background import _CancellableJob, _Job, _Task, _Throttle
-
-if TYPE_CHECKING:
-    from loracap.core.project import Project
 
 log = logging.getLogger(__name__)
 
@@ -225,35 +222,31 @@ class PreviewJob(_CancellableJob):
         self._start_task(work, f"previewing a caption of {path.name}", cancel=self._cancel)
 
 
-class DescribePersonJob(_Job):
-    """Describes one person of a multi-person image again
-    (:func:`loracap.core.captioning_people.describe_person_again`) on a pool thread: gets the
-    captioner of ``config`` ready (a WD14 model it needs downloaded and loaded), asks once,
-    stores the answer and the rebuilt caption as one undo step, and closes the captioner.
+class CaptionerWorkJob(_Job):
+    """One piece of work with ``config``'s captioner on a pool thread: gets the captioner
+    ready (a WD14 model it needs downloaded and loaded), runs ``work(captioner)`` -- e.g.
+    describing one person of a multi-person image again
+    (:func:`loracap.core.captioning_people.describe_person_again`) or answering one question
+    again (:func:`loracap.core.qa.generate.answer_again`) -- and closes the captioner.
 
-    Signals: ``finished(text)`` (the new description, or tags) or ``failed(message)``. Not
+    Signals: ``finished(result)`` (what ``work`` returned) or ``failed(message)``. Not
     cancellable: it is one request, and its answer is stored as it arrives.
     """
 
-    def __init__(self, config: BackendConfig, project: Project, image_id: int, index: int, *,
-                 max_side: int, factory: CaptionerFactory | None = None,
-                 parent: QObject | None = None, pool: QThreadPool | None = None) -> None:
+    def __init__(self, config: BackendConfig, work: Callable[[Captioner], object], what: str,
+                 *, factory: CaptionerFactory | None = None, parent: QObject | None = None,
+                 pool: QThreadPool | None = None) -> None:
         super().__init__(pool, parent)
         self.config = config
-        self.project = project
-        self.image_id = image_id
-        self.index = index
-        self.max_side = max_side
+        self.what = what
+        self._work = work
         self._factory = factory or _default_factory
 
     def start(self) -> None:
         """Start; call once."""
-        config, factory, project = self.config, self._factory, self.project
-        image_id, index, max_side = self.image_id, self.index, self.max_side
+        config, factory, do = self.config, self._factory, self._work
 
-        def work(task: _Task) -> str:
-            from loracap.core.captioning_people import describe_person_again
-
+        def work(task: _Task) -> object:
             for name in tagger_models(config):
                 _download(task, name, threading.Event())
             captioner = factory(config)
@@ -261,13 +254,12 @@ class DescribePersonJob(_Job):
                 load = getattr(captioner, "load", None)
                 if callable(load):
                     load()
-                return describe_person_again(project, image_id, index, captioner,
-                                             max_side=max_side)
+                return do(captioner)
             finally:
                 captioner.close()
 
-        self._start_task(work, f"describing person {index + 1} again")
+        self._start_task(work, self.what)
 
 
-__all__ = ["BackendModelsJob", "CaptionerFactory", "CaptionerJob", "DescribePersonJob",
+__all__ = ["BackendModelsJob", "CaptionerFactory", "CaptionerJob", "CaptionerWorkJob",
            "Preview", "PreviewJob", "needs_preparation", "tagger_models"]

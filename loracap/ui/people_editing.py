@@ -5,7 +5,7 @@ resized or drawn, Delete, the context menu); :class:`PeopleEditing` turns each i
 the image's :class:`~loracap.core.people.layout.PeopleLayout` stored with
 :meth:`~loracap.core.project.Project.edit_people` -- the caption rebuilt with the new aliases,
 one undo step, a version in the caption history -- and runs "Describe This Person Again" in
-the background (:class:`~loracap.jobs.backend_jobs.DescribePersonJob`). Its actions fill the
+the background (:class:`~loracap.jobs.backend_jobs.CaptionerWorkJob`). Its actions fill the
 People menu and the preview's context menu.
 """
 
@@ -24,7 +24,7 @@ from loracap.ui.people_overlay import is_multi_person
 
 if TYPE_CHECKING:
     from loracap.core.people.layout import PeopleLayout
-    from loracap.jobs.backend_jobs import DescribePersonJob
+    from loracap.jobs.backend_jobs import CaptionerWorkJob
     from loracap.ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class PeopleEditing(QObject):
     def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
         self.window = window
-        self._job: DescribePersonJob | None = None
+        self._job: CaptionerWorkJob | None = None
         label = window.preview.image_label
         label.person_selected.connect(lambda _index: self.update_actions())
         label.box_changed.connect(self.move_box)
@@ -246,12 +246,15 @@ class PeopleEditing(QObject):
         config = window.batch_config_or_ask()
         if config is None:
             return
-        from loracap.jobs.backend_jobs import DescribePersonJob
+        from loracap.core.captioning_people import describe_person_again
+        from loracap.jobs.backend_jobs import CaptionerWorkJob
 
         alias = self._alias(index)
-        job = DescribePersonJob(config, window.project, record.id, index,
-                                max_side=window.settings.max_side,
-                                factory=window.captioner_factory, parent=self)
+        project, image_id, max_side = window.project, record.id, window.settings.max_side
+        job = CaptionerWorkJob(
+            config, lambda captioner: describe_person_again(
+                project, image_id, index, captioner, max_side=max_side),
+            f"describing {alias} again", factory=window.captioner_factory, parent=self)
         job.finished.connect(lambda _text: self._described(job, record.id, alias, ""))
         job.failed.connect(lambda message: self._described(job, record.id, alias, message))
         self._job = job
@@ -260,7 +263,7 @@ class PeopleEditing(QObject):
         job.start()
         self.update_actions()
 
-    def _described(self, job: DescribePersonJob, image_id: int, alias: str,
+    def _described(self, job: CaptionerWorkJob, image_id: int, alias: str,
                    message: str) -> None:
         if job is not self._job:
             return
