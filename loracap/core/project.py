@@ -10,7 +10,9 @@ This module holds the project file itself (creating, opening, migrating, locking
 settings, adding a scan, exports); the rest of :class:`Project` comes from its parts, one
 responsibility each: :mod:`loracap.core.project_images` (image paths, records, relinking,
 batches and counts), :mod:`loracap.core.project_captions` (captions, their history, review
-marks), :mod:`loracap.core.project_undo` (the undo stack), on the shared
+marks), :mod:`loracap.core.project_people` (the parts of multi-person captions),
+:mod:`loracap.core.project_qa` (question-answer pairs and their history),
+:mod:`loracap.core.project_undo` (the undo stack), on the shared
 :mod:`loracap.core.project_base`. The checks of a file's contents are in
 :mod:`loracap.core.project_integrity`. Import everything from here.
 
@@ -52,11 +54,12 @@ import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import psutil
-from sqlalchemy import Engine, create_engine, delete, event, insert, select
+from sqlalchemy import Engine, create_engine, delete, event, insert, select, text
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
@@ -76,11 +79,13 @@ from loracap.core.project_integrity import (
     _check_profile,
     _check_separator,
     _checked_backend_settings,
+    _checked_qa_settings,
     _damaged,
     _inspect,
     _read_only_uri,
 )
 from loracap.core.project_people import ProjectPeople
+from loracap.core.project_qa import ProjectQA
 from loracap.core.project_undo import ProjectUndo
 from loracap.core.records import (
     AddResult,
@@ -105,6 +110,8 @@ from loracap.core.schema import (
     LockRow,
     PersonPartRow,
     ProjectRow,
+    QAEntryRow,
+    QAVersionRow,
     UndoStepRow,
     utcnow,
 )
@@ -171,9 +178,19 @@ def _migrate_5_to_6(conn: Any) -> None:
     Base.metadata.tables[PersonPartRow.__tablename__].create(conn)
 
 
+def _migrate_6_to_7(conn: Any) -> None:
+    """Version 7 adds question-answer pairs: the project's answer labels and answer schema,
+    and the tables of the pairs and of every version of their text (``qa_entries``,
+    ``qa_versions``)."""
+    conn.exec_driver_sql("ALTER TABLE project ADD COLUMN qa_labels TEXT NOT NULL DEFAULT '[]'")
+    conn.exec_driver_sql("ALTER TABLE project ADD COLUMN qa_schema TEXT NOT NULL DEFAULT ''")
+    for row in (QAEntryRow, QAVersionRow):
+        Base.metadata.tables[row.__tablename__].create(conn)
+
+
 MIGRATIONS: dict[int, Callable[[Any], None]] = {
     1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4, 4: _migrate_4_to_5,
-    5: _migrate_5_to_6,
+    5: _migrate_5_to_6, 6: _migrate_6_to_7,
 }
 
 #: Undo steps kept in a project file; older ones are dropped (the caption history keeps every
@@ -243,14 +260,15 @@ def _owner_alive(pid: int, host: str, started: float) -> bool:
         return False
 
 
-class Project(ProjectImages, ProjectCaptions, ProjectUndo, ProjectPeople):
+class Project(ProjectImages, ProjectCaptions, ProjectUndo, ProjectPeople, ProjectQA):
     """An open ``.loraproj`` project file.
 
     Use :meth:`create` or :meth:`open`, and :meth:`close` when done (or use it as a context
     manager). Thread-safe: any thread may call any method; writes are serialised.
 
-    The methods on images, captions and undo come from its parts (:class:`ProjectImages`,
-    :class:`ProjectCaptions`, :class:`ProjectUndo`; see the module's description).
+    The methods on images, captions, undo, people and question-answer pairs come from its
+    parts (:class:`ProjectImages`, :class:`ProjectCaptions`, :class:`ProjectUndo`,
+    :class:`ProjectPeople`, :class:`ProjectQA`; see the module's description).
     """
 
     def __init__(self, path: Path, engine: Engine, *, read_only: bool,
@@ -543,29 +561,22 @@ class Project(ProjectImages, ProjectCaptions, ProjectUndo, ProjectPeople):
 
     @property
     def settings(self) -> ProjectSettings:
-        """The project's current settings (read from the file each time)."""
+        """The project's current settings (read from the file each time).
+
+        A file of an older format opened read-only (not migrated) lacks the columns of later
+        settings; those read as their defaults (:class:`ProjectSettings`)."""
         with self._read() as session:
-            row = session.get(ProjectRow, 1)
-            if row is None:
-                raise ProjectError(f"{self.path.name} has no project settings; it is damaged.")
-            return ProjectSettings(
-                name=row.name,
-                trigger=row.trigger,
-                profile=row.profile,
-                custom_prompt=row.custom_prompt,
-                prefix_template=row.prefix_template,
-                model=row.model,
-                current_image_id=row.current_image_id,
-                tag_separator=row.tag_separator,
-                backend=row.backend,
-                base_url=row.base_url,
-                language=row.language,
-                backend_options=check_backend_options(row.backend_options),
-                prompt_presets=row.prompt_presets,
-                aliases=tuple(json.loads(row.aliases or "[]")),
-                people_order=row.people_order,
-                detector=row.detector,
-            )
+            found = session.execute(text("SELECT * FROM project WHERE id = 1")).mappings().first()
+        if found is None:
+            raise ProjectError(f"{self.path.name} has no project settings; it is damaged.")
+        values = {field.name: found[field.name] for field in fields(ProjectSettings)
+                  if field.name in found}
+        if "backend_options" in values:
+            values["backend_options"] = check_backend_options(values["backend_options"])
+        for name in ("aliases", "qa_labels"):  # JSON lists of text
+            if name in values:
+                values[name] = tuple(json.loads(values[name] or "[]"))
+        return ProjectSettings(**values)
 
     def update_settings(self, **changes: Any) -> ProjectSettings:
         """Change settings by name (``trigger``, ``profile``, ``custom_prompt``,
@@ -574,7 +585,10 @@ class Project(ProjectImages, ProjectCaptions, ProjectUndo, ProjectPeople):
         name, or :meth:`update_backend_options` for one backend -- ``prompt_presets``, a
         JSON list, and for multi-person captions ``aliases``, a list of names,
         ``people_order``, ``left`` or ``size``, and ``detector``, the path of a local ONNX
-        person detector or ``""``).
+        person detector or ``""``; for question-answer pairs ``qa_labels``, the labels a
+        ``label`` answer chooses from -- each on one line, at most 200 characters, not empty,
+        none twice ignoring case -- and ``qa_schema``, the JSON schema of a ``custom_format``
+        answer as JSON text or a mapping that is a JSON object, or ``""``).
 
         Captions store only their body, so a new trigger word or template changes every
         caption's prefix at once. Raises :class:`InputError` for unknown names or invalid values.
@@ -583,6 +597,7 @@ class Project(ProjectImages, ProjectCaptions, ProjectUndo, ProjectPeople):
             "trigger", "profile", "custom_prompt", "prefix_template", "model", "name",
             "current_image_id", "tag_separator", "backend", "base_url", "language",
             "backend_options", "prompt_presets", "aliases", "people_order", "detector",
+            "qa_labels", "qa_schema",
         }
         unknown = set(changes) - allowed
         if unknown:
@@ -596,6 +611,7 @@ class Project(ProjectImages, ProjectCaptions, ProjectUndo, ProjectPeople):
         if "profile" in changes:
             _check_profile(str(changes["profile"]))
         changes.update(_checked_backend_settings(changes))
+        changes.update(_checked_qa_settings(changes))
         with self._write() as session:
             row = session.get(ProjectRow, 1)
             assert row is not None

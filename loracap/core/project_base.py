@@ -3,7 +3,9 @@
 The class is put together from parts, each in its own module: the file itself (opening,
 closing, migration, the lock, settings, adding a scan, exports) in :mod:`loracap.core.project`,
 the images in :mod:`loracap.core.project_images`, the captions and review marks in
-:mod:`loracap.core.project_captions` and the undo stack in :mod:`loracap.core.project_undo`.
+:mod:`loracap.core.project_captions`, the parts of multi-person captions in
+:mod:`loracap.core.project_people`, the question-answer pairs in
+:mod:`loracap.core.project_qa` and the undo stack in :mod:`loracap.core.project_undo`.
 
 :class:`ProjectBase`, which every part derives from, holds the attributes and the sessions they
 all use, and declares as abstract methods what one part calls in another, so each part
@@ -88,6 +90,11 @@ class ProjectBase(ABC):
         """One image by id (:class:`~loracap.core.project_images.ProjectImages`)."""
 
     @abstractmethod
+    def resolve(self, stored: str) -> Path:
+        """The absolute path of a stored image path
+        (:class:`~loracap.core.project_images.ProjectImages`)."""
+
+    @abstractmethod
     def _put_caption_state(self, session: Session, image_id: int, state: list[Any] | None,
                            *, current: CaptionRow | None | EllipsisType = ...) -> None:
         """Make a caption state the image's caption
@@ -108,6 +115,16 @@ class ProjectBase(ABC):
     def _put_people_state(self, session: Session, image_id: int, state: list[Any]) -> None:
         """Make a stored people state the image's people
         (:class:`~loracap.core.project_people.ProjectPeople`)."""
+
+    @abstractmethod
+    def _qa_state(self, session: Session, entry_ids: Sequence[int]) -> list[Any]:
+        """Question-answer pairs as an undo step stores them, ``[[entry_id, state or None]]``
+        (:class:`~loracap.core.project_qa.ProjectQA`)."""
+
+    @abstractmethod
+    def _put_qa_state(self, session: Session, image_id: int, pairs: list[Any]) -> None:
+        """Make a stored state of question-answer pairs the image's
+        (:class:`~loracap.core.project_qa.ProjectQA`)."""
 
     @abstractmethod
     def _record_step(self, session: Session, label: str, entries: list[dict[str, Any]]) -> None:

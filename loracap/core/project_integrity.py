@@ -1,17 +1,18 @@
 """The checks of a project file, all read-only: a project file is checked as strictly as the
 user's input when opened: its header (an SQLite file with LoRACap's application id and a format
 version), its tables and columns for that format, the settings (trigger word, prefix template,
-tag separator, profile, backend settings), the images (path, validity, sizes, review mark,
-rating), the captions (provenance, text), the stored times and the lock. A file that fails is
-refused with one :class:`~loracap.core.errors.ProjectError` ("… is damaged: …"), never
-half-read. A stored undo step is checked the same way when it is used
+tag separator, profile, backend settings, answer labels and schema), the images (path,
+validity, sizes, review mark, rating), the captions (provenance, text), the parts of
+multi-person captions, the question-answer pairs and their versions, the stored times and the
+lock. A file that fails is refused with one :class:`~loracap.core.errors.ProjectError` ("… is
+damaged: …"), never half-read. A stored undo step is checked the same way when it is used
 (:func:`_undo_entries`).
 
 The value checks here are shared with the input they mirror: :class:`~loracap.core.project.Project`
-checks a new project's or a changed setting's profile, tag separator and backend settings with
-the same functions (:func:`_check_profile`, :func:`_check_separator`,
-:func:`_checked_backend_settings`), and flags image paths that leave the project folder with
-:func:`_leaves_folder`.
+checks a new project's or a changed setting's profile, tag separator, backend and
+question-answer settings with the same functions (:func:`_check_profile`,
+:func:`_check_separator`, :func:`_checked_backend_settings`, :func:`_checked_qa_settings`), and
+flags image paths that leave the project folder with :func:`_leaves_folder`.
 
 Used only by :mod:`loracap.core.project` and its parts; the rest of the program opens a project
 through :meth:`~loracap.core.project.Project.open`.
@@ -36,6 +37,7 @@ from loracap.core.errors import InputError, ProjectError, TriggerWordError
 from loracap.core.people.aliases import validate_aliases
 from loracap.core.presets import presets_from_json
 from loracap.core.prompts import LANGUAGES, Profile, check_language
+from loracap.core.qa.records import MAX_SCORE, MIN_SCORE, AnswerType
 from loracap.core.records import PART_KINDS, Provenance, Review, readable_path
 from loracap.core.schema import APPLICATION_ID, Base, fs_decode
 from loracap.core.trigger import validate_prefix_template, validate_trigger
@@ -82,6 +84,8 @@ _ADDED_IN_VERSION: dict[tuple[str, str], int] = {
        for name in ("input_tokens", "output_tokens")},
     ("project", "aliases"): 6, ("project", "people_order"): 6, ("project", "detector"): 6,
     ("person_parts", ""): 6,
+    ("project", "qa_labels"): 7, ("project", "qa_schema"): 7, ("qa_entries", ""): 7,
+    ("qa_versions", ""): 7,
 }
 
 #: The orders of people in a multi-person caption (``project.people_order``).
@@ -90,6 +94,13 @@ PEOPLE_ORDERS = ("left", "size")
 _PROFILES = frozenset(profile.value for profile in Profile)
 _REVIEWS = frozenset(review.value for review in Review)
 _PROVENANCES = frozenset(provenance.value for provenance in Provenance)
+#: Where a question-answer pair's text comes from (a pair is never imported).
+_QA_PROVENANCES = frozenset(p.value for p in (Provenance.GENERATED, Provenance.EDITED,
+                                              Provenance.MANUAL))
+_ANSWER_TYPES = frozenset(kind.value for kind in AnswerType)
+
+#: The longest answer label (``project.qa_labels``), in characters.
+MAX_LABEL_LENGTH = 200
 
 
 def _expected_tables(version: int) -> dict[str, set[str]]:
@@ -148,7 +159,7 @@ def _checked_backend_settings(changes: Mapping[str, Any]) -> dict[str, Any]:
         checked["prompt_presets"] = presets
     if "aliases" in changes:
         aliases = changes["aliases"]
-        listed = _aliases_list(aliases) if isinstance(aliases, str) else list(aliases)
+        listed = _text_list(aliases, "aliases") if isinstance(aliases, str) else list(aliases)
         checked["aliases"] = json.dumps(validate_aliases(listed), ensure_ascii=False)
     if "detector" in changes:
         detector = str(changes["detector"]).strip()
@@ -164,15 +175,77 @@ def _checked_backend_settings(changes: Mapping[str, Any]) -> dict[str, Any]:
     return checked
 
 
-def _aliases_list(text: str) -> list[str]:
-    """The aliases stored as a JSON list of strings; raises :class:`InputError` otherwise."""
+def _text_list(text: str, what: str) -> list[str]:
+    """A list of texts stored as JSON (the aliases, the answer labels); raises
+    :class:`InputError` ("The ``what`` are not a JSON list of texts.") otherwise."""
     try:
         loaded = json.loads(text)
     except ValueError:
         loaded = None
     if not isinstance(loaded, list) or not all(isinstance(a, str) for a in loaded):
-        raise InputError("The aliases are not a JSON list of names.")
+        raise InputError(f"The {what} are not a JSON list of texts.")
     return loaded
+
+
+def _checked_qa_settings(changes: Mapping[str, Any]) -> dict[str, str]:
+    """The question-answer settings among ``changes`` in their stored form; raises
+    :class:`InputError` for values that cannot be used.
+
+    ``qa_labels``: a list of labels (or its JSON text): each one line of at most
+    :data:`MAX_LABEL_LENGTH` characters, not empty, surrounding spaces removed, no two the same
+    ignoring case; stored as a JSON list. ``qa_schema``: the JSON schema a ``custom_format``
+    answer must follow, as JSON text (or a mapping) that must be a JSON object, or ``""`` for
+    none. Only its shape is checked here; answers are checked against it where they are made.
+    """
+    checked: dict[str, str] = {}
+    if "qa_labels" in changes:
+        labels = changes["qa_labels"]
+        listed = _text_list(labels, "answer labels") if isinstance(labels, str) else list(labels)
+        checked["qa_labels"] = json.dumps(_check_labels(listed), ensure_ascii=False)
+    if "qa_schema" in changes:
+        schema = changes["qa_schema"]
+        if isinstance(schema, Mapping):
+            schema = json.dumps(schema, ensure_ascii=False, indent=2)
+        checked["qa_schema"] = _check_schema(str(schema))
+    return checked
+
+
+def _check_labels(labels: list[Any]) -> list[str]:
+    """``labels`` with surrounding spaces removed, if every one can be an answer label (see
+    :func:`_checked_qa_settings`); raises :class:`InputError`."""
+    checked: list[str] = []
+    seen: set[str] = set()
+    for raw in labels:
+        if not isinstance(raw, str):
+            raise InputError(f"The answer label {_shown(raw)} is not text.")
+        label = raw.strip()
+        if not label:
+            raise InputError("An answer label is empty.")
+        if len(f"{label}.".splitlines()) > 1 or "\0" in label:
+            raise InputError(f"The answer label {_shown(label)} holds a line break or NUL.")
+        if len(label) > MAX_LABEL_LENGTH:
+            raise InputError(f"The answer label {_shown(label)} is longer than "
+                             f"{MAX_LABEL_LENGTH} characters.")
+        if label.casefold() in seen:
+            raise InputError(f"The answer label {_shown(label)} is listed twice (labels are "
+                             "compared ignoring case).")
+        seen.add(label.casefold())
+        checked.append(label)
+    return checked
+
+
+def _check_schema(text: str) -> str:
+    """``text`` if it is ``""`` (no schema; spaces alone count as none) or a JSON object;
+    raises :class:`InputError` with the JSON parser's position otherwise."""
+    if not text.strip():
+        return ""
+    try:
+        loaded = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"The answer schema is not valid JSON ({exc}).") from exc
+    if not isinstance(loaded, dict):
+        raise InputError("The answer schema must be a JSON object ({\"type\": …}).")
+    return text
 
 
 def _check_separator(separator: str) -> str:
@@ -240,8 +313,8 @@ def _first_problem(conn: sqlite3.Connection, version: int) -> str:
         if missing:
             return f"the column {missing[0]} of the table {table} is missing"
     return (_settings_problem(conn, version) or _images_problem(conn, version)
-            or _captions_problem(conn) or _parts_problem(conn, version) or _lock_problem(conn)
-            or _dates_problem(conn, tables))
+            or _captions_problem(conn) or _parts_problem(conn, version)
+            or _qa_problem(conn, version) or _lock_problem(conn) or _dates_problem(conn, tables))
 
 
 def _parts_problem(conn: sqlite3.Connection, version: int) -> str:
@@ -270,6 +343,72 @@ def _parts_problem(conn: sqlite3.Connection, version: int) -> str:
     return ""
 
 
+def _qa_problem(conn: sqlite3.Connection, version: int) -> str:
+    """What is wrong with the question-answer pairs and their versions (format 7), or ``""``:
+    a field that is not what LoRACap writes (:func:`_qa_fields_problem`)."""
+    if version < 7:
+        return ""
+    query = ("SELECT id, image_id, question, answer, answer_type, confirmed, score, tags, note, "
+             "valid, invalid_reason, provenance, backend, model FROM qa_entries")
+    for entry_id, image_id, *values in conn.execute(query):
+        if type(entry_id) is not int or type(image_id) is not int:
+            return f"the question-answer pair {_shown(entry_id)} has no image id"
+        for index in (3, 7):  # confirmed, valid: stored as 0 or 1
+            if type(values[index]) is int and values[index] in (0, 1):
+                values[index] = bool(values[index])
+        values[5] = _json_or_none(values[5])  # tags: a JSON list
+        problem = _qa_fields_problem(*values)
+        if problem:
+            return f"the question-answer pair {entry_id} {problem}"
+    query = ("SELECT id, entry_id, image_id, question, answer, provenance, backend, model, "
+             "input_tokens, output_tokens FROM qa_versions")
+    for version_id, *ids, question, answer, provenance, backend, model, inp, out in \
+            conn.execute(query):
+        if not all(type(v) is int for v in (version_id, *ids)):
+            return f"the question-answer version {_shown(version_id)} has no entry or image id"
+        if not all(isinstance(v, str) for v in (question, answer, backend, model)):
+            return f"the question-answer version {version_id} holds a value that is not text"
+        if provenance not in _QA_PROVENANCES:
+            return (f"the question-answer version {version_id} has the provenance "
+                    f"{_shown(provenance)}")
+        if not all(type(v) is int and v >= 0 for v in (inp, out)):
+            return f"the question-answer version {version_id} has a token count below 0"
+    return ""
+
+
+def _json_or_none(text: object) -> Any:
+    """``text`` read as JSON, or None when it is not JSON text."""
+    try:
+        return json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+
+
+def _qa_fields_problem(question: object, answer: object, answer_type: object,
+                       confirmed: object, score: object, tags: object, note: object,
+                       valid: object, invalid_reason: object, provenance: object,
+                       backend: object, model: object) -> str:
+    """What is wrong with the fields of a question-answer pair as a stored undo step holds
+    them (flags as booleans, tags as a list), as the end of a sentence ("has the score …"), or
+    ``""``."""
+    if not all(isinstance(v, str) for v in (question, answer, note, invalid_reason, backend,
+                                            model)):
+        return "holds a value that is not text"
+    if answer_type not in _ANSWER_TYPES:
+        return (f"has the answer type {_shown(answer_type)}, not one of "
+                f"{', '.join(kind.value for kind in AnswerType)}")
+    if type(confirmed) is not bool or type(valid) is not bool:
+        return "is marked confirmed or valid with something other than 0 or 1"
+    if score is not None and (type(score) is not int or not MIN_SCORE <= score <= MAX_SCORE):
+        return f"has the score {_shown(score)}, not {MIN_SCORE} to {MAX_SCORE}"
+    if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+        return "has tags that are not a JSON list of text"
+    if provenance not in _QA_PROVENANCES:
+        return (f"has the provenance {_shown(provenance)}, not one of "
+                f"{', '.join(sorted(_QA_PROVENANCES))}")
+    return ""
+
+
 def _box_ok(text: str) -> bool:
     """True for a stored box: a JSON list of four whole numbers, left < right, top < bottom."""
     try:
@@ -289,6 +428,8 @@ def _settings_problem(conn: sqlite3.Connection, version: int) -> str:
         names.extend(["backend", "base_url", "language", "backend_options", "prompt_presets"])
     if version >= 6:
         names.extend(["aliases", "people_order", "detector"])
+    if version >= 7:
+        names.extend(["qa_labels", "qa_schema"])
     rows = conn.execute(f"SELECT id, current_image_id, {', '.join(names)} FROM project").fetchall()
     if not rows:
         return "it has no project settings"
@@ -327,6 +468,12 @@ def _settings_problem(conn: sqlite3.Connection, version: int) -> str:
                                        "detector": values["detector"]})
         except InputError as exc:
             return f"its multi-person settings cannot be used ({exc})"
+    if not problem and version >= 7:
+        try:
+            _checked_qa_settings({"qa_labels": values["qa_labels"],
+                                  "qa_schema": values["qa_schema"]})
+        except InputError as exc:
+            return f"its question-answer settings cannot be used ({exc})"
     return problem
 
 
@@ -470,6 +617,25 @@ def _undo_entries(path: Path, payload: str) -> list[dict[str, Any]]:
                         if len(box) != 4 or not all(type(v) is int and v >= 0 for v in box) \
                                 or gender not in ("woman", "man", "unknown"):
                             raise ValueError("not a person's box")
+                if "qa" in state:
+                    _check_qa_state(state["qa"])
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ProjectError(_damaged(path, f"a stored undo step cannot be read ({exc})")) from exc
     return entries
+
+
+def _check_qa_state(pairs: Any) -> None:
+    """Check the ``"qa"`` state of an undo step (:class:`~loracap.core.schema.UndoStepRow`):
+    a list of ``[entry_id, entry or null]``. Raises ``ValueError`` or ``TypeError``."""
+    if not isinstance(pairs, list):
+        raise TypeError("not a list of question-answer pairs")
+    for entry_id, entry in pairs:
+        if type(entry_id) is not int:
+            raise TypeError("not a question-answer pair's id")
+        if entry is None:
+            continue
+        *fields, created_at = entry
+        problem = _qa_fields_problem(*fields)
+        if problem:
+            raise ValueError(f"a question-answer pair {problem}")
+        datetime.fromisoformat(created_at)

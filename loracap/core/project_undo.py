@@ -1,5 +1,6 @@
 """The undo stack of a project: each edit a person makes (a caption, a batch of captions, review
-marks, the people of a multi-person image) is one step stored in the project file, so undo and redo survive closing and reopening.
+marks, the people of a multi-person image, question-answer pairs) is one step stored in the
+project file, so undo and redo survive closing and reopening.
 
 A step stores, for each image it changed, the state before and after (see
 :class:`~loracap.core.schema.UndoStepRow`); undoing or redoing it leaves alone an image that
@@ -34,7 +35,7 @@ class ProjectUndo(ProjectBase):
         """
         session.execute(delete(UndoStepRow).where(UndoStepRow.undone.is_(True)))
         session.add(UndoStepRow(label=label, created_at=utcnow(), undone=False,
-                                entries=len(entries), payload=json.dumps(entries)))
+                                entries=_weight(entries), payload=json.dumps(entries)))
         session.flush()
         rows = session.execute(
             select(UndoStepRow.id, UndoStepRow.entries).order_by(UndoStepRow.id.desc())
@@ -73,6 +74,8 @@ class ProjectUndo(ProjectBase):
                     now["review"] = _review_state(image)
                 if "people" in wanted:
                     now["people"] = self._people_state(session, image_id)
+                if "qa" in wanted:
+                    now["qa"] = self._qa_state(session, [pair[0] for pair in wanted["qa"]])
                 # Something else changed the image after this step: leave it as it is.
                 if image is None or now != entry[source]:
                     skipped.append(image_id)
@@ -84,6 +87,8 @@ class ProjectUndo(ProjectBase):
                     image.review, image.rating, image.note = wanted["review"]
                 if "people" in wanted:
                     self._put_people_state(session, image_id, wanted["people"])
+                if "qa" in wanted:
+                    self._put_qa_state(session, image_id, wanted["qa"])
                 changed.append(image_id)
             step.undone = undo
             return UndoOutcome(step.label, changed, skipped)
@@ -116,3 +121,9 @@ class ProjectUndo(ProjectBase):
                 select(UndoStepRow.label).where(UndoStepRow.undone.is_(undone))
                 .order_by(order).limit(1)
             )
+
+
+def _weight(entries: list[dict[str, Any]]) -> int:
+    """What a step counts against :data:`~loracap.core.project.MAX_UNDO_ENTRIES`: one per
+    image, or per question-answer pair when the image's change holds more than one."""
+    return sum(max(1, len(entry["after"].get("qa", ()))) for entry in entries)

@@ -102,6 +102,11 @@ class ProjectSettings:
     detector: str = ""
     #: The project's own prompt presets as stored (a JSON list; :mod:`loracap.core.presets`).
     prompt_presets: str = '{"version": 1, "presets": []}'
+    #: Question-answer pairs: the labels a ``label`` answer chooses from, in order, and the JSON
+    #: schema (the text of a JSON object) a ``custom_format`` answer must follow, ``""`` for
+    #: none.
+    qa_labels: tuple[str, ...] = ()
+    qa_schema: str = ""
 
     def options_for(self, backend: str) -> Mapping[str, Any]:
         """The settings of ``backend`` stored in the project (empty when none)."""

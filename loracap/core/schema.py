@@ -16,6 +16,13 @@ Tables:
 * ``exports`` -- every export written while the project was open for writing (path, format,
   time, size, SHA-256), so ``loracap run`` knows its own previous export from a file it did not
   write.
+* ``person_parts`` -- the paid parts of multi-person captions (format 6).
+* ``qa_entries`` -- the question-answer pairs of each image (format 7).
+* ``qa_versions`` -- every version of a pair's text, append-only (format 7); kept when the
+  pair is deleted, so undoing the deletion brings the pair back with its history.
+
+Every row that belongs to an image is removed with it (``ON DELETE CASCADE``; the project
+turns ``PRAGMA foreign_keys`` on for each connection).
 
 Times are stored in UTC.
 
@@ -44,7 +51,9 @@ from loracap.core.records import Provenance, Review
 #: backend options and prompt presets; the token usage of caption versions and attempts.
 #: 6: multi-person captions: the parts of an image's caption (``person_parts``), the project's
 #: custom aliases, the order of people and an optional local person detector.
-SCHEMA_VERSION = 6
+#: 7: question-answer pairs (``qa_entries``, ``qa_versions``), the project's answer labels and
+#: answer schema.
+SCHEMA_VERSION = 7
 
 #: ``project.prompt_presets`` of a project without presets of its own (``loracap.core.presets``).
 NO_PRESETS = '{"version": 1, "presets": []}'
@@ -131,6 +140,11 @@ class ProjectRow(Base):
     detector: Mapped[str] = mapped_column(Text, default="", server_default="")
     #: JSON list of the project's own prompt presets (``loracap.core.presets``; format 5).
     prompt_presets: Mapped[str] = mapped_column(Text, default=NO_PRESETS, server_default=NO_PRESETS)
+    #: Question-answer pairs (format 7): the labels a ``label`` answer chooses from, a JSON list
+    #: of strings, and the JSON schema (text of a JSON object) a ``custom_format`` answer must
+    #: follow, ``""`` for none.
+    qa_labels: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    qa_schema: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class ImageRow(Base):
@@ -238,6 +252,64 @@ class PersonPartRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class QAEntryRow(Base):
+    """One question about an image and its answer (format 7;
+    :class:`~loracap.core.qa.records.QAEntry` gives the meaning of each field).
+
+    ``answer`` is ``""`` for a question not answered yet; ``answer_type`` an
+    :class:`~loracap.core.qa.records.AnswerType` value; ``score`` 0-5 or NULL; ``tags`` a JSON
+    list of strings; ``valid`` 0 for an answer that failed its label list or schema
+    (``invalid_reason``); ``provenance`` ``generated``, ``edited`` or ``manual``;
+    ``backend``/``model`` ``""`` for a person's text. Ids are never reused (``AUTOINCREMENT``):
+    a deleted entry's versions keep its id, and undoing the deletion brings it back under it.
+    """
+
+    __tablename__ = "qa_entries"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), index=True
+    )
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text, default="")
+    answer_type: Mapped[str] = mapped_column(String, default="text")
+    confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+    score: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tags: Mapped[str] = mapped_column(Text, default="[]")
+    note: Mapped[str] = mapped_column(Text, default="")
+    valid: Mapped[bool] = mapped_column(Boolean, default=True)
+    invalid_reason: Mapped[str] = mapped_column(Text, default="")
+    provenance: Mapped[str] = mapped_column(String)
+    backend: Mapped[str] = mapped_column(String, default="")
+    model: Mapped[str] = mapped_column(String, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class QAVersionRow(Base):
+    """One version of a question-answer pair's text, append-only (format 7): the question and
+    answer after a model answered (``generated``, with the tokens the answer cost) or a person
+    edited (``edited``/``manual``). ``entry_id`` is not a foreign key, so the history outlives
+    a deleted entry (undo brings the entry back); the rows go with their image."""
+
+    __tablename__ = "qa_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    entry_id: Mapped[int] = mapped_column(Integer, index=True)
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), index=True
+    )
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    provenance: Mapped[str] = mapped_column(String)
+    backend: Mapped[str] = mapped_column(String, default="")
+    model: Mapped[str] = mapped_column(String, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class LockRow(Base):
     __tablename__ = "lock"
 
@@ -255,9 +327,12 @@ class UndoStepRow(Base):
 
     ``payload`` is a JSON list of ``{"image": id, "before": state, "after": state}``; a state
     holds ``"caption"`` (``null`` or ``[body, provenance, backend, model, prompt]``),
-    ``"review"`` (``[review, rating, note]``) and/or ``"people"`` (the boxes of a multi-person
-    image in caption order, ``[[left, top, right, bottom], gender]`` each). ``undone`` steps
-    form the redo branch.
+    ``"review"`` (``[review, rating, note]``), ``"people"`` (the boxes of a multi-person
+    image in caption order, ``[[left, top, right, bottom], gender]`` each) and/or ``"qa"``
+    (format 7: the question-answer pairs the step changed, ``[[entry_id, entry], ...]``, where
+    ``entry`` is ``null`` -- no such entry -- or ``[question, answer, answer_type, confirmed,
+    score, tags, note, valid, invalid_reason, provenance, backend, model, created_at]``, the
+    time as ISO text in UTC). ``undone`` steps form the redo branch.
     """
 
     __tablename__ = "undo_steps"
@@ -291,6 +366,6 @@ class ExportRow(Base):
 __all__ = [
     "APPLICATION_ID", "SCHEMA_VERSION", "Base", "CaptionAttemptRow", "CaptionRow",
     "CaptionVersionRow", "ExportRow", "FsPath", "ImageRow", "LockRow", "PersonPartRow",
-    "ProjectRow", "Provenance",
+    "ProjectRow", "Provenance", "QAEntryRow", "QAVersionRow",
     "Review", "UndoStepRow", "fs_decode", "utcnow",
 ]

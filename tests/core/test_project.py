@@ -221,9 +221,23 @@ def test_not_a_project_and_newer_version_are_refused(dataset: Path, tmp_path: Pa
         Project.open(tmp_path / "nope.loraproj")
 
 
+def make_version_6(path: Path) -> None:
+    """Turn a current project file into what schema version 6 looked like (no question-answer
+    pairs, answer labels or answer schema)."""
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE qa_versions")
+    conn.execute("DROP TABLE qa_entries")
+    for column in ("qa_labels", "qa_schema"):
+        conn.execute(f"ALTER TABLE project DROP COLUMN {column}")
+    conn.execute("PRAGMA user_version = 6")
+    conn.commit()
+    conn.close()
+
+
 def make_version_5(path: Path) -> None:
     """Turn a current project file into what schema version 5 looked like (no multi-person
     parts, aliases or order of people)."""
+    make_version_6(path)
     conn = sqlite3.connect(path)
     conn.execute("DROP TABLE person_parts")
     for column in ("aliases", "people_order", "detector"):
