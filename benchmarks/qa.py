@@ -27,7 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from loracap.core.qa import AnswerType, QAEntry, QAImage, QAStyle, export_qa  # noqa: E402
+from loracap.core.qa import AnswerType, QAEntry, QAImage  # noqa: E402
+from loracap.core.qa.exports import QAStyle, export_qa  # noqa: E402
 from tests.fakes.photos import make_photo  # noqa: E402
 
 ANSWER = ("A woman in a red coat stands on a wooden pier at dusk, holding a paper cup; behind "

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from loracap import __version__
 from loracap.cli_backend import add_backend_arguments, cmd_models, cmd_prices
+from loracap.cli_qa import add_qa_parser, cmd_qa
 from loracap.core.backends.registry import backend_names as _backend_names
 from loracap.core.errors import InputError, LoraCapError, stop_advice
 from loracap.core.logs import configure_logging, redact
@@ -308,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("action", choices=["set", "status", "clear"])
     key.add_argument("--backend", choices=["gemini", "openai", "anthropic"], default="gemini",
                      help="whose key (default: gemini)")
+    add_qa_parser(sub)
     return parser
 
 
@@ -543,10 +545,13 @@ def _run_batch(project: Project, captioner: Captioner, options: BatchOptions,
 
     def on_captioned(image_id: int, body: str) -> None:
         progress.clear()
-        caption = full_caption(settings.prefix_template, settings.trigger, body)
+        # A question-answer batch reports what it stored ("3 pairs"), not a caption.
+        caption = body if options.qa is not None else \
+            full_caption(settings.prefix_template, settings.trigger, body)
         path = str(paths.get(image_id, image_id))
         if getattr(args, "json", False):
-            line = json_text({"path": path, "caption": caption})
+            key = "qa" if options.qa is not None else "caption"
+            line = json_text({"path": path, key: caption})
         else:
             line = f"{tsv_field(path)}\t{tsv_field(caption)}"
         try:
@@ -697,15 +702,21 @@ def _report_batch(summary: BatchSummary, args: argparse.Namespace) -> int:
     """
     err = sys.stderr
     run = args.command == "run"
+    qa = args.command == "qa"
     if summary.skipped_protected:
         err.write(
             f"{summary.skipped_protected} image(s) with edited, manual or imported captions were "
             "left alone; add --overwrite-edited to replace them (old text stays in the history).\n"
         )
     if summary.total == 0:
-        err.write(f"Nothing to caption (--only {getattr(args, 'only', 'missing')}).\n")
+        if qa and args.qa_command == "answer":
+            err.write("No question is waiting for an answer.\n")
+        else:
+            err.write(f"Nothing to {'ask about' if qa else 'caption'} "
+                      f"(--only {getattr(args, 'only', 'missing')}).\n")
         return EXIT_OK
-    line = (f"Captioned {summary.done} of {summary.total} image(s) in "
+    verb = "Asked about" if qa else "Captioned"
+    line = (f"{verb} {summary.done} of {summary.total} image(s) in "
             f"{human_duration(summary.elapsed_s)}")
     if summary.failed:
         line += f"; {len(summary.failed)} failed"
@@ -731,7 +742,11 @@ def _report_batch(summary: BatchSummary, args: argparse.Namespace) -> int:
                       "Gemini keeps refusing need a caption written by hand, e.g. in the "
                       "window).\n")
             return EXIT_FAILURE
-        err.write(f"Retry them with `loracap caption {args.project} --only failed`.\n")
+        if qa:
+            err.write(f"Retry them with `loracap qa {args.qa_command} {args.project}` (images "
+                      "without pairs or answers are taken again).\n")
+        else:
+            err.write(f"Retry them with `loracap caption {args.project} --only failed`.\n")
     return EXIT_OK
 
 
@@ -1100,6 +1115,7 @@ COMMANDS = {
     "models": cmd_models,
     "prices": cmd_prices,
     "key": cmd_key,
+    "qa": cmd_qa,
 }
 
 

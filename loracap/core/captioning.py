@@ -56,6 +56,7 @@ from loracap.core.prompts import Instructions, limit_length, sanitize_text
 if TYPE_CHECKING:
     from loracap.core.captioning_people import PeopleOptions
     from loracap.core.project import Project
+    from loracap.core.qa.generate import QAOptions
     from loracap.core.records import ImageRecord
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,8 @@ class CaptionJob:
 
     ``people`` set: every image gets a multi-person caption
     (:mod:`loracap.core.captioning_people`), ``instructions`` then being the single-subject
-    caption of an image without people.
+    caption of an image without people. ``qa`` set: the batch writes question-answer pairs
+    (or answers a person's questions) instead of captions; the captions stay as they are.
 
     ``cancel`` set: no new request is sent (waits for the rate limit or a retry end at once);
     ``abandon`` set as well: requests still waiting for their answer are dropped too. ``watch``
@@ -101,6 +103,8 @@ class CaptionJob:
     abandon: threading.Event = field(default_factory=threading.Event)
     watch: AnswerWatch = field(default_factory=AnswerWatch)
     people: PeopleOptions | None = None
+    #: Question-answer pairs instead of captions (:mod:`loracap.core.qa.generate`), or None.
+    qa: QAOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -218,7 +222,8 @@ def caption_image(
     on_retry: Callable[[int, TransientError, float], None] | None = None,
 ) -> ImageOutcome:
     """Caption one image of ``job.project`` and store the result (with ``job.people`` set: a
-    multi-person caption, :mod:`loracap.core.captioning_people`).
+    multi-person caption, :mod:`loracap.core.captioning_people`; with ``job.qa`` set:
+    question-answer pairs, :mod:`loracap.core.qa.generate`).
 
     Raises :class:`~loracap.core.errors.CancelledError` if cancelled before the request was sent
     (or abandoned while it waited for its answer), and the batch-stopping errors
@@ -227,6 +232,11 @@ def caption_image(
     :class:`CaptionError`, :class:`StorageError`) without recording anything on the image.
     """
     attempt = Attempt(job, job.project.image(image_id), on_retry)
+    if job.qa is not None:
+        # Imported here: the module builds on this one.
+        from loracap.core.qa.generate import answer_questions, generate_pairs
+
+        return (answer_questions if job.qa.answer_only else generate_pairs)(attempt, job.qa)
     if job.people is not None:
         # Imported here: the module builds on this one.
         from loracap.core.captioning_people import caption_people

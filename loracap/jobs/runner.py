@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     # Not at run time: the window imports this module at startup, before Pillow and SQLAlchemy.
     from loracap.core.captioning_people import PeopleOptions
     from loracap.core.project import Project
+    from loracap.core.qa.generate import QAOptions
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,9 @@ class BatchOptions:
     base_delay_s: float = 1.0
     #: Multi-person captions (:func:`loracap.core.captioning_people.people_options`), or None.
     people: PeopleOptions | None = None
+    #: Question-answer pairs instead of captions (``mode`` and ``overwrite_protected`` then
+    #: do not apply: ``qa.only`` chooses the images), or None.
+    qa: QAOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -229,9 +233,15 @@ class CaptionRunner(QObject):
     def start(self) -> None:
         """Choose the images and start the workers; ``finished`` is always emitted later."""
         opts = self.options
-        ids, protected = self._project.select_for_captioning(
-            opts.mode, opts.image_ids, overwrite_protected=opts.overwrite_protected
-        )
+        protected: list[int] = []
+        if opts.qa is not None and opts.qa.answer_only:  # images with a question to answer
+            ids = list(self._project.unanswered_qa(list(opts.image_ids) or None))
+        elif opts.qa is not None:
+            ids = self._project.select_for_qa(opts.qa.only, opts.image_ids)
+        else:
+            ids, protected = self._project.select_for_captioning(
+                opts.mode, opts.image_ids, overwrite_protected=opts.overwrite_protected
+            )
         self._paths = {rec.id: rec.path for rec in self._project.images()}
         self._queue.extend(ids)
         self._total = len(ids)
@@ -254,6 +264,7 @@ class CaptionRunner(QObject):
             overwrite_protected=opts.overwrite_protected,
             abandon=self._abandon,
             people=opts.people,
+            qa=opts.qa,
         )
         count = min(max(1, opts.workers), len(ids))
         self._workers_count = max(1, count)

@@ -391,6 +391,12 @@ def _structured_answer(request: RecordedRequest, tag: str) -> dict[str, Any]:
     )
     if "people" in schema.get("properties", {}):  # a person-detection request
         return {"people": [dict(person) for person in DEFAULT_PEOPLE]}
+    return schema_example(schema, tag)
+
+
+def schema_example(schema: Any, tag: str) -> dict[str, Any]:
+    """An answer following the JSON ``schema`` of a structured request, distinct per ``tag``
+    (:func:`_fill`); the fake OpenAI-compatible and Anthropic servers answer with it too."""
     answer = _fill(schema, "", tag)
     return answer if isinstance(answer, dict) else {}
 

@@ -26,15 +26,8 @@ from loracap.core.errors import (
     NothingToExportError,
     OutputExistsError,
 )
-from loracap.core.qa import (
-    AnswerType,
-    QAEntry,
-    QAImage,
-    QAStyle,
-    SkippedImage,
-    SkipReason,
-    export_qa,
-)
+from loracap.core.qa import AnswerType, QAEntry, QAImage
+from loracap.core.qa.exports import QAStyle, SkippedImage, SkipReason, export_qa
 from tests.core.test_export_hf import Loader, image_names, load_imagefolder  # noqa: F401
 from tests.fakes.photos import make_photo
 
@@ -597,3 +590,14 @@ def test_a_missing_output_folder_is_an_export_error(tmp_path: Path,
                                                     album: list[QAImage]) -> None:
     with pytest.raises(ExportError, match="does not exist"):
         export_qa(album, tmp_path / "nowhere" / "q.json", style=QAStyle.VQA)
+
+
+def test_a_question_without_an_answer_is_never_exported(tmp_path: Path) -> None:
+    image = tmp_path / "photos" / "a.jpg"
+    make_photo(image, size=(64, 48))
+    entries = (QAEntry("What is this?", "A lamp.", id=1), QAEntry("How tall is it?", "", id=2))
+    out = tmp_path / "out.jsonl"
+    result = export_qa([QAImage(1, image, "a.jpg", entries)], out, style="default", jsonl=True)
+    assert result.pairs == 1 and result.skipped == {SkipReason.UNANSWERED: 1}
+    [record] = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert record["question"] == "What is this?"

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from loracap.selftest.fake_gemini import schema_example
 from tests.fakes.http_fake import FakeHttpServer, HttpReply, RecordedRequest
 
 DEFAULT_MODELS: tuple[str, ...] = ("claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-1")
@@ -218,18 +219,12 @@ class ClaudeReply:
 
 def default_responder(request: MessagesRequest) -> HttpReply:
     """A caption derived from the image's bytes: a ``caption`` tool call with one value per
-    schema property (two items for an array) when a tool was offered, one line of text
-    otherwise."""
+    schema property (an array of ``maxItems`` items, else two) when a tool was offered, one
+    line of text otherwise."""
     tag = hashlib.sha256(request.image or request.text.encode()).hexdigest()[:8]
     schema = request.tool_schema
     if schema is not None:
-        arguments: dict[str, Any] = {}
-        for name, spec in (schema.get("properties") or {}).items():
-            words = name.replace("_", " ")
-            is_array = isinstance(spec, dict) and spec.get("type") == "array"
-            arguments[name] = [f"{words} {tag} a", f"{words} {tag} b"] if is_array else \
-                f"{words} {tag}"
-        return ClaudeReply.tool_use(arguments)
+        return ClaudeReply.tool_use(schema_example(schema, tag))
     return ClaudeReply.text(f"fake caption {tag}, test scene")
 
 

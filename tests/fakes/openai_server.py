@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from loracap.selftest.fake_gemini import schema_example
 from tests.fakes.http_fake import FakeHttpServer, HttpReply, RecordedRequest
 
 DEFAULT_MODELS: tuple[str, ...] = ("gpt-4o-mini", "gpt-4.1", "qwen2.5vl:7b")
@@ -245,18 +246,12 @@ class OpenAIReply:
 
 def default_responder(request: ChatRequest) -> HttpReply:
     """A caption derived from the image's bytes, distinct per image: one JSON value per schema
-    property (two items for an array) when ``response_format`` carried a schema, one line of
-    text otherwise."""
+    property (an array of ``maxItems`` items, else two) when ``response_format`` carried a
+    schema, one line of text otherwise."""
     tag = hashlib.sha256(request.image or request.text.encode()).hexdigest()[:8]
     schema = request.schema
     if schema is not None:
-        answer: dict[str, Any] = {}
-        for name, spec in (schema.get("properties") or {}).items():
-            words = name.replace("_", " ")
-            is_array = isinstance(spec, dict) and spec.get("type") == "array"
-            answer[name] = [f"{words} {tag} a", f"{words} {tag} b"] if is_array else \
-                f"{words} {tag}"
-        return OpenAIReply.json_answer(answer)
+        return OpenAIReply.json_answer(schema_example(schema, tag))
     return OpenAIReply.caption(f"fake caption {tag}, test scene")
 
 

@@ -117,6 +117,7 @@ class SkipReason(StrEnum):
     """Why a pair was not exported (the first that applies, in this order)."""
 
     INVALID = "invalid"  # the answer failed its label list or schema
+    UNANSWERED = "unanswered"  # a question with no answer yet (``loracap qa answer`` writes it)
     UNCONFIRMED = "unconfirmed"  # confirmed_only, and no person confirmed it
     UNSCORED = "unscored"  # min_score, and no score
     LOW_SCORE = "low_score"  # min_score, and a lower score
@@ -305,6 +306,8 @@ class _Filter:
         """Why ``entry`` is left out, or None when it is exported."""
         if not entry.valid:
             return SkipReason.INVALID
+        if not entry.answer.strip():
+            return SkipReason.UNANSWERED
         if self.confirmed_only and not entry.confirmed:
             return SkipReason.UNCONFIRMED
         if self.min_score is not None:
