@@ -31,8 +31,8 @@ def add_qa_parser(sub: argparse._SubParsersAction,  # type: ignore[type-arg]
     """The ``qa`` command and its actions."""
     from loracap.cli import _add_batch_arguments
     from loracap.cli_backend import add_backend_arguments
-    from loracap.core.qa.prompts import DEFAULT_QUESTIONS, MAX_QUESTIONS, PRESETS
     from loracap.core.qa.exports import QAStyle
+    from loracap.core.qa.prompts import DEFAULT_QUESTIONS, MAX_QUESTIONS, PRESETS
 
     qa = sub.add_parser(
         "qa", help="visual question-answer pairs: generate, answer, list, export",
@@ -262,23 +262,11 @@ def stats_dict(project: Project) -> dict[str, object]:
 def _stats(args: argparse.Namespace) -> int:
     with _open(args, read_only=True) as project:
         values = stats_dict(project)
+        lines = project.qa_stats().lines(len(project.images()))
     if args.json:
         sys.stdout.write(json.dumps(values, ensure_ascii=False) + "\n")
-        return EXIT_OK
-    average = values["average_score"]
-    by_type = values["by_answer_type"]
-    assert isinstance(by_type, dict)
-    lines = [
-        f"Question-answer pairs: {values['entries']} on {values['images_with_qa']} of "
-        f"{values['images']} images",
-        f"Confirmed: {values['confirmed']}",
-        f"Average score: {average:.2f}" if isinstance(average, float) else
-        "Average score: none scored yet",
-        "By answer type: " + (", ".join(f"{name} {count}" for name, count in by_type.items())
-                              or "none"),
-        f"Invalid answers (never exported): {values['invalid']}",
-    ]
-    sys.stdout.write("\n".join(lines) + "\n")
+    else:
+        sys.stdout.write("\n".join(lines) + "\n")
     return EXIT_OK
 
 
@@ -311,21 +299,12 @@ def _schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def default_out(project: Project, style: str, jsonl: bool) -> Path:
-    """Where ``qa export`` writes without ``--out``: beside the project,
-    ``<trigger>_qa_<style>.json`` (``.jsonl``), or the folder ``<trigger>_qa_hf``."""
-    stem = f"{project.settings.trigger}_qa_{style}"
-    if style == "hf":
-        return project.path.parent / stem
-    return project.path.parent / (stem + (".jsonl" if jsonl else ".json"))
-
-
 def _export(args: argparse.Namespace) -> int:
-    from loracap.core.qa.exports import export_qa
+    from loracap.core.qa.exports import default_output, export_qa
 
     with _open(args, read_only=True) as project:
-        out = args.out.expanduser() if args.out else default_out(project, args.style,
-                                                                 args.jsonl)
+        out = args.out.expanduser() if args.out else default_output(
+            project.path, project.settings.trigger, args.style, args.jsonl)
         result = export_qa(project.qa_images(), out, style=args.style, jsonl=args.jsonl,
                            base64_images=args.base64, per_pair=args.per_pair,
                            confirmed_only=args.confirmed_only, min_score=args.min_score)
@@ -347,4 +326,4 @@ def _export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-__all__ = ["add_qa_parser", "cmd_qa", "default_out", "stats_dict"]
+__all__ = ["add_qa_parser", "cmd_qa", "stats_dict"]

@@ -367,6 +367,51 @@ class ExportJob(_Job):
 
 
 
+class QAExportJob(_Job):
+    """Writes a project's question-answer pairs (:func:`loracap.core.qa.exports.export_qa`) on
+    a pool thread, streaming the images from the project.
+
+    Signals: ``progress(done)`` (images handled, at most ~20 per second),
+    ``finished(QAExportResult)`` or ``failed(message)``; exactly one of the last two. Not
+    cancellable: the output is written atomically.
+    """
+
+    progress = pyqtSignal(int)
+    finished = pyqtSignal(object)
+    failed = pyqtSignal(str)
+
+    def __init__(self, project: Project, out: Path, options: dict[str, Any], *,
+                 parent: QObject | None = None, pool: QThreadPool | None = None) -> None:
+        super().__init__(pool, parent)
+        self.project = project
+        self.out = Path(out)
+        #: The keyword arguments of ``export_qa`` (``style``, ``jsonl``, ``base64_images``, …).
+        self.options = dict(options)
+
+    def start(self) -> None:
+        """Start the export; call once."""
+        project, out, options = self.project, self.out, self.options
+
+        def work(task: _Task) -> object:
+            from loracap.core.qa.exports import export_qa
+
+            throttle = _Throttle()
+
+            def on_progress(done: int) -> None:
+                if throttle.ready():
+                    task.signals.progress.emit(done, None)
+
+            return export_qa(project.qa_images(), out, on_progress=on_progress, **options)
+
+        self._start_task(work, f"exporting question-answer pairs to {out}",
+                         progress=self._on_progress)
+
+    @pyqtSlot(int, object)
+    def _on_progress(self, done: int, _detail: Any) -> None:
+        if not self._ended:
+            self.progress.emit(done)
+
+
 class ModelListJob(_Job):
     """Fetches the names of the Gemini models that can caption, on a pool thread.
 

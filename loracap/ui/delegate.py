@@ -24,6 +24,7 @@ from PyQt6.QtGui import (
 )
 from PyQt6.QtWidgets import QApplication, QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
+from loracap.core.qa.records import QACount
 from loracap.core.records import ImageRecord, Review
 from loracap.ui.image_model import (
     STATE_BADGES,
@@ -127,6 +128,9 @@ class ThumbnailDelegate(QStyledItemDelegate):
             record = index.data(Roles.RECORD)
             if isinstance(record, ImageRecord):
                 self._paint_review(painter, drawn, record)
+            qa = index.data(Roles.QA)
+            if isinstance(qa, QACount) and qa.total:
+                self._paint_qa(painter, drawn, qa)
             self._paint_name(painter, opt, area)
             if opt.state & QStyle.StateFlag.State_HasFocus and style is not None:
                 focus = QStyleOptionViewItem(opt)
@@ -197,13 +201,28 @@ class ThumbnailDelegate(QStyledItemDelegate):
             parts.append(f"★{record.rating}")
         if not parts:
             return
-        text = " ".join(parts)
+        fill = (QColor("#1e7b34") if record.review is Review.APPROVED
+                else QColor("#b3261e") if record.review is Review.REJECTED else QColor("#444444"))
+        self._paint_mark(painter, image, " ".join(parts), fill, top=True)
+
+    def _paint_qa(self, painter: QPainter, image: QRectF, qa: QACount) -> None:
+        """The question-answer pairs in the bottom-left corner: ``Q3`` (``✓`` when every one is
+        confirmed, ``!`` when one is invalid), green when all are confirmed."""
+        text = f"Q{qa.total}" + ("✓" if qa.confirmed >= qa.total else "") \
+            + ("!" if qa.invalid else "")
+        fill = QColor("#b3261e") if qa.invalid else QColor("#1e7b34") \
+            if qa.confirmed >= qa.total else QColor("#3b4a6b")
+        self._paint_mark(painter, image, text, fill, top=False)
+
+    def _paint_mark(self, painter: QPainter, image: QRectF, text: str, fill: QColor, *,
+                    top: bool) -> None:
+        """White ``text`` on a rounded ``fill`` plate: the top-right corner of the drawn image
+        (``top``), else the bottom-left."""
         metrics = QFontMetrics(self._badge_font)
         width = metrics.horizontalAdvance(text) + 8
         height = max(metrics.height() + 2, self._thumb_size // 9)
-        mark = QRectF(image.right() - 3 - width, image.top() + 3, width, height)
-        fill = (QColor("#1e7b34") if record.review is Review.APPROVED
-                else QColor("#b3261e") if record.review is Review.REJECTED else QColor("#444444"))
+        mark = QRectF(image.right() - 3 - width, image.top() + 3, width, height) if top \
+            else QRectF(image.left() + 3, image.bottom() - 3 - height, width, height)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(fill)

@@ -33,6 +33,7 @@ from PyQt6.QtCore import (
 )
 from PyQt6.QtGui import QColor
 
+from loracap.core.qa.records import QACount
 from loracap.core.query import Query, QueryItem, QuerySyntaxError, parse_query
 from loracap.core.records import ImageRecord, ProjectSettings, Review
 from loracap.core.tags import DEFAULT_SEPARATOR, TagCounter, count_tags, counted_body
@@ -52,6 +53,7 @@ class Roles(IntEnum):
     CAPTION = Qt.ItemDataRole.UserRole + 3  # str: the full caption with prefix, "" if none
     PATH = Qt.ItemDataRole.UserRole + 4  # str: the path as stored in the project
     RECORD = Qt.ItemDataRole.UserRole + 5  # ImageRecord
+    QA = Qt.ItemDataRole.UserRole + 6  # QACount of the image's question-answer pairs, or None
 
 
 STATES: tuple[str, ...] = (
@@ -114,6 +116,14 @@ TOOLTIP_MAX_CHARS = 1200
 """Longer captions are cut (with "…") in the tooltip; the caption editor shows them whole."""
 
 _IMAGE_ROLES = (Qt.ItemDataRole.DecorationRole,)
+
+
+def qa_text(count: QACount) -> str:
+    """How the grid's tooltip names an image's question-answer pairs: ``3 question-answer
+    pairs, 1 confirmed`` (and how many are invalid)."""
+    text = f"{count.total} question-answer pair{'s' if count.total != 1 else ''}, " \
+        f"{count.confirmed} confirmed"
+    return text + (f", {count.invalid} invalid" if count.invalid else "")
 
 
 def image_state(record: ImageRecord, missing: bool) -> str:
@@ -225,6 +235,7 @@ class ImageListModel(QAbstractListModel):
         self._settings: ProjectSettings | None = None
         self._counter = TagCounter()
         self._status: dict[str, int] = dict.fromkeys(_STATUS_KEYS, 0)
+        self._qa: dict[int, QACount] = {}
         thumbnails.thumbnail_ready.connect(self._on_thumbnail_ready)
 
     # ------------------------------------------------------------------ feeding the model
@@ -249,6 +260,31 @@ class ImageListModel(QAbstractListModel):
         finally:
             self.endResetModel()
         self._recount()
+
+    def set_qa_counts(self, counts: dict[int, QACount]) -> None:
+        """The question-answer counts of every image (images without pairs left out), e.g.
+        after opening a project; the rows say so and the filter looks again."""
+        self._qa = dict(counts)
+        if self._records:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self._records) - 1, 0),
+                                  [Roles.QA, Roles.RECORD, Qt.ItemDataRole.ToolTipRole])
+
+    def update_qa_count(self, image_id: int, count: QACount | None) -> None:
+        """One image's question-answer count after an edit (None: no pair left)."""
+        if count is None or not count.total:
+            changed = self._qa.pop(image_id, None) is not None
+        else:
+            changed = self._qa.get(image_id) != count
+            self._qa[image_id] = count
+        row = self._rows.get(image_id)
+        if changed and row is not None:
+            index = self.index(row, 0)
+            self.dataChanged.emit(index, index,
+                                  [Roles.QA, Roles.RECORD, Qt.ItemDataRole.ToolTipRole])
+
+    def qa_count(self, image_id: int) -> QACount | None:
+        """The image's question-answer count, None when it has no pair."""
+        return self._qa.get(image_id)
 
     def _recount(self) -> None:
         separator = self._settings.tag_separator if self._settings else DEFAULT_SEPARATOR
@@ -405,13 +441,15 @@ class ImageListModel(QAbstractListModel):
             return record.path
         if role == Roles.RECORD:
             return record
+        if role == Roles.QA:
+            return self._qa.get(record.id)
         return None
 
     def roleNames(self) -> dict[int, Any]:
         names = dict(super().roleNames())
         for role, name in ((Roles.IMAGE_ID, b"imageId"), (Roles.STATE, b"state"),
                            (Roles.CAPTION, b"caption"), (Roles.PATH, b"path"),
-                           (Roles.RECORD, b"record")):
+                           (Roles.RECORD, b"record"), (Roles.QA, b"qa")):
             names[int(role)] = QByteArray(name)
         return names
 
@@ -447,6 +485,9 @@ class ImageListModel(QAbstractListModel):
             parts.append(html.escape(OUTSIDE_TEXT))
         if record.people == 0:
             parts.append(html.escape(NO_PERSON_TEXT))
+        qa = self._qa.get(record.id)
+        if qa is not None:
+            parts.append(html.escape(qa_text(qa)))
         if state == "invalid":
             detail = record.invalid_reason or "The file cannot be used."
         elif state == "missing":
@@ -581,12 +622,17 @@ class ImageFilterProxy(QSortFilterProxyModel):
     def _query_item(index: QModelIndex) -> QueryItem:
         record = index.data(Roles.RECORD)
         body = record.caption.body if isinstance(record, ImageRecord) and record.caption else ""
+        qa = index.data(Roles.QA)
         return QueryItem(
             file_name=str(index.data(Qt.ItemDataRole.DisplayRole) or ""),
             caption=str(index.data(Roles.CAPTION) or ""),
             state=str(index.data(Roles.STATE) or ""),
             review=record.review.value if isinstance(record, ImageRecord) else "unreviewed",
             body=body,
+            qa_total=qa.total if isinstance(qa, QACount) else 0,
+            qa_confirmed=qa.confirmed if isinstance(qa, QACount) else 0,
+            qa_best_score=qa.best_score if isinstance(qa, QACount) else None,
+            qa_tags=qa.tags if isinstance(qa, QACount) else frozenset(),
         )
 
 

@@ -98,6 +98,7 @@ from loracap.ui.window_layout import ScreenFit
 
 if TYPE_CHECKING:  # imported where used: SQLAlchemy loads with the first project
     from loracap.core.project import Project
+    from loracap.core.qa.generate import QAOptions
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,7 @@ class MainWindow(QMainWindow):
         self._batch_captioner: Captioner | None = None
         self._batch_config: BackendConfig | None = None
         self._prepare_job: CaptionerJob | None = None
+        self._batch_qa = False  # the batch under way writes question-answer pairs
         self._thumbnails = thumbnails
         self.setWindowTitle("LoRACap")
         self.setAcceptDrops(True)
@@ -346,6 +348,7 @@ class MainWindow(QMainWindow):
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         file_menu.addSeparator()
         file_menu.addAction(self.export_action)
+        file_menu.addAction(self.qa_editing.export_action)
         file_menu.addAction(self.relink_action)
         file_menu.addSeparator()
         file_menu.addAction(self.settings_action)
@@ -365,7 +368,7 @@ class MainWindow(QMainWindow):
         tags_menu.addAction(self.export_tags_action)
         tags_menu.addAction(self.import_tags_action)
         view_menu = bar.addMenu("&View")
-        for dock in (self.tags_dock, self.history_dock, self.checks_dock):
+        for dock in (self.tags_dock, self.history_dock, self.checks_dock, self.qa_dock):
             view_menu.addAction(dock.toggleViewAction())
         view_menu.addSeparator()
         view_menu.addAction(self.show_people_action)
@@ -382,6 +385,9 @@ class MainWindow(QMainWindow):
         caption_menu.addMenu(self.caption_with_menu)
         caption_menu.addAction(self.captioning_settings_action)
         caption_menu.addAction(self.presets_action)
+        caption_menu.addSeparator()
+        caption_menu.addAction(self.qa_editing.generate_action)
+        caption_menu.addAction(self.qa_editing.answer_action)
         bar.addMenu(self.people_editing.menu)
         review_menu = bar.addMenu("&Review")
         for action in (self.approve_action, self.reject_action, self.unreview_action):
@@ -391,6 +397,7 @@ class MainWindow(QMainWindow):
             review_menu.addAction(action)
         review_menu.addSeparator()
         review_menu.addAction(self.check_action)
+        review_menu.addAction(self.qa_editing.stats_action)
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self.shortcuts_action)
         help_menu.addAction(self.filter_help_action)
@@ -570,6 +577,9 @@ class MainWindow(QMainWindow):
         self.checks_panel = ChecksPanel()
         self.checks_panel.image_requested.connect(self.show_image)
         self.checks_panel.strip_other_prefix_requested.connect(self.strip_other_prefixes)
+        from loracap.ui.qa_editing import QAEditing
+
+        self.qa_editing = QAEditing(self)
 
         def dock(title: str, name: str, widget: QWidget) -> QDockWidget:
             result = QDockWidget(title, self)
@@ -583,12 +593,15 @@ class MainWindow(QMainWindow):
         self.tags_dock = dock("Tags", "tagsDock", self.tag_panel)
         self.history_dock = dock("History", "historyDock", self.history_panel)
         self.checks_dock = dock("Dataset Check", "checksDock", self.checks_panel)
+        self.qa_dock = dock("QA Pairs", "qaDock", self.qa_editing.panel)
         # The smallest widths at which each panel still reads: dragging a dock's edge, a long
         # text in the middle of the window or a saved layout cannot squeeze it further.
         self.tag_panel.setMinimumWidth(TAGS_PANEL_MIN_WIDTH)
         self.history_panel.setMinimumWidth(SIDE_PANEL_MIN_WIDTH)
         self.checks_panel.setMinimumWidth(SIDE_PANEL_MIN_WIDTH)
-        self.screen_fit = ScreenFit(self, [self.tags_dock, self.history_dock, self.checks_dock])
+        self.qa_editing.panel.setMinimumWidth(SIDE_PANEL_MIN_WIDTH)
+        self.screen_fit = ScreenFit(self, [self.tags_dock, self.history_dock, self.checks_dock,
+                                           self.qa_dock])
         self.screen_fit.arrange(wide=True)
 
     def _build_welcome(self) -> QWidget:
@@ -696,7 +709,8 @@ class MainWindow(QMainWindow):
     def _update_enabled(self) -> None:
         has_project = self.project is not None
         running = (self.runner is not None and self.runner.is_running) \
-            or self._prepare_job is not None or self.people_editing.busy
+            or self._prepare_job is not None or self.people_editing.busy \
+            or self.qa_editing.busy
         for action in (self.export_action, self.relink_action, self.previous_action,
                        self.next_action, self.approve_action, self.reject_action,
                        self.unreview_action, *self.rate_actions, self.batch_action,
@@ -716,6 +730,7 @@ class MainWindow(QMainWindow):
         for widget in (self.tag_panel, self.history_panel):
             widget.setEnabled(has_project)
         self.people_editing.update_actions()
+        self.qa_editing.update_actions()
 
     def _update_top_bar(self) -> None:
         self._update_review_status()
@@ -834,6 +849,7 @@ class MainWindow(QMainWindow):
             return
         missing = {rec.id for rec in self.project.missing_images()}
         self.model.set_records(self.project.images(), self.project.settings, missing)
+        self.qa_editing.load_counts()
         self._update_review_status()
 
     def _close_project(self) -> bool:
@@ -851,6 +867,7 @@ class MainWindow(QMainWindow):
         if self._prepare_job is not None:
             self._prepare_job.cancel()
         self.people_editing.wait()  # one request; its answer is stored before the file closes
+        self.qa_editing.wait()
         self._end_batch_captioner()
         self.editor.flush()
         self.editor.set_image(None, "", can_revert=False)
@@ -982,6 +999,10 @@ class MainWindow(QMainWindow):
         if self.project is None:
             return
         records = self.project.images_by_id(image_ids) if image_ids else []
+        if image_ids:
+            counts = self.project.qa_counts(image_ids)
+            for image_id in image_ids:
+                self.model.update_qa_count(image_id, counts.get(image_id))
         if self._in_current_change:
             QTimer.singleShot(0, lambda: self._refresh_model_rows(image_ids))
         else:
@@ -1088,11 +1109,13 @@ class MainWindow(QMainWindow):
         project = self.project
         if record is None or project is None or not record.valid:
             self.chips.set_caption(None)
+            self.qa_editing.show(None)
             if record is None or project is None:
                 self.history_panel.clear()
             else:
                 self.history_panel.show_history(record.file_name, [], None)
             return
+        self.qa_editing.show(record.id, record.file_name)
         self.chips.set_caption(self.editor.body.toPlainText(), separator=self._separator())
         self.history_panel.show_history(record.file_name, project.history(record.id),
                                         record.caption)
@@ -1343,7 +1366,7 @@ class MainWindow(QMainWindow):
     def generate(self, mode: CaptionMode, image_ids: tuple[int, ...] = ()) -> None:
         """Start a captioning batch (Generate button, its menu, "Caption this image")."""
         if self.project is None or (self.runner is not None and self.runner.is_running) \
-                or self.people_editing.busy:
+                or self.people_editing.busy or self.qa_editing.busy:
             return
         self.editor.flush()
         if mode is CaptionMode.SELECTED and not image_ids:
@@ -1388,6 +1411,38 @@ class MainWindow(QMainWindow):
             workers=workers, rpm=rpm, max_side=self.settings.max_side,
             people=people_options(project.settings),
         )
+        if needs_preparation(config):
+            self._prepare_captioner(config, instructions, options)
+            return
+        captioner = self._make_captioner(config)
+        if captioner is None:
+            return
+        self._run_batch(config, captioner, instructions, options)
+
+    def generate_qa(self, qa: QAOptions, image_ids: tuple[int, ...] = ()) -> None:
+        """Start a question-answer batch (Captions > Generate Question-Answer Pairs…, Answer
+        Open Questions) on the captioning runner, with its pacing, retries and progress."""
+        if self.project is None or (self.runner is not None and self.runner.is_running) \
+                or self.people_editing.busy or self.qa_editing.busy:
+            return
+        self.editor.flush()
+        if image_ids and qa.only != "selected":
+            from dataclasses import replace
+
+            qa = replace(qa, only="selected")
+        config = self.batch_config_or_ask()
+        if config is None:
+            return
+        # The pairs appear in the QA Pairs panel as they arrive.
+        self.qa_dock.show()
+        self.qa_dock.raise_()
+        from loracap.core.backends.registry import batch_defaults
+
+        workers, rpm = self.settings.batch_pace(batch_defaults(config))
+        options = BatchOptions(mode=CaptionMode.SELECTED, image_ids=image_ids,
+                               workers=workers, rpm=rpm, max_side=self.settings.max_side,
+                               qa=qa)
+        instructions = build_instructions(Profile.SHORT)  # unused: the batch asks questions
         if needs_preparation(config):
             self._prepare_captioner(config, instructions, options)
             return
@@ -1571,6 +1626,7 @@ class MainWindow(QMainWindow):
         self.runner = runner
         self._batch_captioner = captioner
         self._batch_config = config
+        self._batch_qa = options.qa is not None
         self.progress.cancel_button.setEnabled(True)
         runner.start()
         self._update_enabled()
@@ -1612,15 +1668,21 @@ class MainWindow(QMainWindow):
         self._update_enabled()
         self._refresh_metadata()
         self.update_usage()
-        parts = [f"Captioned {summary.done} of {summary.total} image(s)"]
-        if summary.failed:
+        qa = self._batch_qa
+        self._batch_qa = False
+        verb = "Wrote question-answer pairs for" if qa else "Captioned"
+        parts = [f"{verb} {summary.done} of {summary.total} image(s)"]
+        if summary.failed and qa:
+            parts.append(f"{len(summary.failed)} failed (generate again for images without "
+                         "pairs to retry)")
+        elif summary.failed:
             parts.append(f"{len(summary.failed)} failed (Generate > Only failed images to retry)")
         if summary.kept:
             parts.append(f"{len(summary.kept)} caption(s) you edited meanwhile were kept")
         if summary.cancelled:
             parts.append("cancelled")
         if summary.total == 0:
-            parts = ["Nothing to caption"]
+            parts = ["Nothing to ask about" if qa else "Nothing to caption"]
         self.statusBar().showMessage("; ".join(parts) + ".", 15000)
         if summary.stop_error is not None:
             self.show_stop(summary)
@@ -1811,6 +1873,7 @@ class MainWindow(QMainWindow):
         self.settings.sync()
         self.preview.shutdown()
         self.people_editing.wait()
+        self.qa_editing.wait()
         self.checks_panel.shutdown()
         self._thumbnails.shutdown()
         super().closeEvent(event)

@@ -177,6 +177,16 @@ Record = dict[str, object]
 Pair = tuple[int, QAEntry]  # (question id, entry)
 
 
+def default_output(project_file: Path, trigger: str, style: QAStyle | str, jsonl: bool) -> Path:
+    """Where an export goes unless told: beside the project file, ``<trigger>_qa_<style>.json``
+    (``.jsonl``), or the folder ``<trigger>_qa_hf``."""
+    style = _style(style)
+    stem = f"{trigger}_qa_{style.value}"
+    if style is QAStyle.HF:
+        return project_file.parent / stem
+    return project_file.parent / (stem + (".jsonl" if jsonl else ".json"))
+
+
 def export_qa(images: Iterable[QAImage], out: Path, *, style: QAStyle | str,
               jsonl: bool = False, base64_images: bool = False, per_pair: bool = False,
               confirmed_only: bool = False, min_score: int | None = None,

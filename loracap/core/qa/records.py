@@ -112,6 +112,21 @@ class QAStats:
     images_with_qa: int = 0
     invalid: int = 0
 
+    def lines(self, images: int) -> list[str]:
+        """The statistics as a person reads them (``loracap qa stats``, Review > Question-Answer
+        Statistics), for a project of ``images`` images."""
+        average = "none scored yet" if self.average_score is None \
+            else f"{self.average_score:.2f} of 5"
+        types = ", ".join(f"{name} {count}" for name, count in self.by_answer_type.items())
+        return [
+            f"Question-answer pairs: {self.entries} on {self.images_with_qa} of {images} "
+            "images",
+            f"Confirmed: {self.confirmed} of {self.entries}",
+            f"Average score: {average}",
+            f"By answer type: {types or 'none'}",
+            f"Invalid answers (never exported): {self.invalid}",
+        ]
+
 
 @dataclass(frozen=True)
 class QAImage:
