@@ -954,8 +954,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         stats = project.stats()
         settings = project.settings
         records = project.images() if args.list else []
-        people = project.people_found() if args.list else {}
-        missing = [rec.path for rec in project.missing_images()]
+        # The text names one missing file; the counts need no records (issue 15).
+        missing = [rec.path for rec in project.missing_images()] \
+            if stats.missing_files and not args.json else []
         usage_text = io.StringIO()
         usage = write_usage(project, usage_text)
     if args.json:
@@ -981,7 +982,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                 {"path": rec.path, "valid": rec.valid, "reason": rec.invalid_reason,
                  "provenance": rec.caption.provenance.value if rec.has_caption and rec.caption
                  else None, "error": rec.last_error, "outside": rec.outside,
-                 "people": people.get(rec.id)}
+                 "people": rec.people}
                 for rec in records
             ]
         sys.stdout.write(json_text(data, indent=2) + "\n")
@@ -1011,8 +1012,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             state = "uncaptioned"
         if rec.outside:
             state += " (outside the project folder)"
-        if rec.id in people:
-            found = people[rec.id]
+        if rec.people is not None:
+            found = rec.people
             state += f" ({found} {'person' if found == 1 else 'people'})" if found else \
                 " (no person found)"
         out.write(f"{tsv_field(rec.path)}\t{tsv_field(state)}\n")

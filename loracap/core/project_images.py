@@ -11,19 +11,23 @@ Adding the images of a scan stays with the project file
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import cache
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Select, and_, case, func, select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from loracap.core.errors import InputError
-from loracap.core.project_base import ProjectBase, _caption_record, _chunks
+from loracap.core.project_base import ProjectBase, _chunks
 from loracap.core.project_integrity import _leaves_folder
 from loracap.core.project_people import detected_people
 from loracap.core.records import (
     CaptionMode,
+    CaptionRecord,
     ImageRecord,
     ModelUsage,
     ProjectStats,
@@ -76,7 +80,10 @@ class ProjectImages(ProjectBase):
     # ------------------------------------------------------------------ records
 
     def images(self) -> list[ImageRecord]:
-        """Every image of the project, ordered by stored path (case-insensitive)."""
+        """Every image of the project, ordered by stored path (case-insensitive).
+
+        Two queries whatever the size: the images with their caption and latest attempt read
+        as plain rows (no ORM object per image), and the latest people detections."""
         with self._read() as session:
             return self._records(session, None)
 
@@ -95,82 +102,91 @@ class ProjectImages(ProjectBase):
         with self._read() as session:
             for chunk in _chunks(ids):
                 records.extend(self._records(session, chunk))
-        records.sort(key=lambda rec: (rec.path.casefold(), rec.path))
+        records.sort(key=_path_order)
         return records
 
     def missing_images(self) -> list[ImageRecord]:
-        """Valid images whose file is no longer on disk (the folder was moved or renamed)."""
-        return [rec for rec in self.images() if rec.valid and not rec.abs_path.is_file()]
+        """Valid images whose file is no longer on disk (the folder was moved or renamed),
+        ordered as :meth:`images`. Looks up every valid image's file (:func:`_files_present`);
+        builds records only for the missing ones."""
+        with self._read() as session:
+            rows = session.execute(select(ImageRow.id, ImageRow.path).where(ImageRow.valid)).all()
+        present = _files_present([self._resolved(path) for _, path in rows])
+        return self.images_by_id([image_id for (image_id, _), found
+                                  in zip(rows, present, strict=True) if not found])
+
+    def _resolved(self, stored: str) -> str:
+        """:meth:`resolve` as a string: the same file, without making a :class:`Path`."""
+        return os.path.join(self.folder, stored)
 
     def _records(self, session: Session, ids: Sequence[int] | None) -> list[ImageRecord]:
-        query = select(ImageRow, CaptionRow).outerjoin(
-            CaptionRow, CaptionRow.image_id == ImageRow.id
-        )
+        """The records of the images with ``ids`` (all when None; at most :func:`_chunks`'
+        size), sorted by :func:`_path_order`: one query of plain rows for the images, their
+        captions and latest attempts, and one for the people found."""
+        query = _records_query()
         if ids is not None:
             query = query.where(ImageRow.id.in_(ids))
-        latest = self._latest_attempts(session, ids)
         people = self._people_found(session, ids)
+        # Each image's folder is made a Path once (most hold many images): joining a file
+        # name to it costs less than parsing every whole path, and gives the same Path.
+        folders: dict[str, Path] = {}
+        reviews, provenances = _REVIEWS, _PROVENANCES
         records = []
-        for image, caption in session.execute(query):
-            attempt = latest.get(image.id)
-            records.append(
-                ImageRecord(
-                    id=image.id,
-                    path=readable_path(image.path),
-                    abs_path=self.resolve(image.path),
-                    valid=image.valid,
-                    invalid_reason=image.invalid_reason,
-                    width=image.width,
-                    height=image.height,
-                    format=image.format,
-                    file_size=image.file_size,
-                    mtime=image.mtime,
-                    caption=_caption_record(caption) if caption is not None else None,
-                    last_error=attempt[1] if attempt and not attempt[0] else "",
-                    last_error_kind=attempt[2] if attempt and not attempt[0] else "",
-                    review=Review(image.review),
-                    rating=image.rating,
-                    note=image.note,
-                    outside=_leaves_folder(image.path),
-                    people=people.get(image.id),
-                )
-            )
-        records.sort(key=lambda rec: (rec.path.casefold(), rec.path))
+        for (image_id, stored, valid, invalid_reason, width, height, fmt, file_size, mtime,
+             review, rating, note, captioned, body, provenance, backend, model, prompt,
+             created_at, updated_at, ok, error, error_kind) in session.connection().execute(query):
+            failed = ok is not None and not ok
+            name = stored.rpartition("/")[2]
+            parent = stored[:len(stored) - len(name)]  # with its "/": "/" for "/a.jpg"
+            if parent not in folders:
+                folders[parent] = self.folder / parent
+            records.append(ImageRecord(
+                id=image_id,
+                path=readable_path(stored),
+                abs_path=folders[parent] / name,  # as resolve(stored)
+                valid=valid,
+                invalid_reason=invalid_reason,
+                width=width,
+                height=height,
+                format=fmt,
+                file_size=file_size,
+                mtime=mtime,
+                caption=None if captioned is None else CaptionRecord(
+                    body=body,
+                    provenance=provenances.get(provenance) or Provenance(provenance),
+                    backend=backend,
+                    model=model,
+                    prompt=prompt,
+                    created_at=created_at,
+                    updated_at=updated_at,
+                ),
+                last_error=error if failed else "",
+                last_error_kind=error_kind if failed else "",
+                review=reviews.get(review) or Review(review),
+                rating=rating,
+                note=note,
+                outside=_outside(stored),
+                people=people.get(image_id),
+            ))
+        records.sort(key=_path_order)
         return records
 
     @staticmethod
     def _people_found(session: Session, ids: Sequence[int] | None) -> dict[int, int]:
-        """The people each image's latest detection found (multi-person captions)."""
-        query = select(PersonPartRow.image_id, PersonPartRow.text).where(
-            PersonPartRow.kind == "detection").order_by(PersonPartRow.id)
+        """The people each image's latest detection found (multi-person captions): one query
+        of the latest detection of each image."""
+        latest = select(func.max(PersonPartRow.id)).where(
+            PersonPartRow.kind == "detection").group_by(PersonPartRow.image_id)
         if ids is not None:
-            query = query.where(PersonPartRow.image_id.in_(ids))
+            latest = latest.where(PersonPartRow.image_id.in_(ids))
+        query = select(PersonPartRow.image_id, PersonPartRow.text).where(
+            PersonPartRow.id.in_(latest))
         try:
             rows = session.execute(query).all()
         except OperationalError:  # a file of an older format, opened read-only (not migrated)
             session.rollback()
             return {}
         return {image_id: len(detected_people(text)) for image_id, text in rows}
-
-    @staticmethod
-    def _latest_attempts(
-        session: Session, ids: Sequence[int] | None
-    ) -> dict[int, tuple[bool, str, str]]:
-        newest = select(
-            CaptionAttemptRow.image_id, func.max(CaptionAttemptRow.id).label("last")
-        ).group_by(CaptionAttemptRow.image_id)
-        if ids is not None:
-            newest = newest.where(CaptionAttemptRow.image_id.in_(ids))
-        sub = newest.subquery()
-        rows = session.execute(
-            select(
-                CaptionAttemptRow.image_id,
-                CaptionAttemptRow.ok,
-                CaptionAttemptRow.error,
-                CaptionAttemptRow.error_kind,
-            ).join(sub, CaptionAttemptRow.id == sub.c.last)
-        )
-        return {row.image_id: (row.ok, row.error, row.error_kind) for row in rows}
 
     def relink(self, new_folder: Path) -> list[ImageRecord]:
         """Point missing images at ``new_folder`` (the dataset folder was moved or renamed).
@@ -214,6 +230,18 @@ class ProjectImages(ProjectBase):
             moved.append(rec.id)
         return [self.image(image_id) for image_id in moved]
 
+    def mark_invalid(self, image_id: int, reason: str) -> None:
+        """Mark an image invalid with ``reason`` (a lowercase sentence fragment, as the scan
+        writes one): its pixels turned out not to decode where they were needed (an export),
+        damage the scan's structure checks cannot see. It is then left out of captioning and
+        exports like an image the scan found invalid; its caption and history are kept.
+        Raises :class:`InputError` for an unknown id and
+        :class:`~loracap.core.errors.ProjectReadOnlyError` on a project open read-only."""
+        with self._write() as session:
+            row = self._require_image(session, image_id)
+            row.valid = False
+            row.invalid_reason = readable_path(reason)
+
     # ------------------------------------------------------------------ batches and counts
 
     def select_for_captioning(
@@ -232,8 +260,10 @@ class ProjectImages(ProjectBase):
         wanted = set(image_ids)
         chosen: list[int] = []
         protected: list[int] = []
-        for rec in self.images():
-            if not rec.valid or not rec.abs_path.is_file():
+        records = [rec for rec in self.images() if rec.valid]
+        present = _files_present([os.fspath(rec.abs_path) for rec in records])
+        for rec, on_disk in zip(records, present, strict=True):
+            if not on_disk:
                 continue
             if mode is CaptionMode.MISSING and rec.has_caption:
                 continue
@@ -249,23 +279,41 @@ class ProjectImages(ProjectBase):
         return chosen, protected
 
     def stats(self) -> ProjectStats:
-        """Counts of images and captions (see :class:`ProjectStats`)."""
-        images = self.images()
-        valid = [rec for rec in images if rec.valid]
+        """Counts of images and captions (see :class:`ProjectStats`).
+
+        One SQL query counts the images by validity, caption, provenance, latest attempt and
+        review mark (no record is built); ``missing_files`` looks up the file of every valid
+        image (:func:`_files_present`: one listing per folder of many images)."""
+        with self._read() as session:
+            groups = session.execute(_counts_query()).all()
+            paths = session.scalars(select(ImageRow.path).where(ImageRow.valid)).all()
+        images = invalid = captioned = failed = approved = rejected = unreviewed = 0
         provenance = {p.value: 0 for p in Provenance}
-        for rec in valid:
-            if rec.has_caption and rec.caption:
-                provenance[rec.caption.provenance.value] += 1
+        for valid, has_caption, source, latest_failed, review, count in groups:
+            if not valid:
+                invalid += count
+                continue
+            images += count
+            if has_caption:
+                captioned += count
+                provenance[Provenance(source).value] += count
+            elif latest_failed:
+                failed += count
+            mark = Review(review)
+            approved += count if mark is Review.APPROVED else 0
+            rejected += count if mark is Review.REJECTED else 0
+            unreviewed += count if mark is Review.UNREVIEWED else 0
         return ProjectStats(
-            images=len(valid),
-            invalid=len(images) - len(valid),
-            captioned=sum(rec.has_caption for rec in valid),
-            failed=sum(rec.failed for rec in valid),
-            missing_files=sum(not rec.abs_path.is_file() for rec in valid),
+            images=images,
+            invalid=invalid,
+            captioned=captioned,
+            failed=failed,
+            missing_files=sum(not found for found in _files_present(
+                [self._resolved(path) for path in paths])),
             provenance=provenance,
-            reviewed=sum(rec.review is not Review.UNREVIEWED for rec in valid),
-            approved=sum(rec.review is Review.APPROVED for rec in valid),
-            rejected=sum(rec.review is Review.REJECTED for rec in valid),
+            reviewed=images - unreviewed,
+            approved=approved,
+            rejected=rejected,
         )
 
     def token_usage(self) -> list[ModelUsage]:
@@ -290,3 +338,113 @@ class ProjectImages(ProjectBase):
              for backend, model, count, inp, out in rows),
             key=lambda usage: (usage.backend, usage.model),
         )
+
+
+# ---------------------------------------------------------------------- bulk reads
+
+#: The review marks and provenances by stored value: a dict lookup per row instead of an enum
+#: call (a value that is neither still raises through the enum, as before).
+_REVIEWS = {review.value: review for review in Review}
+_PROVENANCES = {provenance.value: provenance for provenance in Provenance}
+
+#: Every character ``str.strip()`` removes (``str.isspace``), for SQLite's ``trim(X, Y)``: a
+#: caption is there when its body is not blank (:attr:`ImageRecord.has_caption`).
+_WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004"
+               "\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+
+#: Paths a stored image path is anchored by on this system (absolute, or a drive on Windows):
+#: a path without them and without ``..`` never leads out of the project folder.
+_ANCHORS = ("/", "\\") if os.name == "nt" else ("/",)
+
+#: The latest attempt of each image, joined to ``images``.
+_LATEST = aliased(CaptionAttemptRow, name="latest")
+
+#: A folder holding at least this many images of a project is listed once
+#: (:func:`_files_present`) instead of looking up each file.
+_LIST_FOLDER_FROM = 16
+
+
+def _path_order(record: ImageRecord) -> tuple[str, str]:
+    """How images are ordered: by path ignoring case, then by the exact path."""
+    return record.path.casefold(), record.path
+
+
+def _outside(stored: str) -> bool:
+    """:func:`~loracap.core.project_integrity._leaves_folder`, without building a path for
+    the common stored path that has no anchor and no ``..``."""
+    if ".." in stored or stored.startswith(_ANCHORS) or (os.name == "nt" and ":" in stored):
+        return _leaves_folder(stored)
+    return False
+
+
+def _joined(query: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
+    """``query`` over ``images`` with each image's caption and latest attempt
+    (:data:`_LATEST`) joined, both outer: an image without either has NULLs there."""
+    newest = (select(func.max(CaptionAttemptRow.id))
+              .where(CaptionAttemptRow.image_id == ImageRow.id)
+              .correlate(ImageRow).scalar_subquery())
+    return (query.select_from(ImageRow)
+            .outerjoin(CaptionRow, CaptionRow.image_id == ImageRow.id)
+            .outerjoin(_LATEST, _LATEST.id == newest))
+
+
+@cache
+def _records_query() -> Select[*tuple[Any, ...]]:
+    """The columns of :class:`ImageRecord`, one row per image (see :func:`_joined`)."""
+    return _joined(select(
+        ImageRow.id, ImageRow.path, ImageRow.valid, ImageRow.invalid_reason, ImageRow.width,
+        ImageRow.height, ImageRow.format, ImageRow.file_size, ImageRow.mtime, ImageRow.review,
+        ImageRow.rating, ImageRow.note,
+        CaptionRow.image_id, CaptionRow.body, CaptionRow.provenance, CaptionRow.backend,
+        CaptionRow.model, CaptionRow.prompt, CaptionRow.created_at, CaptionRow.updated_at,
+        _LATEST.ok, _LATEST.error, _LATEST.error_kind,
+    ))
+
+
+@cache
+def _counts_query() -> Select[*tuple[Any, ...]]:
+    """The images counted by what :class:`ProjectStats` tells apart: rows of ``(valid,
+    captioned, provenance, latest attempt failed, review, count)``, captioned and failed as
+    0 or 1 (see :attr:`ImageRecord.has_caption`, :attr:`ImageRecord.failed`)."""
+    captioned = case((and_(CaptionRow.image_id.is_not(None),
+                           func.trim(CaptionRow.body, _WHITESPACE) != ""), 1), else_=0)
+    failed = case((and_(_LATEST.ok.is_(False), func.coalesce(_LATEST.error, "") != ""), 1),
+                  else_=0)
+    return _joined(select(ImageRow.valid, captioned, CaptionRow.provenance, failed,
+                          ImageRow.review, func.count())).group_by(
+        ImageRow.valid, captioned, CaptionRow.provenance, failed, ImageRow.review)
+
+
+def _files_present(paths: Sequence[str]) -> list[bool]:
+    """For each absolute path, whether it is a file on disk (as :meth:`Path.is_file`, but
+    ``False`` rather than an error when a folder on the way cannot be searched).
+
+    A folder holding :data:`_LIST_FOLDER_FROM` or more of the paths is listed once
+    (``os.scandir``) instead of one ``stat`` per file; a name the listing lacks is still
+    looked up (a case-insensitive disk, another Unicode normalisation), so the answer is the
+    same either way.
+    """
+    split = os.path.split
+    folders = Counter(split(path)[0] for path in paths)
+    listings: dict[str, frozenset[str] | None] = {}
+    present = []
+    for path in paths:
+        folder, name = split(path)
+        if folders[folder] < _LIST_FOLDER_FROM:
+            present.append(os.path.isfile(path))
+            continue
+        if folder not in listings:
+            listings[folder] = _file_names(folder)
+        names = listings[folder]
+        present.append((names is not None and name in names) or os.path.isfile(path))
+    return present
+
+
+def _file_names(folder: str) -> frozenset[str] | None:
+    """The names of the files (links to files included) in ``folder``; None when it cannot
+    be listed."""
+    try:
+        with os.scandir(folder) as entries:
+            return frozenset(entry.name for entry in entries if entry.is_file())
+    except OSError:
+        return None
