@@ -12,6 +12,11 @@ Format rules and their sources:
   refuses above twice it. LoRACap treats every image above it as invalid.
 * Phones store extra frames (depth maps, previews) in MPO files named ``.jpg``; Pillow reports
   them as format ``MPO``, which trainers read as the JPEG it starts with.
+* A scan reads headers and checks each file's structure (:mod:`loracap.core.structure`: ITU-T
+  T.81 for JPEG, the PNG specification, Google's WebP container specification) instead of
+  decoding every pixel; the pixels are decoded where they are needed -- uploads
+  (:func:`prepare_for_upload`) and exports (:func:`pixel_problem`) -- and a failure there
+  names the damage as the scan would have.
 
 Nothing here modifies a user's file.
 """
@@ -42,6 +47,7 @@ from PIL import (
 )
 
 from loracap.core.errors import InputError
+from loracap.core.structure import check_structure, sniff
 
 logger = logging.getLogger(__name__)
 
@@ -144,9 +150,14 @@ def probe_image(path: Path) -> ImageInfo:
     Never raises for a bad file and never blocks on one: the file is stat'ed first and
     anything that is not a regular file (a FIFO, a device, a folder) is rejected without being
     opened. Then the header is read, the format compared with the extension, the size with
-    ``MAX_PIXELS``, and the data checked cheaply for truncation: JPEG by a 1/8-scale draft
-    decode, PNG by ``verify()`` (chunk CRCs up to ``IEND``), others by a full ``load()``. The
-    check relies on ``ImageFile.LOAD_TRUNCATED_IMAGES`` keeping its default, False.
+    ``MAX_PIXELS``, and the file checked for truncation and damage without decoding its pixels
+    (:func:`loracap.core.structure.check_structure`: a JPEG's marker segments and its
+    end-of-image marker, a PNG's chunk CRCs, a WebP's RIFF and chunk sizes). Where the
+    structure cannot tell -- a BMP, a JPEG with data after its image or an unusual coding --
+    the pixels are decoded as before: JPEG by a 1/8-scale draft decode, others by a full
+    ``load()``, relying on ``ImageFile.LOAD_TRUNCATED_IMAGES`` keeping its default, False.
+    Damage inside the compressed data that leaves the structure intact is found where the
+    pixels are decoded anyway (:func:`pixel_problem`, :func:`prepare_for_upload`).
 
     Returns an ``ImageInfo``; when invalid, ``reason`` is a lowercase sentence fragment such as
     ``"empty file (0 bytes)"`` or ``"the file is PNG data but named .jpg; rename it to .png"``.
@@ -214,7 +225,7 @@ def _probe_regular_file(path: Path, file_size: int) -> tuple[str, int, int]:
     except OSError as exc:
         raise _Invalid(f"cannot read the file: {exc.strerror or exc}") from None
     with fp:
-        with _open_image(fp) as im:
+        with _open_checked(fp, file_size) as im:
             fmt = im.format or "unknown"
             _check_format(path, fmt)
             width, height = im.size
@@ -222,7 +233,7 @@ def _probe_regular_file(path: Path, file_size: int) -> tuple[str, int, int]:
                 raise _Invalid(_too_large_reason(width, height), fmt, (width, height))
             if _orientation(im) in _SWAPPING_ORIENTATIONS:
                 width, height = height, width
-            _check_data(im, fmt, (width, height))
+            _check_whole(fp, im, fmt, (width, height), file_size)
     logger.debug("probed %s: %s %dx%d, %d bytes", path, fmt, width, height, file_size)
     return fmt, width, height
 
@@ -241,9 +252,29 @@ def _open_image(fp: IO[bytes]) -> ImageFile.ImageFile:
     except OSError as exc:
         if exc.errno is not None:
             raise _Invalid(f"cannot read the file: {exc.strerror or exc}") from None
-        raise _Invalid(_corrupt_reason(exc)) from None
+        raise _Invalid(corrupt_reason(exc)) from None
     except Exception as exc:  # Pillow raises assorted errors on malformed headers
-        raise _Invalid(_corrupt_reason(exc)) from None
+        raise _Invalid(corrupt_reason(exc)) from None
+
+
+def _open_checked(fp: IO[bytes], file_size: int) -> ImageFile.ImageFile:
+    """:func:`_open_image`; when Pillow refuses a JPEG, PNG or WebP (by its signature) whose
+    structure is damaged, the reason says which part (``"the JPEG's frame header at byte 158
+    is damaged: the file is corrupt"``) instead of Pillow's message."""
+    try:
+        return _open_image(fp)
+    except _Invalid as invalid:
+        if invalid.fmt is not None:  # too large: not damage
+            raise
+        try:
+            fp.seek(0)
+            fmt = sniff(fp.read(12))
+            structure = check_structure(fp, fmt, file_size) if fmt else None
+        except OSError:
+            raise invalid from None
+        if structure is not None and structure.whole is False:
+            raise _Invalid(structure.reason, fmt) from None
+        raise
 
 
 def _read_header_size(fp: IO[bytes]) -> tuple[str | None, tuple[int, int] | None]:
@@ -299,27 +330,71 @@ def _orientation(im: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def _check_data(im: ImageFile.ImageFile, fmt: str, size: tuple[int, int]) -> None:
-    """Decode enough of ``im`` to detect truncated or corrupt data; raise ``_Invalid`` if so."""
+def _check_whole(fp: IO[bytes], im: ImageFile.ImageFile, fmt: str, size: tuple[int, int],
+                 file_size: int) -> None:
+    """Raise ``_Invalid`` if the file is cut off or damaged: its structure is checked, and the
+    pixels are decoded only where the structure cannot tell."""
+    try:
+        structure = check_structure(fp, fmt, file_size)
+    except OSError as exc:
+        raise _Invalid(f"cannot read the file: {exc.strerror or exc}", fmt, size) from None
+    if structure.whole is None:
+        _decode_data(im, fmt, size, structure.reason)
+    elif not structure.whole:
+        raise _Invalid(structure.reason, fmt, size)
+
+
+def _decode_data(im: ImageFile.ImageFile, fmt: str, size: tuple[int, int],
+                 meaning: str = "") -> None:
+    """Decode the pixels of ``im``; raise ``_Invalid`` if they do not decode, with ``meaning``
+    as the reason when given (what the structure suggests), else Pillow's message.
+
+    JPEG and MPO are decoded at 1/8 scale (``draft``): libjpeg still entropy-decodes every
+    coefficient of every block, only the inverse DCT is scaled, so damaged data fails as in a
+    full-size decode at a fraction of the cost. Other formats are decoded fully.
+    """
     try:
         if fmt in ("JPEG", "MPO"):
             width, height = im.size
             im.draft("RGB", (max(1, width // 8), max(1, height // 8)))
-            im.load()
-        elif fmt == "PNG":
-            im.verify()
-        else:
-            im.load()
+        im.load()
     except OSError as exc:
         if exc.errno is not None:
             raise _Invalid(f"cannot read the file: {exc.strerror or exc}", fmt, size) from None
-        raise _Invalid(_corrupt_reason(exc), fmt, size) from None
+        raise _Invalid(meaning or corrupt_reason(exc), fmt, size) from None
     except Exception as exc:  # Pillow decoders raise SyntaxError, ValueError, EOFError, ...
-        raise _Invalid(_corrupt_reason(exc), fmt, size) from None
+        raise _Invalid(meaning or corrupt_reason(exc), fmt, size) from None
 
 
-def _corrupt_reason(exc: BaseException) -> str:
-    """Return ``"truncated or corrupt image data (<first line of Pillow's message>)"``."""
+def pixel_problem(path: Path) -> str:
+    """Decode the pixels of the image at ``path`` (:func:`_decode_data`) and return ``""``
+    when they decode, else why not: a lowercase sentence fragment as
+    :attr:`ImageInfo.reason` (``"truncated or corrupt image data (broken data stream when
+    reading image file)"``, ``"not a regular file"``).
+
+    What the scan's structure checks cannot see -- damaged compressed data inside an intact
+    container -- is found here; exports call it for every image they copy. Raises
+    :class:`OSError` only when the file cannot be opened (gone, no permission).
+    """
+    path = Path(path)
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        return "not a regular file"
+    with open(path, "rb") as fp:
+        try:
+            with _open_image(fp) as im:
+                fmt = im.format or "unknown"
+                width, height = im.size
+                if width * height > MAX_PIXELS:
+                    return _too_large_reason(width, height)
+                _decode_data(im, fmt, (width, height))
+        except _Invalid as invalid:
+            return invalid.reason
+    return ""
+
+
+def corrupt_reason(exc: BaseException) -> str:
+    """Return ``"truncated or corrupt image data (<first line of Pillow's message>)"``, the
+    reason an image whose data Pillow fails on is invalid (at most 120 characters of it)."""
     detail = (str(exc).splitlines() or [""])[0].strip() or type(exc).__name__
     if len(detail) > _MAX_DETAIL_CHARS:
         detail = detail[: _MAX_DETAIL_CHARS - 1] + "…"
@@ -368,21 +443,37 @@ def load_rgb_on_white(path: Path) -> Image.Image:
     return _decode(Path(path), _full_pixels)
 
 
+class UndecodableImageError(InputError):
+    """The file is there but its data is not a usable image: cut off, damaged, not an image,
+    too large. ``reason`` is the lowercase fragment :attr:`ImageInfo.reason` would hold, for
+    marking the image invalid (:meth:`~loracap.core.project.Project.mark_invalid`)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f'Cannot use the image "{path}": {reason}.')
+        self.reason = reason
+
+
 def _decode(path: Path, pixels: Callable[[ImageFile.ImageFile], Image.Image]) -> Image.Image:
-    """``pixels(image)`` of the image file at ``path``; every failure an :class:`InputError`."""
+    """``pixels(image)`` of the image file at ``path``; every failure an :class:`InputError`,
+    an :class:`UndecodableImageError` when the file is there but its data is not usable."""
     try:
         _regular_file_stat(path)
-        with open(path, "rb") as fp:
-            with _open_image(fp) as im:
-                return pixels(im)
+        fp = open(path, "rb")  # noqa: SIM115 - closed below
     except _Invalid as invalid:
         raise InputError(f'Cannot use the image "{path}": {invalid.reason}.') from None
     except OSError as exc:
+        raise InputError(f'Cannot read the image "{path}": {exc.strerror or exc}.') from exc
+    try:
+        with fp, _open_image(fp) as im:
+            return pixels(im)
+    except _Invalid as invalid:
+        raise UndecodableImageError(path, invalid.reason) from None
+    except OSError as exc:
         if exc.errno is not None:
             raise InputError(f'Cannot read the image "{path}": {exc.strerror or exc}.') from exc
-        raise InputError(f'Cannot use the image "{path}": {_corrupt_reason(exc)}.') from exc
+        raise UndecodableImageError(path, corrupt_reason(exc)) from exc
     except Exception as exc:  # Pillow decoders raise assorted errors on corrupt data
-        raise InputError(f'Cannot use the image "{path}": {_corrupt_reason(exc)}.') from exc
+        raise UndecodableImageError(path, corrupt_reason(exc)) from exc
 
 
 def _full_pixels(im: ImageFile.ImageFile) -> Image.Image:

@@ -61,12 +61,42 @@ class ScannedFile:
 
 
 @dataclass(frozen=True)
+class _Listing:
+    """The names of one folder, read once, in which caption files are looked up.
+
+    ``captions`` maps each casefolded ``*.txt`` name to the first name (sorted) that folds to
+    it, so finding an image's caption file costs one dictionary look-up, not a pass over the
+    folder.
+    """
+
+    names: frozenset[str]
+    captions: dict[str, str]
+
+    @classmethod
+    def of(cls, names: list[str]) -> _Listing:
+        """The listing of a folder holding ``names``."""
+        captions: dict[str, str] = {}
+        for name in sorted(names):
+            folded = name.casefold()
+            if folded.endswith(SIDECAR_EXTENSION):
+                captions.setdefault(folded, name)
+        return cls(frozenset(names), captions)
+
+    def sidecar(self, image_name: str) -> str | None:
+        """The name of ``<stem>.txt`` beside ``image_name`` (exact case first), or None."""
+        wanted = os.path.splitext(image_name)[0] + SIDECAR_EXTENSION
+        if wanted in self.names:
+            return wanted
+        return self.captions.get(wanted.casefold())
+
+
+@dataclass(frozen=True)
 class _Link:
     """A symbolic link met during the walk, followed once the real tree is done."""
 
     entry: os.DirEntry[str]
     parts: tuple[str, ...]
-    names: frozenset[str]
+    listing: _Listing
 
 
 @dataclass
@@ -93,8 +123,11 @@ def scan_folder(
 
     Candidates have an extension in ``IMAGE_EXTENSIONS`` or ``UNSUPPORTED_EXTENSIONS``, in any
     letter case; each is probed with ``probe_image`` (unsupported ones come back invalid with
-    advice). The order is stable: depth-first, entries of each folder sorted by name ignoring
-    case, files and sub-folders interleaved; then the files reached through symbolic links.
+    advice: a check of the file's header and structure, not a decode of its pixels). Caption
+    files are looked up in the listing of their folder, read once: an image without one costs
+    no file-system call. The order is stable: depth-first, entries of each folder sorted by
+    name ignoring case, files and sub-folders interleaved; then the files reached through
+    symbolic links.
 
     Skipped: names starting with ``.`` (hidden files and folders, ``._*`` AppleDouble files),
     ``__MACOSX`` folders, project files and their backups (names containing ``.loraproj``),
@@ -137,7 +170,7 @@ def _walk_root(walk: _Walk) -> Iterator[ScannedFile]:
         if _is_dir(link.entry):
             yield from _enter_dir(walk, link.entry, link.parts)
         else:
-            scanned = _scan_file(walk, link.entry, link.parts, link.names)
+            scanned = _scan_file(walk, link.entry, link.parts, link.listing)
             if scanned is not None:
                 yield scanned
 
@@ -150,8 +183,8 @@ def _walk_dir(
     entries = _list_dir(folder)
     if entries is None:
         return
-    names = frozenset(entry.name for entry in entries)
-    if EXPORT_MARKER in names and not is_root:
+    listing = _Listing.of([entry.name for entry in entries])
+    if EXPORT_MARKER in listing.names and not is_root:
         logger.info("skipping %s: it holds a LoRACap export (%s)", folder, EXPORT_MARKER)
         return
     for entry in entries:
@@ -159,11 +192,11 @@ def _walk_dir(
             continue
         parts = (*rel_parts, entry.name)
         if entry.is_symlink():
-            walk.links.append(_Link(entry, parts, names))
+            walk.links.append(_Link(entry, parts, listing))
         elif _is_dir(entry):
             yield from _enter_dir(walk, entry, parts)
         else:
-            scanned = _scan_file(walk, entry, parts, names)
+            scanned = _scan_file(walk, entry, parts, listing)
             if scanned is not None:
                 yield scanned
 
@@ -211,10 +244,11 @@ def _enter_dir(
 
 
 def _scan_file(
-    walk: _Walk, entry: os.DirEntry[str], parts: tuple[str, ...], names: frozenset[str]
+    walk: _Walk, entry: os.DirEntry[str], parts: tuple[str, ...], listing: _Listing
 ) -> ScannedFile | None:
-    """Probe one candidate file and read its sidecar; None if it was already listed."""
-    if Path(entry.name).suffix.lower() not in CANDIDATE_EXTENSIONS:
+    """Probe one candidate file and read its sidecar (if the folder's listing holds one);
+    None if the file was already listed."""
+    if os.path.splitext(entry.name)[1].lower() not in CANDIDATE_EXTENSIONS:
         return None
     try:
         identity: tuple[int, int] | None = _identity(os.stat(entry.path))
@@ -228,7 +262,8 @@ def _scan_file(
     _check_cancel(walk)
     path = Path(entry.path)
     rel_path = readable_path("/".join(parts))
-    caption, error = read_sidecar(path, _sidecar_name(entry.name, names))
+    sidecar = listing.sidecar(entry.name)
+    caption, error = read_sidecar(path, sidecar) if sidecar is not None else (None, "")
     scanned = ScannedFile(path, rel_path, probe_image(path), caption, error)
     walk.count += 1
     if walk.progress is not None:
@@ -260,16 +295,6 @@ def _check_cancel(walk: _Walk) -> None:
     """Raise ``CancelledError`` if the caller asked the scan to stop."""
     if walk.cancel is not None and walk.cancel.is_set():
         raise CancelledError("The folder scan was cancelled.")
-
-
-def _sidecar_name(image_name: str, names: frozenset[str]) -> str | None:
-    """Return the name of ``<stem>.txt`` among ``names`` (exact case first), or None."""
-    wanted = Path(image_name).stem + SIDECAR_EXTENSION
-    if wanted in names:
-        return wanted
-    folded = wanted.casefold()
-    matches = sorted(name for name in names if name.casefold() == folded)
-    return matches[0] if matches else None
 
 
 def read_sidecar(image_path: Path, sidecar_name: str | None = None) -> tuple[str | None, str]:

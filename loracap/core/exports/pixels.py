@@ -6,6 +6,10 @@ pixels (``I;16``, ``I``, ``F``) to near white, and drops an alpha channel, so a 
 trains on whatever colour lies under it -- while the captioner saw the image flattened onto
 white (:func:`loracap.core.imaging.prepare_for_upload`). Such images are re-encoded as 8-bit
 PNG, flattened onto white. Every other image is copied byte for byte.
+
+Pixels that do not decode -- damage inside the compressed data, which the scan's structure
+checks cannot see (:mod:`loracap.core.structure`) -- raise :class:`UndecodableImageError`,
+so the export leaves the image out instead of stopping or writing it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,27 @@ ORIENTATION_TAG = 0x0112
 JPEG_QUALITY = 95
 
 
+class UndecodableImageError(ExportError):
+    """The pixels of an image do not decode: its data is cut off or damaged in a way the
+    scan's structure checks cannot see (:mod:`loracap.core.structure`). ``reason`` is the
+    lowercase fragment the image is marked invalid with."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"Cannot read the pixels of {path}: {reason}.")
+        self.reason = reason
+
+
+def _read_failure(path: Path, exc: BaseException, what: str = "read") -> ExportError:
+    """The error for a failure to read ``path``: an :class:`ExportError` when the system
+    could not read the file (gone, no permission), :class:`UndecodableImageError` when Pillow
+    failed on its data."""
+    from loracap.core.imaging import corrupt_reason
+
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return ExportError(f"Cannot {what} {path}: {exc.strerror or exc}")
+    return UndecodableImageError(path, corrupt_reason(exc))
+
+
 @dataclass(frozen=True)
 class PixelTraits:
     """What an image's header and alpha say: ``mode`` (Pillow's), ``high_bit_depth`` (more
@@ -45,7 +70,8 @@ class PixelTraits:
 def probe_pixels(path: Path) -> PixelTraits:
     """Read ``path``'s header (and its alpha channel, when it has one) with Pillow.
 
-    Raises :class:`ExportError` when the file cannot be read any more.
+    Raises :class:`ExportError` when the file cannot be read any more, and
+    :class:`UndecodableImageError` when its header or alpha channel does not decode.
     """
     from PIL import Image  # on first use: Pillow stays off the window's startup path
 
@@ -57,8 +83,8 @@ def probe_pixels(path: Path) -> PixelTraits:
             return PixelTraits(mode=im.mode, high_bit_depth=im.mode in WIDE_GRAY_MODES,
                                transparent=_transparent(im), orientation=orientation,
                                format=im.format or "")
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ExportError(f"Cannot read {path}: {exc}") from exc
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        raise _read_failure(path, exc) from exc
 
 
 def _transparent(im: Image.Image) -> bool:
@@ -105,17 +131,26 @@ def encode_converted(source: Path, conversions: tuple[Conversion, ...], suffix: 
     Deep or transparent pixels become what the captioner saw
     (:func:`loracap.core.imaging.to_rgb_on_white`); an image whose only conversion is its
     orientation keeps its mode. PNG and WebP are written lossless, BMP as is, a JPEG at
-    :data:`JPEG_QUALITY` without chroma subsampling. Raises :class:`ExportError` when the
-    source cannot be read or encoded.
+    :data:`JPEG_QUALITY` without chroma subsampling. Raises :class:`UndecodableImageError`
+    when the source's pixels do not decode, :class:`ExportError` when it cannot be read or
+    encoded.
     """
     from PIL import Image, ImageOps
 
     from loracap.core.imaging import to_rgb_on_white
 
+    failures = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
     try:
-        with Image.open(source) as im:
+        im = Image.open(source)
+    except failures as exc:
+        raise _read_failure(source, exc, "convert") from exc
+    with im:
+        try:
             im.load()
-            image: Image.Image = im
+        except failures as exc:
+            raise _read_failure(source, exc, "convert") from exc
+        image: Image.Image = im
+        try:
             if Conversion.ORIENTATION in conversions:
                 image = ImageOps.exif_transpose(image)
             if Conversion.HIGH_BIT_DEPTH in conversions or Conversion.TRANSPARENCY in conversions:
@@ -132,5 +167,5 @@ def encode_converted(source: Path, conversions: tuple[Conversion, ...], suffix: 
             else:
                 image.save(buffer, format="PNG")
             return buffer.getvalue()
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ExportError(f"Cannot convert {source}: {exc}") from exc
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise ExportError(f"Cannot convert {source}: {exc}") from exc

@@ -13,7 +13,10 @@
   exported only if it is an image.
 * **Pixels**: an image the trainer would misread (a format it does not read, 16-bit or float
   pixels, transparency, an EXIF orientation it ignores) is converted
-  (:mod:`loracap.core.exports.pixels`); every conversion is reported with its new name.
+  (:mod:`loracap.core.exports.pixels`); every conversion is reported with its new name. An
+  image whose header or alpha channel does not decode stops the plan
+  (:class:`UndecodableImagesError`, all of them listed);
+  :func:`~loracap.core.exports.writer.export_project` then leaves them out as invalid.
 * **Names**: file names are made safe on every system (NFC, no path separators, control or
   Windows-reserved characters, no ``..``); two images never share a caption file (``a.jpg``
   and ``a.png`` both need ``a.txt``; compared case-insensitively, as macOS and Windows unpack),
@@ -29,6 +32,7 @@ import csv
 import io
 import re
 import unicodedata
+from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -49,7 +53,12 @@ from loracap.core.exports.base import (
     TrainerFormat,
     review_keeps,
 )
-from loracap.core.exports.pixels import conversions_for, converted_suffix, probe_pixels
+from loracap.core.exports.pixels import (
+    UndecodableImageError,
+    conversions_for,
+    converted_suffix,
+    probe_pixels,
+)
 from loracap.core.prompts import Profile
 from loracap.core.trigger import full_caption
 
@@ -77,6 +86,21 @@ _WINDOWS_DEVICES = frozenset(
 
 #: How many image paths an error message lists before "… and N more".
 _LISTED = 20
+
+
+class UndecodableImagesError(ExportError):
+    """Images whose pixels do not decode, found while planning or writing an export:
+    ``failures`` maps each one's image id to ``(path in the project, reason)``.
+    :func:`~loracap.core.exports.writer.export_project` marks them invalid and exports the
+    others."""
+
+    def __init__(self, failures: Mapping[int, tuple[str, str]]) -> None:
+        lines = [f"{path} ({reason})" for path, reason in failures.values()]
+        super().__init__(
+            f"{len(lines)} image(s) cannot be decoded: their data is cut off or damaged:\n"
+            f"{_listing(lines)}\nExporting leaves them out and marks them invalid; replace "
+            "them with good copies to export them.")
+        self.failures = dict(failures)
 
 
 def safe_stem(stem: str) -> str:
@@ -135,24 +159,29 @@ def join_lines(lines: list[str]) -> str:
 
 
 def plan_export(project: Project, fmt: TrainerFormat, options: ExportOptions | None = None,
-                *, target: Path | None = None) -> ExportPlan:
+                *, target: Path | None = None,
+                undecodable: Mapping[int, str] | None = None) -> ExportPlan:
     """Decide an export of ``project`` in format ``fmt``, to be written to ``target`` (an
-    absolute path; None when not known yet, as in a preview).
+    absolute path; None when not known yet, as in a preview). ``undecodable``: ids of images
+    whose pixels were found not to decode (id -> reason), left out as invalid images are
+    (for a project open read-only, which cannot mark them invalid).
 
     Raises :class:`ExportError` when image files are missing on disk,
     :class:`UncaptionedImagesError` (unless ``options.allow_uncaptioned``),
     :class:`UntrainableImagesError` (unless ``options.skip_untrainable``),
+    :class:`UndecodableImagesError` for images whose header or alpha channel does not decode,
     :class:`NothingToExportError` when no image is left, and
     :class:`~loracap.core.errors.InputError` for options the format cannot use.
     """
     options = options or ExportOptions()
+    left_out = undecodable or {}
     fmt.validate(options)
     if options.trigger_placeholder and not fmt.supports_placeholder:
         raise InputError(f"The {fmt.name.value} format has no trigger placeholder; "
                          "leave out --trigger-placeholder.")
     settings = project.settings
     records = project.images()
-    valid = [rec for rec in records if rec.valid]
+    valid = [rec for rec in records if rec.valid and rec.id not in left_out]
     review_skipped = [rec.path for rec in valid if not review_keeps(options.review, rec.review)]
     chosen = [rec for rec in valid if review_keeps(options.review, rec.review)]
     _check_outside([rec for rec in chosen if project.is_outside(rec)], options)
@@ -181,7 +210,9 @@ def plan_export(project: Project, fmt: TrainerFormat, options: ExportOptions | N
     skipped = {change.path for change in untrainable}
     chosen = [rec for rec in chosen if rec.path not in skipped]
     if not chosen:
-        raise NothingToExportError(_nothing_message(records, review_skipped, untrainable))
+        raise NothingToExportError(_nothing_message(
+            records, review_skipped, untrainable,
+            sum(rec.valid and rec.id in left_out for rec in records)))
 
     folder = fmt.image_folder(settings.trigger, options)
     caption_ext = fmt.caption_extension_for(options)
@@ -189,7 +220,8 @@ def plan_export(project: Project, fmt: TrainerFormat, options: ExportOptions | N
     plan = ExportPlan(
         format=fmt, options=options, trigger=settings.trigger, images=images, extra_files={},
         uncaptioned=uncaptioned, renames=renames, conversions=conversions,
-        untrainable=untrainable, invalid_skipped=[rec.path for rec in records if not rec.valid],
+        untrainable=untrainable,
+        invalid_skipped=[rec.path for rec in records if not rec.valid or rec.id in left_out],
         review_skipped=review_skipped, target=target,
     )
     extras = dict(fmt.extra_files(plan, settings))
@@ -237,7 +269,7 @@ def _untrainable(fmt: TrainerFormat, records: list[ImageRecord]) -> list[Change]
 
 
 def _nothing_message(records: list[ImageRecord], review_skipped: list[str],
-                     untrainable: list[Change]) -> str:
+                     untrainable: list[Change], undecodable: int = 0) -> str:
     if not records:
         return "The project has no images; nothing to export."
     reasons = []
@@ -245,7 +277,7 @@ def _nothing_message(records: list[ImageRecord], review_skipped: list[str],
         reasons.append(f"{len(review_skipped)} left out by their review mark")
     if untrainable:
         reasons.append(f"{len(untrainable)} too small for the trainer")
-    invalid = sum(not rec.valid for rec in records)
+    invalid = sum(not rec.valid for rec in records) + undecodable
     if invalid:
         reasons.append(f"{invalid} invalid")
     detail = f" ({', '.join(reasons)})" if reasons else ""
@@ -255,20 +287,26 @@ def _nothing_message(records: list[ImageRecord], review_skipped: list[str],
 def _place(fmt: TrainerFormat, records: list[ImageRecord], settings: ProjectSettings,
            options: ExportOptions, folder: str, caption_ext: str | None,
            ) -> tuple[list[PlannedImage], list[Change], list[Change]]:
-    """Names, conversions and captions of the chosen images, in order."""
+    """Names, conversions and captions of the chosen images, in order. Raises
+    :class:`UndecodableImagesError` listing every image whose pixels could not be probed."""
     reserved = {name.casefold() for name in fmt.reserved_names}
     used: set[str] = set()
     digits = max(4, len(str(len(records))))
     images: list[PlannedImage] = []
     renames: list[Change] = []
     conversions: list[Change] = []
+    undecodable: dict[int, tuple[str, str]] = {}
     for number, rec in enumerate(records, start=1):
         original = PurePosixPath(rec.file_name)
         suffix = original.suffix
         found: tuple[Conversion, ...] = ()
         if fmt.writes_images:
             format_ok = fmt.image_extensions is None or suffix.lower() in fmt.image_extensions
-            traits = probe_pixels(rec.abs_path)
+            try:
+                traits = probe_pixels(rec.abs_path)
+            except UndecodableImageError as exc:
+                undecodable[rec.id] = (rec.path, exc.reason)
+                continue
             found = conversions_for(traits, format_ok=format_ok,
                                     bake_orientation=fmt.bake_orientation)
             if found:
@@ -308,6 +346,8 @@ def _place(fmt: TrainerFormat, records: list[ImageRecord], settings: ProjectSett
             caption=caption, caption_dest=caption_dest, conversions=found,
             provenance=rec.caption.provenance if rec.caption is not None else None,
             review=rec.review, rating=rec.rating))
+    if undecodable:
+        raise UndecodableImagesError(undecodable)
     return images, renames, conversions
 
 

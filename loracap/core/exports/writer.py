@@ -9,6 +9,12 @@ Rules kept for every format:
 * **Verified**: the written zip or folder is read back before it replaces anything: exactly
   the planned entries, none twice; each caption file holds exactly its caption; each copied
   image has the size of its source and (in a zip) its checksum; each converted image decodes.
+* **Decodable**: every image's pixels are decoded before it is written -- copied ones by
+  :func:`~loracap.core.imaging.pixel_problem`, on :data:`PIXEL_CHECK_THREADS` threads ahead of
+  the writing; converted ones by their conversion. The scan checks only a file's structure
+  (:mod:`loracap.core.structure`), so damaged compressed data inside an intact container is
+  found here: :func:`export_project` marks such images invalid with the reason and leaves
+  them out, as every invalid image is.
 * **Never over what is not an export**: the target is never the project file, a file that is
   not a regular file (a device, a pipe), a folder LoRACap did not write, or a folder holding
   the project or its images. An existing export is replaced with ``force``, or with
@@ -28,7 +34,10 @@ import secrets
 import shutil
 import threading
 import zipfile
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,8 +54,8 @@ from loracap.core.exports.base import (
     PlannedImage,
     TrainerFormat,
 )
-from loracap.core.exports.pixels import encode_converted
-from loracap.core.exports.planner import plan_export
+from loracap.core.exports.pixels import UndecodableImageError, encode_converted
+from loracap.core.exports.planner import UndecodableImagesError, plan_export
 
 if TYPE_CHECKING:
     from loracap.core.project import Project
@@ -62,6 +71,12 @@ PART_SUFFIX = ".loracap-part"
 OLD_SUFFIX = ".loracap-old"
 
 _UMASK_LOCK = threading.Lock()
+
+#: Threads that decode images ahead of the writing (Pillow's decoders release the GIL).
+PIXEL_CHECK_THREADS = max(1, min(4, os.cpu_count() or 1))
+
+#: How many images the decoding threads may run ahead of the writing.
+_CHECK_AHEAD = 4 * PIXEL_CHECK_THREADS
 
 Progress = Callable[[int, int], None]
 
@@ -314,26 +329,88 @@ def _image_bytes(image: PlannedImage) -> bytes:
     return encode_converted(image.source, image.conversions, Path(image.dest).suffix)
 
 
-def _fill(sink: _Sink, plan: ExportPlan, progress: Progress | None) -> dict[str, bytes]:
+def _gone(image: PlannedImage, exc: OSError) -> ExportError:
+    if isinstance(exc, FileNotFoundError):
+        return ExportError(f"Cannot read {image.project_path}: it is gone (moved or deleted?).")
+    return ExportError(f"Cannot read {image.project_path}: {exc.strerror or exc}.")
+
+
+def _pixel_check(image: PlannedImage, decoded: set[int]) -> str:
+    """``""`` when ``image``'s pixels decode, else why not; a converted image, or one in
+    ``decoded``, is not decoded here (its conversion decodes it)."""
+    if image.conversions or image.image_id in decoded:
+        return ""
+    from loracap.core.imaging import pixel_problem  # Pillow: loaded with the first export
+
+    try:
+        return pixel_problem(image.source)
+    except OSError as exc:
+        raise _gone(image, exc) from exc
+
+
+def _pixel_checks(images: list[PlannedImage], decoded: set[int]
+                  ) -> Generator[str, None, None]:
+    """:func:`_pixel_check` of every image, in order, decoded on :data:`PIXEL_CHECK_THREADS`
+    threads up to :data:`_CHECK_AHEAD` images ahead; closing the iterator cancels the rest."""
+    with ThreadPoolExecutor(PIXEL_CHECK_THREADS, thread_name_prefix="loracap-pixels") as pool:
+        pending: deque[Future[str]] = deque()
+        try:
+            for image in images:
+                pending.append(pool.submit(_pixel_check, image, decoded))
+                if len(pending) >= _CHECK_AHEAD:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _write_image(sink: _Sink, image: PlannedImage, converted: dict[str, bytes]) -> str:
+    """Write one image, copied or converted (its bytes then kept in ``converted``); ``""``, or
+    why its pixels do not decode when its conversion finds that they do not."""
+    if image.conversions:
+        try:
+            data = _image_bytes(image)
+        except UndecodableImageError as exc:
+            return exc.reason
+        converted[image.dest] = data
+        sink.add_bytes(image.dest, data, compress=False)
+        return ""
+    try:
+        sink.add_copy(image.dest, image.source)
+    except FileNotFoundError as exc:
+        raise _gone(image, exc) from exc
+    return ""
+
+
+def _fill(sink: _Sink, plan: ExportPlan, progress: Progress | None,
+          decoded: set[int]) -> dict[str, bytes]:
     """Write every planned entry; returns the converted images' bytes by name (for the check).
+
+    Every image's pixels are decoded first (:func:`_pixel_checks`); ids that decode are added
+    to ``decoded``. Raises :class:`UndecodableImagesError` listing every image that does not
+    decode (after the first one, the others are only checked, not written).
     """
     converted: dict[str, bytes] = {}
+    failures: dict[int, tuple[str, str]] = {}
     total = len(plan.images)
-    for done, image in enumerate(plan.images, start=1):
-        try:
-            if image.conversions:
-                data = _image_bytes(image)
-                converted[image.dest] = data
-                sink.add_bytes(image.dest, data, compress=False)
-            else:
-                sink.add_copy(image.dest, image.source)
-        except FileNotFoundError as exc:
-            raise ExportError(f"Cannot read {image.project_path}: it is gone (moved or "
-                              "deleted?).") from exc
-        if image.caption_dest is not None:
-            sink.add_bytes(image.caption_dest, image.caption.encode("utf-8"), compress=True)
-        if progress is not None:
-            progress(done, total)
+    with closing(_pixel_checks(plan.images, decoded)) as problems:
+        for done, (image, problem) in enumerate(zip(plan.images, problems, strict=True),
+                                                start=1):
+            if not problem and not failures:
+                problem = _write_image(sink, image, converted)
+            if problem:
+                failures[image.image_id] = (image.project_path, problem)
+                continue
+            if not image.conversions:
+                decoded.add(image.image_id)
+            if image.caption_dest is not None and not failures:
+                sink.add_bytes(image.caption_dest, image.caption.encode("utf-8"), compress=True)
+            if progress is not None:
+                progress(done, total)
+    if failures:
+        raise UndecodableImagesError(failures)
     for name, data in plan.extra_files.items():
         sink.add_bytes(name, data, compress=True)
     return converted
@@ -450,13 +527,18 @@ def _temp_name(target: Path) -> Path:
 
 
 def write_plan(project: Project, plan: ExportPlan, target: Path, *, replace_existing: bool,
-               progress: Progress | None = None) -> ExportResult:
+               progress: Progress | None = None,
+               decoded: set[int] | None = None) -> ExportResult:
     """Write ``plan`` to ``target`` (already checked with :func:`check_target`); an existing
-    export there is replaced only when ``replace_existing``.
+    export there is replaced only when ``replace_existing``. Every image's pixels are decoded
+    before it is written; ``decoded`` holds the ids of images known to decode (not decoded
+    again), and gets the ids found to decode.
 
-    Raises :class:`ExportError` (a source that cannot be read, a full disk, a failed check);
-    nothing is left behind then.
+    Raises :class:`UndecodableImagesError` for images whose pixels do not decode, and
+    :class:`ExportError` (a source that cannot be read, a full disk, a failed check); nothing
+    is left behind then.
     """
+    decoded = set() if decoded is None else decoded
     container = container_for(plan.format, target)
     remove_stale_parts(target)
     temp = _temp_name(target)
@@ -465,7 +547,7 @@ def write_plan(project: Project, plan: ExportPlan, target: Path, *, replace_exis
         if container is Container.FOLDER:
             temp.mkdir()
             sink: _Sink = _FolderSink(temp)
-            _fill(sink, plan, progress)
+            _fill(sink, plan, progress, decoded)
             marker = _marker_bytes(project, plan)
             (temp / EXPORT_MARKER).write_bytes(marker)
             verify_folder(temp, plan)
@@ -474,7 +556,7 @@ def write_plan(project: Project, plan: ExportPlan, target: Path, *, replace_exis
         elif container is Container.ZIP:
             zip_sink = _ZipSink(temp)
             try:
-                _fill(zip_sink, plan, progress)
+                _fill(zip_sink, plan, progress, decoded)
             finally:
                 zip_sink.close()
             verify_zip(temp, plan)
@@ -500,6 +582,21 @@ def write_plan(project: Project, plan: ExportPlan, target: Path, *, replace_exis
         uncaptioned=plan.uncaptioned, renames=plan.renames, conversions=plan.conversions,
         bytes_written=size, untrainable=plan.untrainable, review_skipped=plan.review_skipped,
         sha256=digest)
+
+
+def _leave_out(project: Project, failures: dict[int, tuple[str, str]]) -> None:
+    """Tell of images left out of an export because their pixels do not decode, and mark them
+    invalid in a project open for writing."""
+    for image_id, (path, reason) in failures.items():
+        marked = False
+        if not project.read_only:
+            try:
+                project.mark_invalid(image_id, reason)
+                marked = True
+            except ProjectError as exc:  # the export goes on; only the mark is missing
+                log.warning("%s", exc)
+        log.warning("Left %s out of the export: its pixels cannot be decoded (%s)%s.", path,
+                    reason, "; it is now marked invalid in the project" if marked else "")
 
 
 def _discard(temp: Path) -> None:
@@ -537,15 +634,33 @@ def export_project(project: Project, fmt: TrainerFormat, out: Path | None = None
 
     ``out``: see :func:`export_target`. An existing export is replaced with ``force``, or with
     ``replace_own`` when it is this project's own unchanged earlier export; never a file or
-    folder that is not an export (:func:`check_target`). A project open for writing records the
-    export (:meth:`Project.record_export`); ``ExportResult.recorded`` says whether it did.
-    Raises the planner's errors, :class:`OutputExistsError` and :class:`ExportError`.
+    folder that is not an export (:func:`check_target`). Images whose pixels turn out not to
+    decode (:class:`UndecodableImagesError`) are left out, each logged as a warning, and --
+    when the project is open for writing -- marked invalid with the reason
+    (:meth:`Project.mark_invalid`); the export is then planned and written again without them.
+    A project open for writing records the export (:meth:`Project.record_export`);
+    ``ExportResult.recorded`` says whether it did. Raises the planner's errors,
+    :class:`OutputExistsError` and :class:`ExportError`.
     """
     target = export_target(project, fmt, out)
-    plan = plan_export(project, fmt, options, target=target)
-    replacing = check_target(project, plan, target, force=force, replace_own=replace_own)
+    undecodable: dict[int, str] = {}
+    decoded: set[int] = set()
+    while True:
+        try:
+            plan = plan_export(project, fmt, options, target=target, undecodable=undecodable)
+            replacing = check_target(project, plan, target, force=force,
+                                     replace_own=replace_own)
+            result = write_plan(project, plan, target, replace_existing=replacing,
+                                progress=progress, decoded=decoded)
+        except UndecodableImagesError as exc:
+            found = {key: value for key, value in exc.failures.items() if key not in undecodable}
+            if not found:
+                raise
+            _leave_out(project, found)
+            undecodable.update((key, reason) for key, (_path, reason) in found.items())
+            continue
+        break
     own = replacing and not force
-    result = write_plan(project, plan, target, replace_existing=replacing, progress=progress)
     recorded = False
     if not project.read_only:
         try:

@@ -1,0 +1,371 @@
+"""Cheap checks that a photo file is whole, from its container structure alone.
+
+A scan must tell a truncated or damaged photo from a good one without decoding its pixels
+(:func:`loracap.core.imaging.probe_image` calls :func:`check_structure` after Pillow has read
+the header). Each check reads as little of the file as its format allows:
+
+* **JPEG** (ITU-T T.81 Annex B, "Compressed data formats"): the marker segments from SOI to
+  the first SOS are walked -- every segment's length must stay inside the file, a frame header
+  (SOF, B.2.2: ``Lf = 8 + 3 × Nf``) must come before the scan header (SOS, B.2.3:
+  ``Ls = 6 + 2 × Ns``) -- and the file must end with the EOI marker (``FF D9``). Zero bytes
+  after EOI are allowed: some cameras and card writers pad files to a block size. Only these
+  few kilobytes are read; the entropy-coded data between SOS and EOI is not. A file that does
+  not end with EOI is either cut off or carries data after its image (phones append a
+  motion-photo video or a maker trailer after EOI); the check cannot tell which from the
+  tail alone, so it answers "unknown" and the caller decodes, as before (see
+  :class:`Structure`). So does a frame type other than 8-bit Huffman baseline, extended or
+  progressive (SOF0-SOF2), which libjpeg may not decode at all.
+* **PNG** (PNG specification, 3rd edition / RFC 2083, section 5 "Datastream structure"): the
+  8-byte signature, then every chunk: length at most 2^31 - 1 and inside the file, a type of
+  four ASCII letters, its CRC-32 over type and data (``zlib.crc32``, the CRC the specification
+  defines), IHDR first, at least one IDAT, IEND last. The IDAT data is read to check its CRCs
+  but not inflated: a PNG is read once, at the speed of the disk -- the same bytes Pillow's
+  ``verify()``, the scan's former PNG check, read -- and a bit flip anywhere in the file is
+  caught, which no cheaper check could do. Bytes after IEND are ignored, as decoders do.
+* **WebP** (Google's "WebP Container Specification", a RIFF container): ``RIFF``, its size,
+  ``WEBP``; the size must match the file's (``file size = RIFF size + 8``); every chunk's size
+  must stay inside the RIFF data; the first chunk is ``VP8 ``, ``VP8L`` or ``VP8X``; there is
+  image data -- a ``VP8 `` key frame header (start code ``9D 01 2A``, RFC 6386 section 9.1)
+  whose first partition fits its chunk, a ``VP8L`` header (signature byte ``0x2F``), or ``ANMF``
+  frames holding one of these. Only chunk headers are read.
+* Every other format (BMP) is "unknown": the caller decodes it.
+
+Nothing here decodes pixels, imports Pillow, or writes to a file.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import IO
+
+#: Bytes read at a time when walking headers: most photos' header segments fit one read.
+WINDOW = 16 * 1024
+
+#: Bytes read from a JPEG's end to find its EOI marker; when they are all zero padding, up to
+#: :data:`JPEG_MAX_PADDING` bytes are read.
+JPEG_TAIL = 4096
+JPEG_MAX_PADDING = 1 << 20
+
+#: Bytes read at a time when a PNG chunk's CRC is computed over its data.
+CRC_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Structure:
+    """The verdict of :func:`check_structure`.
+
+    ``whole`` is True when the container is intact, False when it is not -- ``reason`` then
+    says why, as a lowercase sentence fragment such as ``"the PNG's IDAT chunk at byte 41 has a
+    wrong checksum (CRC): the file is corrupt"`` -- and None when the structure alone cannot
+    tell: the caller must decode the pixels. ``reason`` is then what a failed decode means, if
+    the structure suggests it (``"the JPEG has no end-of-image marker: the file is cut
+    off"``), else ``""``.
+    """
+
+    whole: bool | None
+    reason: str = ""
+
+
+WHOLE = Structure(True)
+UNKNOWN = Structure(None)
+
+
+def check_structure(fp: IO[bytes], fmt: str, file_size: int) -> Structure:
+    """Check the container of the image in ``fp`` (a seekable binary file of ``file_size``
+    bytes) whose data Pillow identified as ``fmt`` (``"JPEG"``, ``"MPO"``, ``"PNG"``,
+    ``"WEBP"``, ...); see the module description for what each format's check reads.
+
+    ``fp``'s position is left anywhere. Raises :class:`OSError` when the file cannot be read.
+    """
+    reader = _Reader(fp, file_size)
+    if fmt in ("JPEG", "MPO"):
+        return _check_jpeg(reader)
+    if fmt == "PNG":
+        return _check_png(reader)
+    if fmt == "WEBP":
+        return _check_webp(reader)
+    return UNKNOWN
+
+
+def sniff(head: bytes) -> str | None:
+    """The format whose signature starts ``head`` (a file's first 12 bytes or more):
+    ``"JPEG"`` (``FF D8 FF``), ``"PNG"`` (the 8-byte PNG signature) or ``"WEBP"`` (``RIFF``,
+    size, ``WEBP``); None for anything else."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(_PNG_SIGNATURE):
+        return "PNG"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+class _Reader:
+    """Reads a file at given offsets through a cached window, for few system calls."""
+
+    def __init__(self, fp: IO[bytes], size: int) -> None:
+        self.fp = fp
+        self.size = size
+        self._start = 0
+        self._window = b""
+
+    def at(self, pos: int, count: int) -> bytes:
+        """Up to ``count`` bytes at ``pos`` (fewer at the end of the file)."""
+        offset = pos - self._start
+        if 0 <= offset and offset + count <= len(self._window):
+            return self._window[offset:offset + count]
+        self.fp.seek(pos)
+        self._start, self._window = pos, self.fp.read(max(count, WINDOW))
+        return self._window[:count]
+
+    def crc32(self, pos: int, count: int) -> int:
+        """The CRC-32 (``zlib.crc32``) of ``count`` bytes at ``pos``; large runs are read in
+        :data:`CRC_BLOCK` pieces and not kept."""
+        offset = pos - self._start
+        if 0 <= offset and offset + count <= len(self._window):
+            return zlib.crc32(self._window[offset:offset + count])
+        self.fp.seek(pos)
+        crc = 0
+        while count > 0:
+            block = self.fp.read(min(count, CRC_BLOCK))
+            if not block:
+                break
+            crc = zlib.crc32(block, crc)
+            count -= len(block)
+        return crc
+
+
+# ---------------------------------------------------------------------------- JPEG
+
+_SOI, _EOI, _SOS, _TEM = 0xD8, 0xD9, 0xDA, 0x01
+#: Frame headers (T.81 Table B.1): SOF0-SOF15 but DHT (C4), JPG (C8) and DAC (CC).
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+#: The frame types every libjpeg build decodes (8-bit Huffman: baseline, extended, progressive).
+_SOF_DECODED = frozenset({0xC0, 0xC1, 0xC2})
+_MARKER_NAMES = {0xC4: "DHT", 0xCC: "DAC", 0xDB: "DQT", 0xDD: "DRI", 0xDA: "SOS", 0xFE: "COM"}
+
+_CUT_OFF_BEFORE_SCAN = "the JPEG ends before its image data: the file is cut off"
+NO_EOI = "the JPEG has no end-of-image marker: the file is cut off"
+
+
+def _marker_name(marker: int) -> str:
+    if marker in _SOF_MARKERS:
+        return f"SOF{marker - 0xC0}"
+    if 0xE0 <= marker <= 0xEF:
+        return f"APP{marker - 0xE0}"
+    return _MARKER_NAMES.get(marker, f"0x{marker:02X}")
+
+
+def _jpeg_corrupt(what: str) -> Structure:
+    return Structure(False, f"{what}: the file is corrupt")
+
+
+def _check_jpeg(reader: _Reader) -> Structure:
+    """T.81 Annex B: SOI, marker segments up to the first SOS, EOI at the end."""
+    if reader.at(0, 2) != b"\xff\xd8":
+        return _jpeg_corrupt("the JPEG does not start with a start-of-image marker")
+    pos, frame, precision = 2, 0, 0
+    while True:
+        head = reader.at(pos, 4)
+        if len(head) < 2:
+            return Structure(False, _CUT_OFF_BEFORE_SCAN)
+        if head[0] != 0xFF:
+            return _jpeg_corrupt(f"the JPEG has no marker at byte {pos}, where one is due")
+        marker = head[1]
+        if marker == 0xFF:  # a fill byte before a marker (B.1.1.2)
+            pos += 1
+            continue
+        if marker == _TEM:  # stands alone, without a length
+            pos += 2
+            continue
+        if marker == _EOI:
+            return _jpeg_corrupt(f"the JPEG ends (end-of-image marker at byte {pos}) before "
+                                 "its image data")
+        if marker == _SOI or marker == 0x00 or 0xD0 <= marker <= 0xD7:
+            return _jpeg_corrupt(f"the JPEG has a misplaced marker 0x{marker:02X} at byte {pos}")
+        if len(head) < 4:
+            return Structure(False, _CUT_OFF_BEFORE_SCAN)
+        length = int.from_bytes(head[2:4], "big")
+        end = pos + 2 + length
+        if length < 2:
+            return _jpeg_corrupt(f"the JPEG's {_marker_name(marker)} segment at byte {pos} has "
+                                 f"an impossible length ({length})")
+        if end > reader.size:
+            return Structure(False, f"the JPEG's {_marker_name(marker)} segment at byte {pos} "
+                                    "runs past the end of the file: the file is cut off")
+        if marker in _SOF_MARKERS:
+            if frame:
+                return _jpeg_corrupt(f"the JPEG has a second frame header at byte {pos}")
+            body = reader.at(pos + 4, 6)
+            components = body[5] if len(body) == 6 else 0
+            if components < 1 or length != 8 + 3 * components:
+                return _jpeg_corrupt(f"the JPEG's frame header at byte {pos} is damaged")
+            frame, precision = marker, body[0]
+        elif marker == _SOS:
+            if not frame:
+                return _jpeg_corrupt("the JPEG's image data comes before its frame header")
+            count = reader.at(pos + 4, 1)
+            if not count or not 1 <= count[0] <= 4 or length != 6 + 2 * count[0]:
+                return _jpeg_corrupt(f"the JPEG's scan header at byte {pos} is damaged")
+            break
+        pos = end
+    if frame not in _SOF_DECODED or precision != 8:
+        return UNKNOWN  # arithmetic, lossless, 12-bit ...: the decoder says whether it can
+    return _jpeg_tail(reader, end)
+
+
+def _jpeg_tail(reader: _Reader, scan_start: int) -> Structure:
+    """WHOLE when the file ends with EOI (up to :data:`JPEG_MAX_PADDING` zero bytes after it
+    allowed), else UNKNOWN with :data:`NO_EOI` as what a failed decode means."""
+    end, size = reader.size, JPEG_TAIL
+    while True:
+        start = max(scan_start, end - size)
+        tail = reader.at(start, end - start).rstrip(b"\x00")
+        if tail or start == scan_start or reader.size - start >= JPEG_MAX_PADDING:
+            break
+        end, size = start, size * 4  # all zero padding so far: look further back
+    if tail.endswith(b"\xff\xd9"):
+        return WHOLE
+    return Structure(None, NO_EOI)
+
+
+# ---------------------------------------------------------------------------- PNG
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_MAX_CHUNK = 2**31 - 1  # PNG spec 5.3: a chunk's length is at most 2^31 - 1
+
+
+def _png_corrupt(what: str) -> Structure:
+    return Structure(False, f"{what}: the file is corrupt")
+
+
+def _check_png(reader: _Reader) -> Structure:
+    """PNG spec section 5: signature, chunks with their CRCs, IHDR first, IDAT, IEND last."""
+    if reader.at(0, 8) != _PNG_SIGNATURE:
+        return _png_corrupt("the PNG signature is damaged")
+    pos, seen_data = 8, False
+    while True:
+        head = reader.at(pos, 8)
+        if len(head) < 8:
+            return Structure(False, "the PNG has no end chunk (IEND): the file is cut off")
+        length, kind = struct.unpack(">I4s", head)
+        if not (kind.isalpha() and kind.isascii()):
+            return _png_corrupt(f"the PNG has no valid chunk at byte {pos}")
+        name = kind.decode("ascii")
+        if pos == 8 and kind != b"IHDR":
+            return _png_corrupt("the PNG does not start with its header chunk (IHDR)")
+        if length > _MAX_CHUNK:
+            return _png_corrupt(f"the PNG's {name} chunk at byte {pos} has an impossible length")
+        end = pos + 12 + length
+        if end > reader.size:
+            return Structure(False, f"the PNG's {name} chunk at byte {pos} runs past the end "
+                                    "of the file: the file is cut off")
+        stored = reader.at(end - 4, 4)
+        if reader.crc32(pos + 4, 4 + length) != int.from_bytes(stored, "big"):
+            return _png_corrupt(f"the PNG's {name} chunk at byte {pos} has a wrong checksum "
+                                "(CRC)")
+        seen_data = seen_data or kind == b"IDAT"
+        if kind == b"IEND":
+            break
+        pos = end
+    if not seen_data:
+        return _png_corrupt("the PNG holds no image data (IDAT chunk)")
+    return WHOLE
+
+
+# ---------------------------------------------------------------------------- WebP
+
+_VP8_START_CODE = b"\x9d\x01\x2a"
+_VP8L_SIGNATURE = 0x2F
+_ANMF_HEADER = 16  # frame X, Y, width, height, duration, flags (container spec, ANMF)
+
+
+def _webp_corrupt(what: str) -> Structure:
+    return Structure(False, f"{what}: the file is corrupt")
+
+
+def _webp_chunks(reader: _Reader, start: int, end: int
+                 ) -> tuple[list[tuple[bytes, int, int]], Structure]:
+    """The chunks ``(fourcc, position, size)`` from ``start`` to ``end``; WHOLE, or why they do
+    not fit. A chunk of odd size is followed by a pad byte (RIFF); the last one's may be
+    missing, as libwebp accepts."""
+    chunks: list[tuple[bytes, int, int]] = []
+    pos = start
+    while pos < end:
+        head = reader.at(pos, 8)
+        if len(head) < 8 or pos + 8 > end:
+            return chunks, _webp_corrupt(f"the WebP has a partial chunk at byte {pos}")
+        fourcc, size = struct.unpack("<4sI", head)
+        data_end = pos + 8 + size
+        if data_end > end:
+            name = fourcc.decode("latin-1").strip()
+            return chunks, _webp_corrupt(f"the WebP's {name} chunk at byte {pos} runs past the "
+                                         "end of its container")
+        chunks.append((fourcc, pos, size))
+        pos = min(data_end + (size & 1), end)
+    return chunks, WHOLE
+
+
+def _check_bitstream(reader: _Reader, fourcc: bytes, pos: int, size: int) -> Structure:
+    """The header of a ``VP8 `` or ``VP8L`` chunk at ``pos``: WHOLE, or why it is damaged."""
+    data = reader.at(pos + 8, 10)
+    if fourcc == b"VP8L":
+        if len(data) < 5 or size < 5 or data[0] != _VP8L_SIGNATURE or data[4] >> 5:
+            return _webp_corrupt(f"the WebP's lossless image header at byte {pos} is damaged")
+        return WHOLE
+    if size < 10 or len(data) < 10 or data[3:6] != _VP8_START_CODE or data[0] & 1:
+        return _webp_corrupt(f"the WebP's image header at byte {pos} is damaged")
+    first_partition = int.from_bytes(data[0:3], "little") >> 5
+    if first_partition > size - 10:
+        return _webp_corrupt(f"the WebP's image data at byte {pos} is shorter than its header "
+                             "says")
+    return WHOLE
+
+
+def _check_webp(reader: _Reader) -> Structure:
+    """Google's WebP container specification: RIFF size, chunk sizes, image data present."""
+    head = reader.at(0, 12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+        return _webp_corrupt("the WebP's RIFF header is damaged")
+    riff_end = 8 + int.from_bytes(head[4:8], "little")
+    if riff_end != reader.size:
+        if riff_end > reader.size:
+            return Structure(False, f"the WebP file is {reader.size} bytes but its RIFF header "
+                                    f"says {riff_end}: the file is cut off")
+        return _webp_corrupt(f"the WebP file is {reader.size} bytes but its RIFF header says "
+                             f"{riff_end}")
+    chunks, verdict = _webp_chunks(reader, 12, riff_end)
+    if not verdict.whole:
+        return verdict
+    if not chunks or chunks[0][0] not in (b"VP8 ", b"VP8L", b"VP8X"):
+        return _webp_corrupt("the WebP does not start with an image chunk (VP8, VP8L or VP8X)")
+    images = 0
+    for fourcc, pos, size in chunks:
+        if fourcc in (b"VP8 ", b"VP8L"):
+            verdict = _check_bitstream(reader, fourcc, pos, size)
+        elif fourcc == b"ANMF":
+            verdict = _check_frame(reader, pos, size)
+        else:
+            continue
+        if not verdict.whole:
+            return verdict
+        images += 1
+    if not images:
+        return _webp_corrupt("the WebP holds no image data (VP8, VP8L or ANMF chunk)")
+    return WHOLE
+
+
+def _check_frame(reader: _Reader, pos: int, size: int) -> Structure:
+    """An animation frame (``ANMF``): its 16-byte header, then chunks holding one image."""
+    if size < _ANMF_HEADER + 8:
+        return _webp_corrupt(f"the WebP's animation frame at byte {pos} is too short")
+    start = pos + 8 + _ANMF_HEADER
+    chunks, verdict = _webp_chunks(reader, start, pos + 8 + size)
+    if not verdict.whole:
+        return verdict
+    bitstreams = [chunk for chunk in chunks if chunk[0] in (b"VP8 ", b"VP8L")]
+    if not bitstreams:
+        return _webp_corrupt(f"the WebP's animation frame at byte {pos} holds no image")
+    return _check_bitstream(reader, *bitstreams[0])
