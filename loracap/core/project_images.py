@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, select
+from sqlalchemy import Select, and_, case, func, not_, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased
 
@@ -87,6 +87,27 @@ class ProjectImages(ProjectBase):
         with self._read() as session:
             return self._records(session, None)
 
+    def images_page(self, offset: int = 0, limit: int | None = None) -> list[ImageRecord]:
+        """The images of :meth:`images` from position ``offset`` on (0: the first), at most
+        ``limit`` of them (None: all the rest), in the same order: a large project's first
+        page is shown without building every record (issue 15). Sorts the ids and paths of
+        every image, then reads the records of the page only (or, for most of the project,
+        all of them in one query). Raises ``ValueError`` for a negative offset or limit."""
+        if offset < 0 or (limit is not None and limit < 0):
+            raise ValueError("A page starts at 0 or later and holds 0 or more images.")
+        with self._read() as session:
+            rows = session.execute(select(ImageRow.id, ImageRow.path)).all()
+            order = sorted(rows, key=lambda row: _order_key(readable_path(row[1])))
+            page = [row[0] for row in order[offset:None if limit is None else offset + limit]]
+            if 2 * len(page) > len(order):
+                wanted = set(page)
+                return [rec for rec in self._records(session, None) if rec.id in wanted]
+            records: list[ImageRecord] = []
+            for chunk in _chunks(page):
+                records.extend(self._records(session, chunk))
+        records.sort(key=_path_order)
+        return records
+
     def image(self, image_id: int) -> ImageRecord:
         """One image by id; raises :class:`InputError` if there is none."""
         with self._read() as session:
@@ -111,13 +132,15 @@ class ProjectImages(ProjectBase):
         builds records only for the missing ones."""
         with self._read() as session:
             rows = session.execute(select(ImageRow.id, ImageRow.path).where(ImageRow.valid)).all()
-        present = _files_present([self._resolved(path) for _, path in rows])
+        present = _files_present(self._resolved([path for _, path in rows]))
         return self.images_by_id([image_id for (image_id, _), found
                                   in zip(rows, present, strict=True) if not found])
 
-    def _resolved(self, stored: str) -> str:
-        """:meth:`resolve` as a string: the same file, without making a :class:`Path`."""
-        return os.path.join(self.folder, stored)
+    def _resolved(self, stored: Sequence[str]) -> list[str]:
+        """:meth:`resolve` of each stored path as a string: the same files, without making a
+        :class:`Path` each."""
+        folder, join = os.fspath(self.folder), os.path.join
+        return [join(folder, path) for path in stored]
 
     def _records(self, session: Session, ids: Sequence[int] | None) -> list[ImageRecord]:
         """The records of the images with ``ids`` (all when None; at most :func:`_chunks`'
@@ -289,16 +312,15 @@ class ProjectImages(ProjectBase):
             paths = session.scalars(select(ImageRow.path).where(ImageRow.valid)).all()
         images = invalid = captioned = failed = approved = rejected = unreviewed = 0
         provenance = {p.value: 0 for p in Provenance}
-        for valid, has_caption, source, latest_failed, review, count in groups:
+        for valid, source, review, count, with_text, latest_failed in groups:
             if not valid:
                 invalid += count
                 continue
             images += count
-            if has_caption:
-                captioned += count
-                provenance[Provenance(source).value] += count
-            elif latest_failed:
-                failed += count
+            captioned += with_text
+            failed += latest_failed
+            if source is not None:
+                provenance[Provenance(source).value] += with_text
             mark = Review(review)
             approved += count if mark is Review.APPROVED else 0
             rejected += count if mark is Review.REJECTED else 0
@@ -308,8 +330,7 @@ class ProjectImages(ProjectBase):
             invalid=invalid,
             captioned=captioned,
             failed=failed,
-            missing_files=sum(not found for found in _files_present(
-                [self._resolved(path) for path in paths])),
+            missing_files=_files_present(self._resolved(paths)).count(False),
             provenance=provenance,
             reviewed=images - unreviewed,
             approved=approved,
@@ -366,7 +387,12 @@ _LIST_FOLDER_FROM = 16
 
 def _path_order(record: ImageRecord) -> tuple[str, str]:
     """How images are ordered: by path ignoring case, then by the exact path."""
-    return record.path.casefold(), record.path
+    return _order_key(record.path)
+
+
+def _order_key(path: str) -> tuple[str, str]:
+    """The sort key of an image's readable path (:func:`_path_order`)."""
+    return path.casefold(), path
 
 
 def _outside(stored: str) -> bool:
@@ -404,15 +430,18 @@ def _records_query() -> Select[*tuple[Any, ...]]:
 @cache
 def _counts_query() -> Select[*tuple[Any, ...]]:
     """The images counted by what :class:`ProjectStats` tells apart: rows of ``(valid,
-    captioned, provenance, latest attempt failed, review, count)``, captioned and failed as
-    0 or 1 (see :attr:`ImageRecord.has_caption`, :attr:`ImageRecord.failed`)."""
-    captioned = case((and_(CaptionRow.image_id.is_not(None),
-                           func.trim(CaptionRow.body, _WHITESPACE) != ""), 1), else_=0)
-    failed = case((and_(_LATEST.ok.is_(False), func.coalesce(_LATEST.error, "") != ""), 1),
-                  else_=0)
-    return _joined(select(ImageRow.valid, captioned, CaptionRow.provenance, failed,
-                          ImageRow.review, func.count())).group_by(
-        ImageRow.valid, captioned, CaptionRow.provenance, failed, ImageRow.review)
+    provenance, review, images, captioned, failed)`` -- the images of each validity, caption
+    provenance (None: no caption) and review mark; of them, those with a caption that is not
+    blank (:attr:`ImageRecord.has_caption`) and those without whose latest attempt failed
+    (:attr:`ImageRecord.failed`)."""
+    captioned = and_(CaptionRow.image_id.is_not(None),
+                     func.trim(CaptionRow.body, _WHITESPACE) != "")
+    failed = and_(_LATEST.ok.is_(False), func.coalesce(_LATEST.error, "") != "",
+                  not_(captioned))
+    return _joined(select(
+        ImageRow.valid, CaptionRow.provenance, ImageRow.review, func.count(),
+        func.sum(case((captioned, 1), else_=0)), func.sum(case((failed, 1), else_=0)),
+    )).group_by(ImageRow.valid, CaptionRow.provenance, ImageRow.review)
 
 
 def _files_present(paths: Sequence[str]) -> list[bool]:
@@ -425,11 +454,11 @@ def _files_present(paths: Sequence[str]) -> list[bool]:
     same either way.
     """
     split = os.path.split
-    folders = Counter(split(path)[0] for path in paths)
+    parts = [split(path) for path in paths]
+    folders = Counter(folder for folder, _ in parts)
     listings: dict[str, frozenset[str] | None] = {}
     present = []
-    for path in paths:
-        folder, name = split(path)
+    for path, (folder, name) in zip(paths, parts, strict=True):
         if folders[folder] < _LIST_FOLDER_FROM:
             present.append(os.path.isfile(path))
             continue

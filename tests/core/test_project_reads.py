@@ -278,3 +278,16 @@ def test_files_on_disk_are_found_alike_listed_or_not(tmp_path: Path,
     assert project_images._files_present(paths) == expected  # the folder is listed
     monkeypatch.setattr(project_images, "_LIST_FOLDER_FROM", 10_000)
     assert project_images._files_present(paths) == expected  # each file looked up
+
+
+def test_pages_are_the_records_in_order(varied: Project) -> None:
+    every = varied.images()
+    assert varied.images_page() == every
+    assert varied.images_page(limit=7) == every[:7]
+    assert varied.images_page(offset=7, limit=5) == every[7:12]
+    assert varied.images_page(offset=7) == every[7:]
+    assert varied.images_page(offset=len(every)) == []
+    pages = [varied.images_page(offset=start, limit=6) for start in range(0, len(every), 6)]
+    assert [rec for page in pages for rec in page] == every
+    with pytest.raises(ValueError):
+        varied.images_page(offset=-1)
