@@ -7,6 +7,8 @@ Outcomes:
 
 * success -- the caption body is committed to the project before :func:`caption_image` returns
   (unless a person edited the caption meanwhile: then the generated text goes to the history);
+  with grouped commits (:class:`CaptionGroup`, for a fast backend) it is returned pending
+  instead and committed with others, always before it is reported as done;
 * a per-image failure (unreadable image, safety block, empty answer, retries used up on a
   timeout or a server error) -- recorded in the project with its reason, returned as failed;
   the batch goes on;
@@ -36,7 +38,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -46,6 +48,7 @@ from loracap.core.errors import (
     CaptionError,
     ImageRejectedError,
     InputError,
+    LoraCapError,
     NetworkError,
     StorageError,
     TransientError,
@@ -56,12 +59,14 @@ from loracap.core.prompts import Instructions, limit_length, sanitize_text
 if TYPE_CHECKING:
     from loracap.core.captioning_people import PeopleOptions
     from loracap.core.project import Project
+    from loracap.core.project_captions import CaptionToStore
     from loracap.core.qa.generate import QAOptions
     from loracap.core.records import ImageRecord
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+_A = TypeVar("_A")
 
 #: How often a worker waiting for an answer looks at ``CaptionJob.abandon``, in seconds.
 _ABANDON_POLL_S = 0.05
@@ -74,6 +79,11 @@ _NO_ROOM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 #: A write that failed on a disk with less free space than this (bytes) failed for want of
 #: room, whatever SQLite calls it: a caption's transaction needs a few pages of 4 KiB.
 _FULL_BELOW_BYTES = 1 << 20
+
+#: Grouped commits (:class:`CaptionGroup`; issue 15): a group is committed once this many
+#: captions wait, or once the oldest has waited this many seconds.
+GROUP_SIZE = 100
+GROUP_WAIT_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -105,6 +115,19 @@ class CaptionJob:
     people: PeopleOptions | None = None
     #: Question-answer pairs instead of captions (:mod:`loracap.core.qa.generate`), or None.
     qa: QAOptions | None = None
+    #: Grouped commits for a fast backend, or None: a generated caption is then not stored by
+    #: :func:`caption_image` but returned pending (:attr:`ImageOutcome.pending`), for the
+    #: caller to hand to this group, which commits it before it is reported.
+    group: CaptionGroup | None = None
+
+
+@dataclass(frozen=True)
+class PendingCaption:
+    """A generated caption not committed yet (:attr:`CaptionJob.group`): what to store, and
+    the path of its image as shown, for the message of a failed commit."""
+
+    caption: CaptionToStore
+    path: str
 
 
 @dataclass(frozen=True)
@@ -112,9 +135,9 @@ class ImageOutcome:
     """The result of captioning one image.
 
     ``stored`` is False when a person's caption was kept and the generated text went to the
-    history only. ``error`` is the reason of a failure, ``""`` on success. ``request_s`` is how
-    long the last request to the backend took, in seconds (0.0 when none was sent), for the
-    runner's time estimate.
+    history only (not known yet while ``pending``). ``error`` is the reason of a failure, ``""``
+    on success. ``request_s`` is how long the last request to the backend took, in seconds
+    (0.0 when none was sent), for the runner's time estimate.
     """
 
     image_id: int
@@ -124,6 +147,15 @@ class ImageOutcome:
     error: str = ""
     kind: str = ""
     request_s: float = 0.0
+    #: Set when the caption is not committed yet (:attr:`CaptionJob.group`): the outcome must
+    #: not be reported before :meth:`CaptionGroup.submit` has committed it.
+    pending: PendingCaption | None = None
+
+
+#: A caption handed to a :class:`CaptionGroup`: the pending outcome, what to call once it is
+#: committed and what to call if it cannot be, and when it was handed in (``time.monotonic``).
+_Handed = tuple[ImageOutcome, Callable[[ImageOutcome], None], Callable[[LoraCapError], None],
+                float]
 
 
 class ImageFailed(Exception):
@@ -200,9 +232,19 @@ class Attempt:
     def store(self, body: str, result: CaptionResult, usage: TokenUsage | None = None
               ) -> ImageOutcome:
         """Store a generated caption body (already sanitised and bounded) with the provenance
-        of ``result`` and the tokens paid (``usage``, default ``result.usage``)."""
+        of ``result`` and the tokens paid (``usage``, default ``result.usage``); with
+        :attr:`CaptionJob.group` set, return it pending instead (the caller hands it to the
+        group)."""
         job, record = self.job, self.record
         project = job.project
+        if job.group is not None:  # committed by the group before it is reported
+            from loracap.core.project_captions import CaptionToStore
+
+            caption = CaptionToStore(
+                record.id, body, backend=result.backend, model=result.model,
+                prompt=result.prompt, usage=usage if usage is not None else result.usage)
+            return ImageOutcome(record.id, ok=True, body=body, request_s=self.last_request_s,
+                                pending=PendingCaption(caption, record.path))
         stored = _saving(project, record.path, lambda: project.store_generated(
             record.id,
             body,
@@ -223,7 +265,9 @@ def caption_image(
 ) -> ImageOutcome:
     """Caption one image of ``job.project`` and store the result (with ``job.people`` set: a
     multi-person caption, :mod:`loracap.core.captioning_people`; with ``job.qa`` set:
-    question-answer pairs, :mod:`loracap.core.qa.generate`).
+    question-answer pairs, :mod:`loracap.core.qa.generate`). With ``job.group`` set, a
+    generated caption is returned pending (:attr:`ImageOutcome.pending`) instead of stored:
+    hand it to :meth:`CaptionGroup.submit` and report it only when the group does.
 
     Raises :class:`~loracap.core.errors.CancelledError` if cancelled before the request was sent
     (or abandoned while it waited for its answer), and the batch-stopping errors
@@ -265,6 +309,142 @@ def caption_single(attempt: Attempt, instructions: Instructions) -> ImageOutcome
     if not body:
         raise ImageFailed("The model returned an empty caption.", "rejected")
     return attempt.store(body, result)
+
+
+class CaptionGroup:
+    """Commits the captions of a fast backend (a local tagger, a vLLM server) in small groups,
+    each before any of its captions is reported as done (issue 15).
+
+    A worker hands a pending outcome (:attr:`ImageOutcome.pending`, from :func:`caption_image`
+    with :attr:`CaptionJob.group` set) to :meth:`submit` and goes on with its next image. The
+    group's own thread commits what was handed in, in ONE transaction
+    (:meth:`~loracap.core.project.Project.store_generated_many`: one sync of the file instead
+    of one per caption), as soon as ``size`` captions wait or the oldest has waited ``wait_s``
+    seconds (default :data:`GROUP_SIZE`, :data:`GROUP_WAIT_S`), or at once when someone calls
+    :meth:`flush`; then it calls each caption's ``report`` with its outcome (``stored`` known,
+    ``pending`` None), on its own thread. So a caption reported as done is committed: a killed
+    process loses only captions never reported. A commit that fails stores none of its
+    captions and calls each one's ``fail`` with the error that stops the batch
+    (:class:`~loracap.core.errors.StorageError` when the file cannot be written, as
+    :meth:`Attempt.store` raises it).
+
+    ``overwrite_protected`` as for :meth:`~loracap.core.project.Project.store_generated`.
+    Thread-safe. Call :meth:`close` when done (it flushes first).
+    """
+
+    def __init__(self, project: Project, *, overwrite_protected: bool = False,
+                 size: int = GROUP_SIZE, wait_s: float = GROUP_WAIT_S) -> None:
+        self._project = project
+        self._overwrite_protected = overwrite_protected
+        self._size = max(1, size)
+        self._wait_s = max(0.0, wait_s)
+        self._cond = threading.Condition()
+        # (outcome, report, fail, time.monotonic() when handed in), oldest first
+        self._waiting: list[_Handed] = []
+        self._handed = 0  # captions handed in so far
+        self._settled = 0  # of them, committed and reported, or failed
+        self._flushing = 0  # flush() calls waiting: commit without waiting for more
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def submit(self, outcome: ImageOutcome, report: Callable[[ImageOutcome], None],
+               fail: Callable[[LoraCapError], None]) -> None:
+        """Hand in a pending outcome; returns at once. ``report(outcome)`` follows once it
+        is committed, ``fail(error)`` if its group could not be. Raises ``ValueError`` for an
+        outcome that is not pending and ``RuntimeError`` after :meth:`close`."""
+        if outcome.pending is None:
+            raise ValueError("Only a pending caption is handed to a CaptionGroup.")
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("This CaptionGroup is closed.")
+            self._waiting.append((outcome, report, fail, time.monotonic()))
+            self._handed += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="loracap-commits",
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def flush(self) -> None:
+        """Commit now what waits, and return once every caption handed in before the call
+        is committed and reported (or failed)."""
+        with self._cond:
+            target = self._handed
+            self._flushing += 1
+            self._cond.notify_all()
+            try:
+                while self._settled < target:
+                    self._cond.wait()
+            finally:
+                self._flushing -= 1
+
+    def close(self) -> None:
+        """:meth:`flush`, then end the group's thread. Safe to call twice."""
+        self.flush()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                group = self._next_group()
+            if group is None:
+                return
+            try:
+                self._commit(group)
+            finally:
+                with self._cond:
+                    self._settled += len(group)
+                    self._cond.notify_all()
+
+    def _next_group(self) -> list[_Handed] | None:
+        """The next captions to commit, at most ``size``, once they are due; None when
+        closed with nothing waiting. Called with the lock held."""
+        while True:
+            if self._waiting:
+                left = self._waiting[0][3] + self._wait_s - time.monotonic()
+                if (len(self._waiting) >= self._size or left <= 0 or self._flushing
+                        or self._closed):
+                    group = self._waiting[:self._size]
+                    del self._waiting[:self._size]
+                    return group
+                self._cond.wait(left)
+            elif self._closed:
+                return None
+            else:
+                self._cond.wait()
+
+    def _commit(self, group: list[_Handed]) -> None:
+        project = self._project
+        pending = [outcome.pending for outcome, *_ in group if outcome.pending is not None]
+        try:
+            stored = _saving(project, pending[0].path, lambda: project.store_generated_many(
+                [item.caption for item in pending],
+                overwrite_protected=self._overwrite_protected))
+        except Exception as exc:  # reported to every caption's batch, never lost
+            if isinstance(exc, LoraCapError):
+                error = exc
+            else:
+                log.exception("Unexpected error while storing %d captions", len(group))
+                error = LoraCapError(f"Unexpected error: {exc}")
+            for _outcome, _report, fail, _at in group:
+                _call(fail, error)
+            return
+        for (outcome, report, _fail, _at), kept in zip(group, stored, strict=True):
+            _call(report, replace(outcome, stored=kept, pending=None))
+
+
+def _call(callback: Callable[[_A], None], argument: _A) -> None:
+    """``callback(argument)`` on a :class:`CaptionGroup`'s thread: an error in it is logged,
+    never the end of the thread (the captions after it would wait forever)."""
+    try:
+        callback(argument)
+    except Exception:
+        log.exception("Error in a callback of a CaptionGroup")
 
 
 def _await(call: Callable[[], _T], abandon: threading.Event) -> _T:
@@ -353,5 +533,6 @@ def _nearly_full(folder: Path) -> bool:
         return False
 
 
-__all__ = ["Attempt", "CaptionJob", "CaptionResult", "Captioner", "ImageFailed", "ImageOutcome",
-           "caption_image", "caption_single"]
+__all__ = ["Attempt", "CaptionGroup", "CaptionJob", "CaptionResult", "Captioner", "GROUP_SIZE",
+           "GROUP_WAIT_S", "ImageFailed", "ImageOutcome", "PendingCaption", "caption_image",
+           "caption_single"]

@@ -13,10 +13,12 @@ becomes current. A part of :class:`~loracap.core.project.Project` (see
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
 from types import EllipsisType
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Insert, Select, Update, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from loracap.core.backends.base import TokenUsage
@@ -25,6 +27,7 @@ from loracap.core.project_base import (
     ProjectBase,
     _caption_record,
     _caption_state,
+    _chunks,
     _review_state,
 )
 from loracap.core.records import (
@@ -40,9 +43,24 @@ from loracap.core.schema import (
     CaptionAttemptRow,
     CaptionRow,
     CaptionVersionRow,
+    ImageRow,
     utcnow,
 )
 from loracap.core.trigger import full_caption
+
+
+@dataclass(frozen=True)
+class CaptionToStore:
+    """A model's caption for :meth:`ProjectCaptions.store_generated_many`: the caption
+    ``body`` of image ``image_id`` (without the prefix; sanitised and bounded already), made by
+    ``backend``'s ``model`` with ``prompt``, at the cost of ``usage`` (None: no tokens)."""
+
+    image_id: int
+    body: str
+    backend: str
+    model: str
+    prompt: str
+    usage: TokenUsage | None = None
 
 
 class ProjectCaptions(ProjectBase):
@@ -125,41 +143,89 @@ class ProjectCaptions(ProjectBase):
         overwrite_protected: bool = False,
     ) -> bool:
         """Store a model's caption body for an image, and record the attempt as ok with the
-        tokens it cost (``usage``; the version stored carries them too).
+        tokens it cost (``usage``; the version stored carries them too). Committed before it
+        returns (one transaction; :meth:`store_generated_many` stores many in one).
 
         The check and the write happen in one transaction: if a person edited, wrote or
         imported the caption meanwhile, it is kept (and False returned) unless
-        ``overwrite_protected``. The replaced text stays in the history either way.
+        ``overwrite_protected``. The replaced text stays in the history either way. Raises
+        :class:`InputError` for an unknown image.
         """
-        usage = usage or TokenUsage()
-        tokens = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
+        caption = CaptionToStore(image_id, body, backend=backend, model=model, prompt=prompt,
+                                   usage=usage)
+        return self.store_generated_many([caption], overwrite_protected=overwrite_protected)[0]
+
+    def store_generated_many(self, captions: Sequence[CaptionToStore], *,
+                             overwrite_protected: bool = False) -> list[bool]:
+        """Store many models' captions as :meth:`store_generated` stores one, in ONE
+        transaction: all or nothing, committed (one sync of the file) before it returns.
+
+        For a fast backend (a local tagger, a vLLM server), where a transaction per caption
+        would cost more than the caption. Captions of the same image are stored in order (the
+        last becomes current). Returns, for each caption in order, True when it became the
+        image's caption, False when a person's caption was kept (the generated text then goes
+        to the history only, unless ``overwrite_protected``). Raises :class:`InputError` for an
+        unknown image (then nothing is stored). Statements per group, not per caption: a query
+        of the current captions, then one insert of the attempts, one of the versions and at
+        most one insert and one update of the captions.
+        """
+        if not captions:
+            return []
+        now = utcnow()
+        attempts: list[dict[str, Any]] = []
+        versions: list[dict[str, Any]] = []
+        added: list[dict[str, Any]] = []
+        changed: list[dict[str, Any]] = []
+        stored: list[bool] = []
         with self._write() as session:
-            self._require_image(session, image_id)
-            session.add(
-                CaptionAttemptRow(image_id=image_id, ok=True, backend=backend, model=model,
-                                  **tokens)
-            )
-            current = session.get(CaptionRow, image_id)
-            if (
-                current is not None
-                and Provenance(current.provenance).protected
-                and current.body.strip()
-                and not overwrite_protected
-            ):
-                # Keep the generated text in the history, but not as the current caption.
-                session.add(
-                    CaptionVersionRow(
-                        image_id=image_id, body=body, provenance=Provenance.GENERATED.value,
-                        backend=backend, model=model, prompt=prompt, created_at=utcnow(),
-                        **tokens,
-                    )
-                )
-                return False
-            self._put_caption(
-                session, image_id, body, Provenance.GENERATED,
-                backend=backend, model=model, prompt=prompt, usage=usage,
-            )
-            return True
+            conn = session.connection()
+            current = self._current_captions(conn, [c.image_id for c in captions])
+            for caption in captions:
+                usage = caption.usage or TokenUsage()
+                tokens = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
+                attempts.append({"image_id": caption.image_id, "at": now, "ok": True,
+                                 "error_kind": "", "error": "", "backend": caption.backend,
+                                 "model": caption.model, **tokens})
+                versions.append({"image_id": caption.image_id, "body": caption.body,
+                                 "provenance": Provenance.GENERATED.value,
+                                 "backend": caption.backend, "model": caption.model,
+                                 "prompt": caption.prompt, "created_at": now, **tokens})
+                state = current[caption.image_id]
+                if (state is not None and Provenance(state[0]).protected and state[1].strip()
+                        and not overwrite_protected):
+                    stored.append(False)  # in the history, not the current caption
+                    continue
+                values = {"body": caption.body, "provenance": Provenance.GENERATED.value,
+                          "backend": caption.backend, "model": caption.model,
+                          "prompt": caption.prompt, "updated_at": now}
+                if state is None:
+                    added.append({"image_id": caption.image_id, "created_at": now, **values})
+                else:
+                    changed.append({"key": caption.image_id, **values})
+                current[caption.image_id] = (Provenance.GENERATED.value, caption.body)
+                stored.append(True)
+            add_attempts, add_versions, add_captions, change_captions = _store_statements()
+            conn.execute(add_attempts, attempts)
+            conn.execute(add_versions, versions)
+            if added:  # before the updates: a later caption of the same image updates it
+                conn.execute(add_captions, added)
+            if changed:
+                conn.execute(change_captions, changed)
+        return stored
+
+    def _current_captions(self, conn: Connection, image_ids: Sequence[int]
+                          ) -> dict[int, tuple[str, str] | None]:
+        """``(provenance, body)`` of each image's caption, None for an image without one;
+        raises :class:`InputError` for an unknown image."""
+        found: dict[int, tuple[str, str] | None] = {}
+        wanted = list(dict.fromkeys(image_ids))
+        for chunk in _chunks(wanted):
+            for image_id, provenance, body in conn.execute(_captions_query(), {"ids": chunk}):
+                found[image_id] = None if provenance is None else (provenance, body)
+        for image_id in wanted:
+            if image_id not in found:
+                raise InputError(f"No image with id {image_id} in {self.path.name}.")
+        return found
 
     def record_failure(
         self, image_id: int, message: str, *, kind: str = "", backend: str = "", model: str = "",
@@ -367,6 +433,24 @@ class ProjectCaptions(ProjectBase):
                 self._record_step(session, label or _review_label(
                     len(entries), review=review, rating=rating, note=note), entries)
         return [entry["image"] for entry in entries]
+
+
+@cache
+def _captions_query() -> Select[*tuple[Any, ...]]:
+    """``(image id, provenance, body)`` of the images ``ids`` (an expanding parameter) with
+    their caption, NULLs for an image without one. Made once: building a statement costs more
+    than running it."""
+    return (select(ImageRow.id, CaptionRow.provenance, CaptionRow.body)
+            .outerjoin(CaptionRow, CaptionRow.image_id == ImageRow.id)
+            .where(ImageRow.id.in_(bindparam("ids", expanding=True))))
+
+
+@cache
+def _store_statements() -> tuple[Insert, Insert, Insert, Update]:
+    """The statements of :meth:`ProjectCaptions.store_generated_many`, made once: insert
+    attempts, insert versions, insert captions, update captions (by the parameter ``key``)."""
+    return (insert(CaptionAttemptRow), insert(CaptionVersionRow), insert(CaptionRow),
+            update(CaptionRow).where(CaptionRow.image_id == bindparam("key")))
 
 
 def _file_name(stored: str) -> str:

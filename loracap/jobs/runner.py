@@ -18,7 +18,9 @@ Rules (issue: "The captioning runner"):
 * :meth:`CaptionRunner.cancel` stops issuing requests at once; answers still in flight are
   stored when they arrive. :meth:`CaptionRunner.abort` (Ctrl+C on the command line) also
   drops the requests still waiting for their answer, so the batch ends within a fraction of a
-  second. Each caption is committed before it is reported.
+  second. Each caption is committed before it is reported: one transaction each, or for a
+  fast backend (``rpm`` 0: a local tagger or server) in groups of up to 100 captions or
+  50 ms (:class:`~loracap.core.captioning.CaptionGroup`; ``BatchOptions.group_commits``).
 * Honest progress (issue 9): while workers are held back by the rate limiter (the client's
   per-minute limit or a server's ``retryDelay`` after a 429) or sleep before a retry, the runner
   says so through ``waiting(seconds, reason)``, and a one-second tick re-emits ``progress`` with
@@ -37,7 +39,13 @@ from typing import TYPE_CHECKING
 
 from PyQt6.QtCore import QObject, QRunnable, QThreadPool, QTimer, pyqtSignal, pyqtSlot
 
-from loracap.core.captioning import Captioner, CaptionJob, ImageOutcome, caption_image
+from loracap.core.captioning import (
+    Captioner,
+    CaptionGroup,
+    CaptionJob,
+    ImageOutcome,
+    caption_image,
+)
 from loracap.core.errors import CancelledError, LoraCapError, NetworkError, TransientError
 from loracap.core.pacing import RateLimiter, RetryPolicy
 from loracap.core.prompts import Instructions
@@ -70,6 +78,17 @@ class BatchOptions:
     #: Question-answer pairs instead of captions (``mode`` and ``overwrite_protected`` then
     #: do not apply: ``qa.only`` chooses the images), or None.
     qa: QAOptions | None = None
+    #: Commit generated captions in groups (:class:`~loracap.core.captioning.CaptionGroup`:
+    #: every 50 ms or 100 captions, each group before its captions are reported), or one
+    #: transaction each. None: grouped when ``rpm`` is 0 -- a local tagger or server, fast
+    #: enough that a transaction (a sync of the file) per caption would cost more than the
+    #: caption.
+    group_commits: bool | None = None
+
+    @property
+    def grouped(self) -> bool:
+        """True when the batch commits its captions in groups (see ``group_commits``)."""
+        return self.rpm <= 0 if self.group_commits is None else self.group_commits
 
 
 @dataclass(frozen=True)
@@ -150,8 +169,17 @@ class _Worker(QRunnable):
                     log.exception("Unexpected error while captioning image %s", image_id)
                     self.signals.stopped.emit(LoraCapError(f"Unexpected error: {exc}"))
                     break
-                self.signals.outcome.emit(outcome)
+                group = self._job.group
+                if group is not None and outcome.pending is not None:
+                    # Reported by the group once committed; this worker goes on meanwhile.
+                    group.submit(outcome, self.signals.outcome.emit, self.signals.stopped.emit)
+                else:
+                    self.signals.outcome.emit(outcome)
         finally:
+            if self._job.group is not None:
+                # Every caption handed in is committed and reported before this worker says
+                # it exited: the batch never finishes with a caption still waiting.
+                self._job.group.flush()
             self.signals.exited.emit()
 
 
@@ -221,6 +249,7 @@ class CaptionRunner(QObject):
         self._request_time = 0.0  # seconds, summed over answered requests
         self._requests_timed = 0
         self._wait: tuple[float, str] = (0.0, "")
+        self._group: CaptionGroup | None = None
         self._tick = QTimer(self)
         self._tick.setInterval(TICK_MS)
         self._tick.timeout.connect(self._on_tick)
@@ -251,6 +280,9 @@ class CaptionRunner(QObject):
         # rpm 0: no client-side limit (a server's 429 still holds everyone back).
         self._limiter = RateLimiter(opts.rpm if opts.rpm > 0 else NO_RATE_LIMIT,
                                     opts.rate_period_s)
+        if opts.grouped:
+            self._group = CaptionGroup(self._project,
+                                       overwrite_protected=opts.overwrite_protected)
         job = CaptionJob(
             project=self._project,
             captioner=self._captioner,
@@ -265,6 +297,7 @@ class CaptionRunner(QObject):
             abandon=self._abandon,
             people=opts.people,
             qa=opts.qa,
+            group=self._group,
         )
         count = min(max(1, opts.workers), len(ids))
         self._workers_count = max(1, count)
@@ -448,6 +481,8 @@ class CaptionRunner(QObject):
         self._retries.clear()
         self._emit_waiting(0.0, "")
         self._pool.waitForDone()
+        if self._group is not None:
+            self._group.close()  # nothing waits: every worker flushed it before it exited
         # The workers (and their signal objects) stay referenced until the runner goes away:
         # this method can run inside a slot called by a worker's own signal object, and
         # deleting that object mid-call would crash.
