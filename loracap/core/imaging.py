@@ -165,7 +165,7 @@ def probe_image(path: Path) -> ImageInfo:
     decompression-bomb warning is silenced once at import, so worker threads never change the
     process-wide warning filters); Pillow's own error above twice its limit is caught too.
     """
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)  # a scan's many: parsed once
     try:
         st = _regular_file_stat(path)
     except _Invalid as invalid:
