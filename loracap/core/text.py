@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -163,3 +164,28 @@ def json_text(data: Any, *, indent: int | None = None) -> str:
     """
     text = json.dumps(data, indent=indent, ensure_ascii=False)
     return _JSON_SPECIAL.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+def path_labels(paths: Sequence[str]) -> list[str]:
+    """Labels for images stored at ``paths`` (POSIX, relative to the project folder): the file
+    name, or, where several images share a file name (``a/IMG_2.jpg`` and ``b/IMG_2.jpg``; names
+    compared case-insensitively, as macOS and Windows do), the shortest end of the path that
+    tells them apart (``a/IMG_2.jpg``, ``b/IMG_2.jpg``)."""
+    parts = [path.split("/") for path in paths]
+    groups: dict[str, list[int]] = {}
+    for index, components in enumerate(parts):
+        groups.setdefault(components[-1].casefold(), []).append(index)
+    labels = [components[-1] for components in parts]
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        depth = 1
+        longest = max(len(parts[i]) for i in members)
+        while depth < longest:
+            depth += 1
+            ends = ["/".join(parts[i][-depth:]).casefold() for i in members]
+            if len(set(ends)) == len(ends):
+                break
+        for i in members:
+            labels[i] = "/".join(parts[i][-depth:])
+    return labels

@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,9 @@ from PyQt6.QtCore import QObject, QRunnable, QThreadPool, pyqtSignal, pyqtSlot
 from loracap.core.checks import Finding, check_project
 from loracap.core.errors import CancelledError, LoraCapError
 from loracap.core.exports import ExportOptions, TrainerFormat, export_project
+from loracap.core.records import ImageRecord
+from loracap.core.tags import TagCounter, count_tags
+from loracap.core.text import path_labels
 
 if TYPE_CHECKING:
     # Not imported at run time: the desktop window imports this module at startup, and the
@@ -410,6 +414,64 @@ class QAExportJob(_Job):
     def _on_progress(self, done: int, _detail: Any) -> None:
         if not self._ended:
             self.progress.emit(done)
+
+
+@dataclass(frozen=True)
+class ProjectLoad:
+    """What needs every row of a project, made off the GUI thread (:class:`ProjectLoadJob`):
+    the grid's ``labels`` in row order (:func:`loracap.core.text.path_labels`), the tag
+    ``counter`` of the captions, the ids of the images whose file is ``missing`` and the
+    question-answer ``qa`` counts by image id."""
+
+    labels: list[str]
+    counter: TagCounter
+    missing: frozenset[int]
+    qa: dict[int, Any]
+
+
+class ProjectLoadJob(_CancellableJob):
+    """Loads the rows of a large project after its first page (issue 15, "Open 100,000
+    images…"): ``project.images_page(offset=len(first))`` on a pool thread, handed over in
+    chunks of ``chunk`` records, in order (``rows(list)``), then the :class:`ProjectLoad`
+    (``finished``). Cancel it when the project closes (``cancelled`` follows at once)."""
+
+    rows = pyqtSignal(list)
+
+    def __init__(self, project: Project, first: list[ImageRecord], separator: str, *,
+                 chunk: int = 5000, parent: QObject | None = None,
+                 pool: QThreadPool | None = None) -> None:
+        super().__init__(pool, parent)
+        self.project = project
+        self.first = list(first)
+        self.separator = separator
+        self.chunk = max(1, chunk)
+
+    def start(self) -> None:
+        """Start; call once."""
+        project, first, separator, chunk, cancel = (self.project, self.first, self.separator,
+                                                    self.chunk, self._cancel)
+
+        def work(task: _Task) -> ProjectLoad:
+            rest = project.images_page(offset=len(first))
+            for start in range(0, len(rest), chunk):
+                if cancel.is_set():
+                    raise CancelledError("Cancelled.")
+                task.signals.progress.emit(start, rest[start:start + chunk])
+            records = first + rest
+            labels = path_labels([record.path for record in records])
+            counter = count_tags(records, separator)
+            if cancel.is_set():
+                raise CancelledError("Cancelled.")
+            missing = frozenset(record.id for record in project.missing_images())
+            return ProjectLoad(labels, counter, missing, dict(project.qa_counts()))
+
+        self._start_task(work, f"loading {project.path.name}", cancel=self._cancel,
+                         progress=self._on_rows)
+
+    @pyqtSlot(int, object)
+    def _on_rows(self, _start: int, records: Any) -> None:
+        if not self._ended:
+            self.rows.emit(list(records))
 
 
 class ModelListJob(_Job):

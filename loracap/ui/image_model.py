@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import logging
 import textwrap
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from enum import IntEnum
 from typing import Any
 
@@ -37,6 +37,7 @@ from loracap.core.qa.records import QACount
 from loracap.core.query import Query, QueryItem, QuerySyntaxError, parse_query
 from loracap.core.records import ImageRecord, ProjectSettings, Review
 from loracap.core.tags import DEFAULT_SEPARATOR, TagCounter, count_tags, counted_body
+from loracap.core.text import path_labels
 from loracap.core.trigger import full_caption
 from loracap.ui.thumbnails import ThumbnailProvider
 
@@ -178,29 +179,8 @@ def _wrapped_html(text: str) -> str:
     return "<br>".join(html.escape(line) for line in lines)
 
 
-def grid_labels(paths: Sequence[str]) -> list[str]:
-    """Labels for images stored at ``paths`` (POSIX, relative to the project folder): the file
-    name, or, where several images share a file name (``a/IMG_2.jpg`` and ``b/IMG_2.jpg``; names
-    compared case-insensitively, as macOS and Windows do), the shortest end of the path that
-    tells them apart (``a/IMG_2.jpg``, ``b/IMG_2.jpg``)."""
-    parts = [path.split("/") for path in paths]
-    groups: dict[str, list[int]] = {}
-    for index, components in enumerate(parts):
-        groups.setdefault(components[-1].casefold(), []).append(index)
-    labels = [components[-1] for components in parts]
-    for members in groups.values():
-        if len(members) < 2:
-            continue
-        depth = 1
-        longest = max(len(parts[i]) for i in members)
-        while depth < longest:
-            depth += 1
-            ends = ["/".join(parts[i][-depth:]).casefold() for i in members]
-            if len(set(ends)) == len(ends):
-                break
-        for i in members:
-            labels[i] = "/".join(parts[i][-depth:])
-    return labels
+#: Labels for images by stored path (:func:`loracap.core.text.path_labels`).
+grid_labels = path_labels
 
 
 class ImageListModel(QAbstractListModel):
@@ -236,6 +216,10 @@ class ImageListModel(QAbstractListModel):
         self._counter = TagCounter()
         self._status: dict[str, int] = dict.fromkeys(_STATUS_KEYS, 0)
         self._qa: dict[int, QACount] = {}
+        #: True between :meth:`begin_loading` and :meth:`finish_loading`: the rows are still
+        #: coming, and the tag counts wait for every row (edits meanwhile are kept here).
+        self._loading = False
+        self._pending_tag_edits: list[tuple[str, str]] = []
         thumbnails.thumbnail_ready.connect(self._on_thumbnail_ready)
 
     # ------------------------------------------------------------------ feeding the model
@@ -250,6 +234,8 @@ class ImageListModel(QAbstractListModel):
         rows = {record.id: row for row, record in enumerate(records)}
         if len(rows) != len(records):
             raise ValueError("set_records got two records with the same image id")
+        self._loading = False
+        self._pending_tag_edits = []
         self.beginResetModel()
         try:
             self._records = list(records)
@@ -260,6 +246,72 @@ class ImageListModel(QAbstractListModel):
         finally:
             self.endResetModel()
         self._recount()
+
+    # ------------------------------------------------------------------ loading in steps
+
+    @property
+    def loading(self) -> bool:
+        """Whether a large project's rows are still being loaded (:meth:`begin_loading`)."""
+        return self._loading
+
+    def begin_loading(self, records: list[ImageRecord], settings: ProjectSettings) -> None:
+        """Show the first rows of a large project at once (a model reset); the others follow
+        with :meth:`append_records`, in the same order, and :meth:`finish_loading` brings what
+        needs every row: the labels that tell images of the same name apart, the tag counts
+        and the missing files. Until then the rows are labelled by file name, the tag counts
+        are empty (``tags_reset`` follows when they are ready) and no file is missing; the
+        review counts grow with the rows."""
+        self.set_records([], settings)
+        self._loading = True
+        self._pending_tag_edits = []
+        self._counter = TagCounter(settings.tag_separator)
+        self.append_records(records)
+        self.tags_reset.emit()
+
+    def append_records(self, records: list[ImageRecord]) -> None:
+        """Add rows at the end (the next records of :meth:`begin_loading`'s order). Raises
+        ValueError for an image id already shown."""
+        if not records:
+            return
+        start = len(self._records)
+        ids = {record.id for record in records}
+        if len(ids) != len(records) or ids & self._rows.keys():
+            raise ValueError("append_records got an image id the model already has")
+        self.beginInsertRows(QModelIndex(), start, start + len(records) - 1)
+        try:
+            self._records.extend(records)
+            self._labels.extend(record.path.rsplit("/", 1)[-1] for record in records)
+            self._rows.update((record.id, start + offset)
+                              for offset, record in enumerate(records))
+            for record in records:
+                for key, value in _status_of(record).items():
+                    if value:
+                        self._status[key] += value
+        finally:
+            self.endInsertRows()
+        self.status_changed.emit()
+
+    def finish_loading(self, labels: list[str], counter: TagCounter,
+                       missing_ids: Iterable[int]) -> None:
+        """Every row is in: ``labels`` for every row in order (:func:`grid_labels`),
+        ``counter`` the tag counts of the rows as loaded (edits made meanwhile are applied on
+        top) and the images whose file is missing. Emits ``tags_reset``."""
+        for old_body, new_body in self._pending_tag_edits:
+            counter.replace_caption(old_body, new_body)
+        self._pending_tag_edits = []
+        self._counter = counter
+        self._loading = False
+        if len(labels) == len(self._labels):
+            changed = [row for row, (old, new) in enumerate(zip(self._labels, labels,
+                                                                strict=True)) if old != new]
+            self._labels = list(labels)
+            for row in changed:
+                index = self.index(row, 0)
+                self.dataChanged.emit(index, index, [Qt.ItemDataRole.DisplayRole])
+        for image_id in missing_ids:
+            if image_id in self._rows and image_id not in self._missing:
+                self.set_missing(image_id, True)
+        self.tags_reset.emit()
 
     def set_qa_counts(self, counts: dict[int, QACount]) -> None:
         """The question-answer counts of every image (images without pairs left out), e.g.
@@ -321,7 +373,9 @@ class ImageListModel(QAbstractListModel):
             for key in _STATUS_KEYS:
                 self._status[key] += new_status[key] - old_status[key]
         old_body, new_body = counted_body(old), counted_body(record)
-        if old_body != new_body:
+        if old_body != new_body and self._loading:
+            self._pending_tag_edits.append((old_body, new_body))
+        elif old_body != new_body:
             changed = self._counter.replace_caption(old_body, new_body)
             if changed:
                 self.tag_counts_changed.emit(changed)

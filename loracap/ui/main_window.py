@@ -72,6 +72,7 @@ from loracap.core.query import tag_term
 from loracap.core.records import CaptionMode, ImageRecord, Review, UndoOutcome
 from loracap.core.tags import DEFAULT_SEPARATOR, parse_tags_txt
 from loracap.core.trusted_servers import UntrustedServerError
+from loracap.jobs.background import ProjectLoad, ProjectLoadJob
 from loracap.jobs.backend_jobs import CaptionerJob, needs_preparation
 from loracap.jobs.runner import BatchOptions, BatchSummary, CaptionRunner
 from loracap.ui import dialogs
@@ -108,6 +109,10 @@ BATCH_TIMEOUT_S = 60.0
 #: Makes the captioner of a batch from its configuration (tests give their own).
 CaptionerFactory = Callable[[BackendConfig], Captioner]
 
+#: Rows of a project shown at once when it opens; a larger project loads the rest in the
+#: background (issue 15: the first grid paint of 100,000 images within half a second).
+FIRST_PAGE = 2000
+
 #: Thumbnail columns the grid always keeps (the splitter cannot squeeze it below them).
 MIN_GRID_COLUMNS = 2
 #: Smallest width of the Image tab (preview, caption editor, tags), in logical pixels.
@@ -143,6 +148,9 @@ class MainWindow(QMainWindow):
 
     project_opened = pyqtSignal(object)  # Path
     batch_finished = pyqtSignal(object)  # BatchSummary
+    #: Every row of a large project is in the grid, with its labels, tag counts and missing
+    #: files (emitted only for a project loaded in steps, :meth:`_reload_model`).
+    loaded = pyqtSignal()
 
     def __init__(
         self,
@@ -170,6 +178,8 @@ class MainWindow(QMainWindow):
         self._batch_config: BackendConfig | None = None
         self._prepare_job: CaptionerJob | None = None
         self._batch_qa = False  # the batch under way writes question-answer pairs
+        self._load_job: ProjectLoadJob | None = None  # a large project's rows loading
+        self._pending_current: int | None = None  # the image to show once its row is loaded
         self._thumbnails = thumbnails
         self.setWindowTitle("LoRACap")
         self.setAcceptDrops(True)
@@ -829,14 +839,20 @@ class MainWindow(QMainWindow):
         self._update_enabled()
         self._update_undo_actions()
         self.update_usage()
+        if not self.model.loading:
+            self._say_missing()
+        current = project.settings.current_image_id
+        row = self.model.row_of(current) if current is not None else -1
+        # A large project's current image may come with a later page of rows (_on_rows).
+        self._pending_current = current if row < 0 and self.model.loading else None
+        self.select_row_of_source(max(row, 0))
+        self.project_opened.emit(project.path)
+
+    def _say_missing(self) -> None:
         missing = self.model_missing_count()
         if missing:
             self.statusBar().showMessage(
                 f"{missing} image file(s) are missing — File > Relink Missing Images…", 15000)
-        current = project.settings.current_image_id
-        row = self.model.row_of(current) if current is not None else -1
-        self.select_row_of_source(max(row, 0))
-        self.project_opened.emit(project.path)
 
     def model_missing_count(self) -> int:
         """Images of the open project whose file is not on disk."""
@@ -844,13 +860,70 @@ class MainWindow(QMainWindow):
                    if self.model.index(row, 0).data(Roles.STATE) == "missing")
 
     def _reload_model(self) -> None:
-        if self.project is None:
+        """The project's images into the grid. A project of at most :data:`FIRST_PAGE`
+        images is read at once; a larger one shows its first page at once and loads the
+        rest, the labels, tag counts and missing files in the background
+        (:class:`~loracap.jobs.background.ProjectLoadJob`), so the window answers at once
+        even at 100,000 images (issue 15)."""
+        self._cancel_load()
+        project = self.project
+        if project is None:
             self.model.set_records([], None)  # type: ignore[arg-type]
             return
-        missing = {rec.id for rec in self.project.missing_images()}
-        self.model.set_records(self.project.images(), self.project.settings, missing)
-        self.qa_editing.load_counts()
+        first = project.images_page(limit=FIRST_PAGE + 1)
+        if len(first) <= FIRST_PAGE:
+            missing = {rec.id for rec in project.missing_images()}
+            self.model.set_records(first, project.settings, missing)
+            self.qa_editing.load_counts()
+            self._update_review_status()
+            return
+        first = first[:FIRST_PAGE]
+        self.model.begin_loading(first, project.settings)
+        job = ProjectLoadJob(project, first, project.settings.tag_separator, parent=self)
+        job.rows.connect(self._on_rows)
+        job.finished.connect(lambda load: self._on_loaded(job, load))
+        job.failed.connect(lambda message: self._on_load_failed(job, message))
+        self._load_job = job
+        self.statusBar().showMessage("Loading the other images…")
+        # Started once the first page is painted: the job's Python work would otherwise hold
+        # the interpreter while the window draws its first rows.
+        QTimer.singleShot(0, lambda: job.start() if job is self._load_job else None)
         self._update_review_status()
+
+    def _cancel_load(self, *, wait: bool = False) -> None:
+        """Stop loading a large project's rows; ``wait`` for the job's query to end (before
+        the project file closes)."""
+        job, self._load_job = self._load_job, None
+        if job is not None and job.is_running:
+            job.cancel()
+        if job is not None and wait:
+            job.wait()
+
+    def _on_rows(self, records: list[ImageRecord]) -> None:
+        self.model.append_records(records)
+        pending = self._pending_current
+        if pending is not None and any(record.id == pending for record in records):
+            self._pending_current = None
+            current = self.current_record()
+            first = self.model.record(0) if self.model.rowCount() else None
+            if current is None or (first is not None and current.id == first.id):
+                self.select_row_of_source(self.model.row_of(pending))
+
+    def _on_loaded(self, job: ProjectLoadJob, load: ProjectLoad) -> None:
+        if job is not self._load_job:
+            return
+        self._load_job = None
+        self.model.finish_loading(load.labels, load.counter, load.missing)
+        self.model.set_qa_counts(load.qa)
+        self.statusBar().clearMessage()
+        self._say_missing()
+        self.loaded.emit()
+
+    def _on_load_failed(self, job: ProjectLoadJob, message: str) -> None:
+        if job is not self._load_job:
+            return
+        self._load_job = None
+        self.show_error(f"Not every image of the project could be read: {message}")
 
     def _close_project(self) -> bool:
         """Close the open project (after the batch, if any, stops). False if the user refused."""
@@ -866,6 +939,7 @@ class MainWindow(QMainWindow):
             self.runner.wait()
         if self._prepare_job is not None:
             self._prepare_job.cancel()
+        self._cancel_load(wait=True)
         self.people_editing.wait()  # one request; its answer is stored before the file closes
         self.qa_editing.wait()
         self._end_batch_captioner()
