@@ -10,6 +10,7 @@ Adding the images of a scan stays with the project file
 
 from __future__ import annotations
 
+import heapq
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -35,7 +36,7 @@ from loracap.core.records import (
     Review,
     readable_path,
 )
-from loracap.core.schema import CaptionAttemptRow, CaptionRow, ImageRow, PersonPartRow
+from loracap.core.schema import CaptionAttemptRow, CaptionRow, ImageRow, PersonPartRow, fs_decode
 
 
 class ProjectImages(ProjectBase):
@@ -96,10 +97,21 @@ class ProjectImages(ProjectBase):
         if offset < 0 or (limit is not None and limit < 0):
             raise ValueError("A page starts at 0 or later and holds 0 or more images.")
         with self._read() as session:
-            rows = session.execute(select(ImageRow.id, ImageRow.path)).all()
-            order = sorted(rows, key=lambda row: _order_key(readable_path(row[1])))
+            # Plain driver rows: the ids and paths of every image, the least to sort.
+            rows = session.connection().exec_driver_sql("SELECT id, path FROM images").all()
+
+            def key(row: Any) -> tuple[str, str]:
+                stored = row[1]  # a BLOB (bytes) for a name that is not UTF-8 (FsPath)
+                return _order_key(readable_path(
+                    fs_decode(stored) if isinstance(stored, bytes) else stored))
+
+            if limit is not None and offset + limit < len(rows) // 4:
+                # A first page: the smallest few, without sorting every row.
+                order = heapq.nsmallest(offset + limit, rows, key=key)
+            else:
+                order = sorted(rows, key=key)
             page = [row[0] for row in order[offset:None if limit is None else offset + limit]]
-            if 2 * len(page) > len(order):
+            if 2 * len(page) > len(rows):
                 wanted = set(page)
                 return [rec for rec in self._records(session, None) if rec.id in wanted]
             records: list[ImageRecord] = []

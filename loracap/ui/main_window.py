@@ -112,6 +112,8 @@ CaptionerFactory = Callable[[BackendConfig], Captioner]
 #: Rows of a project shown at once when it opens; a larger project loads the rest in the
 #: background (issue 15: the first grid paint of 100,000 images within half a second).
 FIRST_PAGE = 2000
+#: Milliseconds between showing the first page and starting to load the rest.
+LOAD_DELAY_MS = 100
 
 #: Thumbnail columns the grid always keeps (the splitter cannot squeeze it below them).
 MIN_GRID_COLUMNS = 2
@@ -885,9 +887,10 @@ class MainWindow(QMainWindow):
         job.failed.connect(lambda message: self._on_load_failed(job, message))
         self._load_job = job
         self.statusBar().showMessage("Loading the other images…")
-        # Started once the first page is painted: the job's Python work would otherwise hold
-        # the interpreter while the window draws its first rows.
-        QTimer.singleShot(0, lambda: job.start() if job is self._load_job else None)
+        # Started once the first page is painted (a tenth of a second later): the job's Python
+        # work would otherwise hold the interpreter while the window draws its first rows.
+        QTimer.singleShot(LOAD_DELAY_MS,
+                          lambda: job.start() if job is self._load_job else None)
         self._update_review_status()
 
     def _cancel_load(self, *, wait: bool = False) -> None:

@@ -241,6 +241,12 @@ DAMAGE = [
     ("UPDATE caption_versions SET provenance = 'alien'", 'a caption has the provenance "alien"'),
     ("UPDATE captions SET body = CAST(x'ff00fe' AS TEXT)", "it cannot be read"),
     ("UPDATE images SET path = '' WHERE id = 1", 'image 1 has the path ""'),
+    # Rows are first tested in SQL (issue 15); each kind of damage still gets its message.
+    ("UPDATE images SET valid = 2", 'is marked valid "2"'),
+    ("UPDATE images SET width = 0", 'has the size "0"'),
+    ("UPDATE images SET mtime = 'noon'", "has the size"),
+    ("UPDATE images SET note = x'00'", "has a note that is not text"),
+    ("UPDATE images SET path = CAST(x'ff41' AS TEXT) WHERE id = 1", "it cannot be read"),
     ("INSERT INTO lock VALUES (1, 'me', 'here', 0, '2024-01-01')", "its lock row"),
     ("UPDATE captions SET updated_at = '2024-02-30 10:00:00.000000'",
      'the time "2024-02-30 10:00:00.000000" in captions.updated_at is not a time'),
