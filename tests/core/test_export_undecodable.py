@@ -174,6 +174,7 @@ def test_nothing_left_to_export_says_why(tmp_path: Path) -> None:
     assert str(err.value) == "No image is left to export (2 invalid); nothing was written."
 
 
+@pytest.mark.slow
 def test_loracap_new_then_export_on_the_command_line(folder: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "QT_QPA_PLATFORM": "offscreen"}
 
