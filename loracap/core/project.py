@@ -105,6 +105,8 @@ from loracap.core.schema import (
     NO_PRESETS,
     SCHEMA_VERSION,
     Base,
+    CaptionRow,
+    CaptionVersionRow,
     ExportRow,
     ImageRow,
     LockRow,
@@ -659,11 +661,17 @@ class Project(ProjectImages, ProjectCaptions, ProjectUndo, ProjectPeople, Projec
         return result
 
     def _add_scanned(self, files: Iterable[Any]) -> AddResult:
+        """Store the scanned files in one transaction, inserted 1,000 rows a statement (issue
+        15: the rows of 10,000 photos in about half a second), their sidecar captions as
+        ``imported`` with a first version each."""
         settings = self.settings
         added = invalid = imported = known = 0
         sidecar_errors: list[tuple[str, str]] = []
         with self._write() as session:
             existing = set(session.scalars(select(ImageRow.path)))
+            rows: list[dict[str, Any]] = []
+            captions: dict[str, str] = {}
+            now = utcnow()
             for scanned in files:
                 stored = self._stored(scanned.path)
                 info = scanned.info
@@ -671,29 +679,32 @@ class Project(ProjectImages, ProjectCaptions, ProjectUndo, ProjectPeople, Projec
                     known += 1
                     continue
                 existing.add(stored)
-                row = ImageRow(
-                    path=stored,
-                    file_size=info.file_size,
-                    mtime=info.mtime,
-                    width=info.width,
-                    height=info.height,
-                    format=info.format,
-                    valid=info.valid,
-                    invalid_reason=readable_path(info.reason),
-                )
-                session.add(row)
-                session.flush()
+                rows.append(dict(path=stored, file_size=info.file_size, mtime=info.mtime,
+                                 width=info.width, height=info.height, format=info.format,
+                                 valid=info.valid, invalid_reason=readable_path(info.reason),
+                                 added_at=now))
                 added += 1
                 if not info.valid:
                     invalid += 1
                 if scanned.sidecar_error:
                     sidecar_errors.append((readable_path(stored), scanned.sidecar_error))
                 if scanned.sidecar_caption and info.valid:
-                    body = strip_prefix(
-                        scanned.sidecar_caption, settings.prefix_template, settings.trigger
-                    )
-                    self._put_caption(session, row.id, body, Provenance.IMPORTED)
-                    imported += 1
+                    captions[stored] = strip_prefix(
+                        scanned.sidecar_caption, settings.prefix_template, settings.trigger)
+            for start in range(0, len(rows), 1000):
+                chunk = rows[start:start + 1000]
+                ids = session.execute(insert(ImageRow).returning(ImageRow.id, ImageRow.path),
+                                      chunk).all()
+                with_caption = [(image_id, captions[path]) for image_id, path in ids
+                                if path in captions]
+                if with_caption:
+                    session.execute(insert(CaptionVersionRow), [
+                        dict(image_id=i, body=b, provenance=Provenance.IMPORTED.value,
+                             created_at=now) for i, b in with_caption])
+                    session.execute(insert(CaptionRow), [
+                        dict(image_id=i, body=b, provenance=Provenance.IMPORTED.value,
+                             created_at=now, updated_at=now) for i, b in with_caption])
+                    imported += len(with_caption)
         return AddResult(added, invalid, imported, known, sidecar_errors)
 
     # ------------------------------------------------------------------ exports
