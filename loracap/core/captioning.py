@@ -52,6 +52,7 @@ from loracap.core.errors import (
     NetworkError,
     StorageError,
     TransientError,
+    UndecodableImageError,
 )
 from loracap.core.pacing import AnswerWatch, RateLimiter, RetryPolicy, call_with_retry
 from loracap.core.prompts import Instructions, limit_length, sanitize_text
@@ -160,12 +161,21 @@ _Handed = tuple[ImageOutcome, Callable[[ImageOutcome], None], Callable[[LoraCapE
 
 class ImageFailed(Exception):
     """Internal to captioning: the image fails with ``message`` (its reason, recorded on the
-    image) of ``kind``; the batch goes on."""
+    image) of ``kind``; the batch goes on. ``invalid_reason`` set: the image's pixels do not
+    decode (damage the scan's structure checks cannot see), so the image is marked invalid
+    with it instead (issue 15)."""
 
-    def __init__(self, message: str, kind: str) -> None:
+    def __init__(self, message: str, kind: str, invalid_reason: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.kind = kind
+        self.invalid_reason = invalid_reason
+
+    @classmethod
+    def unusable(cls, exc: InputError) -> ImageFailed:
+        """The failure of an image that cannot be read or decoded (``exc``)."""
+        reason = exc.reason if isinstance(exc, UndecodableImageError) else ""
+        return cls(str(exc), "image", reason)
 
 
 @dataclass
@@ -222,9 +232,13 @@ class Attempt:
         """Record the failure on the image, with the tokens paid before it failed (``usage``,
         of ``provenance``'s backend and model); the outcome that says so."""
         project, record = self.job.project, self.record
-        _saving(project, record.path, lambda: project.record_failure(
-            record.id, failure.message, kind=failure.kind, backend=provenance[0],
-            model=provenance[1], usage=usage))
+        if failure.invalid_reason:
+            _saving(project, record.path,
+                    lambda: project.mark_invalid(record.id, failure.invalid_reason))
+        else:
+            _saving(project, record.path, lambda: project.record_failure(
+                record.id, failure.message, kind=failure.kind, backend=provenance[0],
+                model=provenance[1], usage=usage))
         log.info("Captioning %s failed: %s", record.path, failure.message)
         return ImageOutcome(record.id, ok=False, error=failure.message, kind=failure.kind,
                             request_s=self.last_request_s)
@@ -300,7 +314,7 @@ def caption_single(attempt: Attempt, instructions: Instructions) -> ImageOutcome
     try:
         image = job.captioner.prepare(record.abs_path, job.max_side)
     except InputError as exc:
-        raise ImageFailed(str(exc), "image") from exc
+        raise ImageFailed.unusable(exc) from exc
     result = attempt.send(lambda: job.captioner.caption(
         image, instructions, trigger=job.trigger, prefix=job.prefix))
     # The backend cleaned it already (Gemini's does); whatever the backend, no control

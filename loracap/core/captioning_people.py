@@ -138,7 +138,7 @@ def _caption_people(attempt: Attempt, options: PeopleOptions,
         stat = os.stat(record.abs_path)
         image = load_rgb_on_white(record.abs_path)
     except InputError as exc:
-        raise ImageFailed(str(exc), "image") from exc
+        raise ImageFailed.unusable(exc) from exc
     except OSError as exc:
         raise ImageFailed(f'Cannot read the image "{record.abs_path}": {exc.strerror or exc}.',
                           "image") from exc

@@ -26,6 +26,17 @@ class InputError(LoraCapError):
     exit_code = 2
 
 
+class UndecodableImageError(InputError):
+    """An image file is there but its data is not a usable image: cut off, damaged, not an
+    image, too large (:mod:`loracap.core.imaging`). ``reason`` is the lowercase fragment
+    :attr:`~loracap.core.imaging.ImageInfo.reason` would hold, for marking the image invalid
+    (:meth:`~loracap.core.project.Project.mark_invalid`)."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f'Cannot use the image "{path}": {reason}.')
+        self.reason = reason
+
+
 class TriggerWordError(InputError):
     """A trigger word breaks the rules; ``suggestion`` holds the fixed form, or ``""``."""
 

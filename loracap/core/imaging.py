@@ -46,7 +46,7 @@ from PIL import (
     WebPImagePlugin,
 )
 
-from loracap.core.errors import InputError
+from loracap.core.errors import InputError, UndecodableImageError
 from loracap.core.structure import check_structure, sniff
 
 logger = logging.getLogger(__name__)
@@ -441,16 +441,6 @@ def load_rgb_on_white(path: Path) -> Image.Image:
         InputError: as :func:`prepare_for_upload` does.
     """
     return _decode(Path(path), _full_pixels)
-
-
-class UndecodableImageError(InputError):
-    """The file is there but its data is not a usable image: cut off, damaged, not an image,
-    too large. ``reason`` is the lowercase fragment :attr:`ImageInfo.reason` would hold, for
-    marking the image invalid (:meth:`~loracap.core.project.Project.mark_invalid`)."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f'Cannot use the image "{path}": {reason}.')
-        self.reason = reason
 
 
 def _decode(path: Path, pixels: Callable[[ImageFile.ImageFile], Image.Image]) -> Image.Image:

@@ -289,7 +289,7 @@ def _asker_and_image(attempt: Attempt) -> _Asking:
     try:
         jpeg = job.captioner.prepare(record.abs_path, job.max_side)
     except InputError as exc:
-        raise ImageFailed(str(exc), "image") from exc
+        raise ImageFailed.unusable(exc) from exc
     return _Asking(attempt, asker, jpeg)
 
 
@@ -372,6 +372,10 @@ def _store(attempt: Attempt, asking: _Asking, entries: list[QAEntry], asked: int
 
 
 def _failed(attempt: Attempt, failure: ImageFailed) -> ImageOutcome:
+    if failure.invalid_reason:  # pixels that do not decode: the image is invalid
+        project, record = attempt.job.project, attempt.record
+        _saving(project, record.path,
+                lambda: project.mark_invalid(record.id, failure.invalid_reason))
     log.info("Question-answer pairs of %s failed: %s", attempt.record.path, failure.message)
     return ImageOutcome(attempt.record.id, ok=False, error=failure.message, kind=failure.kind,
                         request_s=attempt.last_request_s)
