@@ -180,6 +180,7 @@ class MainWindow(QMainWindow):
         self._batch_config: BackendConfig | None = None
         self._prepare_job: CaptionerJob | None = None
         self._batch_qa = False  # the batch under way writes question-answer pairs
+        self._cancelling = False  # Cancel was pressed once: the next press stops at once
         self._load_job: ProjectLoadJob | None = None  # a large project's rows loading
         self._pending_current: int | None = None  # the image to show once its row is loaded
         self._thumbnails = thumbnails
@@ -1704,6 +1705,10 @@ class MainWindow(QMainWindow):
         self._batch_captioner = captioner
         self._batch_config = config
         self._batch_qa = options.qa is not None
+        self._cancelling = False
+        self.progress.cancel_button.setText("Cancel")
+        self.progress.cancel_button.setToolTip(
+            "Stop sending requests; captions already paid for are kept")
         self.progress.cancel_button.setEnabled(True)
         runner.start()
         self._update_enabled()
@@ -1729,15 +1734,26 @@ class MainWindow(QMainWindow):
             captioner.close()
 
     def cancel_batch(self) -> None:
-        """Stop sending requests; answers in flight are still saved. Before the batch has
-        begun (a model downloading or loading) it stops that."""
+        """Stop sending requests; answers in flight are still saved, and the button becomes
+        Stop Now, which drops them instead (their images stay as they were). Before the batch
+        has begun (a model downloading or loading) it stops that."""
         if self._prepare_job is not None:
             self._prepare_job.cancel()
             return
-        if self.runner is not None and self.runner.is_running:
-            self.runner.cancel()
-            self.progress.cancel_button.setEnabled(False)
-            self.progress.label.setText("Cancelling — waiting for answers already on their way…")
+        if self.runner is None or not self.runner.is_running:
+            return
+        button = self.progress.cancel_button
+        if self._cancelling:
+            self.runner.abort()
+            button.setEnabled(False)
+            self.progress.label.setText("Stopping now — answers still on their way are dropped…")
+            return
+        self.runner.cancel()
+        self._cancelling = True
+        button.setText("Stop Now")
+        button.setToolTip("Drop the answers still on their way; their images stay as they were")
+        self.progress.label.setText("Cancelling — waiting for answers already on their way "
+                                    "(Stop Now drops them)…")
 
     def _on_batch_finished(self, summary: BatchSummary) -> None:
         self._end_batch_captioner(answered=summary.done > 0)

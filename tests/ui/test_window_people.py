@@ -87,3 +87,4 @@ def test_the_grid_says_no_person_found(qtbot, window: MainWindow, tmp_path: Path
     tooltip = window.model.index(0, 0).data(Qt.ItemDataRole.ToolTipRole)
     assert "No person found" in tooltip
     assert window.project.images()[0].people == 0
+
