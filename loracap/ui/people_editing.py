@@ -5,7 +5,7 @@ resized or drawn, Delete, the context menu); :class:`PeopleEditing` turns each i
 the image's :class:`~loracap.core.people.layout.PeopleLayout` stored with
 :meth:`~loracap.core.project.Project.edit_people` -- the caption rebuilt with the new aliases,
 one undo step, a version in the caption history -- and runs "Describe This Person Again" in
-the background (:class:`~loracap.jobs.backend_jobs.CaptionerWorkJob`). Its actions fill the
+the background (:class:`~loracap.ui.one_request.OneRequest`). Its actions fill the
 People menu and the preview's context menu.
 """
 
@@ -20,11 +20,11 @@ from PyQt6.QtGui import QAction, QActionGroup, QKeySequence
 from PyQt6.QtWidgets import QMenu
 
 from loracap.core.errors import LoraCapError
+from loracap.ui.one_request import OneRequest
 from loracap.ui.people_overlay import is_multi_person
 
 if TYPE_CHECKING:
     from loracap.core.people.layout import PeopleLayout
-    from loracap.jobs.backend_jobs import CaptionerWorkJob
     from loracap.ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class PeopleEditing(QObject):
     def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
         self.window = window
-        self._job: CaptionerWorkJob | None = None
+        self._request = OneRequest(window, ended=self.update_actions)
         label = window.preview.image_label
         label.person_selected.connect(lambda _index: self.update_actions())
         label.box_changed.connect(self.move_box)
@@ -110,7 +110,7 @@ class PeopleEditing(QObject):
     @property
     def busy(self) -> bool:
         """Whether a person is being described."""
-        return self._job is not None and self._job.is_running
+        return self._request.busy
 
     def _editable(self) -> bool:
         window = self.window
@@ -247,41 +247,20 @@ class PeopleEditing(QObject):
         if config is None:
             return
         from loracap.core.captioning_people import describe_person_again
-        from loracap.jobs.backend_jobs import CaptionerWorkJob
 
         alias = self._alias(index)
         project, image_id, max_side = window.project, record.id, window.settings.max_side
-        job = CaptionerWorkJob(
+        self._request.start(
             config, lambda captioner: describe_person_again(
                 project, image_id, index, captioner, max_side=max_side),
-            f"describing {alias} again", factory=window.captioner_factory, parent=self)
-        job.finished.connect(lambda _text: self._described(job, record.id, alias, ""))
-        job.failed.connect(lambda message: self._described(job, record.id, alias, message))
-        self._job = job
-        window.progress.show_activity(f"Describing {alias} again…", 0, 0)
-        window.progress.cancel_button.setEnabled(False)
-        job.start()
-        self.update_actions()
-
-    def _described(self, job: CaptionerWorkJob, image_id: int, alias: str,
-                   message: str) -> None:
-        if job is not self._job:
-            return
-        self._job = None
-        window = self.window
-        window.progress.hide()
-        if window.project is not None:
-            window.refresh_image(image_id)
-            window.update_usage()
-        if message:
-            window.show_error(f"{alias} could not be described again: {message}")
-        else:
-            window.statusBar().showMessage(f"{alias} described again. (Undo: Ctrl+Z)", 8000)
+            what=f"describing {alias} again", activity=f"Describing {alias} again…",
+            image_id=image_id, done=f"{alias} described again. (Undo: Ctrl+Z)",
+            failed=f"{alias} could not be described again")
         self.update_actions()
 
     def wait(self, timeout_ms: int = -1) -> bool:
         """Wait for a description under way (the window is closing; tests)."""
-        return self._job.wait(timeout_ms) if self._job is not None else True
+        return self._request.wait(timeout_ms)
 
     # ------------------------------------------------------------------ context menu
 

@@ -6,7 +6,7 @@ edits -- each one undo step (:meth:`~loracap.core.project.Project.edit_qa`, ``ad
 ``delete_qa``) -- and keeps the grid's counts (:meth:`ImageListModel.update_qa_count`) and the
 panel up to date. Generating runs on the captioning runner (:meth:`MainWindow.generate_qa`);
 "New Answer" (ask again) is one request in the background
-(:class:`~loracap.jobs.backend_jobs.CaptionerWorkJob`).
+(:class:`~loracap.ui.one_request.OneRequest`).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from PyQt6.QtGui import QAction, QKeySequence
 from PyQt6.QtWidgets import QInputDialog, QMessageBox
 
 from loracap.core.errors import LoraCapError
+from loracap.ui.one_request import OneRequest
 from loracap.ui.qa_panel import QAPanel
 
 if TYPE_CHECKING:
     from loracap.core.qa.generate import QAOptions
-    from loracap.jobs.backend_jobs import CaptionerWorkJob
     from loracap.ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class QAEditing(QObject):
         super().__init__(window)
         self.window = window
         self.panel = QAPanel()
-        self._job: CaptionerWorkJob | None = None
+        self._request = OneRequest(window, ended=self.update_actions)
         self.panel.edit_requested.connect(self.edit)
         self.panel.add_requested.connect(lambda _text: self.add_question())
         self.panel.delete_requested.connect(self.delete)
@@ -73,7 +73,7 @@ class QAEditing(QObject):
     @property
     def busy(self) -> bool:
         """Whether an answer is being written again."""
-        return self._job is not None and self._job.is_running
+        return self._request.busy
 
     def load_counts(self) -> None:
         """Every image's counts into the grid (after opening a project)."""
@@ -202,43 +202,23 @@ class QAEditing(QObject):
         if config is None:
             return
         from loracap.core.qa.generate import answer_again
-        from loracap.jobs.backend_jobs import CaptionerWorkJob
 
         settings = project.settings
         max_side = window.settings.max_side
-        job = CaptionerWorkJob(
+        self._request.start(
             config, lambda captioner: answer_again(
                 project, entry_id, captioner, max_side=max_side, labels=settings.qa_labels,
                 schema=settings.qa_schema, language=settings.language,
                 overwrite_confirmed=overwrite),
-            "answering again", factory=window.captioner_factory, parent=self)
-        job.finished.connect(lambda _entry: self._answered(job, entry.image_id, ""))
-        job.failed.connect(lambda message: self._answered(job, entry.image_id, message))
-        self._job = job
-        window.progress.show_activity("Asking the model for a new answer…", 0, 0)
-        window.progress.cancel_button.setEnabled(False)
-        job.start()
-        self.update_actions()
-
-    def _answered(self, job: CaptionerWorkJob, image_id: int, message: str) -> None:
-        if job is not self._job:
-            return
-        self._job = None
-        window = self.window
-        window.progress.hide()
-        if window.project is not None:
-            self._refresh(image_id)
-            window.update_usage()
-        if message:
-            window.show_error(f"No new answer: {message}")
-        else:
-            window.statusBar().showMessage("New answer written. (The old one is in the "
-                                           "pair's history.)", 8000)
+            what="answering again", activity="Asking the model for a new answer…",
+            image_id=entry.image_id,
+            done="New answer written. (The old one is in the pair's history.)",
+            failed="No new answer")
         self.update_actions()
 
     def wait(self, timeout_ms: int = -1) -> bool:
         """Wait for an answer under way (closing, tests)."""
-        return self._job.wait(timeout_ms) if self._job is not None else True
+        return self._request.wait(timeout_ms)
 
     def generate_dialog(self, *, current: bool = False) -> None:
         """Choose what to generate, then run it as a batch."""
