@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from loracap.core.captioning import Captioner
     from loracap.core.exports import ReviewFilter
     from loracap.core.project import AddResult, CaptionMode, Project
+    from loracap.core.qa.generate import QAOptions
     from loracap.core.records import ProjectSettings
     from loracap.core.scan import ScannedFile
     from loracap.jobs.runner import BatchOptions, BatchSummary
@@ -628,13 +629,19 @@ def _batch_options(args: argparse.Namespace, config: BackendConfig, settings: Pr
 
 
 def _caption_batch(project: Project, args: argparse.Namespace, mode: CaptionMode,
-                   ids: tuple[int, ...] = (), overwrite: bool = False) -> BatchSummary:
-    """Build the batch's captioner (key, model download), run the batch, keep what the
-    captioner learned about its server, and close it."""
+                   ids: tuple[int, ...] = (), overwrite: bool = False,
+                   qa: QAOptions | None = None) -> BatchSummary:
+    """Build the batch's captioner (key, model download), run the batch -- of captions, or of
+    question-answer pairs with ``qa`` (``loracap qa``) -- keep what the captioner learned
+    about its server, and close it."""
+    from dataclasses import replace
+
     from loracap.cli_backend import batch_config, make_captioner, save_learned
 
     config = batch_config(project, args)
     options = _batch_options(args, config, project.settings, mode, ids, overwrite)
+    if qa is not None:
+        options = replace(options, people=None, qa=qa)
     if options.people is not None and options.people.detector is not None:
         options.people.detector.load()  # a model that cannot be used: one line, before paying
     captioner = make_captioner(config)

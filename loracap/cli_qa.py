@@ -163,28 +163,13 @@ def _options(project: Project, args: argparse.Namespace, *, answer_only: bool) -
 
 
 def _batch(args: argparse.Namespace, *, answer_only: bool) -> int:
-    from loracap.cli import _batch_options, _report_batch, _resolve_images, _run_batch
-    from loracap.cli_backend import batch_config, make_captioner, save_learned
+    from loracap.cli import _caption_batch, _report_batch, _resolve_images
     from loracap.core.records import CaptionMode
 
     with _open(args) as project:
         options = _options(project, args, answer_only=answer_only)
         ids = _resolve_images(project, args.image) if args.image else ()
-        config = batch_config(project, args)
-        batch = _batch_options(args, config, project.settings, CaptionMode.SELECTED, ids)
-        from dataclasses import replace
-
-        batch = replace(batch, people=None, qa=options)
-        captioner = make_captioner(config)
-        summary = None
-        try:
-            summary = _run_batch(project, captioner, batch, args)
-        finally:
-            try:
-                save_learned(project, config, captioner,
-                             answered=summary is not None and summary.done > 0)
-            finally:
-                captioner.close()
+        summary = _caption_batch(project, args, CaptionMode.SELECTED, ids, qa=options)
         return _report_batch(summary, args)
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from loracap.core.backends.base import Answer, TokenUsage, VisionAsker
+from loracap.core.backends.base import Answer, TokenUsage, VisionAsker, vision_asker
 from loracap.core.captioning import (
     Attempt,
     ImageFailed,
@@ -129,11 +129,7 @@ def _caption_people(attempt: Attempt, options: PeopleOptions,
     from loracap.core.imaging import jpeg_for_upload, load_rgb_on_white
 
     job, record = attempt.job, attempt.record
-    asker = job.captioner
-    if not isinstance(asker, VisionAsker):
-        raise CaptionError(f"Multi-person captions need a vision model; the {asker.backend} "
-                           "backend only tags. Choose Gemini, an OpenAI-compatible server or "
-                           "Claude.")
+    asker = vision_asker(job.captioner, "Multi-person captions need")
     try:
         stat = os.stat(record.abs_path)
         image = load_rgb_on_white(record.abs_path)
@@ -354,16 +350,14 @@ def describe_person_again(project: Project, image_id: int, index: int, captioner
         text = settings.tag_separator.join(tags)
     else:
         tags = []
-        if not isinstance(captioner, VisionAsker):
-            raise CaptionError("Describing a person needs a vision model; choose Gemini, an "
-                               "OpenAI-compatible server or Claude.")
-        answer = captioner.ask(jpeg_for_upload(crop, max_side), person_prompt(settings.language))
+        asker = vision_asker(captioner, "Describing a person needs")
+        answer = asker.ask(jpeg_for_upload(crop, max_side), person_prompt(settings.language))
         text = clean_person_text(_THINKING.sub("", answer.text, count=1)).text
         if not text:
             raise ImageRejectedError(f"{alias}: the model returned an empty description.")
         project.store_person_part(image_id, PersonPart(
-            kind="person", backend=answer.backend or captioner.backend,
-            model=answer.model or captioner.model, file_size=stat.st_size,
+            kind="person", backend=answer.backend or asker.backend,
+            model=answer.model or asker.model, file_size=stat.st_size,
             mtime=stat.st_mtime, text=text, position=index, box=person.box,
             gender=person.gender, input_tokens=answer.usage.input_tokens,
             output_tokens=answer.usage.output_tokens))

@@ -72,8 +72,8 @@ from loracap.core.query import tag_term
 from loracap.core.records import CaptionMode, ImageRecord, Review, UndoOutcome
 from loracap.core.tags import DEFAULT_SEPARATOR, parse_tags_txt
 from loracap.core.trusted_servers import UntrustedServerError
-from loracap.jobs.background import ProjectLoad, ProjectLoadJob
 from loracap.jobs.backend_jobs import CaptionerJob, needs_preparation
+from loracap.jobs.background import ProjectLoad, ProjectLoadJob
 from loracap.jobs.runner import BatchOptions, BatchSummary, CaptionRunner
 from loracap.ui import dialogs
 from loracap.ui.batch_dialog import BatchEditDialog, BatchTarget, Operation
@@ -229,8 +229,10 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ construction
 
-    def _action(self, text: str, slot: Callable[[], object],
-                shortcuts: list[QKeySequence] | None = None, tip: str = "") -> QAction:
+    def add_action(self, text: str, slot: Callable[[], object],
+                   shortcuts: list[QKeySequence] | None = None, tip: str = "") -> QAction:
+        """A window action (its shortcuts window-wide, each key once; ``tip`` as tooltip and
+        status tip) running ``slot``; the window's controllers make theirs with it too."""
         action = QAction(text, self)
         action.triggered.connect(lambda _checked=False: slot())
         if shortcuts:
@@ -250,103 +252,103 @@ class MainWindow(QMainWindow):
 
     def _build_actions(self) -> None:
         key = QKeySequence
-        self.new_action = self._action(
+        self.new_action = self.add_action(
             "&New Project from Folder…", self.new_project,
             [key(key.StandardKey.New)], "Make a project from a folder of photos")
-        self.open_action = self._action(
+        self.open_action = self.add_action(
             "&Open Project…", self.open_project_dialog, [key(key.StandardKey.Open)],
             "Open a .loraproj project")
-        self.export_action = self._action(
+        self.export_action = self.add_action(
             "&Export…", self.export_dialog, [key("Ctrl+E")],
             "Write the training zip or metadata.txt")
-        self.relink_action = self._action(
+        self.relink_action = self.add_action(
             "&Relink Missing Images…", self.relink_dialog, None,
             "Point the project at the folder its images moved to")
-        self.settings_action = self._action(
+        self.settings_action = self.add_action(
             "&Settings…", self.settings_dialog, [key(key.StandardKey.Preferences)],
             "Backend, API key, model, caption language, speed and upload size")
-        self.captioning_settings_action = self._action(
+        self.captioning_settings_action = self.add_action(
             "Captioning &Settings…", self.settings_dialog, None,
             "Backend, server, model, API key, caption language and tagger options")
-        self.presets_action = self._action(
+        self.presets_action = self.add_action(
             "Prompt &Presets…", self.presets_dialog, None,
             "Your prompts for all projects and this project's, with a preview on the current "
             "image")
-        self.quit_action = self._action("&Quit", self.close, [key(key.StandardKey.Quit)])
-        self.undo_action = self._action(
+        self.quit_action = self.add_action("&Quit", self.close, [key(key.StandardKey.Quit)])
+        self.undo_action = self.add_action(
             "&Undo", self.undo, [key(key.StandardKey.Undo)],
             "Take back the last edit (kept in the project: works after reopening too)")
-        self.redo_action = self._action(
+        self.redo_action = self.add_action(
             "&Redo", self.redo, [key(key.StandardKey.Redo), key("Ctrl+Shift+Z")],
             "Do the undone edit again")
-        self.previous_action = self._action(
+        self.previous_action = self.add_action(
             "&Previous Image", lambda: self.navigate(-1), [key("PgUp"), key("Ctrl+Left")],
             "Previous image (Page Up, Ctrl+Left)")
-        self.next_action = self._action(
+        self.next_action = self.add_action(
             "&Next Image", lambda: self.navigate(1), [key("PgDown"), key("Ctrl+Right")],
             "Next image (Page Down, Ctrl+Right)")
-        self.generate_missing = self._action(
+        self.generate_missing = self.add_action(
             "Only images without a caption", lambda: self.generate(CaptionMode.MISSING))
-        self.generate_all = self._action("All images", lambda: self.generate(CaptionMode.ALL))
-        self.generate_failed = self._action(
+        self.generate_all = self.add_action("All images", lambda: self.generate(CaptionMode.ALL))
+        self.generate_failed = self.add_action(
             "Only failed images", lambda: self.generate(CaptionMode.FAILED))
-        self.generate_selected = self._action(
+        self.generate_selected = self.add_action(
             "Selected images", lambda: self.generate(CaptionMode.SELECTED))
-        self.approve_action = self._action(
+        self.approve_action = self.add_action(
             "&Approve", lambda: self.mark_review(Review.APPROVED), [key("A")],
             "Mark the selected images approved (A; not while typing)")
-        self.reject_action = self._action(
+        self.reject_action = self.add_action(
             "&Reject", lambda: self.mark_review(Review.REJECTED), [key("R")],
             "Mark the selected images rejected (R; not while typing)")
-        self.unreview_action = self._action(
+        self.unreview_action = self.add_action(
             "&Clear Review Mark", lambda: self.mark_review(Review.UNREVIEWED), [key("U")],
             "Mark the selected images unreviewed (U)")
         self.rate_actions = [
-            self._action(f"Rate &{n}", lambda n=n: self.rate(n), [key(str(n))],
+            self.add_action(f"Rate &{n}", lambda n=n: self.rate(n), [key(str(n))],
                          f"Rate the selected images {n} of 5 ({n})")
             for n in range(1, 6)
         ]
-        self.batch_action = self._action(
+        self.batch_action = self.add_action(
             "&Batch Edit…", lambda: self.batch_edit(Operation.REPLACE), [key("Ctrl+Shift+H")],
             "Find and replace, add, remove or rename tags on the selected or shown images")
-        self.find_replace_action = self._action(
+        self.find_replace_action = self.add_action(
             "&Find and Replace…", lambda: self.batch_edit(Operation.REPLACE), [key("Ctrl+H")],
             "Replace text in the captions of the selected or shown images, with a preview")
-        self.add_tag_action = self._action(
+        self.add_tag_action = self.add_action(
             "&Add Tag to Images…", lambda: self.batch_edit(Operation.ADD_TAG), None,
             "Add a tag to the selected or shown images")
-        self.remove_tag_action = self._action(
+        self.remove_tag_action = self.add_action(
             "&Remove Tag from Images…", lambda: self.batch_edit(Operation.REMOVE_TAG), None,
             "Remove a tag from the selected or shown images")
-        self.rename_tag_action = self._action(
+        self.rename_tag_action = self.add_action(
             "Re&name Tag…", lambda: self.batch_edit(Operation.RENAME_TAG), None,
             "Rename a tag in the selected or shown images")
-        self.export_tags_action = self._action(
+        self.export_tags_action = self.add_action(
             "&Export Tag List (tags.txt)…", self.export_tag_list, None,
             "Every tag of the project, one per line, most used first")
-        self.import_tags_action = self._action(
+        self.import_tags_action = self.add_action(
             "&Import Tag List for Autocomplete…", self.import_tag_list, None,
             "Offer the tags of a list (e.g. a Danbooru CSV) while you type a tag")
-        self.check_action = self._action(
+        self.check_action = self.add_action(
             "&Check Dataset", self.check_dataset, [key("Ctrl+Shift+K")],
             "Find missing trigger words, duplicates, long captions, small and near-duplicate "
             "images")
-        self.focus_tag_action = self._action(
+        self.focus_tag_action = self.add_action(
             "Add &Tag to This Image", self.focus_tag_input, [key("Ctrl+T")],
             "Type a tag for the current image, with suggestions")
-        self.shortcuts_action = self._action(
+        self.shortcuts_action = self.add_action(
             "&Keyboard Shortcuts", self.show_shortcuts, [key(key.StandardKey.HelpContents)],
             "Every shortcut of the window")
-        self.filter_help_action = self._action(
+        self.filter_help_action = self.add_action(
             "&Filter Syntax", self.show_filter_help, None, "How to write filters for the grid")
-        self.log_folder_action = self._action(
+        self.log_folder_action = self.add_action(
             "Open &Log Folder", self.open_log_folder, None,
             "The log file records errors; send it to whoever helps you")
-        self.about_action = self._action("&About LoRACap", self.about)
-        self.generate_action = self._action(
+        self.about_action = self.add_action("&About LoRACap", self.about)
+        self.generate_action = self.add_action(
             "&Generate Captions", lambda: self.generate(CaptionMode.MISSING), [key("Ctrl+G")],
             "Caption the images without a caption (Ctrl+G); the arrow offers other choices")
-        self.show_people_action = self._action(
+        self.show_people_action = self.add_action(
             "Show &People", self._toggle_people, [key("Ctrl+Shift+P")],
             "Draw the people found in the image, with their aliases (multi-person projects)")
         self.show_people_action.setCheckable(True)

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from PyQt6.QtCore import QObject, QPoint, Qt
+from PyQt6.QtCore import QObject, QPoint
 from PyQt6.QtGui import QAction, QActionGroup, QKeySequence
 from PyQt6.QtWidgets import QMenu
 
@@ -49,16 +49,7 @@ class PeopleEditing(QObject):
 
         def action(text: str, slot: Callable[[], object], keys: str = "",
                    tip: str = "") -> QAction:
-            made = QAction(text, window)
-            made.triggered.connect(lambda _checked=False: slot())
-            if keys:
-                made.setShortcut(QKeySequence(keys))
-                made.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-            if tip:
-                made.setStatusTip(tip)
-                made.setToolTip(tip)
-            window.addAction(made)
-            return made
+            return window.add_action(text, slot, [QKeySequence(keys)] if keys else None, tip)
 
         self.describe_action = action(
             "&Describe This Person Again", self.describe_again, "Ctrl+Shift+D",

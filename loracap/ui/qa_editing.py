@@ -46,14 +46,7 @@ class QAEditing(QObject):
 
         def action(text: str, slot: Callable[[], object], keys: str = "",
                    tip: str = "") -> QAction:
-            made = QAction(text, window)
-            made.triggered.connect(lambda _checked=False: slot())
-            if keys:
-                made.setShortcut(QKeySequence(keys))
-            if tip:
-                made.setStatusTip(tip)
-            window.addAction(made)
-            return made
+            return window.add_action(text, slot, [QKeySequence(keys)] if keys else None, tip)
 
         self.generate_action = action(
             "&Generate Question-Answer Pairs…", self.generate_dialog, "Ctrl+Shift+G",

@@ -396,8 +396,8 @@ def test_keyboard_shortcuts_are_listed(qtbot, make_window) -> None:
         listed = keys.split(", ")
         assert len(listed) == len(set(listed)), (name, keys)
     # On Linux desktops the standard Redo key is Ctrl+Shift+Z, the extra key given for Redo.
-    redo = window._action("Redo", lambda: None,
-                          [QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Shift+Z")])
+    redo = window.add_action("Redo", lambda: None,
+                             [QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Shift+Z")])
     assert [k.toString() for k in redo.shortcuts()] == ["Ctrl+Shift+Z"]
 
 

@@ -178,6 +178,16 @@ class VisionAsker(Protocol):
             ) -> Answer: ...
 
 
+def vision_asker(captioner: object, need: str) -> VisionAsker:
+    """``captioner`` as a :class:`VisionAsker`; raises :class:`CaptionError` ("``need`` a vision
+    model; the wd14 backend only tags. Choose …") for a tagger, which cannot be asked."""
+    if isinstance(captioner, VisionAsker):
+        return captioner
+    backend = getattr(captioner, "backend", "chosen")
+    raise CaptionError(f"{need} a vision model; the {backend} backend only tags. Choose "
+                       "Gemini, an OpenAI-compatible server or Claude.")
+
+
 def prepare_jpeg(path: Path, max_side: int) -> bytes:
     """JPEG bytes of the image at ``path`` as a vision model should see it (EXIF orientation
     applied, transparency on white, long side at most ``max_side`` px); see

@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from loracap.core.backends.base import Answer, TokenUsage, VisionAsker
+from loracap.core.backends.base import Answer, TokenUsage, VisionAsker, vision_asker
 from loracap.core.captioning import Attempt, ImageFailed, ImageOutcome, _saving
-from loracap.core.errors import CaptionError, ImageRejectedError, InputError
+from loracap.core.errors import ImageRejectedError, InputError
 from loracap.core.prompts import check_language, sanitize_text
 from loracap.core.qa.prompts import (
     DEFAULT_PRESET,
@@ -281,11 +281,7 @@ class _Asking:
 
 def _asker_and_image(attempt: Attempt) -> _Asking:
     job, record = attempt.job, attempt.record
-    asker = job.captioner
-    if not isinstance(asker, VisionAsker):
-        raise CaptionError(f"Question-answer pairs need a vision model; the {asker.backend} "
-                           "backend only tags. Choose Gemini, an OpenAI-compatible server or "
-                           "Claude.")
+    asker = vision_asker(job.captioner, "Question-answer pairs need")
     try:
         jpeg = job.captioner.prepare(record.abs_path, job.max_side)
     except InputError as exc:
@@ -444,20 +440,18 @@ def answer_again(project: Project, entry_id: int, captioner: object, *, max_side
                                     Provenance.GENERATED) and entry.answer:
         raise InputError("This answer is confirmed or was written by a person; confirm that "
                          "it may be replaced.")
-    if not isinstance(captioner, VisionAsker):
-        raise CaptionError("Answering needs a vision model; choose Gemini, an "
-                           "OpenAI-compatible server or Claude.")
+    asker = vision_asker(captioner, "Answering needs")
     record = project.image(entry.image_id)
     jpeg = captioner.prepare(record.abs_path, max_side)  # type: ignore[attr-defined]
-    answer = captioner.ask(jpeg, answers_prompt(
+    answer = asker.ask(jpeg, answers_prompt(
         [entry.question], language, answer_type=entry.answer_type, labels=labels,
         schema=schema), json_schema=answers_schema(1))
     [raw] = parse_answers(answer.text, 1)
     if not raw:
         raise ImageRejectedError("The model returned an empty answer.")
     text, reason = validate_answer(raw, entry.answer_type, labels, schema)
-    project.set_answer(entry_id, text, backend=answer.backend or captioner.backend,
-                       model=answer.model or captioner.model, valid=not reason,
+    project.set_answer(entry_id, text, backend=answer.backend or asker.backend,
+                       model=answer.model or asker.model, valid=not reason,
                        invalid_reason=reason, usage=answer.usage,
                        overwrite_confirmed=overwrite_confirmed)
     return project.qa_entry(entry_id)
