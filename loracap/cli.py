@@ -39,6 +39,8 @@ from loracap.core.errors import InputError, LoraCapError, stop_advice
 from loracap.core.logs import configure_logging, redact
 from loracap.core.prompts import Profile
 from loracap.core.text import (
+    CAPTION_VERBS,
+    QA_VERBS,
     human_duration,
     json_text,
     no_usable_images_message,
@@ -533,7 +535,8 @@ def _run_batch(project: Project, captioner: Captioner, options: BatchOptions,
                 return
             state["logged"] = key
         fraction = (done + failed) / total if total else 1.0
-        progress.show(progress_text(done, failed, total, eta, seconds, reason), fraction)
+        verbs = QA_VERBS if options.qa is not None else CAPTION_VERBS
+        progress.show(progress_text(done, failed, total, eta, seconds, reason, verbs), fraction)
 
     def on_progress(done: int, failed: int, total: int, eta: float) -> None:
         state["counts"] = (done, failed, total, eta)
@@ -734,7 +737,8 @@ def _report_batch(summary: BatchSummary, args: argparse.Namespace) -> int:
         err.write(f"{len(summary.kept)} caption(s) edited meanwhile were kept.\n")
     if summary.stop_error is not None:
         err.write(redact(f"loracap: stopped: {summary.stop_error}") + "\n")
-        left = f"{summary.not_started} image(s) not captioned yet. " if summary.not_started else ""
+        left = (f"{summary.not_started} image(s) not "
+                f"{'asked about' if qa else 'captioned'} yet. ") if summary.not_started else ""
         if run:
             left += "Nothing was exported. "
         err.write(left + stop_advice(summary.stop_error, for_cli=True) + "\n")

@@ -64,18 +64,26 @@ def waiting_text(seconds: float, reason: str) -> str:
     return f"retrying in {countdown(seconds)}{after}"
 
 
+#: How :func:`progress_text` names a batch under way and done: captions (the default), or
+#: question-answer pairs.
+CAPTION_VERBS = ("Captioning", "Captioned")
+QA_VERBS = ("Asking about", "Asked about")
+
+
 def progress_text(done: int, failed: int, total: int, eta_s: float,
-                  wait_s: float = 0.0, wait_reason: str = "") -> str:
+                  wait_s: float = 0.0, wait_reason: str = "",
+                  verbs: tuple[str, str] = CAPTION_VERBS) -> str:
     """``"Captioning 12 of 32 · 1 failed · about 2 min 05 s left"``: 12 images finished (one of
     them failed) of 32. ``eta_s`` < 0 means not known yet. With a ``wait_reason`` (see
     :func:`waiting_text`) the wait comes before the estimate: ``"Captioning 10 of 30 · waiting
     for the rate limit · next request in 42 s · about 1 min 58 s left"``. Both are rounded up
-    (:func:`countdown`), so the estimate never reads less than the wait it includes."""
+    (:func:`countdown`), so the estimate never reads less than the wait it includes.
+    ``verbs`` name the batch under way and done (:data:`CAPTION_VERBS`, :data:`QA_VERBS`)."""
     processed = done + failed
     if processed >= total:
-        text = f"Captioned {done} of {total}"
+        text = f"{verbs[1]} {done} of {total}"
     else:
-        text = f"Captioning {processed} of {total}"
+        text = f"{verbs[0]} {processed} of {total}"
     if failed:
         text += f" · {failed} failed"
     waiting = waiting_text(wait_s, wait_reason) if processed < total else ""

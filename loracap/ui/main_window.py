@@ -71,6 +71,7 @@ from loracap.core.prompts import Profile, build_instructions
 from loracap.core.query import tag_term
 from loracap.core.records import CaptionMode, ImageRecord, Review, UndoOutcome
 from loracap.core.tags import DEFAULT_SEPARATOR, parse_tags_txt
+from loracap.core.text import CAPTION_VERBS, QA_VERBS
 from loracap.core.trusted_servers import UntrustedServerError
 from loracap.jobs.backend_jobs import CaptionerJob, needs_preparation
 from loracap.jobs.background import ProjectLoad, ProjectLoadJob
@@ -1707,6 +1708,7 @@ class MainWindow(QMainWindow):
         self._batch_captioner = captioner
         self._batch_config = config
         self._batch_qa = options.qa is not None
+        self.progress.verbs = QA_VERBS if self._batch_qa else CAPTION_VERBS
         self._cancelling = False
         self.progress.cancel_button.setText("Cancel")
         self.progress.cancel_button.setToolTip(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PyQt6.QtCore import pyqtSlot
 from PyQt6.QtWidgets import QHBoxLayout, QProgressBar, QPushButton, QWidget
 
-from loracap.core.text import progress_text
+from loracap.core.text import CAPTION_VERBS, progress_text
 from loracap.ui.widgets import ElidedLabel
 
 
@@ -33,6 +33,8 @@ class ProgressStrip(QWidget):
         layout.addWidget(self.cancel_button)
         self._progress: tuple[int, int, int, float] = (0, 0, 0, -1.0)
         self._wait: tuple[float, str] = (0.0, "")
+        #: How the batch under way is named (:data:`loracap.core.text.CAPTION_VERBS`).
+        self.verbs = CAPTION_VERBS
         self.hide()
 
     @pyqtSlot(int, int, int, float)
@@ -73,4 +75,5 @@ class ProgressStrip(QWidget):
     def _render(self) -> None:
         done, failed, total, eta = self._progress
         seconds, reason = self._wait
-        self.label.setText(progress_text(done, failed, total, eta, seconds, reason))
+        self.label.setText(progress_text(done, failed, total, eta, seconds, reason,
+                                         verbs=self.verbs))
