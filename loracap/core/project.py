@@ -105,6 +105,8 @@ from loracap.core.schema import (
     NO_PRESETS,
     SCHEMA_VERSION,
     Base,
+    BatchItemRow,
+    BatchJobRow,
     CaptionRow,
     CaptionVersionRow,
     ExportRow,
@@ -190,9 +192,20 @@ def _migrate_6_to_7(conn: Any) -> None:
         Base.metadata.tables[row.__tablename__].create(conn)
 
 
+def _migrate_7_to_8(conn: Any) -> None:
+    """Version 8 adds batch API jobs (``batch_jobs``, ``batch_items``), the batch a caption
+    version came from, and the file state at which an image's pixels last decoded whole."""
+    conn.exec_driver_sql(
+        "ALTER TABLE caption_versions ADD COLUMN batch VARCHAR NOT NULL DEFAULT ''")
+    conn.exec_driver_sql("ALTER TABLE images ADD COLUMN decoded_size INTEGER")
+    conn.exec_driver_sql("ALTER TABLE images ADD COLUMN decoded_mtime FLOAT")
+    for row in (BatchJobRow, BatchItemRow):
+        Base.metadata.tables[row.__tablename__].create(conn)
+
+
 MIGRATIONS: dict[int, Callable[[Any], None]] = {
     1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4, 4: _migrate_4_to_5,
-    5: _migrate_5_to_6, 6: _migrate_6_to_7,
+    5: _migrate_5_to_6, 6: _migrate_6_to_7, 7: _migrate_7_to_8,
 }
 
 #: Undo steps kept in a project file; older ones are dropped (the caption history keeps every
@@ -278,6 +291,10 @@ class Project(ProjectImages, ProjectCaptions, ProjectUndo, ProjectPeople, Projec
         self.path = path
         self.folder = path.parent
         self.read_only = read_only
+        #: The file's project format (``PRAGMA user_version``): :data:`SCHEMA_VERSION`, except
+        #: for an older file opened read-only, which is not migrated (format-8 tables and
+        #: columns are then absent).
+        self.format_version = SCHEMA_VERSION
         self._engine = engine
         self._write_lock = threading.RLock()
         self._closed = False
@@ -384,11 +401,13 @@ class Project(ProjectImages, ProjectCaptions, ProjectUndo, ProjectPeople, Projec
         _inspect(path, version)
         engine = _make_engine(path, read_only=read_only)
         project = cls(path, engine, read_only=read_only)
+        project.format_version = version
         if read_only:
             return project
         try:
             if version < SCHEMA_VERSION:
                 project._migrate(version)
+                project.format_version = SCHEMA_VERSION
             project._enter_wal()
             project._take_lock()
         except (OperationalError, DatabaseError, sqlite3.DatabaseError) as exc:

@@ -86,6 +86,8 @@ _ADDED_IN_VERSION: dict[tuple[str, str], int] = {
     ("person_parts", ""): 6,
     ("project", "qa_labels"): 7, ("project", "qa_schema"): 7, ("qa_entries", ""): 7,
     ("qa_versions", ""): 7,
+    ("caption_versions", "batch"): 8, ("images", "decoded_size"): 8,
+    ("images", "decoded_mtime"): 8, ("batch_jobs", ""): 8, ("batch_items", ""): 8,
 }
 
 #: The orders of people in a multi-person caption (``project.people_order``).

@@ -20,6 +20,10 @@ Tables:
 * ``qa_entries`` -- the question-answer pairs of each image (format 7).
 * ``qa_versions`` -- every version of a pair's text, append-only (format 7); kept when the
   pair is deleted, so undoing the deletion brings the pair back with its history.
+* ``batch_jobs`` -- the jobs submitted to a service's batch API (format 8), followed across
+  restarts until their results are fetched.
+* ``batch_items`` -- the images of each batch job, with the key that matches a result to its
+  image and what became of it (format 8).
 
 Every row that belongs to an image is removed with it (``ON DELETE CASCADE``; the project
 turns ``PRAGMA foreign_keys`` on for each connection).
@@ -53,7 +57,9 @@ from loracap.core.records import Provenance, Review
 #: custom aliases, the order of people and an optional local person detector.
 #: 7: question-answer pairs (``qa_entries``, ``qa_versions``), the project's answer labels and
 #: answer schema.
-SCHEMA_VERSION = 7
+#: 8: batch API jobs (``batch_jobs``, ``batch_items``), the batch a caption version came from,
+#: and the file state at which an image's pixels last decoded whole.
+SCHEMA_VERSION = 8
 
 #: ``project.prompt_presets`` of a project without presets of its own (``loracap.core.presets``).
 NO_PRESETS = '{"version": 1, "presets": []}'
@@ -167,6 +173,13 @@ class ImageRow(Base):
     #: 1-5, or None when not rated.
     rating: Mapped[int | None] = mapped_column(Integer, nullable=True)
     note: Mapped[str] = mapped_column(Text, default="", server_default="")
+    #: The file's size (bytes) and mtime (seconds) when every pixel of it last decoded (an
+    #: export's check, format 8); NULL when never. While the file still has this size and
+    #: mtime, the decode need not be repeated.
+    #: Deferred (not in the ORM's SELECT), as every column added in format 8: a format-7 file
+    #: opened read-only is not migrated and has no such column.
+    decoded_size: Mapped[int | None] = mapped_column(Integer, nullable=True, deferred=True)
+    decoded_mtime: Mapped[float | None] = mapped_column(Float, nullable=True, deferred=True)
 
 
 class CaptionRow(Base):
@@ -200,6 +213,9 @@ class CaptionVersionRow(Base):
     #: Tokens the answer cost, as the service counted them (format 5; 0 when unknown).
     input_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     output_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: The service's name of the batch job whose result this version is (``batches/123``,
+    #: ``msgbatch_…``, ``batch_…``; format 8), ``""`` when not from a batch API.
+    batch: Mapped[str] = mapped_column(String, default="", server_default="", deferred=True)
 
 
 class CaptionAttemptRow(Base):
@@ -310,6 +326,58 @@ class QAVersionRow(Base):
     output_tokens: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class BatchJobRow(Base):
+    """One job submitted to a service's batch API (format 8; :mod:`loracap.core.batches`).
+
+    ``remote_id`` is the service's name of the job (Gemini ``batches/…``, Anthropic
+    ``msgbatch_…``, OpenAI ``batch_…``); ``input_file`` the uploaded request file the job reads
+    (``""`` for inline requests). ``state`` is LoRACap's word for where the job is
+    (:class:`~loracap.core.batches.base.JobState`), ``remote_state`` the service's own.
+    ``settings`` is the JSON of what the answers are read with (the instructions, trigger word
+    and prefix at submission, :class:`~loracap.core.batches.base.BatchSettings`), so results
+    fetched days later are cleaned as they would have been then. ``fetched`` is set once every
+    result is stored; ``error`` is the service's reason for a failed job.
+    """
+
+    __tablename__ = "batch_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    backend: Mapped[str] = mapped_column(String)
+    model: Mapped[str] = mapped_column(String)
+    base_url: Mapped[str] = mapped_column(Text, default="")
+    remote_id: Mapped[str] = mapped_column(String, index=True)
+    input_file: Mapped[str] = mapped_column(String, default="")
+    state: Mapped[str] = mapped_column(String)
+    remote_state: Mapped[str] = mapped_column(String, default="")
+    settings: Mapped[str] = mapped_column(Text)
+    requests: Mapped[int] = mapped_column(Integer)
+    fetched: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class BatchItemRow(Base):
+    """One image of a batch job (format 8): ``key`` matches the service's result to the image
+    (Gemini's ``key``, the ``custom_id`` of Anthropic and OpenAI; results come back in any
+    order). ``state`` is ``waiting`` (no result stored yet), ``done`` (caption stored), ``kept``
+    (a person's caption was kept; the result went to the history), ``failed`` (``error`` says
+    why) or ``gone`` (the job ended without a result for it)."""
+
+    __tablename__ = "batch_items"
+
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("batch_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    key: Mapped[str] = mapped_column(String)
+    state: Mapped[str] = mapped_column(String, default="waiting")
+    error: Mapped[str] = mapped_column(Text, default="")
+
+
 class LockRow(Base):
     __tablename__ = "lock"
 
@@ -364,7 +432,8 @@ class ExportRow(Base):
 
 
 __all__ = [
-    "APPLICATION_ID", "SCHEMA_VERSION", "Base", "CaptionAttemptRow", "CaptionRow",
+    "APPLICATION_ID", "SCHEMA_VERSION", "Base", "BatchItemRow", "BatchJobRow",
+    "CaptionAttemptRow", "CaptionRow",
     "CaptionVersionRow", "ExportRow", "FsPath", "ImageRow", "LockRow", "PersonPartRow",
     "ProjectRow", "Provenance", "QAEntryRow", "QAVersionRow",
     "Review", "UndoStepRow", "fs_decode", "utcnow",

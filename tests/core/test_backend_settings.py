@@ -105,7 +105,7 @@ def test_a_version_4_project_is_backed_up_and_gains_backend_settings(dataset: Pa
         project.update_settings(language="ja")
     assert (dataset / "hall.v4-backup.loraproj").is_file()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == project_mod.SCHEMA_VERSION == 7
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == project_mod.SCHEMA_VERSION == 8
     conn.close()
 
 

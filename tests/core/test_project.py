@@ -221,9 +221,24 @@ def test_not_a_project_and_newer_version_are_refused(dataset: Path, tmp_path: Pa
         Project.open(tmp_path / "nope.loraproj")
 
 
+def make_version_7(path: Path) -> None:
+    """Turn a current project file into what schema version 7 looked like (no batch jobs, no
+    batch of a caption version, no record of decoded pixels)."""
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE batch_items")
+    conn.execute("DROP TABLE batch_jobs")
+    conn.execute("ALTER TABLE caption_versions DROP COLUMN batch")
+    for column in ("decoded_size", "decoded_mtime"):
+        conn.execute(f"ALTER TABLE images DROP COLUMN {column}")
+    conn.execute("PRAGMA user_version = 7")
+    conn.commit()
+    conn.close()
+
+
 def make_version_6(path: Path) -> None:
     """Turn a current project file into what schema version 6 looked like (no question-answer
     pairs, answer labels or answer schema)."""
+    make_version_7(path)
     conn = sqlite3.connect(path)
     conn.execute("DROP TABLE qa_versions")
     conn.execute("DROP TABLE qa_entries")

@@ -413,7 +413,7 @@ def test_a_version_6_project_is_backed_up_and_gains_the_pairs(dataset: Path) -> 
         (entry,) = project.add_qa(ids["IMG_0001.jpg"], [pair("Doors?", "oak")])
     # The backup is the format-6 file as it was: it opens (read-only, unmigrated) as one.
     backup = dataset / "hall.v6-backup.loraproj"
-    assert (_check_header(backup), _check_header(path)) == (6, 7)
+    assert (_check_header(backup), _check_header(path)) == (6, 8)
     with Project.open(backup, read_only=True) as old:
         assert old.image(ids["IMG_0001.jpg"]).caption == record.caption
         assert old.qa_counts() == {}
@@ -477,12 +477,12 @@ def test_a_damaged_undo_state_of_pairs_is_refused(project: Project, dataset: Pat
         opened.undo()
 
 
-def test_a_format_8_project_is_refused(project: Project, dataset: Path) -> None:
+def test_a_format_9_project_is_refused(project: Project, dataset: Path) -> None:
     project.close()
     path = dataset / "hall.loraproj"
-    execute(path, "PRAGMA user_version = 8")
+    execute(path, "PRAGMA user_version = 9")
     before = path.read_bytes()
-    with pytest.raises(ProjectVersionError, match=r"project format 8; this version reads up "
-                                                  r"to 7"):
+    with pytest.raises(ProjectVersionError, match=r"project format 9; this version reads up "
+                                                  r"to 8"):
         Project.open(path)
     assert path.read_bytes() == before
