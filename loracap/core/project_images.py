@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -371,6 +371,57 @@ class ProjectImages(ProjectBase):
              for backend, model, count, inp, out in rows),
             key=lambda usage: (usage.backend, usage.model),
         )
+
+    # ------------------------------------------------------------------ decoded pixels
+
+    #: The project format that added ``images.decoded_size`` and ``decoded_mtime``; a file of
+    #: an older format opened read-only (not migrated) has neither column.
+    _DECODED_SINCE = 8
+
+    def decoded_states(self) -> dict[int, tuple[int, float]]:
+        """The file state at which each image's pixels last decoded whole (project format 8):
+        image id -> ``(size in bytes, mtime in seconds)`` of the file as it was stat'ed
+        (``os.lstat``) just before that decode, for the images that have one.
+
+        While a file still has this size and mtime, its decode need not be repeated
+        (:mod:`loracap.core.exports.decoded`). A file replaced by a damaged one of the same
+        size and the same mtime is not noticed: an accepted limit. Empty for a file of an
+        older format opened read-only (:attr:`format_version` below 8), which has no such
+        columns. One query."""
+        if self.format_version < self._DECODED_SINCE:
+            return {}
+        with self._read() as session:
+            rows = session.connection().exec_driver_sql(
+                "SELECT id, decoded_size, decoded_mtime FROM images "
+                "WHERE decoded_size IS NOT NULL AND decoded_mtime IS NOT NULL").all()
+        return {int(image_id): (int(size), float(mtime)) for image_id, size, mtime in rows}
+
+    def record_decoded(self, decoded: Mapping[int, tuple[int, float]],
+                       cleared: Iterable[int] = ()) -> None:
+        """Record, in one transaction, the file states at which images' pixels decoded whole:
+        ``decoded`` maps an image id to ``(size in bytes, mtime in seconds)`` of its file as
+        stat'ed before the decode (see :meth:`decoded_states`); the state of each id in
+        ``cleared`` (pixels that did not decode) is removed. Unknown ids are ignored.
+
+        Raises :class:`~loracap.core.errors.ProjectReadOnlyError` on a project open read-only
+        (a file of an older format is only ever open read-only: a writable one is migrated).
+        """
+        rows = [(int(size), float(mtime), image_id)
+                for image_id, (size, mtime) in decoded.items()]
+        gone = [(image_id,) for image_id in cleared if image_id not in decoded]
+        if not rows and not gone:
+            return
+        with self._write() as session:
+            if self.format_version < self._DECODED_SINCE:  # not reached: see above
+                return
+            conn = session.connection()
+            if rows:
+                conn.exec_driver_sql(
+                    "UPDATE images SET decoded_size = ?, decoded_mtime = ? WHERE id = ?", rows)
+            if gone:
+                conn.exec_driver_sql(
+                    "UPDATE images SET decoded_size = NULL, decoded_mtime = NULL WHERE id = ?",
+                    gone)
 
 
 # ---------------------------------------------------------------------- bulk reads
