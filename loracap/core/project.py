@@ -72,6 +72,7 @@ from loracap.core.errors import (
     ProjectNotWritableError,
     ProjectVersionError,
 )
+from loracap.core.project_batches import ProjectBatches
 from loracap.core.project_captions import ProjectCaptions
 from loracap.core.project_images import ProjectImages
 from loracap.core.project_integrity import (
@@ -275,7 +276,8 @@ def _owner_alive(pid: int, host: str, started: float) -> bool:
         return False
 
 
-class Project(ProjectImages, ProjectCaptions, ProjectUndo, ProjectPeople, ProjectQA):
+class Project(ProjectImages, ProjectCaptions, ProjectUndo, ProjectPeople, ProjectQA,
+              ProjectBatches):
     """An open ``.loraproj`` project file.
 
     Use :meth:`create` or :meth:`open`, and :meth:`close` when done (or use it as a context

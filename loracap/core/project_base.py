@@ -21,14 +21,17 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import EllipsisType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
 from loracap.core.errors import InputError, ProjectReadOnlyError
 from loracap.core.records import CaptionRecord, ImageRecord, ProjectSettings, Provenance
 from loracap.core.schema import CaptionRow, ImageRow
+
+if TYPE_CHECKING:
+    from loracap.core.project_captions import CaptionToStore
 
 
 class ProjectBase(ABC):
@@ -41,6 +44,8 @@ class ProjectBase(ABC):
     folder: Path
     #: True when opened with ``read_only=True``: :meth:`_write` refuses.
     read_only: bool
+    #: The file's project format (an older one only when opened read-only).
+    format_version: int
     _engine: Engine
     _write_lock: threading.RLock
 
@@ -105,6 +110,18 @@ class ProjectBase(ABC):
                   body: str) -> dict[str, Any] | None:
         """Store a person's edit of one caption; its undo entry, or None when the body is the
         current one (:class:`~loracap.core.project_captions.ProjectCaptions`)."""
+
+    @abstractmethod
+    def _store_generated_in(self, session: Session, captions: Sequence[CaptionToStore],
+                            overwrite_protected: bool) -> list[bool]:
+        """Store models' captions inside the caller's transaction
+        (:class:`~loracap.core.project_captions.ProjectCaptions`)."""
+
+    @abstractmethod
+    def _current_captions(self, conn: Connection, image_ids: Sequence[int]
+                          ) -> dict[int, tuple[str, str] | None]:
+        """``(provenance, body)`` of each image's caption; raises for an unknown image
+        (:class:`~loracap.core.project_captions.ProjectCaptions`)."""
 
     @abstractmethod
     def _people_state(self, session: Session, image_id: int) -> list[Any] | None:

@@ -53,7 +53,8 @@ from loracap.core.trigger import full_caption
 class CaptionToStore:
     """A model's caption for :meth:`ProjectCaptions.store_generated_many`: the caption
     ``body`` of image ``image_id`` (without the prefix; sanitised and bounded already), made by
-    ``backend``'s ``model`` with ``prompt``, at the cost of ``usage`` (None: no tokens)."""
+    ``backend``'s ``model`` with ``prompt``, at the cost of ``usage`` (None: no tokens);
+    ``batch`` is the service's name of the batch job it came from (``""``: not a batch API)."""
 
     image_id: int
     body: str
@@ -61,6 +62,7 @@ class CaptionToStore:
     model: str
     prompt: str
     usage: TokenUsage | None = None
+    batch: str = ""
 
 
 class ProjectCaptions(ProjectBase):
@@ -171,46 +173,52 @@ class ProjectCaptions(ProjectBase):
         """
         if not captions:
             return []
+        with self._write() as session:
+            return self._store_generated_in(session, captions, overwrite_protected)
+
+    def _store_generated_in(self, session: Session, captions: Sequence[CaptionToStore],
+                            overwrite_protected: bool) -> list[bool]:
+        """:meth:`store_generated_many`'s work inside the caller's transaction."""
         now = utcnow()
         attempts: list[dict[str, Any]] = []
         versions: list[dict[str, Any]] = []
         added: list[dict[str, Any]] = []
         changed: list[dict[str, Any]] = []
         stored: list[bool] = []
-        with self._write() as session:
-            conn = session.connection()
-            current = self._current_captions(conn, [c.image_id for c in captions])
-            for caption in captions:
-                usage = caption.usage or TokenUsage()
-                tokens = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
-                attempts.append({"image_id": caption.image_id, "at": now, "ok": True,
-                                 "error_kind": "", "error": "", "backend": caption.backend,
-                                 "model": caption.model, **tokens})
-                versions.append({"image_id": caption.image_id, "body": caption.body,
-                                 "provenance": Provenance.GENERATED.value,
-                                 "backend": caption.backend, "model": caption.model,
-                                 "prompt": caption.prompt, "created_at": now, **tokens})
-                state = current[caption.image_id]
-                if (state is not None and Provenance(state[0]).protected and state[1].strip()
-                        and not overwrite_protected):
-                    stored.append(False)  # in the history, not the current caption
-                    continue
-                values = {"body": caption.body, "provenance": Provenance.GENERATED.value,
-                          "backend": caption.backend, "model": caption.model,
-                          "prompt": caption.prompt, "updated_at": now}
-                if state is None:
-                    added.append({"image_id": caption.image_id, "created_at": now, **values})
-                else:
-                    changed.append({"key": caption.image_id, **values})
-                current[caption.image_id] = (Provenance.GENERATED.value, caption.body)
-                stored.append(True)
-            add_attempts, add_versions, add_captions, change_captions = _store_statements()
-            conn.execute(add_attempts, attempts)
-            conn.execute(add_versions, versions)
-            if added:  # before the updates: a later caption of the same image updates it
-                conn.execute(add_captions, added)
-            if changed:
-                conn.execute(change_captions, changed)
+        conn = session.connection()
+        current = self._current_captions(conn, [c.image_id for c in captions])
+        for caption in captions:
+            usage = caption.usage or TokenUsage()
+            tokens = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
+            attempts.append({"image_id": caption.image_id, "at": now, "ok": True,
+                             "error_kind": "", "error": "", "backend": caption.backend,
+                             "model": caption.model, **tokens})
+            versions.append({"image_id": caption.image_id, "body": caption.body,
+                             "provenance": Provenance.GENERATED.value,
+                             "backend": caption.backend, "model": caption.model,
+                             "prompt": caption.prompt, "created_at": now,
+                             "batch": caption.batch, **tokens})
+            state = current[caption.image_id]
+            if (state is not None and Provenance(state[0]).protected and state[1].strip()
+                    and not overwrite_protected):
+                stored.append(False)  # in the history, not the current caption
+                continue
+            values = {"body": caption.body, "provenance": Provenance.GENERATED.value,
+                      "backend": caption.backend, "model": caption.model,
+                      "prompt": caption.prompt, "updated_at": now}
+            if state is None:
+                added.append({"image_id": caption.image_id, "created_at": now, **values})
+            else:
+                changed.append({"key": caption.image_id, **values})
+            current[caption.image_id] = (Provenance.GENERATED.value, caption.body)
+            stored.append(True)
+        add_attempts, add_versions, add_captions, change_captions = _store_statements()
+        conn.execute(add_attempts, attempts)
+        conn.execute(add_versions, versions)
+        if added:  # before the updates: a later caption of the same image updates it
+            conn.execute(add_captions, added)
+        if changed:
+            conn.execute(change_captions, changed)
         return stored
 
     def _current_captions(self, conn: Connection, image_ids: Sequence[int]

@@ -162,15 +162,15 @@ class GeminiCaptioner:
                 types.Part.from_text(text=prompt),
             ],
         )
-        config = _generate_config(json_schema)
+        config = generate_config(json_schema)
         logger.debug("Gemini %s: asking about %d bytes of JPEG", self.model, len(jpeg))
-        response = self._call(
+        response = self.call(
             lambda: self._client.models.generate_content(
                 model=self.model, contents=contents, config=config
             )
         )
-        return Answer(_answer_text(response), BACKEND_NAME, self.model, prompt,
-                      _usage(response))
+        return Answer(answer_text(response), BACKEND_NAME, self.model, prompt,
+                      usage_of(response))
 
     def caption(
         self, jpeg: bytes, instructions: Instructions, *, trigger: str, prefix: str
@@ -196,14 +196,21 @@ class GeminiCaptioner:
     def list_models(self) -> list[str]:
         """Names (without ``models/``) of the models that support ``generateContent``, in the
         server's order. Raises the same errors as :meth:`caption` for HTTP failures."""
-        models = self._call(lambda: list(self._client.models.list()))
+        models = self.call(lambda: list(self._client.models.list()))
         names: list[str] = []
         for model in models:
             if model.name and "generateContent" in (model.supported_actions or []):
                 names.append(model.name.removeprefix("models/"))
         return names
 
-    def _call(self, request: Callable[[], _T]) -> _T:
+    @property
+    def client(self) -> genai.Client:
+        """The SDK client (for the Batch and File APIs: :mod:`loracap.core.batches.gemini`)."""
+        return self._client
+
+    def call(self, request: Callable[[], _T]) -> _T:
+        """``request()`` -- one call of the SDK -- with its failures mapped to LoRACap's
+        errors as :meth:`ask` maps them (:func:`map_api_error`, timeouts, lost connections)."""
         try:
             return request()
         except genai_errors.APIError as exc:
@@ -218,7 +225,9 @@ class GeminiCaptioner:
             ) from exc
 
 
-def _generate_config(json_schema: dict[str, Any] | None) -> types.GenerateContentConfig:
+def generate_config(json_schema: dict[str, Any] | None) -> types.GenerateContentConfig:
+    """The request's options: no automatic function calling; with ``json_schema``, an
+    ``application/json`` answer following it (``response_json_schema``)."""
     no_afc = types.AutomaticFunctionCallingConfig(disable=True)
     if json_schema is None:
         return types.GenerateContentConfig(automatic_function_calling=no_afc)
@@ -229,7 +238,7 @@ def _generate_config(json_schema: dict[str, Any] | None) -> types.GenerateConten
     )
 
 
-def _usage(response: types.GenerateContentResponse) -> TokenUsage:
+def usage_of(response: types.GenerateContentResponse) -> TokenUsage:
     """The answer's ``usage_metadata`` (prompt and candidate tokens; thinking tokens are billed
     as output), zeros when absent."""
     meta = response.usage_metadata
@@ -246,8 +255,9 @@ def _enum_name(value: Any) -> str:
     return str(getattr(value, "value", value))
 
 
-def _answer_text(response: types.GenerateContentResponse) -> str:
-    """The answer's text; raises ImageRejectedError for a block or an empty answer."""
+def answer_text(response: types.GenerateContentResponse) -> str:
+    """The answer's text as received; raises :class:`ImageRejectedError` for a blocked
+    prompt, a blocking finish reason or an empty answer."""
     feedback = response.prompt_feedback
     if feedback is not None and feedback.block_reason is not None:
         reason = _enum_name(feedback.block_reason)
