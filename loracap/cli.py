@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from loracap import __version__
 from loracap.cli_backend import add_backend_arguments, cmd_models, cmd_prices
+from loracap.cli_batch import add_batch_parser, cmd_batch
 from loracap.cli_qa import add_qa_parser, cmd_qa
 from loracap.core.backends.registry import backend_names as _backend_names
 from loracap.core.errors import InputError, LoraCapError, stop_advice
@@ -249,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_batch_arguments(cap)
     cap.add_argument("--overwrite-edited", action="store_true",
                      help="also replace edited, manual and imported captions (kept in history)")
+    cap.add_argument("--batch", action="store_true",
+                     help="send the images as one batch API job (Gemini, Anthropic or OpenAI: "
+                     "half the price, results within 24 hours; follow it with `loracap "
+                     "batch`)")
     cap.add_argument("--json", action="store_true",
                      help='each caption as a JSON line {"path", "caption"} as it arrives')
 
@@ -313,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("--backend", choices=["gemini", "openai", "anthropic"], default="gemini",
                      help="whose key (default: gemini)")
     add_qa_parser(sub)
+    add_batch_parser(sub)
     return parser
 
 
@@ -681,7 +687,15 @@ def cmd_caption(args: argparse.Namespace) -> int:
                                     need_key=False)
             chosen, _ = project.select_for_captioning(
                 mode, ids, overwrite_protected=args.overwrite_edited)
-            return write_estimate(project, config, chosen, args.max_side, args.json)
+            if args.batch:
+                busy = project.images_in_open_batches()
+                chosen = [image_id for image_id in chosen if image_id not in busy]
+            return write_estimate(project, config, chosen, args.max_side, args.json,
+                                  batch=args.batch)
+        if args.batch:
+            from loracap.cli_batch import submit_from_cli
+
+            return submit_from_cli(project, args, mode, ids)
         summary = _caption_batch(project, args, mode, ids, args.overwrite_edited)
         return _report_batch(summary, args)
 
@@ -1128,6 +1142,7 @@ COMMANDS = {
     "prices": cmd_prices,
     "key": cmd_key,
     "qa": cmd_qa,
+    "batch": cmd_batch,
 }
 
 

@@ -140,9 +140,11 @@ def save_learned(project: Project, config: BackendConfig, captioner: object, *,
 
 
 def write_estimate(project: Project, config: BackendConfig, image_ids: list[int],
-                   max_side: int, as_json: bool, out: TextIO = sys.stdout) -> int:
+                   max_side: int, as_json: bool, out: TextIO = sys.stdout, *,
+                   batch: bool = False) -> int:
     """Print what captioning ``image_ids`` should take (``caption --estimate``); nothing is sent
-    and no key is needed."""
+    and no key is needed. ``batch``: as one batch API job, at its discount
+    (:data:`loracap.core.batches.base.BATCH_DISCOUNT`)."""
     from loracap.core.captioning_people import people_options
     from loracap.core.estimate import estimate_batch, people_requests
     from loracap.core.pricing import format_cost, load_prices
@@ -168,11 +170,17 @@ def write_estimate(project: Project, config: BackendConfig, image_ids: list[int]
                               prompt="" if config.backend == "wd14" else instructions.prompt,
                               prices=prices, mean_output_tokens=mean,
                               requests_per_image=per_image)
+    cost = estimate.cost
+    if batch and cost is not None:
+        from loracap.core.batches.base import BATCH_DISCOUNT
+
+        cost *= BATCH_DISCOUNT
     if as_json:
         out.write(json_text({
             "backend": estimate.backend, "model": estimate.model, "requests": estimate.requests,
             "input_tokens": estimate.input_tokens, "output_tokens": estimate.output_tokens,
-            "cost_usd": estimate.cost, "output_assumed": estimate.output_assumed,
+            "cost_usd": cost, "output_assumed": estimate.output_assumed,
+            "batch": batch, "cost_one_by_one_usd": estimate.cost,
             "prices_as_of": estimate.prices_as_of}) + "\n")
         return EXIT_OK
     if not estimate.requests:
@@ -192,6 +200,10 @@ def write_estimate(project: Project, config: BackendConfig, image_ids: list[int]
     if estimate.cost is None:
         out.write(f"  cost: unknown (no price for {estimate.backend} {model}; add one to "
                   "prices.json, see `loracap prices`)\n")
+    elif batch and cost is not None:
+        out.write(f"  cost: {format_cost(cost)} as a batch job, half of "
+                  f"{format_cost(estimate.cost)} one by one (prices of "
+                  f"{estimate.prices_as_of}; edit them in prices.json, see `loracap prices`)\n")
     else:
         out.write(f"  cost: {format_cost(estimate.cost)} (prices of {estimate.prices_as_of}; "
                   "edit them in prices.json, see `loracap prices`)\n")
