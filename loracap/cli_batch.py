@@ -119,9 +119,13 @@ def submit_from_cli(project: Project, args: argparse.Namespace, mode: object,
                               overwrite_protected=args.overwrite_edited)
     progress = _Progress(err)
     cancel = threading.Event()
+    total_images = len(chosen)
+
+    step = max(1, total_images // 10)
 
     def on_prepared(done: int, total: int) -> None:
-        progress.show(f"Preparing {done} of {total} image(s)", done / total)
+        if progress.interactive or done % step == 0 or done == total:  # a log: every 10 %
+            progress.show(f"Preparing {done} of {total} image(s)", done / total)
 
     service = batch_service(config)
     try:

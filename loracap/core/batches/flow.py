@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -64,6 +67,9 @@ log = logging.getLogger(__name__)
 #: its transaction (seconds): "each caption is saved as it is fetched".
 FETCH_GROUP = 50
 FETCH_GROUP_WAIT_S = 0.25
+
+#: Threads that prepare a job's images (at most the machine's cores).
+PREPARE_WORKERS = 8
 
 #: Shown for the images of a job that was never submitted.
 NOT_SUBMITTED = "the batch job was not submitted"
@@ -168,26 +174,53 @@ def submit_batch(
 def _requests(project: Project, job_id: int, items: Sequence[tuple[int, str]],
               settings: BatchSettings, on_prepared: Callable[[int, int], None] | None,
               cancel: threading.Event | None) -> Iterator[BatchRequest]:
+    """The job's requests in ``items``' order, each image prepared on a small thread pool a
+    few images ahead (Pillow decodes and resizes without the GIL), so a big job is prepared
+    at the speed of the machine's cores while at most a few prepared images are held."""
     from loracap.core.project_batches import BatchOutcome
 
+    paths = {record.id: record.abs_path for record in project.images()}
+    workers = max(1, min(PREPARE_WORKERS, os.cpu_count() or 1))
     total = len(items)
     sent = 0
-    for done, (image_id, key) in enumerate(items, 1):
-        if cancel is not None and cancel.is_set():
-            raise CancelledError("Cancelled before the batch job was sent.")
-        record = project.image(image_id)
+    with ThreadPoolExecutor(max_workers=workers,
+                            thread_name_prefix="loracap-batch-prepare") as pool:
+        ahead: deque[tuple[int, str, Future[bytes]]] = deque()
+        pending = iter(items)
+
+        def top_up() -> None:
+            while len(ahead) < 2 * workers:
+                item = next(pending, None)
+                if item is None:
+                    return
+                image_id, key = item
+                ahead.append((image_id, key, pool.submit(
+                    prepare_jpeg, paths[image_id], settings.max_side)))
+
+        top_up()
+        done = 0
         try:
-            jpeg = prepare_jpeg(record.abs_path, settings.max_side)
-        except InputError as exc:
-            if isinstance(exc, UndecodableImageError):
-                project.mark_invalid(image_id, exc.reason)
-            project.store_batch_outcomes(job_id, [BatchOutcome(key, error=str(exc),
-                                                               kind="image")])
-        else:
-            sent += 1
-            yield BatchRequest(key, jpeg, settings.prompt, settings.json_schema)
-        if on_prepared is not None:
-            on_prepared(done, total)
+            while ahead:
+                if cancel is not None and cancel.is_set():
+                    raise CancelledError("Cancelled before the batch job was sent.")
+                image_id, key, future = ahead.popleft()
+                top_up()
+                done += 1
+                try:
+                    jpeg = future.result()
+                except InputError as exc:
+                    if isinstance(exc, UndecodableImageError):
+                        project.mark_invalid(image_id, exc.reason)
+                    project.store_batch_outcomes(job_id, [BatchOutcome(key, error=str(exc),
+                                                                       kind="image")])
+                else:
+                    sent += 1
+                    yield BatchRequest(key, jpeg, settings.prompt, settings.json_schema)
+                if on_prepared is not None:
+                    on_prepared(done, total)
+        finally:
+            for _, _, future in ahead:
+                future.cancel()
     if sent == 0:
         raise InputError("None of the images could be read; nothing was sent.")
 
