@@ -72,8 +72,7 @@ def add_batch_parser(sub: argparse._SubParsersAction,  # type: ignore[type-arg]
 def cmd_batch(args: argparse.Namespace) -> int:
     from loracap.core.project import Project
 
-    with Project.open(args.project.expanduser(),
-                      read_only=args.batch_command == "status") as project:
+    with Project.open(args.project.expanduser()) as project:
         if args.batch_command == "status":
             return _status(project, args)
         if args.batch_command == "fetch":
@@ -189,15 +188,9 @@ def _status(project: Project, args: argparse.Namespace) -> int:
 
     jobs = []
     for job in project.batch_jobs():
-        if job.open and job.remote_id and not job.state.ended and not project.read_only:
+        if job.open and not job.state.ended:
             with closing(_service_for(project, job)) as service:
                 job = refresh_job(project, service, job)
-        elif job.open and job.remote_id and not job.state.ended:
-            with closing(_service_for(project, job)) as service:
-                status = service.status(job.remote_id)
-            from dataclasses import replace
-
-            job = replace(job, state=status.state, remote_state=status.remote_state)
         jobs.append(job)
     out = sys.stdout
     if args.json:
@@ -245,6 +238,8 @@ def _job_json(job: BatchJobRecord) -> dict[str, object]:
 
 
 def _fetch(project: Project, args: argparse.Namespace) -> int:
+    from loracap.core.batches.flow import refresh_job
+
     jobs = [job for job in _jobs(project, args, open_only=True) if job.open]
     err = sys.stderr
     if not jobs:
@@ -254,10 +249,12 @@ def _fetch(project: Project, args: argparse.Namespace) -> int:
         while True:
             waiting = []
             for job in jobs:
-                if not job.remote_id:
-                    err.write(job_line(job) + "\n")
-                    continue
                 with closing(_service_for(project, job)) as service:
+                    if not job.remote_id:  # an interrupted submission: look for it
+                        job = refresh_job(project, service, job)
+                        if not job.remote_id:
+                            err.write(job_line(job) + "\n")
+                            continue
                     summary = _fetch_one(project, service, job, args, err)
                 if summary.not_ready:
                     waiting.append(project.batch_job(job.id))
@@ -316,7 +313,7 @@ def _fetch_one(project: Project, service: BatchService, job: BatchJobRecord,
 
 def _cancel(project: Project, args: argparse.Namespace) -> int:
     from loracap.core.batches.base import JobState
-    from loracap.core.batches.flow import cancel_job
+    from loracap.core.batches.flow import cancel_job, refresh_job
 
     jobs = [job for job in _jobs(project, args, open_only=True)
             if job.open and not job.state.ended]
@@ -325,6 +322,9 @@ def _cancel(project: Project, args: argparse.Namespace) -> int:
         err.write("No batch job is running (see `loracap batch status`).\n")
         return EXIT_OK
     for job in jobs:
+        if not job.remote_id:  # an interrupted submission: look for it first
+            with closing(_service_for(project, job)) as service:
+                job = refresh_job(project, service, job)
         if not job.remote_id:
             project.update_batch_job(job.id, state=JobState.FAILED,
                                      error="forgotten: LoRACap stopped while submitting it")

@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from loracap.core.backends.base import TokenUsage
-from loracap.core.batches.base import ItemState, JobState
+from loracap.core.backends.base import TokenUsage, prepare_jpeg
+from loracap.core.batches.base import BatchRequest, ItemState, JobState
 from loracap.core.batches.flow import (
     batch_settings,
     cancel_job,
     choose_images,
+    display_name,
     fetch_results,
+    image_key,
     refresh_job,
     submit_batch,
 )
@@ -224,3 +226,26 @@ def test_usage_of_a_result_is_counted(fake: FakeGeminiBatchServer, folder: Path)
         fetch_results(project, gemini, project.batch_job(job_id))
         (usage,) = [u for u in project.token_usage() if u.backend == "gemini"]
         assert TokenUsage(usage.input_tokens, usage.output_tokens) == TokenUsage(270 * 5, 20 * 5)
+
+
+def test_a_submission_interrupted_before_its_name_was_stored_is_found_again(
+        fake: FakeGeminiBatchServer, folder: Path) -> None:
+    with new_project(folder) as project, service(fake) as gemini:
+        chosen, _, _ = choose_images(project, CaptionMode.MISSING)
+        settings = batch_settings(project, max_side=512, overwrite_protected=False)
+        # What a crash right after Gemini accepted the job leaves: the job stored as
+        # "submitting", without the service's name for it.
+        job_id = project.add_batch_job(
+            backend="gemini", model=gemini.model, base_url="", settings=settings.to_json(),
+            items=[(image_id, image_key(image_id)) for image_id in chosen])
+        job = project.batch_job(job_id)
+        requests = [BatchRequest(image_key(i), prepare_jpeg(project.image(i).abs_path, 512),
+                                 settings.prompt, settings.json_schema) for i in chosen]
+        gemini.submit(requests, display_name="LoRACap hall job 99 other project")
+        accepted = gemini.submit(requests, display_name=display_name(project, job))
+        assert project.batch_job(job_id).state is JobState.SUBMITTING
+        assert choose_images(project, CaptionMode.MISSING)[0] == []  # not sent twice
+        fake.finish(accepted.remote_id)
+        summary = fetch_results(project, gemini, project.batch_job(job_id))
+        assert project.batch_job(job_id).remote_id == accepted.remote_id
+        assert summary.stored == 5 and project.stats().captioned == 5

@@ -6,7 +6,8 @@ Routes (any API version, ``v1`` or ``v1beta``), as the SDK calls them (its ``bat
 * ``POST /{v}/models/{model}:batchGenerateContent`` -- a job of inline requests
   (``batch.inputConfig.requests.requests``) or of an uploaded JSONL file
   (``batch.inputConfig.fileName``); answers ``{"name": "batches/…", "metadata": {…}}``;
-* ``GET /{v}/batches/{id}``, ``POST /{v}/batches/{id}:cancel``;
+* ``GET /{v}/batches`` (newest first), ``GET /{v}/batches/{id}``,
+  ``POST /{v}/batches/{id}:cancel``;
 * ``POST /upload/{v}/files`` (resumable upload: ``start``, then ``upload, finalize`` chunks
   to the URL in ``X-Goog-Upload-URL``), ``GET /{v}/files/{id}:download?alt=media``,
   ``DELETE /{v}/files/{id}``.
@@ -125,6 +126,10 @@ class FakeGeminiBatchServer(FakeHttpServer):
                 ":batchGenerateContent"):
             return self._create(path.removeprefix("models/").removesuffix(
                 ":batchGenerateContent"), request.body or {})
+        if path == "batches" and request.method == "GET":
+            with self._jobs_lock:
+                newest_first = list(reversed(self.jobs.values()))
+            return HttpReply.json({"operations": [_job_body(job) for job in newest_first]})
         if path.startswith("batches/"):
             name, _, verb = path.partition(":")
             job = self.jobs.get(name)

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from loracap.core.backends.base import Answer
 from loracap.core.errors import CaptionError
@@ -169,6 +169,15 @@ class BatchService(Protocol):
     def cleanup(self, remote_id: str, input_file: str) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class FindsJobs(Protocol):
+    """A service that can find a job by the display name it was submitted with, so a job
+    whose submission was interrupted before LoRACap stored the service's name for it (a crash,
+    a lost connection after the upload) is found again instead of paid for twice."""
+
+    def find(self, display_name: str) -> Submitted | None: ...
 
 
 class Closing:

@@ -39,6 +39,7 @@ from loracap.core.batches.base import (
     BatchResult,
     BatchService,
     BatchSettings,
+    FindsJobs,
     ItemState,
     JobState,
 )
@@ -155,8 +156,8 @@ def submit_batch(
                                    items=items)
     try:
         requests = _requests(project, job_id, items, settings, on_prepared, cancel)
-        submitted = service.submit(requests, display_name=f"LoRACap {project.path.stem} "
-                                                          f"job {job_id}")
+        name = display_name(project, project.batch_job(job_id))
+        submitted = service.submit(requests, display_name=name)
     except BaseException as exc:
         if isinstance(exc, (CaptionError, InputError, CancelledError, OSError)):
             reason = f"not submitted: {exc}" if str(exc) else NOT_SUBMITTED
@@ -225,11 +226,31 @@ def _requests(project: Project, job_id: int, items: Sequence[tuple[int, str]],
         raise InputError("None of the images could be read; nothing was sent.")
 
 
+def display_name(project: Project, job: BatchJobRecord) -> str:
+    """The name a job is submitted under: the project, the job's number and when it was
+    made (``"LoRACap hall job 3 20261130T120000"``), so it is told apart from the jobs of other
+    projects on the same key, and found again (:func:`refresh_job`)."""
+    return f"LoRACap {project.path.stem} job {job.id} {job.created_at:%Y%m%dT%H%M%S}"
+
+
 def refresh_job(project: Project, service: BatchService, job: BatchJobRecord
                 ) -> BatchJobRecord:
-    """Ask the service where ``job`` is and store it; the job as stored now. A job that was
-    never named by the service (a stop during its submission) is left as it is."""
-    if not job.remote_id or job.fetched:
+    """Ask the service where ``job`` is and store it; the job as stored now. A job whose
+    submission was interrupted before the service's name for it was stored (state
+    ``submitting``) is looked for by its display name when the service can
+    (:class:`~loracap.core.batches.base.FindsJobs`); found, it is followed as any job."""
+    if job.fetched:
+        return job
+    if not job.remote_id:
+        if job.state is JobState.SUBMITTING and isinstance(service, FindsJobs):
+            found = service.find(display_name(project, job))
+            if found is not None:
+                log.info("Found the interrupted batch job %d as %s", job.id, found.remote_id)
+                project.set_batch_submitted(job.id, remote_id=found.remote_id,
+                                            state=found.state,
+                                            remote_state=found.remote_state,
+                                            input_file=found.input_file)
+                return refresh_job(project, service, project.batch_job(job.id))
         return job
     status = service.status(job.remote_id)
     if (status.state, status.remote_state, status.error) != (job.state, job.remote_state,

@@ -60,6 +60,9 @@ INLINE_LIMIT_BYTES = 19_000_000
 #: The largest request file the File API takes (2 GB).
 FILE_LIMIT_BYTES = 2_000_000_000
 
+#: Jobs looked through by :meth:`GeminiBatchService.find` (the newest first).
+FIND_LIMIT = 1000
+
 #: The key of a request travels in its ``metadata`` under this name (inline requests) or as
 #: the line's ``key`` (a request file).
 KEY = "key"
@@ -174,6 +177,23 @@ class GeminiBatchService(Closing):
             for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
                 if line.strip():
                     yield self._file_result(line, number)
+
+    def find(self, display_name: str) -> Submitted | None:
+        """The newest job submitted with ``display_name`` among the newest
+        :data:`FIND_LIMIT` jobs of the key's project, or None."""
+        client = self._gemini.client
+
+        def look() -> types.BatchJob | None:
+            pager = client.batches.list(config=types.ListBatchJobsConfig(page_size=100))
+            for count, job in enumerate(pager):
+                if job.display_name == display_name:
+                    return job
+                if count + 1 >= FIND_LIMIT:
+                    break
+            return None
+
+        found = self._gemini.call(look)
+        return _submitted(found, "") if found is not None else None
 
     def cancel(self, remote_id: str) -> None:
         """Ask Gemini to stop the job."""
