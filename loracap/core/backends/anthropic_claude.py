@@ -42,11 +42,11 @@ import anthropic
 from anthropic.types import (
     ImageBlockParam,
     Message,
-    MessageParam,
     TextBlockParam,
     ToolChoiceToolParam,
     ToolParam,
 )
+from anthropic.types.message_create_params import MessageCreateParamsNonStreaming
 
 from loracap.core.backends import base
 from loracap.core.backends.base import (
@@ -155,30 +155,12 @@ class ClaudeCaptioner:
         :class:`AuthenticationError` (401/403); :class:`ImageRejectedError` (a refusal, an
         empty answer, another 400/422); :class:`CaptionError` (an unknown model, another 4xx).
         """
-        image: ImageBlockParam = {
-            "type": "image",
-            "source": {"type": "base64", "media_type": "image/jpeg",
-                       "data": base64.b64encode(jpeg).decode("ascii")},
-        }
-        text: TextBlockParam = {"type": "text", "text": prompt}
-        messages: list[MessageParam] = [{"role": "user", "content": [image, text]}]
+        params = message_params(self.model, jpeg, prompt, json_schema)
         logger.debug("%s %s: asking about %d bytes of JPEG", self.service, self.model,
                      len(jpeg))
-        if json_schema is None:
-            response = self._call(lambda: self._client.messages.create(
-                model=self.model, max_tokens=MAX_OUTPUT_TOKENS, messages=messages))
-        else:
-            tool: ToolParam = {
-                "name": TOOL_NAME,
-                "description": "Record the description of the image, one field per property.",
-                "input_schema": json_schema,
-            }
-            choice: ToolChoiceToolParam = {"type": "tool", "name": TOOL_NAME}
-            response = self._call(lambda: self._client.messages.create(
-                model=self.model, max_tokens=MAX_OUTPUT_TOKENS, messages=messages,
-                tools=[tool], tool_choice=choice))
-        return Answer(self._answer_text(response), BACKEND_NAME, self.model, prompt,
-                      _usage(response))
+        response = self.call(lambda: self._client.messages.create(**params))
+        return Answer(answer_text(response, self.service), BACKEND_NAME, self.model, prompt,
+                      usage_of(response))
 
     def caption(self, jpeg: bytes, instructions: Instructions, *, trigger: str, prefix: str
                 ) -> GeneratedCaption:
@@ -202,9 +184,16 @@ class ClaudeCaptioner:
     def list_models(self) -> list[str]:
         """The ids of the models the key may use (the Models API, every page), newest first as
         the API lists them. Raises the errors of :meth:`caption` for HTTP failures."""
-        return self._call(lambda: [model.id for model in self._client.models.list()])
+        return self.call(lambda: [model.id for model in self._client.models.list()])
 
-    def _call(self, request: Callable[[], _T]) -> _T:
+    @property
+    def client(self) -> anthropic.Anthropic:
+        """The SDK client (for the Message Batches API: :mod:`loracap.core.batches.anthropic`)."""
+        return self._client
+
+    def call(self, request: Callable[[], _T]) -> _T:
+        """``request()`` -- one call of the SDK -- with its failures mapped to LoRACap's errors
+        as :meth:`ask` maps them (:meth:`_map_status`, timeouts, lost connections)."""
         try:
             return request()
         except anthropic.APIStatusError as exc:
@@ -232,36 +221,69 @@ class ClaudeCaptioner:
             key_advice=_KEY_ADVICE, model_advice=_MODEL_ADVICE,
         )
 
-    def _answer_text(self, response: object) -> str:
-        """The tool call's input as JSON, else the text blocks joined; raises
-        ImageRejectedError for a refusal or an empty answer."""
-        if not isinstance(response, Message):
-            raise CaptionError(f"{self.service} did not answer like the Messages API; check "
-                               "the base URL.")
-        if response.stop_reason == "refusal":
-            details = response.stop_details
-            explanation = details.explanation if details is not None else None
-            why = " ".join(sanitize_text(explanation or "").split())[:300]
-            raise ImageRejectedError(
-                f"Claude declined to caption this image{f' ({why})' if why else ''}."
-            )
-        texts: list[str] = []
-        for block in response.content:
-            if block.type == "tool_use" and block.name == TOOL_NAME:
-                return json.dumps(block.input, ensure_ascii=False)
-            if block.type == "text":
-                texts.append(block.text)
-        text = "\n".join(texts)
-        if not text.strip():
-            reason = f" (stop reason {response.stop_reason})" if response.stop_reason else ""
-            raise ImageRejectedError(f"{self.service} returned an empty answer{reason}.")
-        if response.stop_reason == "max_tokens":
-            logger.info("%s stopped at its output token limit; keeping the partial answer",
-                        self.service)
-        return text
+
+def message_params(model: str, jpeg: bytes, prompt: str,
+                   json_schema: dict[str, Any] | None = None) -> MessageCreateParamsNonStreaming:
+    """The Messages request for one image, as :meth:`ClaudeCaptioner.ask` sends it and as a
+    Message Batches request carries it (its ``params``): ``model``, ``max_tokens``
+    :data:`MAX_OUTPUT_TOKENS`, one user message holding ``jpeg`` as a base64 ``image/jpeg``
+    block, then ``prompt``; with ``json_schema``, the tool :data:`TOOL_NAME` with it as its
+    input schema, its use forced."""
+    image: ImageBlockParam = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/jpeg",
+                   "data": base64.b64encode(jpeg).decode("ascii")},
+    }
+    text: TextBlockParam = {"type": "text", "text": prompt}
+    params: MessageCreateParamsNonStreaming = {
+        "model": model, "max_tokens": MAX_OUTPUT_TOKENS,
+        "messages": [{"role": "user", "content": [image, text]}],
+    }
+    if json_schema is not None:
+        tool: ToolParam = {
+            "name": TOOL_NAME,
+            "description": "Record the description of the image, one field per property.",
+            "input_schema": json_schema,
+        }
+        choice: ToolChoiceToolParam = {"type": "tool", "name": TOOL_NAME}
+        params["tools"] = [tool]
+        params["tool_choice"] = choice
+    return params
 
 
-def _usage(response: Message) -> TokenUsage:
+def answer_text(response: object, service: str) -> str:
+    """The text of a Messages answer (``service`` names the API in messages), as
+    :meth:`ClaudeCaptioner.ask` and the Message Batches results read it: the input of the
+    tool :data:`TOOL_NAME` serialised with ``json.dumps(..., ensure_ascii=False)``, else the
+    text blocks joined by newlines. Raises :class:`ImageRejectedError` for a refusal or an
+    empty answer, :class:`CaptionError` for an answer that is no Message."""
+    if not isinstance(response, Message):
+        raise CaptionError(f"{service} did not answer like the Messages API; check "
+                           "the base URL.")
+    if response.stop_reason == "refusal":
+        details = response.stop_details
+        explanation = details.explanation if details is not None else None
+        why = " ".join(sanitize_text(explanation or "").split())[:300]
+        raise ImageRejectedError(
+            f"Claude declined to caption this image{f' ({why})' if why else ''}."
+        )
+    texts: list[str] = []
+    for block in response.content:
+        if block.type == "tool_use" and block.name == TOOL_NAME:
+            return json.dumps(block.input, ensure_ascii=False)
+        if block.type == "text":
+            texts.append(block.text)
+    text = "\n".join(texts)
+    if not text.strip():
+        reason = f" (stop reason {response.stop_reason})" if response.stop_reason else ""
+        raise ImageRejectedError(f"{service} returned an empty answer{reason}.")
+    if response.stop_reason == "max_tokens":
+        logger.info("%s stopped at its output token limit; keeping the partial answer",
+                    service)
+    return text
+
+
+def usage_of(response: Message) -> TokenUsage:
     """``usage.input_tokens`` (with cache reads and writes, which are input too) and
     ``usage.output_tokens``."""
     usage = response.usage

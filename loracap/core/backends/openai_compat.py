@@ -47,6 +47,7 @@ from openai.types.chat import (
     ChatCompletionContentPartTextParam,
     ChatCompletionUserMessageParam,
 )
+from openai.types.chat.completion_create_params import CompletionCreateParamsNonStreaming
 from openai.types.shared_params import ResponseFormatJSONSchema
 
 from loracap.core.backends import base
@@ -255,10 +256,7 @@ class OpenAICaptioner:
         400/422); :class:`CaptionError` (an unknown model, a model that takes no images,
         another 4xx, an answer that is no chat completion).
         """
-        schema = json_schema
-        if schema is not None and not self.structured_output:
-            prompt = schema_prompt(prompt, schema)
-            schema = None
+        prompt, schema = self.first_request(prompt, json_schema)
         logger.debug("%s %s: asking about %d bytes of JPEG", self.service, self.model,
                      len(jpeg))
         if schema is not None:
@@ -273,8 +271,8 @@ class OpenAICaptioner:
                 self._learn_no_structured()
         else:
             response = self._call(lambda: self._create(jpeg, prompt, None))
-        return Answer(self._answer_text(response), BACKEND_NAME, self.model, prompt,
-                      _usage(response))
+        return Answer(answer_text(response, self.service), BACKEND_NAME, self.model, prompt,
+                      usage_of(response))
 
     def caption(self, jpeg: bytes, instructions: Instructions, *, trigger: str, prefix: str
                 ) -> GeneratedCaption:
@@ -287,8 +285,7 @@ class OpenAICaptioner:
         nothing left after cleaning or too long to be a caption.
         """
         answer = self.ask(jpeg, instructions.prompt, json_schema=instructions.json_schema)
-        body = parse_answer(_THINK_BLOCK.sub("", answer.text, count=1), instructions, trigger,
-                            prefix)
+        body = parse_answer(without_thinking(answer.text), instructions, trigger, prefix)
         if not body:
             raise ImageRejectedError(
                 f"{self.service} returned an empty answer (nothing left after cleaning)."
@@ -301,6 +298,25 @@ class OpenAICaptioner:
         :meth:`caption` for HTTP failures."""
         return sorted({m.id for m in self._call(lambda: list(self._client.models.list()))})
 
+    def first_request(self, prompt: str, json_schema: dict[str, Any] | None
+                      ) -> tuple[str, dict[str, Any] | None]:
+        """The prompt and the ``response_format`` schema this captioner sends first for
+        ``prompt`` and ``json_schema``: both as they are while :attr:`structured_output` is
+        True; else the schema appended to the prompt (:func:`schema_prompt`) and None."""
+        if json_schema is not None and not self.structured_output:
+            return schema_prompt(prompt, json_schema), None
+        return prompt, json_schema
+
+    @property
+    def client(self) -> openai.OpenAI:
+        """The SDK client (for the Batch and Files APIs: :mod:`loracap.core.batches.openai`)."""
+        return self._client
+
+    def call(self, request: Callable[[], _T]) -> _T:
+        """``request()`` -- one call of the SDK -- with its failures mapped to LoRACap's errors
+        as :meth:`ask` maps them (:meth:`_map_status`, timeouts, lost connections)."""
+        return self._call(request)
+
     def _learn_no_structured(self) -> None:
         with self._lock:
             if self.structured_output:
@@ -311,19 +327,8 @@ class OpenAICaptioner:
 
     def _create(self, jpeg: bytes, prompt: str, schema: dict[str, Any] | None
                 ) -> ChatCompletion:
-        text: ChatCompletionContentPartTextParam = {"type": "text", "text": prompt}
-        data_url = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
-        image: ChatCompletionContentPartImageParam = {
-            "type": "image_url", "image_url": {"url": data_url},
-        }
-        message: ChatCompletionUserMessageParam = {"role": "user", "content": [text, image]}
-        if schema is None:
-            return self._client.chat.completions.create(model=self.model, messages=[message])
-        response_format: ResponseFormatJSONSchema = {
-            "type": "json_schema", "json_schema": {"name": "caption", "schema": schema},
-        }
-        return self._client.chat.completions.create(
-            model=self.model, messages=[message], response_format=response_format)
+        return self._client.chat.completions.create(**chat_body(self.model, jpeg, prompt,
+                                                                schema))
 
     def _call(self, request: Callable[[], _T], *, response_format_sent: bool = False) -> _T:
         try:
@@ -343,7 +348,7 @@ class OpenAICaptioner:
         """The LoRACap error of an HTTP error answer: a model that takes no images first, then
         the shared rules (:func:`~loracap.core.backends.base.status_error`)."""
         status = exc.status_code
-        text = server_text(status, _error_message(exc))
+        text = server_text(status, error_message(exc.body))
         if status in (400, 404, 422) and _says_no_vision(text):
             return CaptionError(
                 f"The model '{self.model}' at {display_url(self.base_url)} does not accept "
@@ -355,33 +360,6 @@ class OpenAICaptioner:
             retry_after=parse_retry_after(exc.response.headers), quota_used_up=quota,
             key_advice=_KEY_ADVICE, model_advice=_MODEL_ADVICE,
         )
-
-    def _answer_text(self, response: object) -> str:
-        """The answer's text; raises ImageRejectedError for a refusal, a filtered or an empty
-        answer, CaptionError for an answer that is no chat completion."""
-        if not isinstance(response, ChatCompletion):
-            raise CaptionError(
-                f"{self.service} did not answer like an OpenAI-compatible API (the answer is "
-                "no chat completion); check the base URL."
-            )
-        if not response.choices:
-            raise ImageRejectedError(f"{self.service} returned an empty answer (no choices).")
-        choice = response.choices[0]
-        refusal = getattr(choice.message, "refusal", None)
-        if refusal:
-            detail = " ".join(sanitize_text(str(refusal)).split())[:300]
-            raise ImageRejectedError(f"The model refused to caption this image ({detail}).")
-        if choice.finish_reason == "content_filter":
-            raise ImageRejectedError(
-                f"{self.service} blocked this image (finish reason content_filter)."
-            )
-        text = choice.message.content or ""
-        if not _THINK_BLOCK.sub("", text, count=1).strip():
-            raise ImageRejectedError(f"{self.service} returned an empty answer.")
-        if choice.finish_reason == "length":
-            logger.info("%s stopped at its output token limit; keeping the partial answer",
-                        self.service)
-        return text
 
     def pick_model(self) -> str:
         """The server's only model, for when none was chosen (a vLLM server serves one).
@@ -409,10 +387,10 @@ class OpenAICaptioner:
                          f"{more}); choose one with --model.")
 
 
-def _error_message(exc: openai.APIStatusError) -> str:
-    """The server's message: ``error.message`` (the SDK keeps the inside of ``"error"`` as
-    ``body``), vLLM's top-level ``message``, FastAPI's ``detail``, a plain-string body."""
-    body = exc.body
+def error_message(body: object) -> str:
+    """The server's message in an error answer's ``body``: ``error.message`` (the SDK keeps the
+    inside of ``"error"`` as an ``APIStatusError``'s ``body``; a Batch API error line has the
+    whole body), vLLM's top-level ``message``, FastAPI's ``detail``, a plain-string body."""
     if isinstance(body, dict):
         for key in ("message", "detail", "error"):
             value = body.get(key)
@@ -435,7 +413,64 @@ def _says_no_vision(text: str) -> bool:
     return any(w in lowered for w in _VISION_WORDS) and any(w in lowered for w in _REFUSAL_WORDS)
 
 
-def _usage(response: ChatCompletion) -> TokenUsage:
+def chat_body(model: str, jpeg: bytes, prompt: str, schema: dict[str, Any] | None = None
+              ) -> CompletionCreateParamsNonStreaming:
+    """The Chat Completions request body for one image, as :meth:`OpenAICaptioner.ask` sends
+    it and as a Batch API request line carries it (its ``body``): ``model``, one user message
+    holding ``prompt`` as a text part, then ``jpeg`` as a ``data:image/jpeg;base64`` URL; with
+    ``schema``, ``response_format`` ``json_schema`` named ``caption``."""
+    text: ChatCompletionContentPartTextParam = {"type": "text", "text": prompt}
+    data_url = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+    image: ChatCompletionContentPartImageParam = {
+        "type": "image_url", "image_url": {"url": data_url},
+    }
+    message: ChatCompletionUserMessageParam = {"role": "user", "content": [text, image]}
+    body: CompletionCreateParamsNonStreaming = {"model": model, "messages": [message]}
+    if schema is not None:
+        response_format: ResponseFormatJSONSchema = {
+            "type": "json_schema", "json_schema": {"name": "caption", "schema": schema},
+        }
+        body["response_format"] = response_format
+    return body
+
+
+def answer_text(response: object, service: str) -> str:
+    """The text of a chat completion (``service`` names the server in messages), as
+    :meth:`OpenAICaptioner.ask` and the Batch API results read it: the first choice's
+    ``message.content`` as received. Raises :class:`ImageRejectedError` for a refusal, a
+    filtered or an empty answer (nothing but a ``<think>`` block), :class:`CaptionError` for
+    an answer that is no chat completion."""
+    if not isinstance(response, ChatCompletion):
+        raise CaptionError(
+            f"{service} did not answer like an OpenAI-compatible API (the answer is "
+            "no chat completion); check the base URL."
+        )
+    if not response.choices:
+        raise ImageRejectedError(f"{service} returned an empty answer (no choices).")
+    choice = response.choices[0]
+    refusal = getattr(choice.message, "refusal", None)
+    if refusal:
+        detail = " ".join(sanitize_text(str(refusal)).split())[:300]
+        raise ImageRejectedError(f"The model refused to caption this image ({detail}).")
+    if choice.finish_reason == "content_filter":
+        raise ImageRejectedError(
+            f"{service} blocked this image (finish reason content_filter)."
+        )
+    text = choice.message.content or ""
+    if not without_thinking(text).strip():
+        raise ImageRejectedError(f"{service} returned an empty answer.")
+    if choice.finish_reason == "length":
+        logger.info("%s stopped at its output token limit; keeping the partial answer",
+                    service)
+    return text
+
+
+def without_thinking(text: str) -> str:
+    """``text`` without a leading ``<think>...</think>`` block (a reasoning model's)."""
+    return _THINK_BLOCK.sub("", text, count=1)
+
+
+def usage_of(response: ChatCompletion) -> TokenUsage:
     """``usage.prompt_tokens`` / ``completion_tokens`` (reasoning tokens are counted in the
     completion tokens), zeros when the server does not say."""
     usage = response.usage
