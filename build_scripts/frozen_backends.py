@@ -1,6 +1,7 @@
 """Prove the packaged app's other backends work: the frozen ``loracap`` lists models and captions a
 small project through the bundled ``openai`` and ``anthropic`` SDKs, against the tests' fake
-servers on 127.0.0.1 (no network), and names the wd14 extra when WD14 is chosen.
+servers on 127.0.0.1 (no network), submits and fetches a Gemini batch job (the batch modules are
+imported by name), and names the wd14 extra when WD14 is chosen.
 
 Usage: ``python build_scripts/frozen_backends.py dist/LoRACap`` (from the repository root, with
 the test dependencies installed). Exit 0 when every check passes; each failure is printed.
@@ -18,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.fakes.anthropic_server import DEFAULT_KEY, FakeAnthropicServer  # noqa: E402
+from tests.fakes.gemini_batch_server import FakeGeminiBatchServer  # noqa: E402
 from tests.fakes.openai_server import FakeOpenAIServer  # noqa: E402
 from tests.fakes.photos import make_photo_folder  # noqa: E402
 
@@ -58,6 +60,16 @@ def main(bundle: Path) -> int:
                           "ANTHROPIC_API_KEY": DEFAULT_KEY})
         check("anthropic caption", done.returncode == 0 and len(done.stdout.splitlines()) == 2,
               done)
+    with FakeGeminiBatchServer("frozen-key") as server:
+        gemini = {"GOOGLE_GEMINI_BASE_URL": server.base_url, "GEMINI_API_KEY": "frozen-key"}
+        sent = run("caption", project, "--backend", "gemini", "--only", "all", "--batch",
+                   extra=gemini)
+        check("gemini batch submit", sent.returncode == 0 and len(server.jobs) == 1, sent)
+        if server.jobs:
+            server.finish()
+        fetched = run("batch", "fetch", project, extra=gemini)
+        check("gemini batch fetch",
+              fetched.returncode == 0 and len(fetched.stdout.splitlines()) == 2, fetched)
     tagger = run("caption", project, "--backend", "wd14", "--only", "all")
     check("wd14 says it is not in the packaged app",
           tagger.returncode == 1 and "packaged app does not include" in tagger.stderr
