@@ -199,6 +199,9 @@ class MainWindow(QMainWindow):
         from loracap.ui.people_editing import PeopleEditing
 
         self.people_editing = PeopleEditing(self)
+        from loracap.ui.batch_jobs import BatchJobs
+
+        self.batch_jobs = BatchJobs(self)
         self._build_menus()
         # Its whole text stays readable ("27 of 32 reviewed · 3 failed · 2 uncaptioned").
         self.review_status = ElidedLabel(min_chars=60)
@@ -393,6 +396,8 @@ class MainWindow(QMainWindow):
         go_menu.addAction(self.next_action)
         caption_menu = bar.addMenu("&Captions")
         caption_menu.addAction(self.generate_action)
+        caption_menu.addAction(self.batch_jobs.send_action)
+        caption_menu.addAction(self.batch_jobs.jobs_action)
         caption_menu.addSeparator()
         for action in (self.generate_missing, self.generate_all, self.generate_failed,
                        self.generate_selected):
@@ -726,7 +731,7 @@ class MainWindow(QMainWindow):
         has_project = self.project is not None
         running = (self.runner is not None and self.runner.is_running) \
             or self._prepare_job is not None or self.people_editing.busy \
-            or self.qa_editing.busy
+            or self.qa_editing.busy or self.batch_jobs.busy
         for action in (self.export_action, self.relink_action, self.previous_action,
                        self.next_action, self.approve_action, self.reject_action,
                        self.unreview_action, *self.rate_actions, self.batch_action,
@@ -747,6 +752,7 @@ class MainWindow(QMainWindow):
             widget.setEnabled(has_project)
         self.people_editing.update_actions()
         self.qa_editing.update_actions()
+        self.batch_jobs.update_actions()
 
     def _update_top_bar(self) -> None:
         self._update_review_status()
@@ -949,6 +955,7 @@ class MainWindow(QMainWindow):
         self._cancel_load(wait=True)
         self.people_editing.wait()  # one request; its answer is stored before the file closes
         self.qa_editing.wait()
+        self.batch_jobs.project_closing()  # a fetch stops after what it stored
         self._end_batch_captioner()
         self.editor.flush()
         self.editor.set_image(None, "", can_revert=False)
