@@ -828,6 +828,13 @@ def _export(project: Project, args: argparse.Namespace, *, allow_uncaptioned: bo
         err.write(f"  {len(result.untrainable)} image(s) left out: too small for the trainer\n")
         for change in result.untrainable:
             err.write(f"    {change.path}: {change.reason}\n")
+    if result.undecodable:
+        several = len(result.undecodable) != 1
+        err.write(f"  {len(result.undecodable)} image{'s' if several else ''} did not decode "
+                  f"and {'were' if several else 'was'} left out:\n")
+        for left in result.undecodable:
+            marked = "; now marked invalid" if left.marked_invalid else ""
+            err.write(f"    {left.path}: {left.reason}{marked}\n")
     if result.uncaptioned:
         err.write(f"  {len(result.uncaptioned)} image(s) exported without a caption.\n")
     if result.review_skipped:

@@ -98,7 +98,9 @@ def show_export_done(parent: QWidget | None, result: ExportResult) -> None:
     box.setText(f"Exported {result.images} image(s) to {result.path}.")
     box.setDetailedText("\n".join(
         [f"{c.path} → {c.new_name}: {c.reason}" for c in result.renames + result.conversions]
-        + [f"{c.path} left out: {c.reason}" for c in result.untrainable]))
+        + [f"{c.path} left out: {c.reason}" for c in result.untrainable]
+        + [f"{left.path} left out, it did not decode: {left.reason}"
+           for left in result.undecodable]))
     box.setInformativeText(export_summary(result))
     open_button = box.addButton("Open Folder", QMessageBox.ButtonRole.ActionRole)
     box.addButton(QMessageBox.StandardButton.Ok)
@@ -119,6 +121,15 @@ def export_summary(result: ExportResult) -> str:
     if result.untrainable:
         parts.append(f"{len(result.untrainable)} image(s) too small for the trainer were left "
                      "out.")
+    if result.undecodable:
+        count, shown = len(result.undecodable), 5
+        names = ", ".join(left.path for left in result.undecodable[:shown])
+        more = f" and {count - shown} more" if count > shown else ""
+        several = count != 1
+        marked = (f" {'They are' if several else 'It is'} now marked invalid."
+                  if all(left.marked_invalid for left in result.undecodable) else "")
+        parts.append(f"{count} image{'s' if several else ''} did not decode and "
+                     f"{'were' if several else 'was'} left out: {names}{more}.{marked}")
     return " ".join(parts)
 
 

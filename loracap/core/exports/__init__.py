@@ -20,6 +20,7 @@ from loracap.core.exports.base import (
     ExportOptions,
     ExportPlan,
     ExportResult,
+    LeftOutImage,
     PlannedImage,
     ReviewFilter,
     TrainerFormat,
@@ -55,7 +56,8 @@ def default_review_filter(images: ProjectStats | Iterable[ImageRecord]) -> Revie
 
 __all__ = [
     "EXPORT_MARKER", "FORMATS", "METADATA_FORMAT", "REPLICATE_FORMAT", "Change", "Container",
-    "Conversion", "ExportFormat", "ExportOptions", "ExportPlan", "ExportResult", "PlannedImage",
-    "ReviewFilter", "TrainerFormat", "default_output", "default_review_filter", "export_project",
-    "export_target", "file_sha256", "get_format", "is_own_export", "plan_export",
+    "Conversion", "ExportFormat", "ExportOptions", "ExportPlan", "ExportResult", "LeftOutImage",
+    "PlannedImage", "ReviewFilter", "TrainerFormat", "default_output", "default_review_filter",
+    "export_project", "export_target", "file_sha256", "get_format", "is_own_export",
+    "plan_export",
 ]

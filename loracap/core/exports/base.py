@@ -138,6 +138,18 @@ class Change:
 
 
 @dataclass(frozen=True)
+class LeftOutImage:
+    """An image an export left out because its pixels do not decode (damage the scan's
+    structure checks cannot see): ``path`` as stored in the project, ``reason`` a lowercase
+    fragment (``"truncated or corrupt image data (…)"``); ``marked_invalid`` when the project
+    (open for writing) now marks it invalid with that reason."""
+
+    path: str
+    reason: str
+    marked_invalid: bool = False
+
+
+@dataclass(frozen=True)
 class ExportPlan:
     """Everything an export will write, decided before a byte is written.
 
@@ -173,7 +185,8 @@ class ExportResult:
     ``bytes_written`` is the size of the file written (for a folder, of all its files);
     ``sha256`` its fingerprint as recorded in the project: the SHA-256 of a text file, of a
     zip's central directory (:func:`~loracap.core.exports.writer.zip_fingerprint`), of a
-    folder's marker file.
+    folder's marker file. ``undecodable``: the images left out because their pixels did not
+    decode (:func:`~loracap.core.exports.writer.export_project`), in the order found.
     """
 
     path: Path
@@ -189,6 +202,7 @@ class ExportResult:
     sha256: str = ""
     replaced_own: bool = False  # an earlier export of this project was replaced
     recorded: bool = False  # recorded in the project (it was open for writing)
+    undecodable: list[LeftOutImage] = field(default_factory=list)
 
 
 class TrainerFormat:

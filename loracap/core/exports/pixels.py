@@ -8,8 +8,10 @@ white (:func:`loracap.core.imaging.prepare_for_upload`). Such images are re-enco
 PNG, flattened onto white. Every other image is copied byte for byte.
 
 Pixels that do not decode -- damage inside the compressed data, which the scan's structure
-checks cannot see (:mod:`loracap.core.structure`) -- raise :class:`UndecodableImageError`,
-so the export leaves the image out instead of stopping or writing it.
+checks cannot see (:mod:`loracap.core.structure`) -- raise
+:class:`~loracap.core.errors.UndecodableImageError` (the one a batch's preparation raises too,
+an :class:`~loracap.core.errors.InputError`: the file is the problem, not the export), so the
+export leaves the image out instead of stopping or writing it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from loracap.core.errors import ExportError
+from loracap.core.errors import ExportError, UndecodableImageError
 from loracap.core.exports.base import Conversion
 
 if TYPE_CHECKING:
@@ -33,17 +35,8 @@ ORIENTATION_TAG = 0x0112
 JPEG_QUALITY = 95
 
 
-class UndecodableImageError(ExportError):
-    """The pixels of an image do not decode: its data is cut off or damaged in a way the
-    scan's structure checks cannot see (:mod:`loracap.core.structure`). ``reason`` is the
-    lowercase fragment the image is marked invalid with."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f"Cannot read the pixels of {path}: {reason}.")
-        self.reason = reason
-
-
-def _read_failure(path: Path, exc: BaseException, what: str = "read") -> ExportError:
+def _read_failure(path: Path, exc: BaseException,
+                  what: str = "read") -> ExportError | UndecodableImageError:
     """The error for a failure to read ``path``: an :class:`ExportError` when the system
     could not read the file (gone, no permission), :class:`UndecodableImageError` when Pillow
     failed on its data."""

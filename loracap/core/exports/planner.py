@@ -42,6 +42,7 @@ from loracap.core.errors import (
     NothingToExportError,
     OutsideImagesError,
     UncaptionedImagesError,
+    UndecodableImageError,
     UntrainableImagesError,
 )
 from loracap.core.exports.base import (
@@ -53,12 +54,7 @@ from loracap.core.exports.base import (
     TrainerFormat,
     review_keeps,
 )
-from loracap.core.exports.pixels import (
-    UndecodableImageError,
-    conversions_for,
-    converted_suffix,
-    probe_pixels,
-)
+from loracap.core.exports.pixels import conversions_for, converted_suffix, probe_pixels
 from loracap.core.prompts import Profile
 from loracap.core.trigger import full_caption
 

@@ -14,7 +14,10 @@ Rules kept for every format:
   the writing; converted ones by their conversion. The scan checks only a file's structure
   (:mod:`loracap.core.structure`), so damaged compressed data inside an intact container is
   found here: :func:`export_project` marks such images invalid with the reason and leaves
-  them out, as every invalid image is.
+  them out, as every invalid image is, and lists them in
+  :attr:`~loracap.core.exports.base.ExportResult.undecodable`. A copied image whose file still
+  has the size and mtime it had when its pixels last decoded whole is not decoded again
+  (:mod:`loracap.core.exports.decoded`): a re-export of unchanged files costs about a copy.
 * **Never over what is not an export**: the target is never the project file, a file that is
   not a regular file (a device, a pipe), a folder LoRACap did not write, or a folder holding
   the project or its images. An existing export is replaced with ``force``, or with
@@ -44,17 +47,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from loracap import __version__
-from loracap.core.errors import ExportError, OutputExistsError, ProjectError
+from loracap.core.errors import (
+    ExportError,
+    OutputExistsError,
+    ProjectError,
+    UndecodableImageError,
+)
 from loracap.core.exports.base import (
     EXPORT_MARKER,
     Container,
     ExportOptions,
     ExportPlan,
     ExportResult,
+    LeftOutImage,
     PlannedImage,
     TrainerFormat,
 )
-from loracap.core.exports.pixels import UndecodableImageError, encode_converted
+from loracap.core.exports.decoded import DecodedFiles, file_state
+from loracap.core.exports.pixels import encode_converted
 from loracap.core.exports.planner import UndecodableImagesError, plan_export
 
 if TYPE_CHECKING:
@@ -335,20 +345,31 @@ def _gone(image: PlannedImage, exc: OSError) -> ExportError:
     return ExportError(f"Cannot read {image.project_path}: {exc.strerror or exc}.")
 
 
-def _pixel_check(image: PlannedImage, decoded: set[int]) -> str:
-    """``""`` when ``image``'s pixels decode, else why not; a converted image, or one in
-    ``decoded``, is not decoded here (its conversion decodes it)."""
+def _pixel_check(image: PlannedImage, decoded: set[int], known: DecodedFiles | None) -> str:
+    """``""`` when ``image``'s pixels decode, else why not. Not decoded here: a converted
+    image (its conversion decodes it), one in ``decoded``, or one whose file ``known`` says
+    decoded whole in the state it still has; a whole decode is told to ``known`` with the
+    state the file had before it."""
     if image.conversions or image.image_id in decoded:
+        return ""
+    state = file_state(image.source) if known is not None else None
+    if known is not None and known.known(image.image_id, state):
         return ""
     from loracap.core.imaging import pixel_problem  # Pillow: loaded with the first export
 
     try:
-        return pixel_problem(image.source)
+        problem = pixel_problem(image.source)
     except OSError as exc:
         raise _gone(image, exc) from exc
+    if known is not None:
+        if problem:
+            known.undecodable(image.image_id)
+        else:
+            known.decoded(image.image_id, state)
+    return problem
 
 
-def _pixel_checks(images: list[PlannedImage], decoded: set[int]
+def _pixel_checks(images: list[PlannedImage], decoded: set[int], known: DecodedFiles | None
                   ) -> Generator[str, None, None]:
     """:func:`_pixel_check` of every image, in order, decoded on :data:`PIXEL_CHECK_THREADS`
     threads up to :data:`_CHECK_AHEAD` images ahead; closing the iterator cancels the rest."""
@@ -356,7 +377,7 @@ def _pixel_checks(images: list[PlannedImage], decoded: set[int]
         pending: deque[Future[str]] = deque()
         try:
             for image in images:
-                pending.append(pool.submit(_pixel_check, image, decoded))
+                pending.append(pool.submit(_pixel_check, image, decoded, known))
                 if len(pending) >= _CHECK_AHEAD:
                     yield pending.popleft().result()
             while pending:
@@ -366,14 +387,21 @@ def _pixel_checks(images: list[PlannedImage], decoded: set[int]
                 future.cancel()
 
 
-def _write_image(sink: _Sink, image: PlannedImage, converted: dict[str, bytes]) -> str:
+def _write_image(sink: _Sink, image: PlannedImage, converted: dict[str, bytes],
+                 known: DecodedFiles | None) -> str:
     """Write one image, copied or converted (its bytes then kept in ``converted``); ``""``, or
-    why its pixels do not decode when its conversion finds that they do not."""
+    why its pixels do not decode when its conversion finds that they do not (a conversion
+    that decodes is told to ``known``)."""
     if image.conversions:
+        state = file_state(image.source) if known is not None else None
         try:
             data = _image_bytes(image)
         except UndecodableImageError as exc:
+            if known is not None:
+                known.undecodable(image.image_id)
             return exc.reason
+        if known is not None:
+            known.decoded(image.image_id, state)
         converted[image.dest] = data
         sink.add_bytes(image.dest, data, compress=False)
         return ""
@@ -385,21 +413,22 @@ def _write_image(sink: _Sink, image: PlannedImage, converted: dict[str, bytes]) 
 
 
 def _fill(sink: _Sink, plan: ExportPlan, progress: Progress | None,
-          decoded: set[int]) -> dict[str, bytes]:
+          decoded: set[int], known: DecodedFiles | None) -> dict[str, bytes]:
     """Write every planned entry; returns the converted images' bytes by name (for the check).
 
-    Every image's pixels are decoded first (:func:`_pixel_checks`); ids that decode are added
-    to ``decoded``. Raises :class:`UndecodableImagesError` listing every image that does not
-    decode (after the first one, the others are only checked, not written).
+    Every image's pixels are decoded first (:func:`_pixel_checks`; not those ``known`` to
+    decode); ids that decode are added to ``decoded``. Raises :class:`UndecodableImagesError`
+    listing every image that does not decode (after the first one, the others are only
+    checked, not written).
     """
     converted: dict[str, bytes] = {}
     failures: dict[int, tuple[str, str]] = {}
     total = len(plan.images)
-    with closing(_pixel_checks(plan.images, decoded)) as problems:
+    with closing(_pixel_checks(plan.images, decoded, known)) as problems:
         for done, (image, problem) in enumerate(zip(plan.images, problems, strict=True),
                                                 start=1):
             if not problem and not failures:
-                problem = _write_image(sink, image, converted)
+                problem = _write_image(sink, image, converted, known)
             if problem:
                 failures[image.image_id] = (image.project_path, problem)
                 continue
@@ -527,12 +556,14 @@ def _temp_name(target: Path) -> Path:
 
 
 def write_plan(project: Project, plan: ExportPlan, target: Path, *, replace_existing: bool,
-               progress: Progress | None = None,
-               decoded: set[int] | None = None) -> ExportResult:
+               progress: Progress | None = None, decoded: set[int] | None = None,
+               known: DecodedFiles | None = None) -> ExportResult:
     """Write ``plan`` to ``target`` (already checked with :func:`check_target`); an existing
     export there is replaced only when ``replace_existing``. Every image's pixels are decoded
     before it is written; ``decoded`` holds the ids of images known to decode (not decoded
-    again), and gets the ids found to decode.
+    again), and gets the ids found to decode. ``known``: the project's record of files whose
+    pixels decoded whole (not decoded again while unchanged), told of every decode; its
+    :meth:`~loracap.core.exports.decoded.DecodedFiles.save` is the caller's.
 
     Raises :class:`UndecodableImagesError` for images whose pixels do not decode, and
     :class:`ExportError` (a source that cannot be read, a full disk, a failed check); nothing
@@ -547,7 +578,7 @@ def write_plan(project: Project, plan: ExportPlan, target: Path, *, replace_exis
         if container is Container.FOLDER:
             temp.mkdir()
             sink: _Sink = _FolderSink(temp)
-            _fill(sink, plan, progress, decoded)
+            _fill(sink, plan, progress, decoded, known)
             marker = _marker_bytes(project, plan)
             (temp / EXPORT_MARKER).write_bytes(marker)
             verify_folder(temp, plan)
@@ -556,7 +587,7 @@ def write_plan(project: Project, plan: ExportPlan, target: Path, *, replace_exis
         elif container is Container.ZIP:
             zip_sink = _ZipSink(temp)
             try:
-                _fill(zip_sink, plan, progress, decoded)
+                _fill(zip_sink, plan, progress, decoded, known)
             finally:
                 zip_sink.close()
             verify_zip(temp, plan)
@@ -584,9 +615,10 @@ def write_plan(project: Project, plan: ExportPlan, target: Path, *, replace_exis
         sha256=digest)
 
 
-def _leave_out(project: Project, failures: dict[int, tuple[str, str]]) -> None:
+def _leave_out(project: Project, failures: dict[int, tuple[str, str]]) -> list[LeftOutImage]:
     """Tell of images left out of an export because their pixels do not decode, and mark them
-    invalid in a project open for writing."""
+    invalid in a project open for writing; returns them, in the order found."""
+    left_out = []
     for image_id, (path, reason) in failures.items():
         marked = False
         if not project.read_only:
@@ -597,6 +629,8 @@ def _leave_out(project: Project, failures: dict[int, tuple[str, str]]) -> None:
                 log.warning("%s", exc)
         log.warning("Left %s out of the export: its pixels cannot be decoded (%s)%s.", path,
                     reason, "; it is now marked invalid in the project" if marked else "")
+        left_out.append(LeftOutImage(path, reason, marked_invalid=marked))
+    return left_out
 
 
 def _discard(temp: Path) -> None:
@@ -637,29 +671,42 @@ def export_project(project: Project, fmt: TrainerFormat, out: Path | None = None
     folder that is not an export (:func:`check_target`). Images whose pixels turn out not to
     decode (:class:`UndecodableImagesError`) are left out, each logged as a warning, and --
     when the project is open for writing -- marked invalid with the reason
-    (:meth:`Project.mark_invalid`); the export is then planned and written again without them.
+    (:meth:`Project.mark_invalid`); the export is then planned and written again without them,
+    and ``ExportResult.undecodable`` lists them. An image whose file has the size and mtime it
+    had when its pixels last decoded whole is not decoded again; the files whose pixels this
+    export decoded whole are recorded so, in one transaction at its end, whether it succeeded
+    or not (:mod:`loracap.core.exports.decoded`; not in a project open read-only).
     A project open for writing records the export (:meth:`Project.record_export`);
     ``ExportResult.recorded`` says whether it did. Raises the planner's errors,
     :class:`OutputExistsError` and :class:`ExportError`.
     """
     target = export_target(project, fmt, out)
     undecodable: dict[int, str] = {}
+    left_out: list[LeftOutImage] = []
     decoded: set[int] = set()
-    while True:
-        try:
-            plan = plan_export(project, fmt, options, target=target, undecodable=undecodable)
-            replacing = check_target(project, plan, target, force=force,
-                                     replace_own=replace_own)
-            result = write_plan(project, plan, target, replace_existing=replacing,
-                                progress=progress, decoded=decoded)
-        except UndecodableImagesError as exc:
-            found = {key: value for key, value in exc.failures.items() if key not in undecodable}
-            if not found:
-                raise
-            _leave_out(project, found)
-            undecodable.update((key, reason) for key, (_path, reason) in found.items())
-            continue
-        break
+    known = DecodedFiles(project)
+    try:
+        while True:
+            try:
+                plan = plan_export(project, fmt, options, target=target,
+                                   undecodable=undecodable)
+                replacing = check_target(project, plan, target, force=force,
+                                         replace_own=replace_own)
+                result = write_plan(project, plan, target, replace_existing=replacing,
+                                    progress=progress, decoded=decoded, known=known)
+            except UndecodableImagesError as exc:
+                found = {key: value for key, value in exc.failures.items()
+                         if key not in undecodable}
+                if not found:
+                    raise
+                for image_id in found:
+                    known.undecodable(image_id)
+                left_out.extend(_leave_out(project, found))
+                undecodable.update((key, reason) for key, (_path, reason) in found.items())
+                continue
+            break
+    finally:
+        known.save()
     own = replacing and not force
     recorded = False
     if not project.read_only:
@@ -669,4 +716,4 @@ def export_project(project: Project, fmt: TrainerFormat, out: Path | None = None
             recorded = True
         except ProjectError as exc:  # the export is written; only the record is missing
             log.warning("%s", exc)
-    return replace(result, replaced_own=own, recorded=recorded)
+    return replace(result, replaced_own=own, recorded=recorded, undecodable=left_out)
