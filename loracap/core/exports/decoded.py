@@ -28,8 +28,6 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from loracap.core.errors import ProjectError
 
 if TYPE_CHECKING:
@@ -108,6 +106,9 @@ class DecodedFiles:
             self._failed.clear()
         if not self._writable or not (found or failed):
             return 0
+        # Imported here: the window imports the exports at startup, before SQLAlchemy.
+        from sqlalchemy.exc import SQLAlchemyError
+
         try:
             self._project.record_decoded(found, failed)
         except (ProjectError, SQLAlchemyError) as exc:  # a full disk, a lock held too long
