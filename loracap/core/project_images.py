@@ -10,25 +10,30 @@ Adding the images of a scan stays with the project file
 
 from __future__ import annotations
 
-import heapq
 import os
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+import sqlite3
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Select, and_, case, func, not_, select
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import aliased
 
 from loracap.core.errors import InputError
+from loracap.core.image_rows import (
+    WHITESPACE,
+    ImageRows,
+    files_present,
+    iter_rows,
+    order_key,
+    path_order,
+    read_rows,
+)
 from loracap.core.project_base import ProjectBase, _chunks
-from loracap.core.project_integrity import _leaves_folder
-from loracap.core.project_people import detected_people
 from loracap.core.records import (
     CaptionMode,
-    CaptionRecord,
     ImageRecord,
     ModelUsage,
     ProjectStats,
@@ -36,7 +41,7 @@ from loracap.core.records import (
     Review,
     readable_path,
 )
-from loracap.core.schema import CaptionAttemptRow, CaptionRow, ImageRow, PersonPartRow, fs_decode
+from loracap.core.schema import CaptionAttemptRow, CaptionRow, ImageRow
 
 
 class ProjectImages(ProjectBase):
@@ -80,63 +85,59 @@ class ProjectImages(ProjectBase):
 
     # ------------------------------------------------------------------ records
 
-    def images(self) -> list[ImageRecord]:
-        """Every image of the project, ordered by stored path (case-insensitive).
-
-        Two queries whatever the size: the images with their caption and latest attempt read
-        as plain rows (no ORM object per image), and the latest people detections."""
+    @contextmanager
+    def _driver(self) -> Iterator[sqlite3.Connection]:
+        """The ``sqlite3`` connection of a read session, for :mod:`loracap.core.image_rows`
+        (plain driver rows, one snapshot while it is open)."""
         with self._read() as session:
-            return self._records(session, None)
+            yield session.connection().connection.dbapi_connection  # type: ignore[misc]
 
-    def images_page(self, offset: int = 0, limit: int | None = None) -> list[ImageRecord]:
+    def images(self) -> list[ImageRecord]:
+        """Every image of the project, ordered by stored path (case-insensitive): the ids
+        sorted by SQLite, then one query of plain rows (images, captions, latest attempts) per
+        500 images and the people found, if any (:func:`~loracap.core.image_rows.read_rows`)."""
+        return list(self.image_rows())
+
+    def image_rows(self, offset: int = 0, limit: int | None = None, *,
+                   like: ImageRows | None = None) -> ImageRows:
         """The images of :meth:`images` from position ``offset`` on (0: the first), at most
-        ``limit`` of them (None: all the rest), in the same order: a large project's first
-        page is shown without building every record (issue 15). Sorts the ids and paths of
-        every image, then reads the records of the page only (or, for most of the project,
-        all of them in one query). Raises ``ValueError`` for a negative offset or limit."""
+        ``limit`` of them (None: all the rest), in the same order, as compact columns whose
+        records are made when asked for (:class:`~loracap.core.image_rows.ImageRows`): a
+        large project's first page is read without sorting every path in Python (SQLite
+        picks the first ``offset + limit``). ``like``: share its table of common values.
+        Raises ``ValueError`` for a negative offset or limit."""
         if offset < 0 or (limit is not None and limit < 0):
             raise ValueError("A page starts at 0 or later and holds 0 or more images.")
-        with self._read() as session:
-            # Plain driver rows: the ids and paths of every image, the least to sort.
-            rows = session.connection().exec_driver_sql("SELECT id, path FROM images").all()
+        with self._driver() as conn:
+            order = path_order(conn, None if limit is None else offset + limit)
+            return read_rows(conn, self.folder, order[offset:], like=like)
 
-            def key(row: Any) -> tuple[str, str]:
-                stored = row[1]  # a BLOB (bytes) for a name that is not UTF-8 (FsPath)
-                return _order_key(readable_path(
-                    fs_decode(stored) if isinstance(stored, bytes) else stored))
+    def image_row_parts(self, offset: int, like: ImageRows, sizes: Iterable[int]
+                        ) -> Generator[ImageRows, None, None]:
+        """The images of :meth:`images` from position ``offset`` on, in parts of ``sizes``
+        (:func:`~loracap.core.image_rows.iter_rows`), read as they are asked for, all from one
+        read of the file (one snapshot, held until the parts end or the iterator is closed).
+        For the window's background load of a large project (issue 15)."""
+        with self._driver() as conn:
+            order = path_order(conn)
+            yield from iter_rows(conn, self.folder, order[offset:], like=like, sizes=sizes)
 
-            if limit is not None and offset + limit < len(rows) // 4:
-                # A first page: the smallest few, without sorting every row.
-                order = heapq.nsmallest(offset + limit, rows, key=key)
-            else:
-                order = sorted(rows, key=key)
-            page = [row[0] for row in order[offset:None if limit is None else offset + limit]]
-            if 2 * len(page) > len(rows):
-                wanted = set(page)
-                return [rec for rec in self._records(session, None) if rec.id in wanted]
-            records: list[ImageRecord] = []
-            for chunk in _chunks(page):
-                records.extend(self._records(session, chunk))
-        records.sort(key=_path_order)
-        return records
+    def images_page(self, offset: int = 0, limit: int | None = None) -> list[ImageRecord]:
+        """:meth:`image_rows` as a list of records."""
+        return list(self.image_rows(offset, limit))
 
     def image(self, image_id: int) -> ImageRecord:
         """One image by id; raises :class:`InputError` if there is none."""
-        with self._read() as session:
-            records = self._records(session, [image_id])
+        records = self.images_by_id([image_id])
         if not records:
             raise InputError(f"No image with id {image_id} in {self.path.name}.")
         return records[0]
 
     def images_by_id(self, image_ids: Iterable[int]) -> list[ImageRecord]:
         """The images with these ids (unknown ids are left out), ordered as :meth:`images`."""
-        ids = list(dict.fromkeys(image_ids))
-        records: list[ImageRecord] = []
-        with self._read() as session:
-            for chunk in _chunks(ids):
-                records.extend(self._records(session, chunk))
-        records.sort(key=_path_order)
-        return records
+        with self._driver() as conn:
+            rows = read_rows(conn, self.folder, list(image_ids))
+        return sorted(rows, key=_path_order)
 
     def missing_images(self) -> list[ImageRecord]:
         """Valid images whose file is no longer on disk (the folder was moved or renamed),
@@ -153,75 +154,6 @@ class ProjectImages(ProjectBase):
         :class:`Path` each."""
         folder, join = os.fspath(self.folder), os.path.join
         return [join(folder, path) for path in stored]
-
-    def _records(self, session: Session, ids: Sequence[int] | None) -> list[ImageRecord]:
-        """The records of the images with ``ids`` (all when None; at most :func:`_chunks`'
-        size), sorted by :func:`_path_order`: one query of plain rows for the images, their
-        captions and latest attempts, and one for the people found."""
-        query = _records_query()
-        if ids is not None:
-            query = query.where(ImageRow.id.in_(ids))
-        people = self._people_found(session, ids)
-        # Each image's folder is made a Path once (most hold many images): joining a file
-        # name to it costs less than parsing every whole path, and gives the same Path.
-        folders: dict[str, Path] = {}
-        reviews, provenances = _REVIEWS, _PROVENANCES
-        records = []
-        for (image_id, stored, valid, invalid_reason, width, height, fmt, file_size, mtime,
-             review, rating, note, captioned, body, provenance, backend, model, prompt,
-             created_at, updated_at, ok, error, error_kind) in session.connection().execute(query):
-            failed = ok is not None and not ok
-            name = stored.rpartition("/")[2]
-            parent = stored[:len(stored) - len(name)]  # with its "/": "/" for "/a.jpg"
-            if parent not in folders:
-                folders[parent] = self.folder / parent
-            records.append(ImageRecord(
-                id=image_id,
-                path=readable_path(stored),
-                abs_path=folders[parent] / name,  # as resolve(stored)
-                valid=valid,
-                invalid_reason=invalid_reason,
-                width=width,
-                height=height,
-                format=fmt,
-                file_size=file_size,
-                mtime=mtime,
-                caption=None if captioned is None else CaptionRecord(
-                    body=body,
-                    provenance=provenances.get(provenance) or Provenance(provenance),
-                    backend=backend,
-                    model=model,
-                    prompt=prompt,
-                    created_at=created_at,
-                    updated_at=updated_at,
-                ),
-                last_error=error if failed else "",
-                last_error_kind=error_kind if failed else "",
-                review=reviews.get(review) or Review(review),
-                rating=rating,
-                note=note,
-                outside=_outside(stored),
-                people=people.get(image_id),
-            ))
-        records.sort(key=_path_order)
-        return records
-
-    @staticmethod
-    def _people_found(session: Session, ids: Sequence[int] | None) -> dict[int, int]:
-        """The people each image's latest detection found (multi-person captions): one query
-        of the latest detection of each image."""
-        latest = select(func.max(PersonPartRow.id)).where(
-            PersonPartRow.kind == "detection").group_by(PersonPartRow.image_id)
-        if ids is not None:
-            latest = latest.where(PersonPartRow.image_id.in_(ids))
-        query = select(PersonPartRow.image_id, PersonPartRow.text).where(
-            PersonPartRow.id.in_(latest))
-        try:
-            rows = session.execute(query).all()
-        except OperationalError:  # a file of an older format, opened read-only (not migrated)
-            session.rollback()
-            return {}
-        return {image_id: len(detected_people(text)) for image_id, text in rows}
 
     def relink(self, new_folder: Path) -> list[ImageRecord]:
         """Point missing images at ``new_folder`` (the dataset folder was moved or renamed).
@@ -426,44 +358,12 @@ class ProjectImages(ProjectBase):
 
 # ---------------------------------------------------------------------- bulk reads
 
-#: The review marks and provenances by stored value: a dict lookup per row instead of an enum
-#: call (a value that is neither still raises through the enum, as before).
-_REVIEWS = {review.value: review for review in Review}
-_PROVENANCES = {provenance.value: provenance for provenance in Provenance}
-
-#: Every character ``str.strip()`` removes (``str.isspace``), for SQLite's ``trim(X, Y)``: a
-#: caption is there when its body is not blank (:attr:`ImageRecord.has_caption`).
-_WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004"
-               "\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
-
-#: Paths a stored image path is anchored by on this system (absolute, or a drive on Windows):
-#: a path without them and without ``..`` never leads out of the project folder.
-_ANCHORS = ("/", "\\") if os.name == "nt" else ("/",)
-
 #: The latest attempt of each image, joined to ``images``.
 _LATEST = aliased(CaptionAttemptRow, name="latest")
 
-#: A folder holding at least this many images of a project is listed once
-#: (:func:`_files_present`) instead of looking up each file.
-_LIST_FOLDER_FROM = 16
-
-
 def _path_order(record: ImageRecord) -> tuple[str, str]:
     """How images are ordered: by path ignoring case, then by the exact path."""
-    return _order_key(record.path)
-
-
-def _order_key(path: str) -> tuple[str, str]:
-    """The sort key of an image's readable path (:func:`_path_order`)."""
-    return path.casefold(), path
-
-
-def _outside(stored: str) -> bool:
-    """:func:`~loracap.core.project_integrity._leaves_folder`, without building a path for
-    the common stored path that has no anchor and no ``..``."""
-    if ".." in stored or stored.startswith(_ANCHORS) or (os.name == "nt" and ":" in stored):
-        return _leaves_folder(stored)
-    return False
+    return order_key(record.path)
 
 
 def _joined(query: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
@@ -478,19 +378,6 @@ def _joined(query: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
 
 
 @cache
-def _records_query() -> Select[*tuple[Any, ...]]:
-    """The columns of :class:`ImageRecord`, one row per image (see :func:`_joined`)."""
-    return _joined(select(
-        ImageRow.id, ImageRow.path, ImageRow.valid, ImageRow.invalid_reason, ImageRow.width,
-        ImageRow.height, ImageRow.format, ImageRow.file_size, ImageRow.mtime, ImageRow.review,
-        ImageRow.rating, ImageRow.note,
-        CaptionRow.image_id, CaptionRow.body, CaptionRow.provenance, CaptionRow.backend,
-        CaptionRow.model, CaptionRow.prompt, CaptionRow.created_at, CaptionRow.updated_at,
-        _LATEST.ok, _LATEST.error, _LATEST.error_kind,
-    ))
-
-
-@cache
 def _counts_query() -> Select[*tuple[Any, ...]]:
     """The images counted by what :class:`ProjectStats` tells apart: rows of ``(valid,
     provenance, review, images, captioned, failed)`` -- the images of each validity, caption
@@ -498,7 +385,7 @@ def _counts_query() -> Select[*tuple[Any, ...]]:
     blank (:attr:`ImageRecord.has_caption`) and those without whose latest attempt failed
     (:attr:`ImageRecord.failed`)."""
     captioned = and_(CaptionRow.image_id.is_not(None),
-                     func.trim(CaptionRow.body, _WHITESPACE) != "")
+                     func.trim(CaptionRow.body, WHITESPACE) != "")
     failed = and_(_LATEST.ok.is_(False), func.coalesce(_LATEST.error, "") != "",
                   not_(captioned))
     return _joined(select(
@@ -508,35 +395,5 @@ def _counts_query() -> Select[*tuple[Any, ...]]:
 
 
 def _files_present(paths: Sequence[str]) -> list[bool]:
-    """For each absolute path, whether it is a file on disk (as :meth:`Path.is_file`, but
-    ``False`` rather than an error when a folder on the way cannot be searched).
-
-    A folder holding :data:`_LIST_FOLDER_FROM` or more of the paths is listed once
-    (``os.scandir``) instead of one ``stat`` per file; a name the listing lacks is still
-    looked up (a case-insensitive disk, another Unicode normalisation), so the answer is the
-    same either way.
-    """
-    split = os.path.split
-    parts = [split(path) for path in paths]
-    folders = Counter(folder for folder, _ in parts)
-    listings: dict[str, frozenset[str] | None] = {}
-    present = []
-    for path, (folder, name) in zip(paths, parts, strict=True):
-        if folders[folder] < _LIST_FOLDER_FROM:
-            present.append(os.path.isfile(path))
-            continue
-        if folder not in listings:
-            listings[folder] = _file_names(folder)
-        names = listings[folder]
-        present.append((names is not None and name in names) or os.path.isfile(path))
-    return present
-
-
-def _file_names(folder: str) -> frozenset[str] | None:
-    """The names of the files (links to files included) in ``folder``; None when it cannot
-    be listed."""
-    try:
-        with os.scandir(folder) as entries:
-            return frozenset(entry.name for entry in entries if entry.is_file())
-    except OSError:
-        return None
+    """:func:`~loracap.core.image_rows.files_present` of ``paths``, as a list."""
+    return list(files_present(paths))

@@ -11,8 +11,9 @@ damaged: …"), never half-read. A stored undo step is checked the same way when
 The value checks here are shared with the input they mirror: :class:`~loracap.core.project.Project`
 checks a new project's or a changed setting's profile, tag separator, backend and
 question-answer settings with the same functions (:func:`_check_profile`,
-:func:`_check_separator`, :func:`_checked_backend_settings`, :func:`_checked_qa_settings`), and
-flags image paths that leave the project folder with :func:`_leaves_folder`.
+:func:`_check_separator`, :func:`_checked_backend_settings`, :func:`_checked_qa_settings`).
+Image paths that leave the project folder are flagged by
+:func:`loracap.core.image_rows.leaves_folder`.
 
 Used only by :mod:`loracap.core.project` and its parts; the rest of the program opens a project
 through :meth:`~loracap.core.project.Project.open`.
@@ -21,19 +22,18 @@ through :meth:`~loracap.core.project.Project.open`.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Mapping
 from datetime import datetime
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from sqlalchemy import DateTime
 
 from loracap.core.backends.base import check_base_url
 from loracap.core.backends.registry import BACKENDS, backend_info, check_backend_options
 from loracap.core.errors import InputError, ProjectError, TriggerWordError
+from loracap.core.image_rows import read_only_uri
 from loracap.core.people.aliases import validate_aliases
 from loracap.core.presets import presets_from_json
 from loracap.core.prompts import LANGUAGES, Profile, check_language
@@ -42,11 +42,8 @@ from loracap.core.records import PART_KINDS, Provenance, Review, readable_path
 from loracap.core.schema import APPLICATION_ID, Base, fs_decode
 from loracap.core.trigger import validate_prefix_template, validate_trigger
 
-
-def _read_only_uri(path: Path) -> str:
-    """SQLite's URI that opens ``path`` read-only. The path is percent-encoded from its exact
-    bytes, so ``#``, ``?``, ``%`` and names that are not UTF-8 open the right file."""
-    return f"file:{quote(os.fsencode(Path(path).absolute().as_posix()), safe='/:')}?mode=ro"
+#: SQLite's URI that opens a file read-only (:func:`loracap.core.image_rows.read_only_uri`).
+_read_only_uri = read_only_uri
 
 
 def _check_header(path: Path) -> int:
@@ -259,23 +256,6 @@ def _check_separator(separator: str) -> str:
         raise InputError("The tag separator contains a line break; use a character such as a "
                          "comma.")
     return separator
-
-
-def _leaves_folder(stored: str) -> bool:
-    """True when a stored image path is absolute or leads out of the project folder
-    (``../notes.jpg``, ``a/../../b.jpg``), by this system's rules for paths; no disk access."""
-    path = PurePath(stored)
-    if path.is_absolute() or path.anchor:
-        return True
-    depth = 0
-    for part in path.parts:
-        if part == "..":
-            depth -= 1
-            if depth < 0:
-                return True
-        elif part != ".":
-            depth += 1
-    return False
 
 
 def _inspect(path: Path, version: int) -> None:

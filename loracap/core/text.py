@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -178,22 +179,43 @@ def path_labels(paths: Sequence[str]) -> list[str]:
     """Labels for images stored at ``paths`` (POSIX, relative to the project folder): the file
     name, or, where several images share a file name (``a/IMG_2.jpg`` and ``b/IMG_2.jpg``; names
     compared case-insensitively, as macOS and Windows do), the shortest end of the path that
-    tells them apart (``a/IMG_2.jpg``, ``b/IMG_2.jpg``)."""
-    parts = [path.split("/") for path in paths]
+    tells them apart (``a/IMG_2.jpg``, ``b/IMG_2.jpg``). See :func:`path_label_changes`."""
+    changes = path_label_changes(paths)
+    return [changes.get(index) or path[path.rfind("/") + 1:]
+            for index, path in enumerate(paths)]
+
+
+def path_label_changes(paths: Sequence[str]) -> dict[int, str]:
+    """The labels of :func:`path_labels` that are not the file name, by index into ``paths``:
+    few in most projects, so a million paths need no million labels (issue 15).
+
+    Finds the file names shared by several paths with one sorted array of their hashes (no
+    object per path is kept), then labels those paths alone."""
+    def name(path: str) -> str:
+        return path[path.rfind("/") + 1:].casefold()
+
+    hashes = [hash(name(path)) for path in paths]
+    hashes.sort()
+    shared = {value for value, after in itertools.pairwise(hashes) if value == after}
+    del hashes
     groups: dict[str, list[int]] = {}
-    for index, components in enumerate(parts):
-        groups.setdefault(components[-1].casefold(), []).append(index)
-    labels = [components[-1] for components in parts]
+    if shared:
+        for index, path in enumerate(paths):
+            key = name(path)
+            if hash(key) in shared:
+                groups.setdefault(key, []).append(index)
+    changes: dict[int, str] = {}
     for members in groups.values():
         if len(members) < 2:
             continue
+        parts = {i: paths[i].split("/") for i in members}
         depth = 1
-        longest = max(len(parts[i]) for i in members)
+        longest = max(len(components) for components in parts.values())
         while depth < longest:
             depth += 1
             ends = ["/".join(parts[i][-depth:]).casefold() for i in members]
             if len(set(ends)) == len(ends):
                 break
         for i in members:
-            labels[i] = "/".join(parts[i][-depth:])
-    return labels
+            changes[i] = "/".join(parts[i][-depth:])
+    return changes

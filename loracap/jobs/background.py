@@ -18,22 +18,24 @@ a sentence fit to show as it is.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from PyQt6.QtCore import QObject, QRunnable, QThreadPool, pyqtSignal, pyqtSlot
 
 from loracap.core.checks import Finding, check_project
 from loracap.core.errors import CancelledError, LoraCapError
 from loracap.core.exports import ExportOptions, TrainerFormat, export_project
-from loracap.core.records import ImageRecord
-from loracap.core.tags import TagCounter, count_tags
-from loracap.core.text import path_labels
+from loracap.core.image_rows import BLOCK, ImageRows
+from loracap.core.tags import TagCounter
+from loracap.core.text import path_label_changes
 
 if TYPE_CHECKING:
     # Not imported at run time: the desktop window imports this module at startup, and the
@@ -419,11 +421,12 @@ class QAExportJob(_Job):
 @dataclass(frozen=True)
 class ProjectLoad:
     """What needs every row of a project, made off the GUI thread (:class:`ProjectLoadJob`):
-    the grid's ``labels`` in row order (:func:`loracap.core.text.path_labels`), the tag
-    ``counter`` of the captions, the ids of the images whose file is ``missing`` and the
-    question-answer ``qa`` counts by image id."""
+    the grid's ``labels`` that are not the file name, by row
+    (:func:`loracap.core.text.path_label_changes`), the tag ``counter`` of the captions, the
+    ids of the images whose file is ``missing`` and the question-answer ``qa`` counts by image
+    id."""
 
-    labels: list[str]
+    labels: dict[int, str]
     counter: TagCounter
     missing: frozenset[int]
     qa: dict[int, Any]
@@ -431,47 +434,131 @@ class ProjectLoad:
 
 class ProjectLoadJob(_CancellableJob):
     """Loads the rows of a large project after its first page (issue 15, "Open 100,000
-    images…"): ``project.images_page(offset=len(first))`` on a pool thread, handed over in
-    chunks of ``chunk`` records, in order (``rows(list)``), then the :class:`ProjectLoad`
-    (``finished``). Cancel it when the project closes (``cancelled`` follows at once)."""
+    images…") on a pool thread.
 
-    rows = pyqtSignal(list)
+    ``project`` is the open project, or the path of a project file to open first
+    (:meth:`~loracap.core.project.Project.open`, whose checks read every row: the window shows
+    ``first``, read straight from the file, meanwhile); the job then emits ``opened(project)``
+    and the project belongs to the receiver (:attr:`unclaimed` until it says so with
+    :meth:`claim`). An error opening it is ``failed(message)``.
 
-    def __init__(self, project: Project, first: list[ImageRecord], separator: str, *,
-                 chunk: int = 5000, parent: QObject | None = None,
-                 pool: QThreadPool | None = None) -> None:
+    The rows after ``first`` (``project.image_row_parts``) are handed over in order as
+    :class:`~loracap.core.image_rows.ImageRows` (``rows``) of ``chunk`` rows, then
+    ``2 × chunk``, … up to ``max_chunk`` (few parts: the grid lays out every row again for
+    each), then the :class:`ProjectLoad` (``finished``): labels, tag counts (split on the
+    project's tag separator) and missing files, counted part by part as the rows are read.
+    Cancel it when the project closes (``cancelled`` follows at once)."""
+
+    opened = pyqtSignal(object)
+    rows = pyqtSignal(object)
+
+    def __init__(self, project: Project | Path, first: ImageRows, *,
+                 chunk: int = 2 * BLOCK, max_chunk: int = 64 * BLOCK,
+                 parent: QObject | None = None, pool: QThreadPool | None = None) -> None:
         super().__init__(pool, parent)
         self.project = project
-        self.first = list(first)
-        self.separator = separator
+        self.first = first
         self.chunk = max(1, chunk)
+        self.max_chunk = max(self.chunk, max_chunk)
+        self._opened: Project | None = None  # opened here, not claimed yet
+        self._lock = threading.Lock()
+
+    @property
+    def unclaimed(self) -> Project | None:
+        """The project this job opened, until :meth:`claim`: close it if the job's signals
+        will not be received (the window closed while it opened)."""
+        with self._lock:
+            return self._opened
+
+    def claim(self) -> None:
+        """Say that the project of ``opened`` was received (the receiver closes it)."""
+        with self._lock:
+            self._opened = None
 
     def start(self) -> None:
         """Start; call once."""
-        project, first, separator, chunk, cancel = (self.project, self.first, self.separator,
-                                                    self.chunk, self._cancel)
+        target, first, cancel = self.project, self.first, self._cancel
+        sizes = itertools.chain(
+            itertools.takewhile(lambda size: size < self.max_chunk,
+                                (self.chunk << step for step in itertools.count())),
+            itertools.repeat(self.max_chunk))
 
         def work(task: _Task) -> ProjectLoad:
-            rest = project.images_page(offset=len(first))
-            for start in range(0, len(rest), chunk):
+            if isinstance(target, Path):
+                from loracap.core.project import Project  # SQLAlchemy: loaded here, not at startup
+
+                project = Project.open(target)
+                with self._lock:
+                    self._opened = project
                 if cancel.is_set():
                     raise CancelledError("Cancelled.")
-                task.signals.progress.emit(start, rest[start:start + chunk])
-            records = first + rest
-            labels = path_labels([record.path for record in records])
-            counter = count_tags(records, separator)
+                task.signals.progress.emit(_OPENED, project)
+            else:
+                project = target
+            counter = TagCounter(project.settings.tag_separator)
+            missing: list[int] = []
+            paths: list[Sequence[str]] = []
+            parts = project.image_row_parts(len(first), first, sizes)
+            try:
+                for part in itertools.chain([first], parts):
+                    if cancel.is_set():
+                        raise CancelledError("Cancelled.")
+                    if part is not first:
+                        task.signals.progress.emit(0, part)
+                    for body in part.counted_bodies():
+                        counter.add_caption(body)
+                    missing.extend(part.missing_ids())
+                    paths.append(part.paths())
+            finally:
+                parts.close()
             if cancel.is_set():
                 raise CancelledError("Cancelled.")
-            missing = frozenset(record.id for record in project.missing_images())
-            return ProjectLoad(labels, counter, missing, dict(project.qa_counts()))
+            labels = path_label_changes(_Joined(paths))
+            return ProjectLoad(labels, counter, frozenset(missing), dict(project.qa_counts()))
 
-        self._start_task(work, f"loading {project.path.name}", cancel=self._cancel,
-                         progress=self._on_rows)
+        what = f"loading {target.name if isinstance(target, Path) else target.path.name}"
+        self._start_task(work, what, cancel=self._cancel, progress=self._on_progress)
 
     @pyqtSlot(int, object)
-    def _on_rows(self, _start: int, records: Any) -> None:
-        if not self._ended:
-            self.rows.emit(list(records))
+    def _on_progress(self, kind: int, value: Any) -> None:
+        if self._ended:
+            return
+        if kind == _OPENED:
+            self.opened.emit(value)
+        else:
+            self.rows.emit(value)
+
+
+#: The progress of :class:`ProjectLoadJob` that hands over the project it opened.
+_OPENED = -1
+
+
+class _Joined(Sequence[str]):
+    """Sequences one after the other, as one (the paths of a project's parts)."""
+
+    def __init__(self, parts: list[Sequence[str]]) -> None:
+        self._parts = parts
+        self._starts = list(itertools.accumulate((len(part) for part in parts), initial=0))
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        part = bisect.bisect_right(self._starts, index) - 1
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self._parts[part][index - self._starts[part]]
+
+    def __iter__(self) -> Iterator[str]:
+        return itertools.chain.from_iterable(self._parts)
 
 
 class ModelListJob(_Job):

@@ -16,8 +16,9 @@ from __future__ import annotations
 import html
 import logging
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from enum import IntEnum
+from pathlib import Path
 from typing import Any
 
 from PyQt6.QtCore import (
@@ -33,11 +34,12 @@ from PyQt6.QtCore import (
 )
 from PyQt6.QtGui import QColor
 
+from loracap.core.image_rows import HAS_TEXT, LAST_FAILED, VALID, ImageRows
 from loracap.core.qa.records import QACount
 from loracap.core.query import Query, QueryItem, QuerySyntaxError, parse_query
 from loracap.core.records import ImageRecord, ProjectSettings, Review
-from loracap.core.tags import DEFAULT_SEPARATOR, TagCounter, count_tags, counted_body
-from loracap.core.text import path_labels
+from loracap.core.tags import DEFAULT_SEPARATOR, TagCounter, counted_body
+from loracap.core.text import path_label_changes, path_labels
 from loracap.core.trigger import full_caption
 from loracap.ui.thumbnails import ThumbnailProvider
 
@@ -186,6 +188,11 @@ grid_labels = path_labels
 class ImageListModel(QAbstractListModel):
     """One row per image, in the order of the records given; ``data()`` answers from memory.
 
+    The rows are an :class:`~loracap.core.image_rows.ImageRows` (compact columns: a million
+    images in a few hundred MB); a row's :class:`ImageRecord` is made when asked for
+    (:meth:`record`, ``Roles.RECORD``, the tooltip) and the last few are kept, so painting the
+    grid makes records only for the rows on screen. The other roles read single fields.
+
     Roles: ``DisplayRole`` the file name, or the end of the path that tells images of the same
     name apart (:func:`grid_labels`); ``DecorationRole`` the thumbnail, the provider's
     placeholder while it loads, or its broken pixmap for invalid and missing files (no load is
@@ -208,9 +215,9 @@ class ImageListModel(QAbstractListModel):
     def __init__(self, thumbnails: ThumbnailProvider, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._thumbnails = thumbnails
-        self._records: list[ImageRecord] = []
-        self._labels: list[str] = []  # DisplayRole of each row
-        self._rows: dict[int, int] = {}  # image id -> row
+        self._rows = ImageRows(Path())
+        self._labels: dict[int, str] = {}  # row -> DisplayRole where it is not the file name
+        self._recent: dict[int, ImageRecord] = {}  # row -> record, the last few made
         self._missing: set[int] = set()
         self._settings: ProjectSettings | None = None
         self._counter = TagCounter()
@@ -220,28 +227,32 @@ class ImageListModel(QAbstractListModel):
         #: coming, and the tag counts wait for every row (edits meanwhile are kept here).
         self._loading = False
         self._pending_tag_edits: list[tuple[str, str]] = []
+        #: Updates of images whose row has not come yet (while loading): applied when it does.
+        self._early: dict[int, tuple[ImageRecord, bool | None]] = {}
         thumbnails.thumbnail_ready.connect(self._on_thumbnail_ready)
 
     # ------------------------------------------------------------------ feeding the model
 
-    def set_records(self, records: list[ImageRecord], settings: ProjectSettings | None,
+    def set_records(self, records: Sequence[ImageRecord], settings: ProjectSettings | None,
                     missing_ids: Iterable[int] = frozenset()) -> None:
-        """Replace every row (a model reset). ``missing_ids``: images whose file is not on disk.
+        """Replace every row (a model reset). ``records``: an
+        :class:`~loracap.core.image_rows.ImageRows` (kept as it is: do not change it
+        afterwards) or any sequence of records; ``missing_ids``: images whose file is not on
+        disk.
 
         Rows keep the order of ``records``. ``settings`` None (no project open) shows caption
         bodies without a prefix. Raises ValueError if two records share an id.
         """
-        rows = {record.id: row for row, record in enumerate(records)}
-        if len(rows) != len(records):
-            raise ValueError("set_records got two records with the same image id")
+        rows = _as_rows(records)
         self._loading = False
         self._pending_tag_edits = []
+        self._early = {}
         self.beginResetModel()
         try:
-            self._records = list(records)
-            self._labels = grid_labels([record.path for record in self._records])
             self._rows = rows
-            self._missing = set(missing_ids) & set(rows)
+            self._labels = path_label_changes(rows.paths())
+            self._recent = {}
+            self._missing = {image_id for image_id in missing_ids if rows.row_of(image_id) >= 0}
             self._settings = settings
         finally:
             self.endResetModel()
@@ -254,62 +265,78 @@ class ImageListModel(QAbstractListModel):
         """Whether a large project's rows are still being loaded (:meth:`begin_loading`)."""
         return self._loading
 
-    def begin_loading(self, records: list[ImageRecord], settings: ProjectSettings) -> None:
+    def begin_loading(self, records: Sequence[ImageRecord],
+                      settings: ProjectSettings | None) -> None:
         """Show the first rows of a large project at once (a model reset); the others follow
         with :meth:`append_records`, in the same order, and :meth:`finish_loading` brings what
         needs every row: the labels that tell images of the same name apart, the tag counts
         and the missing files. Until then the rows are labelled by file name, the tag counts
         are empty (``tags_reset`` follows when they are ready) and no file is missing; the
-        review counts grow with the rows."""
-        self.set_records([], settings)
+        review counts grow with the rows. ``records`` as for :meth:`set_records`; the rows
+        appended later must share its table of common values (``ImageRows(..., like=...)``)
+        to be added column by column. ``settings`` None: the project is still opening
+        (:meth:`set_settings` follows)."""
+        rows = _as_rows(records)
+        self._loading = False
+        self.beginResetModel()
+        try:
+            self._rows = ImageRows(rows.folder, like=rows)
+            self._labels = {}
+            self._recent = {}
+            self._missing = set()
+            self._settings = settings
+        finally:
+            self.endResetModel()
         self._loading = True
         self._pending_tag_edits = []
-        self._counter = TagCounter(settings.tag_separator)
-        self.append_records(records)
+        self._early = {}
+        self._counter = TagCounter(settings.tag_separator if settings else DEFAULT_SEPARATOR)
+        self._status = dict.fromkeys(_STATUS_KEYS, 0)
+        self.append_records(rows)
         self.tags_reset.emit()
 
-    def append_records(self, records: list[ImageRecord]) -> None:
+    def append_records(self, records: Sequence[ImageRecord]) -> None:
         """Add rows at the end (the next records of :meth:`begin_loading`'s order). Raises
-        ValueError for an image id already shown."""
+        ValueError for an image id already shown (nothing is added then)."""
         if not records:
             return
-        start = len(self._records)
-        ids = {record.id for record in records}
-        if len(ids) != len(records) or ids & self._rows.keys():
-            raise ValueError("append_records got an image id the model already has")
-        self.beginInsertRows(QModelIndex(), start, start + len(records) - 1)
+        rows = self._rows
+        start = len(rows)
+        added = records if isinstance(records, ImageRows) else _as_rows(records, rows.folder)
+        self.beginInsertRows(QModelIndex(), start, start + len(added) - 1)
         try:
-            self._records.extend(records)
-            self._labels.extend(record.path.rsplit("/", 1)[-1] for record in records)
-            self._rows.update((record.id, start + offset)
-                              for offset, record in enumerate(records))
-            for record in records:
-                for key, value in _status_of(record).items():
-                    if value:
-                        self._status[key] += value
+            rows.extend(added)
         finally:
             self.endInsertRows()
+        for key, value in rows.status_counts(start).items():
+            self._status[key] += value
         self.status_changed.emit()
+        if self._early:
+            for image_id in list(self._early):
+                if rows.row_of(image_id) >= 0:
+                    record, missing = self._early.pop(image_id)
+                    self.update_record(record, missing)
 
-    def finish_loading(self, labels: list[str], counter: TagCounter,
+    def finish_loading(self, labels: Mapping[int, str] | Sequence[str], counter: TagCounter,
                        missing_ids: Iterable[int]) -> None:
-        """Every row is in: ``labels`` for every row in order (:func:`grid_labels`),
-        ``counter`` the tag counts of the rows as loaded (edits made meanwhile are applied on
-        top) and the images whose file is missing. Emits ``tags_reset``."""
+        """Every row is in: ``labels`` the labels that are not the file name, by row
+        (:func:`~loracap.core.text.path_label_changes`; or every row's label in order,
+        :func:`grid_labels`), ``counter`` the tag counts of the rows as loaded (edits made
+        meanwhile are applied on top) and the images whose file is missing. Emits
+        ``tags_reset``."""
         for old_body, new_body in self._pending_tag_edits:
             counter.replace_caption(old_body, new_body)
         self._pending_tag_edits = []
         self._counter = counter
         self._loading = False
-        if len(labels) == len(self._labels):
-            changed = [row for row, (old, new) in enumerate(zip(self._labels, labels,
-                                                                strict=True)) if old != new]
-            self._labels = list(labels)
-            for row in changed:
-                index = self.index(row, 0)
-                self.dataChanged.emit(index, index, [Qt.ItemDataRole.DisplayRole])
+        self._early = {}
+        if not isinstance(labels, Mapping):
+            rows = self._rows
+            labels = {row: label for row, label in enumerate(labels)
+                      if row < len(rows) and label != rows.file_name(row)}
+        self._set_labels(dict(labels))
         for image_id in missing_ids:
-            if image_id in self._rows and image_id not in self._missing:
+            if self._rows.row_of(image_id) >= 0 and image_id not in self._missing:
                 self.set_missing(image_id, True)
         self.tags_reset.emit()
 
@@ -317,8 +344,8 @@ class ImageListModel(QAbstractListModel):
         """The question-answer counts of every image (images without pairs left out), e.g.
         after opening a project; the rows say so and the filter looks again."""
         self._qa = dict(counts)
-        if self._records:
-            self.dataChanged.emit(self.index(0, 0), self.index(len(self._records) - 1, 0),
+        if len(self._rows):
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self._rows) - 1, 0),
                                   [Roles.QA, Roles.RECORD, Qt.ItemDataRole.ToolTipRole])
 
     def update_qa_count(self, image_id: int, count: QACount | None) -> None:
@@ -328,8 +355,8 @@ class ImageListModel(QAbstractListModel):
         else:
             changed = self._qa.get(image_id) != count
             self._qa[image_id] = count
-        row = self._rows.get(image_id)
-        if changed and row is not None:
+        row = self._rows.row_of(image_id)
+        if changed and row >= 0:
             index = self.index(row, 0)
             self.dataChanged.emit(index, index,
                                   [Roles.QA, Roles.RECORD, Qt.ItemDataRole.ToolTipRole])
@@ -340,11 +367,11 @@ class ImageListModel(QAbstractListModel):
 
     def _recount(self) -> None:
         separator = self._settings.tag_separator if self._settings else DEFAULT_SEPARATOR
-        self._counter = count_tags(self._records, separator)
-        self._status = dict.fromkeys(_STATUS_KEYS, 0)
-        for record in self._records:
-            for key, value in _status_of(record).items():
-                self._status[key] += value
+        counter = TagCounter(separator)
+        for body in self._rows.counted_bodies():
+            counter.add_caption(body)
+        self._counter = counter
+        self._status = self._rows.status_counts()
         self.tags_reset.emit()
         self.status_changed.emit()
 
@@ -352,18 +379,22 @@ class ImageListModel(QAbstractListModel):
         """Replace the row of ``record.id`` and emit ``dataChanged`` with the roles that changed.
 
         ``missing`` None keeps the row's missing flag. Returns False (and changes nothing) when
-        no row has that id. A new path, mtime, size or validity drops the cached thumbnail.
+        no row has that id -- while a large project loads, the update is kept and applied when
+        the row comes. A new path, mtime, size or validity drops the cached thumbnail.
         """
-        row = self._rows.get(record.id)
-        if row is None:
+        row = self._rows.row_of(record.id)
+        if row < 0:
+            if self._loading:
+                self._early[record.id] = (record, missing)
             log.debug("update_record: image %s is not in the model", record.id)
             return False
-        old = self._records[row]
+        old = self.record(row)
         was_missing = record.id in self._missing
         now_missing = was_missing if missing is None else bool(missing)
         if old == record and was_missing == now_missing:
             return True
-        self._records[row] = record
+        self._rows.set(row, record)
+        self._recent.pop(row, None)
         if now_missing:
             self._missing.add(record.id)
         else:
@@ -385,7 +416,7 @@ class ImageListModel(QAbstractListModel):
         roles: list[int] = [Roles.RECORD]
         if old.path != record.path:
             roles.append(Roles.PATH)
-            self._relabel()
+            self._set_labels(path_label_changes(self._rows.paths()))
         file_changed = (old.path, old.abs_path, old.mtime, old.file_size) != (
             record.path, record.abs_path, record.mtime, record.file_size)
         if file_changed:
@@ -402,52 +433,72 @@ class ImageListModel(QAbstractListModel):
         return True
 
     def set_settings(self, settings: ProjectSettings) -> None:
-        """Use new project settings; a new caption prefix updates every row's caption."""
+        """Use new project settings; a new caption prefix updates every row's caption. While
+        rows load, the tag counts wait for :meth:`finish_loading` (they are counted with the
+        project's separator)."""
         old = self._settings
         self._settings = settings
-        if old is None or old.tag_separator != settings.tag_separator:
+        if self._loading:
+            self._counter = TagCounter(settings.tag_separator)
+        elif old is None or old.tag_separator != settings.tag_separator:
             self._recount()
         if old is not None and (old.prefix_template, old.trigger) == (
             settings.prefix_template, settings.trigger
         ):
             return
-        if self._records:
+        if len(self._rows):
             self.dataChanged.emit(
-                self.index(0, 0), self.index(len(self._records) - 1, 0),
+                self.index(0, 0), self.index(len(self._rows) - 1, 0),
                 [Roles.CAPTION, Qt.ItemDataRole.ToolTipRole],
             )
 
     def refresh_thumbnails(self) -> None:
         """Ask the views to fetch every thumbnail again (e.g. after a change of screen scale)."""
-        if self._records:
-            self.dataChanged.emit(self.index(0, 0), self.index(len(self._records) - 1, 0),
+        if len(self._rows):
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self._rows) - 1, 0),
                                   [Qt.ItemDataRole.DecorationRole])
 
     def set_missing(self, image_id: int, missing: bool) -> None:
         """Mark one image's file as missing or back on disk (same as ``update_record``)."""
-        row = self._rows.get(image_id)
-        if row is not None:
-            self.update_record(self._records[row], missing)
+        row = self._rows.row_of(image_id)
+        if row >= 0:
+            self.update_record(self.record(row), missing)
 
     # ------------------------------------------------------------------ lookups
 
     def record(self, row: int) -> ImageRecord:
         """The record shown in ``row``; raises IndexError outside ``0 .. rowCount()-1``."""
-        if not 0 <= row < len(self._records):
-            raise IndexError(f"no row {row} in a model of {len(self._records)} rows")
-        return self._records[row]
+        record = self._recent.get(row)
+        if record is None:
+            if not 0 <= row < len(self._rows):
+                raise IndexError(f"no row {row} in a model of {len(self._rows)} rows")
+            if len(self._recent) >= _RECENT_RECORDS:
+                self._recent.clear()
+            record = self._recent[row] = self._rows.record(row)
+        return record
 
     def row_of(self, image_id: int) -> int:
         """The row of an image id, -1 if it is not in the model. O(1)."""
-        return self._rows.get(image_id, -1)
+        return self._rows.row_of(image_id)
 
     def records(self) -> list[ImageRecord]:
-        """A copy of the records, in row order."""
-        return list(self._records)
+        """A copy of the records, in row order (each one made: slow for a large project;
+        :meth:`image_ids` and :meth:`record` are not)."""
+        return list(self._rows)
+
+    def image_ids(self) -> list[int]:
+        """The image ids, in row order."""
+        return self._rows.ids().tolist()
 
     def is_missing(self, image_id: int) -> bool:
         """True when the image's file was reported missing."""
         return image_id in self._missing
+
+    def missing_count(self) -> int:
+        """How many images' files were reported missing (invalid images not counted)."""
+        rows = self._rows
+        return sum(1 for image_id in self._missing
+                   if rows.flags(rows.row_of(image_id)) & VALID)
 
     def settings(self) -> ProjectSettings | None:
         """The project settings in use (None before :meth:`set_records`)."""
@@ -464,7 +515,7 @@ class ImageListModel(QAbstractListModel):
     # ------------------------------------------------------------------ Qt model interface
 
     def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
-        return 0 if parent.isValid() else len(self._records)
+        return 0 if parent.isValid() else len(self._rows)
 
     def flags(self, index: _Index) -> Qt.ItemFlag:
         if not index.isValid():
@@ -473,30 +524,30 @@ class ImageListModel(QAbstractListModel):
                 | Qt.ItemFlag.ItemNeverHasChildren)
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or index.parent().isValid():
+        if not index.isValid():
             return None
         row = index.row()
-        if not 0 <= row < len(self._records) or index.column() != 0:
+        rows = self._rows
+        if not 0 <= row < len(rows) or index.column() != 0:
             return None
-        record = self._records[row]
         if role == Qt.ItemDataRole.DisplayRole:
-            return self._labels[row]
+            return self._labels.get(row) or rows.file_name(row)
         if role == Qt.ItemDataRole.DecorationRole:
-            return self._decoration(record)
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return self._tooltip(record)
-        if role == Roles.IMAGE_ID:
-            return record.id
+            return self._decoration(row)
         if role == Roles.STATE:
-            return image_state(record, record.id in self._missing)
-        if role == Roles.CAPTION:
-            return self._caption(record)
-        if role == Roles.PATH:
-            return record.path
+            return self._state(row)
         if role == Roles.RECORD:
-            return record
+            return self.record(row)
+        if role == Roles.IMAGE_ID:
+            return rows.id(row)
+        if role == Roles.CAPTION:
+            return self._caption_of(rows.body(row))
+        if role == Roles.PATH:
+            return rows.path(row)
         if role == Roles.QA:
-            return self._qa.get(record.id)
+            return self._qa.get(rows.id(row))
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self._tooltip(self.record(row))
         return None
 
     def roleNames(self) -> dict[int, Any]:
@@ -509,27 +560,46 @@ class ImageListModel(QAbstractListModel):
 
     # ------------------------------------------------------------------ helpers
 
-    def _relabel(self) -> None:
-        """New labels after a path changed (relinking): every row whose label changed."""
-        labels = grid_labels([record.path for record in self._records])
-        changed = [row for row, (old, new) in enumerate(zip(self._labels, labels, strict=True))
-                   if old != new]
-        self._labels = labels
-        for row in changed:
+    def _set_labels(self, labels: dict[int, str]) -> None:
+        """New labels (where they are not the file name); ``dataChanged`` for each row whose
+        label changed."""
+        old, self._labels = self._labels, labels
+        for row in sorted(old.keys() ^ labels.keys() | {
+                row for row in old.keys() & labels.keys() if old[row] != labels[row]}):
             index = self.index(row, 0)
             self.dataChanged.emit(index, index, [Qt.ItemDataRole.DisplayRole])
 
-    def _caption(self, record: ImageRecord) -> str:
-        if record.caption is None or self._settings is None:
-            return record.caption.body.strip() if record.caption is not None else ""
-        return full_caption(self._settings.prefix_template, self._settings.trigger,
-                            record.caption.body)
+    def _state(self, row: int) -> str:
+        """:func:`image_state` of ``row``, from its flags alone."""
+        rows = self._rows
+        flags = rows.flags(row)
+        if not flags & VALID:
+            return "invalid"
+        if self._missing and rows.id(row) in self._missing:
+            return "missing"
+        if flags & HAS_TEXT:
+            provenance = rows.provenance(row)
+            return provenance.value if provenance is not None else "uncaptioned"
+        return "failed" if flags & LAST_FAILED else "uncaptioned"
 
-    def _decoration(self, record: ImageRecord) -> Any:
-        if not record.valid or record.id in self._missing:
+    def _caption(self, record: ImageRecord) -> str:
+        return self._caption_of(record.caption.body if record.caption is not None else None)
+
+    def _caption_of(self, body: str | None) -> str:
+        """The full caption shown for a caption ``body`` (None: no caption)."""
+        if body is None:
+            return ""
+        if self._settings is None:
+            return body.strip()
+        return full_caption(self._settings.prefix_template, self._settings.trigger, body)
+
+    def _decoration(self, row: int) -> Any:
+        rows = self._rows
+        image_id = rows.id(row)
+        if not rows.flags(row) & VALID or image_id in self._missing:
             return self._thumbnails.broken_pixmap()
-        pixmap = self._thumbnails.pixmap(record.id, record.abs_path, record.mtime,
-                                         record.file_size)
+        mtime, size = rows.file_state(row)
+        pixmap = self._thumbnails.pixmap(image_id, rows.abs_path(row), mtime, size)
         return pixmap if pixmap is not None else self._thumbnails.placeholder()
 
     def _tooltip(self, record: ImageRecord) -> str:
@@ -558,13 +628,40 @@ class ImageListModel(QAbstractListModel):
 
     @pyqtSlot(int)
     def _on_thumbnail_ready(self, image_id: int) -> None:
-        row = self._rows.get(image_id)
-        if row is not None:
+        row = self._rows.row_of(image_id)
+        if row >= 0:
             index = self.index(row, 0)
             self.dataChanged.emit(index, index, list(_IMAGE_ROLES))
 
 
 _STATUS_KEYS = ("valid", "reviewed", "failed", "uncaptioned")
+
+#: Records :meth:`ImageListModel.record` keeps (more than a screen of rows): the rows a paint
+#: asks about several times.
+_RECENT_RECORDS = 512
+
+
+def _as_rows(records: Sequence[ImageRecord], folder: Path | None = None) -> ImageRows:
+    """``records`` as :class:`ImageRows` (as they are if they already are). Raises
+    ValueError if two records share an id."""
+    if isinstance(records, ImageRows):
+        return records
+    if folder is None:
+        folder = _folder_of(records)
+    rows = ImageRows(folder)
+    for record in records:
+        rows.append_record(record)
+    return rows
+
+
+def _folder_of(records: Sequence[ImageRecord]) -> Path:
+    """The project folder of records: where a record's file is its path below the folder."""
+    for record in records:
+        tail = "/" + record.path
+        whole = record.abs_path.as_posix()
+        if not record.outside and whole.endswith(tail):
+            return Path(whole[:-len(tail)] or "/")
+    return Path()
 
 
 def _status_of(record: ImageRecord) -> dict[str, int]:
@@ -656,6 +753,8 @@ class ImageFilterProxy(QSortFilterProxyModel):
             self.invalidateFilter()
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:
+        if self._states is None and self._query is None and not self._text:
+            return True  # no filter: asked of every row a large project appends
         model = self.sourceModel()
         if model is None:
             return False

@@ -67,6 +67,7 @@ from loracap.core.errors import (
     LoraCapError,
     stop_advice,
 )
+from loracap.core.image_rows import ImageRows, first_page
 from loracap.core.prompts import Profile, build_instructions
 from loracap.core.query import tag_term
 from loracap.core.records import CaptionMode, ImageRecord, Review, UndoOutcome
@@ -111,8 +112,10 @@ BATCH_TIMEOUT_S = 60.0
 CaptionerFactory = Callable[[BackendConfig], Captioner]
 
 #: Rows of a project shown at once when it opens; a larger project loads the rest in the
-#: background (issue 15: the first grid paint of 100,000 images within half a second).
-FIRST_PAGE = 2000
+#: background (issue 15: the first grid paint of 100,000 images within half a second). Whole
+#: blocks of packed rows (:data:`loracap.core.image_rows.BLOCK`), so later rows add without
+#: copying their texts.
+FIRST_PAGE = 2048
 #: Milliseconds between showing the first page and starting to load the rest.
 LOAD_DELAY_MS = 100
 
@@ -762,7 +765,11 @@ class MainWindow(QMainWindow):
                 label.setText("")
             self.folder_label.setText("No project open")
             self.setWindowTitle("LoRACap")
-            self.left_stack.setCurrentWidget(self.welcome)
+            if self.model.loading:  # a large project opening: its first page is shown
+                self.folder_label.setText("Opening the project…")
+                self.left_stack.setCurrentIndex(1)
+            else:
+                self.left_stack.setCurrentWidget(self.welcome)
             return
         self.left_stack.setCurrentIndex(1)
         settings = self.project.settings
@@ -824,9 +831,18 @@ class MainWindow(QMainWindow):
             self.open_project(Path(path))
 
     def open_project(self, path: Path) -> bool:
-        """Open ``path``; errors (locked, newer version, damaged) become a message."""
+        """Open ``path``; errors (locked, newer version, damaged) become a message.
+
+        A project of more than :data:`FIRST_PAGE` images shows its first page at once, read
+        straight from the file, while a background job opens it (the checks of every row,
+        the lock) and loads the rest (issue 15): True then says that it is opening, and an
+        error comes as a message later."""
         if not self._close_project():
             return False
+        first = first_page(Path(path), FIRST_PAGE)
+        if first is not None:
+            self._open_in_background(Path(path), first)
+            return True
         from loracap.core.project import Project  # SQLAlchemy: loaded with the first project
 
         try:
@@ -839,14 +855,36 @@ class MainWindow(QMainWindow):
         self._set_project(project)
         return True
 
-    def _set_project(self, project: Project) -> None:
-        self._close_project()
+    def _open_in_background(self, path: Path, first: ImageRows) -> None:
+        """A large project: ``first`` shown now; a job opens the file and loads the rest."""
+        self.model.begin_loading(first, None)
+        self._start_load(ProjectLoadJob(path, first, parent=self))
+        self._update_top_bar()
+        self.statusBar().showMessage(f"Opening {path.name}…")
+
+    def _on_opened(self, job: ProjectLoadJob, project: Project) -> None:
+        job.claim()
+        if job is not self._load_job:
+            project.close()
+            return
+        self._set_project(project, loading=True)
+        self.statusBar().showMessage("Loading the other images…")
+
+    def _set_project(self, project: Project, *, loading: bool = False) -> None:
+        """Make ``project`` the open one; ``loading``: its rows are loading already (the
+        first page shown by :meth:`open_project`), so they stay."""
+        if not loading:
+            self._close_project()
         self.project = project
         self.backend_override = None
         self.settings.add_recent_project(project.path)
         self.proxy.set_separator(project.settings.tag_separator)
         self.checks_panel.set_project(project)
-        self._reload_model()
+        if loading:
+            self.model.set_settings(project.settings)
+            self._update_review_status()
+        else:
+            self._reload_model()
         self._update_top_bar()
         self._update_enabled()
         self._update_undo_actions()
@@ -868,8 +906,7 @@ class MainWindow(QMainWindow):
 
     def model_missing_count(self) -> int:
         """Images of the open project whose file is not on disk."""
-        return sum(1 for row in range(self.model.rowCount())
-                   if self.model.index(row, 0).data(Roles.STATE) == "missing")
+        return self.model.missing_count()
 
     def _reload_model(self) -> None:
         """The project's images into the grid. A project of at most :data:`FIRST_PAGE`
@@ -882,26 +919,28 @@ class MainWindow(QMainWindow):
         if project is None:
             self.model.set_records([], None)  # type: ignore[arg-type]
             return
-        first = project.images_page(limit=FIRST_PAGE + 1)
+        first = project.image_rows(limit=FIRST_PAGE + 1)
         if len(first) <= FIRST_PAGE:
-            missing = {rec.id for rec in project.missing_images()}
-            self.model.set_records(first, project.settings, missing)
+            self.model.set_records(first, project.settings, first.missing_ids())
             self.qa_editing.load_counts()
             self._update_review_status()
             return
         first = first[:FIRST_PAGE]
         self.model.begin_loading(first, project.settings)
-        job = ProjectLoadJob(project, first, project.settings.tag_separator, parent=self)
+        self._start_load(ProjectLoadJob(project, first, parent=self))
+        self.statusBar().showMessage("Loading the other images…")
+        self._update_review_status()
+
+    def _start_load(self, job: ProjectLoadJob) -> None:
+        job.opened.connect(lambda project: self._on_opened(job, project))
         job.rows.connect(self._on_rows)
         job.finished.connect(lambda load: self._on_loaded(job, load))
         job.failed.connect(lambda message: self._on_load_failed(job, message))
         self._load_job = job
-        self.statusBar().showMessage("Loading the other images…")
         # Started once the first page is painted (a tenth of a second later): the job's Python
         # work would otherwise hold the interpreter while the window draws its first rows.
         QTimer.singleShot(LOAD_DELAY_MS,
                           lambda: job.start() if job is self._load_job else None)
-        self._update_review_status()
 
     def _cancel_load(self, *, wait: bool = False) -> None:
         """Stop loading a large project's rows; ``wait`` for the job's query to end (before
@@ -911,11 +950,15 @@ class MainWindow(QMainWindow):
             job.cancel()
         if job is not None and wait:
             job.wait()
+            opened = job.unclaimed  # opened, but its signal will find the job replaced
+            if opened is not None:
+                job.claim()
+                opened.close()
 
-    def _on_rows(self, records: list[ImageRecord]) -> None:
+    def _on_rows(self, records: ImageRows) -> None:
         self.model.append_records(records)
         pending = self._pending_current
-        if pending is not None and any(record.id == pending for record in records):
+        if pending is not None and records.row_of(pending) >= 0:
             self._pending_current = None
             current = self.current_record()
             first = self.model.record(0) if self.model.rowCount() else None
@@ -936,11 +979,25 @@ class MainWindow(QMainWindow):
         if job is not self._load_job:
             return
         self._load_job = None
+        if self.project is None:  # the project file itself could not be opened
+            path = job.project
+            self.model.set_records([], None)
+            self._update_top_bar()
+            self.statusBar().clearMessage()
+            self.show_error(message, "Cannot open the project")
+            if isinstance(path, Path) and not path.exists():
+                self.settings.remove_recent_project(path)
+            return
         self.show_error(f"Not every image of the project could be read: {message}")
 
     def _close_project(self) -> bool:
         """Close the open project (after the batch, if any, stops). False if the user refused."""
         if self.project is None:
+            if self._load_job is not None:  # a large project still opening
+                self._cancel_load(wait=True)
+                self.model.set_records([], None)
+                self._update_top_bar()
+                self.statusBar().clearMessage()
             return True
         if self.runner is not None and self.runner.is_running:
             answer = QMessageBox.question(
@@ -1279,7 +1336,7 @@ class MainWindow(QMainWindow):
         shown_ids = [self.proxy.index(row, 0).data(Roles.IMAGE_ID)
                      for row in range(self.proxy.rowCount())]
         if whole_project:
-            shown_ids = [record.id for record in self.model.records()]
+            shown_ids = self.model.image_ids()
         selected = [] if whole_project else self._batch_targets(list(self.selected_image_ids()))
         dialog = BatchEditDialog(
             selected, self._batch_targets(shown_ids),
