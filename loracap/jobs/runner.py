@@ -25,20 +25,29 @@ Rules (issue: "The captioning runner"):
   per-minute limit or a server's ``retryDelay`` after a 429) or sleep before a retry, the runner
   says so through ``waiting(seconds, reason)``, and a one-second tick re-emits ``progress`` with
   a fresh estimate that includes the wait, so the estimate counts down instead of standing still.
+* Preparation off the critical path (issue 15): the images are prepared (decoded, scaled,
+  encoded: :meth:`Captioner.prepare`) ahead of the request slots, in the batch's order, by a
+  pool of its own with one thread per core (:class:`_Preparer`), so that a slot whose answer
+  arrives finds its next image ready instead of spending CPU time the network wait could have
+  hidden, and the batch never decodes more photos at once than there are cores. At most
+  ``workers`` + cores images wait prepared. Multi-person captions prepare their own crops.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from PyQt6.QtCore import QObject, QRunnable, QThreadPool, QTimer, pyqtSignal, pyqtSlot
 
+from loracap.core.backends.base import Answer, CaptionResult, VisionAsker
 from loracap.core.captioning import (
     Captioner,
     CaptionGroup,
@@ -183,6 +192,173 @@ class _Worker(QRunnable):
             self.signals.exited.emit()
 
 
+#: How often a worker waiting for its image to be prepared looks at the batch's abandon event
+#: (Ctrl+C), in seconds.
+_PREPARED_POLL_S = 0.05
+
+
+class _Slot:
+    """One image's preparation: ``done`` is set once ``result`` or ``error`` is."""
+
+    __slots__ = ("done", "error", "result")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class _Preparer:
+    """Prepares the images of a batch ahead of its request slots (issue 15).
+
+    ``order`` lists the image files in the order the workers take them. Each
+    :class:`_PrepareTask` of the runner's preparation pool calls :meth:`work`, which prepares the
+    images of the order one after another (``captioner.prepare(path, max_side)``), starting the
+    next one while fewer than ``ahead`` prepared images wait to be taken -- or at once when a
+    worker waits for an image. A worker's :meth:`take` (through :class:`_PreparedAhead`)
+    returns an image's preparation, waiting while it is under way or still in line; an image
+    the preparer will not prepare (not in the order, asked for twice, another ``max_side``,
+    the preparer stopped) is prepared on the calling thread. What ``prepare`` raises is raised
+    by :meth:`take`, so an unusable image fails exactly as before.
+
+    :meth:`stop` ends the tasks after their current image and drops the prepared images no
+    worker took; a worker still waiting for an image no task started gets
+    :class:`CancelledError`, and one waiting while ``abandon`` is set gets it at once.
+    Thread-safe.
+    """
+
+    def __init__(self, captioner: Captioner, order: list[Path], max_side: int, ahead: int,
+                 abandon: threading.Event) -> None:
+        self._captioner = captioner
+        self._order = order
+        self._max_side = max_side
+        self._ahead = max(1, ahead)
+        self._abandon = abandon
+        self._positions: dict[Path, int] = {}
+        for position, path in enumerate(order):
+            self._positions.setdefault(path, position)
+        self._cond = threading.Condition()
+        self._next = 0  # position in the order of the next image to start
+        self._wanted: dict[Path, _Slot] = {}  # waited for by a worker, not started yet
+        self._ready: dict[Path, _Slot] = {}  # started ahead (or done), not taken yet
+        self._stopped = False
+
+    def take(self, path: Path, max_side: int) -> Any:
+        """What ``captioner.prepare(path, max_side)`` returns (or raises), prepared ahead when
+        the preparer has it. Raises :class:`CancelledError` when the batch stops first."""
+        slot: _Slot | None = None
+        if max_side == self._max_side:
+            with self._cond:
+                slot = self._ready.pop(path, None) or self._wanted.get(path)
+                if slot is None and not self._stopped:
+                    position = self._positions.get(path)
+                    if position is not None and position >= self._next:
+                        slot = self._wanted[path] = _Slot()
+                self._cond.notify_all()
+        if slot is None:
+            return self._captioner.prepare(path, max_side)
+        while not slot.done.wait(_PREPARED_POLL_S):
+            if self._abandon.is_set():
+                raise CancelledError("Cancelled.")
+        if slot.error is not None:
+            raise slot.error
+        return slot.result
+
+    def work(self) -> None:
+        """Prepare images of the order until every one is started or :meth:`stop` is called
+        (a preparation pool's task; never raises)."""
+        while True:
+            with self._cond:
+                slot: _Slot | None = None
+                while slot is None:
+                    if self._stopped or self._next >= len(self._order):
+                        return
+                    path = self._order[self._next]
+                    if self._positions[path] != self._next:  # the same file twice
+                        self._next += 1
+                        continue
+                    slot = self._wanted.pop(path, None)
+                    if slot is None and (self._wanted or len(self._ready) < self._ahead):
+                        slot = self._ready[path] = _Slot()
+                    if slot is None:
+                        self._cond.wait()
+                self._next += 1
+            try:
+                slot.result = self._captioner.prepare(path, self._max_side)
+            except Exception as exc:  # handed to the worker that takes the image
+                slot.error = exc
+            slot.done.set()
+
+    def stop(self) -> None:
+        """No more images are started; the waiting workers and tasks are woken."""
+        with self._cond:
+            self._stopped = True
+            for slot in self._wanted.values():
+                slot.error = CancelledError("Cancelled.")
+                slot.done.set()
+            self._wanted.clear()
+            self._ready.clear()
+            self._cond.notify_all()
+
+
+class _PrepareTask(QRunnable):
+    """One thread of a batch's preparation pool: :meth:`_Preparer.work`."""
+
+    def __init__(self, preparer: _Preparer) -> None:
+        super().__init__()
+        self.setAutoDelete(False)
+        self._preparer = preparer
+
+    def run(self) -> None:
+        self._preparer.work()
+
+
+class _PreparedAhead:
+    """The batch's captioner, with :meth:`prepare` served by a :class:`_Preparer`; everything
+    else is the captioner's own."""
+
+    def __init__(self, captioner: Captioner, preparer: _Preparer) -> None:
+        self.backend = captioner.backend
+        self.model = captioner.model
+        self._captioner = captioner
+        self._preparer = preparer
+
+    def prepare(self, path: Path, max_side: int) -> Any:
+        """The image prepared ahead (:meth:`_Preparer.take`)."""
+        return self._preparer.take(path, max_side)
+
+    def caption(self, image: Any, instructions: Instructions, *, trigger: str, prefix: str
+                ) -> CaptionResult:
+        """The captioner's :meth:`~loracap.core.backends.base.Captioner.caption`."""
+        return self._captioner.caption(image, instructions, trigger=trigger, prefix=prefix)
+
+    def close(self) -> None:
+        """The captioner's ``close``."""
+        self._captioner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._captioner, name)
+
+
+class _PreparedAheadAsker(_PreparedAhead):
+    """:class:`_PreparedAhead` of a captioner that is also a :class:`VisionAsker`."""
+
+    def ask(self, jpeg: bytes, prompt: str, *, json_schema: dict[str, Any] | None = None
+            ) -> Answer:
+        """The captioner's :meth:`~loracap.core.backends.base.VisionAsker.ask`."""
+        asker = self._captioner
+        assert isinstance(asker, VisionAsker)
+        return asker.ask(jpeg, prompt, json_schema=json_schema)
+
+
+def _prepared_ahead(captioner: Captioner, preparer: _Preparer) -> Captioner:
+    """``captioner`` with its images prepared ahead by ``preparer`` (a :class:`VisionAsker`
+    still when ``captioner`` is one)."""
+    if isinstance(captioner, VisionAsker):
+        return _PreparedAheadAsker(captioner, preparer)
+    return _PreparedAhead(captioner, preparer)
+
+
 class CaptionRunner(QObject):
     """Runs one captioning batch. Create, connect the signals, call :meth:`start` once.
 
@@ -231,6 +407,10 @@ class CaptionRunner(QObject):
         self._queue_lock = threading.Lock()
         self._pool = QThreadPool(self)
         self._workers: list[_Worker] = []
+        # Preparation ahead of the requests: a pool of its own, one thread per core.
+        self._prepare_pool = QThreadPool(self)
+        self._prepare_tasks: list[_PrepareTask] = []
+        self._preparer: _Preparer | None = None
         self._limiter: RateLimiter | None = None
         self._running = 0
         self._total = 0
@@ -271,7 +451,9 @@ class CaptionRunner(QObject):
             ids, protected = self._project.select_for_captioning(
                 opts.mode, opts.image_ids, overwrite_protected=opts.overwrite_protected
             )
-        self._paths = {rec.id: rec.path for rec in self._project.images()}
+        records = self._project.images()
+        self._paths = {rec.id: rec.path for rec in records}
+        files = {rec.id: rec.abs_path for rec in records}
         self._queue.extend(ids)
         self._total = len(ids)
         self._skipped = len(protected)
@@ -283,9 +465,20 @@ class CaptionRunner(QObject):
         if opts.grouped:
             self._group = CaptionGroup(self._project,
                                        overwrite_protected=opts.overwrite_protected)
+        count = min(max(1, opts.workers), len(ids))
+        captioner = self._captioner
+        # Multi-person captions decode and crop each image themselves: nothing to prepare.
+        if count and opts.people is None:
+            threads = max(1, min(os.cpu_count() or 1, len(ids)))
+            self._preparer = _Preparer(captioner, [files[i] for i in ids if i in files],
+                                       opts.max_side, ahead=count + threads,
+                                       abandon=self._abandon)
+            captioner = _prepared_ahead(captioner, self._preparer)
+            self._prepare_pool.setMaxThreadCount(threads)
+            self._prepare_tasks = [_PrepareTask(self._preparer) for _ in range(threads)]
         job = CaptionJob(
             project=self._project,
-            captioner=self._captioner,
+            captioner=captioner,
             instructions=self._instructions,
             trigger=settings.trigger,
             prefix=settings.prefix,
@@ -299,7 +492,6 @@ class CaptionRunner(QObject):
             qa=opts.qa,
             group=self._group,
         )
-        count = min(max(1, opts.workers), len(ids))
         self._workers_count = max(1, count)
         self._pool.setMaxThreadCount(max(1, count))
         self.started.emit(self._total)
@@ -307,6 +499,8 @@ class CaptionRunner(QObject):
         if count == 0:
             QTimer.singleShot(0, self._finish)
             return
+        for task in self._prepare_tasks:
+            self._prepare_pool.start(task)
         for _ in range(count):
             worker = _Worker(job, self._take)
             worker.signals.outcome.connect(self._on_outcome)
@@ -336,11 +530,18 @@ class CaptionRunner(QObject):
         self.cancel()
 
     def wait(self, timeout_ms: int = -1) -> bool:
-        """Block until every worker thread has exited (for shutdown and tests)."""
-        return self._pool.waitForDone(timeout_ms)
+        """Block until every worker thread has exited, and then the preparation threads (for
+        shutdown and tests; ``timeout_ms`` -1: no limit, else a bound on each)."""
+        if not self._pool.waitForDone(timeout_ms):
+            return False
+        if self._preparer is not None:
+            self._preparer.stop()  # no worker is left to take what it would prepare
+        return self._prepare_pool.waitForDone(timeout_ms)
 
     def _stop(self) -> None:
         self._cancel.set()
+        if self._preparer is not None:
+            self._preparer.stop()
         if self._limiter is not None:
             self._limiter.wake_all()
         self._tick.stop()
@@ -481,6 +682,8 @@ class CaptionRunner(QObject):
         self._retries.clear()
         self._emit_waiting(0.0, "")
         self._pool.waitForDone()
+        if self._preparer is not None:
+            self._preparer.stop()  # the tasks end after their current image
         if self._group is not None:
             self._group.close()  # nothing waits: every worker flushed it before it exited
         # The workers (and their signal objects) stay referenced until the runner goes away:

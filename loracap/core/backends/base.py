@@ -188,14 +188,31 @@ def vision_asker(captioner: object, need: str) -> VisionAsker:
                        "Gemini, an OpenAI-compatible server or Claude.")
 
 
+#: JPEG quality of the uploads :func:`prepare_jpeg` makes (1-95, Pillow's scale).
+UPLOAD_QUALITY = 90
+
+
 def prepare_jpeg(path: Path, max_side: int) -> bytes:
     """JPEG bytes of the image at ``path`` as a vision model should see it (EXIF orientation
-    applied, transparency on white, long side at most ``max_side`` px); see
-    :func:`loracap.core.imaging.prepare_for_upload`, whose errors it raises."""
-    # Imported here: the window imports the backends at startup and loads Pillow later.
-    from loracap.core.imaging import prepare_for_upload
+    applied, transparency on white, long side at most ``max_side`` px, JPEG quality
+    :data:`UPLOAD_QUALITY`); see :func:`loracap.core.imaging.prepare_for_upload`, whose errors
+    it raises.
 
-    return prepare_for_upload(path, max_side=max_side)
+    Through the user's upload cache (:func:`loracap.core.upload_cache.default_cache`, keyed by
+    the file's content): a file prepared before -- by any backend, at any path -- is read back
+    instead of decoded and encoded again. ``LORACAP_NO_UPLOAD_CACHE=1`` turns the cache off; a
+    cache that cannot be read or written never fails the call."""
+    # Imported here: the window imports the backends at startup and loads Pillow later.
+    from loracap.core import imaging
+    from loracap.core.upload_cache import default_cache
+
+    def prepare() -> bytes:
+        return imaging.prepare_for_upload(path, max_side=max_side, quality=UPLOAD_QUALITY)
+
+    cache = default_cache()
+    if cache is None:
+        return prepare()
+    return cache.prepared(path, max_side, UPLOAD_QUALITY, prepare)
 
 
 def server_text(status: int | str, message: object) -> str:
