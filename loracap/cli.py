@@ -732,6 +732,10 @@ def _report_batch(summary: BatchSummary, args: argparse.Namespace) -> int:
             f"{summary.skipped_protected} image(s) with edited, manual or imported captions were "
             "left alone; add --overwrite-edited to replace them (old text stays in the history).\n"
         )
+    if summary.in_batch_jobs:
+        err.write(f"{summary.in_batch_jobs} image(s) wait for the result of an open batch job "
+                  "and were left out (see `loracap batch status`; --image or --only all "
+                  "captions them anyway).\n")
     if summary.total == 0:
         if qa and args.qa_command == "answer":
             err.write("No question is waiting for an answer.\n")

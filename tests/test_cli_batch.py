@@ -70,6 +70,12 @@ def test_submit_follow_and_fetch_across_processes(project: Path,
     again = loracap("caption", project, "--batch", fake=fake)
     assert "3 image(s) already wait in an open batch job" in again.stderr
     assert len(fake.jobs) == 1
+    # Nor are they captioned one by one meanwhile (that would pay twice).
+    one_by_one = loracap("caption", project, fake=fake)
+    assert one_by_one.returncode == 0, one_by_one.stderr
+    assert "3 image(s) wait for the result of an open batch job and were left out" in \
+        one_by_one.stderr
+    assert "Nothing to caption" in one_by_one.stderr
 
     status = loracap("batch", "status", project, "--json", fake=fake)
     assert status.returncode == 0, status.stderr

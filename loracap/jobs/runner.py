@@ -106,7 +106,8 @@ class BatchSummary:
 
     ``failed`` lists ``(image id, project path, reason)``; ``kept`` lists the ids whose caption
     was written by a person meanwhile and kept. ``stop_error`` is the error that stopped the
-    batch early, or None.
+    batch early, or None. ``in_batch_jobs`` counts the images left out because they wait for
+    the result of an open batch API job (captioning them now would pay twice).
     """
 
     total: int
@@ -117,6 +118,7 @@ class BatchSummary:
     stop_error: LoraCapError | None
     elapsed_s: float
     kept: list[int] = field(default_factory=list)
+    in_batch_jobs: int = 0
 
     @property
     def not_started(self) -> int:
@@ -415,6 +417,7 @@ class CaptionRunner(QObject):
         self._running = 0
         self._total = 0
         self._skipped = 0
+        self._in_batch_jobs = 0
         self._done = 0
         self._kept: list[int] = []
         self._failed: list[tuple[int, str, str]] = []
@@ -451,6 +454,13 @@ class CaptionRunner(QObject):
             ids, protected = self._project.select_for_captioning(
                 opts.mode, opts.image_ids, overwrite_protected=opts.overwrite_protected
             )
+            if opts.mode in (CaptionMode.MISSING, CaptionMode.FAILED):
+                # Waiting for a batch API job's result: captioning them now pays twice. (A
+                # person who names the images -- all, selected -- gets them captioned.)
+                waiting = self._project.images_in_open_batches()
+                kept_ids = [image_id for image_id in ids if image_id not in waiting]
+                self._in_batch_jobs = len(ids) - len(kept_ids)
+                ids = kept_ids
         records = self._project.images()
         self._paths = {rec.id: rec.path for rec in records}
         files = {rec.id: rec.abs_path for rec in records}
@@ -698,6 +708,7 @@ class CaptionRunner(QObject):
             stop_error=self._stop_error,
             elapsed_s=time.monotonic() - self._started_at,
             kept=list(self._kept),
+            in_batch_jobs=self._in_batch_jobs,
         )
         self.finished.emit(summary)
 

@@ -1844,6 +1844,9 @@ class MainWindow(QMainWindow):
             parts.append("cancelled")
         if summary.total == 0:
             parts = ["Nothing to ask about" if qa else "Nothing to caption"]
+        if summary.in_batch_jobs:
+            parts.append(f"{summary.in_batch_jobs} image(s) wait for a batch job's result and "
+                         "were left out (Captions > Batch Jobs…)")
         self.statusBar().showMessage("; ".join(parts) + ".", 15000)
         if summary.stop_error is not None:
             self.show_stop(summary)
