@@ -145,36 +145,10 @@ def write_estimate(project: Project, config: BackendConfig, image_ids: list[int]
     """Print what captioning ``image_ids`` should take (``caption --estimate``); nothing is sent
     and no key is needed. ``batch``: as one batch API job, at its discount
     (:data:`loracap.core.batches.base.BATCH_DISCOUNT`)."""
-    from loracap.core.captioning_people import people_options
-    from loracap.core.estimate import estimate_batch, people_requests
-    from loracap.core.pricing import format_cost, load_prices
-    from loracap.core.prompts import Profile, build_instructions
+    from loracap.core.estimate import estimate_for_images
+    from loracap.core.pricing import format_cost
 
-    settings = project.settings
-    instructions = build_instructions(Profile(settings.profile), settings.custom_prompt,
-                                      language=settings.language)
-    wanted = set(image_ids)
-    sizes = [(rec.width, rec.height) for rec in project.images() if rec.id in wanted]
-    mean = None
-    for usage in project.token_usage():
-        if (usage.backend, usage.model) == (config.backend, config.model) and usage.answers:
-            mean = usage.output_tokens / usage.answers
-    prices = load_prices()
-    per_image = 1.0
-    people = people_options(settings)
-    if people is not None:
-        found = list(project.people_found().values())
-        per_image = people_requests(people.mode, local_detector=people.detector is not None,
-                                    mean_people=sum(found) / len(found) if found else None)
-    estimate = estimate_batch(config.backend, config.model, sizes, max_side=max_side,
-                              prompt="" if config.backend == "wd14" else instructions.prompt,
-                              prices=prices, mean_output_tokens=mean,
-                              requests_per_image=per_image)
-    cost = estimate.cost
-    if batch and cost is not None:
-        from loracap.core.batches.base import BATCH_DISCOUNT
-
-        cost *= BATCH_DISCOUNT
+    estimate, cost = estimate_for_images(project, config, image_ids, max_side, batch=batch)
     if as_json:
         out.write(json_text({
             "backend": estimate.backend, "model": estimate.model, "requests": estimate.requests,
@@ -190,9 +164,9 @@ def write_estimate(project: Project, config: BackendConfig, image_ids: list[int]
     out.write(f"Estimate for {estimate.requests} image(s) with {estimate.backend} {model} "
               "(nothing was sent):\n")
     out.write(f"  requests: {estimate.requests:,}\n")
-    if estimate.requests != len(sizes):
-        out.write(f"    ({estimate.requests / len(sizes):.1f} per image: multi-person captions "
-                  "ask about each person and the scene; people counted from earlier "
+    if estimate.requests != estimate.images:
+        out.write(f"    ({estimate.requests / estimate.images:.1f} per image: multi-person "
+                  "captions ask about each person and the scene; people counted from earlier "
                   "detections, else 2 assumed)\n")
     out.write(f"  input tokens: {estimate.input_tokens:,}\n")
     assumed = " (assumed: no earlier answer to go by)" if estimate.output_assumed else ""

@@ -17,6 +17,9 @@ is sent (long side at most ``max_side`` px, never enlarged):
 The prompt adds about one token per four characters. Output tokens are the mean of this
 project's earlier answers from the same backend and model, else :data:`ASSUMED_OUTPUT_TOKENS`
 (said so in the estimate).
+
+:func:`estimate_for_images` is the estimate of a project's images as the command line
+(``caption --estimate [--batch]``) and the window (Send to Batch API…) show it.
 """
 
 from __future__ import annotations
@@ -24,8 +27,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from loracap.core.pricing import PriceTable
+
+if TYPE_CHECKING:
+    from loracap.core.backends.base import BackendConfig
+    from loracap.core.project import Project
 
 #: Output tokens per answer assumed when the project has no earlier answer to go by: a caption
 #: of 60-80 words.
@@ -43,13 +51,15 @@ CLAUDE_MAX_IMAGE_TOKENS = 1600
 
 @dataclass(frozen=True)
 class Estimate:
-    """What a batch should take: ``requests`` (one per image), ``input_tokens`` and
-    ``output_tokens`` in all, ``cost`` in dollars (None when the model has no price),
-    ``output_assumed`` True when output tokens are :data:`ASSUMED_OUTPUT_TOKENS` per answer
-    rather than this project's mean, and the price table's date (``prices_as_of``)."""
+    """What a batch should take: ``images``, the number of images; ``requests`` (one per image,
+    more for multi-person captions), ``input_tokens`` and ``output_tokens`` in all, ``cost``
+    in dollars (None when the model has no price), ``output_assumed`` True when output tokens
+    are :data:`ASSUMED_OUTPUT_TOKENS` per answer rather than this project's mean, and the
+    price table's date (``prices_as_of``)."""
 
     backend: str
     model: str
+    images: int
     requests: int
     input_tokens: int
     output_tokens: int
@@ -119,8 +129,9 @@ def estimate_batch(
     requests = round(per_image * len(sizes))
     output_tokens = round(per_answer * requests)
     cost = prices.cost(backend, model, input_tokens, output_tokens)
-    return Estimate(backend, model, requests, input_tokens, output_tokens, cost, assumed,
-                    prices.as_of)
+    return Estimate(backend=backend, model=model, images=len(sizes), requests=requests,
+                    input_tokens=input_tokens, output_tokens=output_tokens, cost=cost,
+                    output_assumed=assumed, prices_as_of=prices.as_of)
 
 
 #: People per image assumed by an estimate of multi-person captions before any detection.
@@ -135,3 +146,45 @@ def people_requests(mode: str, *, local_detector: bool, mean_people: float | Non
     people = ASSUMED_PEOPLE if mean_people is None else mean_people
     detection = 0.0 if local_detector else 1.0
     return detection + (people + 1.0 if mode == "natural" else 0.0)
+
+
+def estimate_for_images(project: Project, config: BackendConfig, image_ids: Iterable[int],
+                        max_side: int, *, batch: bool = False
+                        ) -> tuple[Estimate, float | None]:
+    """The :class:`Estimate` of captioning ``project``'s images ``image_ids`` with ``config``
+    (unknown ids are left out), sent with their long side at most ``max_side`` px, and the
+    cost to pay in dollars: the estimate's cost, at the batch discount
+    (:data:`loracap.core.batches.base.BATCH_DISCOUNT`) when ``batch``; None when the model
+    has no price. ``caption --estimate [--batch]`` and the window's Send to Batch API… show it.
+
+    What it rests on: each image's size as stored at import; the project's instructions as
+    the prompt; output tokens per answer from this project's answers from the same backend
+    and model (:meth:`~loracap.core.project.Project.token_usage`); for multi-person captions
+    the requests per image of :func:`people_requests`, people counted from this project's
+    detections; the price table of :func:`~loracap.core.pricing.load_prices`. Reads the
+    project only: nothing is sent and no key is needed."""
+    from loracap.core.batches.base import BATCH_DISCOUNT
+    from loracap.core.captioning_people import people_options
+    from loracap.core.pricing import load_prices
+    from loracap.core.prompts import Profile, build_instructions
+
+    settings = project.settings
+    prompt = build_instructions(Profile(settings.profile), settings.custom_prompt,
+                                language=settings.language).prompt
+    sizes = [(rec.width, rec.height) for rec in project.images_by_id(image_ids)]
+    mean = next((usage.output_tokens / usage.answers for usage in project.token_usage()
+                 if (usage.backend, usage.model) == (config.backend, config.model)
+                 and usage.answers), None)
+    per_image = 1.0
+    people = people_options(settings)
+    if people is not None:
+        found = list(project.people_found().values())
+        per_image = people_requests(people.mode, local_detector=people.detector is not None,
+                                    mean_people=sum(found) / len(found) if found else None)
+    estimate = estimate_batch(config.backend, config.model, sizes, max_side=max_side,
+                              prompt=prompt, prices=load_prices(), mean_output_tokens=mean,
+                              requests_per_image=per_image)
+    cost = estimate.cost
+    if batch and cost is not None:
+        cost *= BATCH_DISCOUNT
+    return estimate, cost

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from PyQt6.QtCore import QObject, QThreadPool, pyqtSignal, pyqtSlot
 
-from loracap.core.batches.base import BATCH_DISCOUNT, BatchJobRecord, ItemState
-from loracap.core.errors import CancelledError, LoraCapError
+from loracap.core.batches.base import BatchJobRecord, ItemState
+from loracap.core.errors import ApiKeyMissingError, CancelledError, LoraCapError
 from loracap.core.records import CaptionMode, ImageRecord
 from loracap.jobs.background import _Job, _Task, _Throttle
 
@@ -48,15 +48,23 @@ log = logging.getLogger(__name__)
 SERVICE_TIMEOUT_S = 60.0
 
 
-def job_service(project: Project, job: BatchJobRecord) -> BatchService:
-    """The batch service ``job`` was submitted to (its backend, model and server) with
-    today's key for that backend. Raises the core's errors (no key, an unknown backend)."""
+def job_config(project: Project, job: BatchJobRecord) -> BackendConfig:
+    """The backend, model and server ``job`` was submitted to, with today's key for that
+    backend; nothing is sent. Raises the core's errors
+    (:class:`~loracap.core.errors.ApiKeyMissingError` when no key is set, an unknown
+    backend)."""
     from loracap.core.backends.registry import resolve_config
+
+    return resolve_config(project.settings, backend=job.backend, model=job.model,
+                          base_url=job.base_url or None, timeout_s=SERVICE_TIMEOUT_S)
+
+
+def job_service(project: Project, job: BatchJobRecord) -> BatchService:
+    """The batch service ``job`` was submitted to (:func:`job_config`). Raises the core's
+    errors (no key, an unknown backend)."""
     from loracap.core.batches.flow import batch_service
 
-    config = resolve_config(project.settings, backend=job.backend, model=job.model,
-                            base_url=job.base_url or None, timeout_s=SERVICE_TIMEOUT_S)
-    return batch_service(config)
+    return batch_service(job_config(project, job))
 
 
 # ---------------------------------------------------------------------------------- results
@@ -93,10 +101,15 @@ class BatchPlan:
 @dataclass(frozen=True)
 class BatchJobsUpdate:
     """Every job of the project as stored now, oldest first, and what went wrong on the way
-    (``problems``: one sentence each, e.g. a job whose service could not be reached)."""
+    (``problems``: one sentence each, e.g. a job whose service could not be reached).
+
+    ``missing_keys`` (from a :class:`BatchRefreshJob` only): the backends of open jobs that
+    have no API key now, each with what to say about it; their jobs were neither checked nor
+    may they be fetched until a key is set."""
 
     jobs: tuple[BatchJobRecord, ...]
     problems: tuple[str, ...] = ()
+    missing_keys: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -122,8 +135,19 @@ class FetchDone:
     update: BatchJobsUpdate
 
 
-def _all_jobs(project: Project, problems: Sequence[str] = ()) -> BatchJobsUpdate:
-    return BatchJobsUpdate(tuple(project.batch_jobs()), tuple(problems))
+def _all_jobs(project: Project, problems: Sequence[str] = (),
+              missing_keys: Mapping[str, str] | None = None) -> BatchJobsUpdate:
+    return BatchJobsUpdate(tuple(project.batch_jobs()), tuple(problems),
+                           dict(missing_keys or {}))
+
+
+def key_missing_text(job_ids: Sequence[int], reason: str) -> str:
+    """What to say once about jobs whose backend has no key: ``"Could not check job 3: No
+    Gemini API key found. … It is checked again once a key is set."``"""
+    many = len(job_ids) > 1
+    ids = ", ".join(str(job_id) for job_id in job_ids)
+    return (f"Could not check job{'s' if many else ''} {ids}: {reason} "
+            f"{'They are' if many else 'It is'} checked again once a key is set.")
 
 
 # ---------------------------------------------------------------------------------- jobs
@@ -189,30 +213,15 @@ def plan_batch(project: Project, config: BackendConfig, selected: Sequence[int],
     """The :class:`BatchPlan` of sending ``project``'s images with ``config``: the images
     without a caption, and the ``selected`` ones (ids) if any."""
     from loracap.core.batches.flow import choose_images
-    from loracap.core.pricing import load_prices
-    from loracap.core.prompts import Profile, build_instructions
-
-    settings = project.settings
-    prompt = build_instructions(Profile(settings.profile), settings.custom_prompt,
-                                language=settings.language).prompt
-    mean = None
-    for usage in project.token_usage():
-        if (usage.backend, usage.model) == (config.backend, config.model) and usage.answers:
-            mean = usage.output_tokens / usage.answers
-    prices = load_prices()
+    from loracap.core.estimate import estimate_for_images
 
     def choice(mode: CaptionMode, ids: Sequence[int] = (), overwrite: bool = False
                ) -> BatchChoice:
-        from loracap.core.estimate import estimate_batch
-
         chosen, protected, busy = choose_images(project, mode, ids,
                                                 overwrite_protected=overwrite)
         if not chosen:
             return BatchChoice((), protected, busy, None, None)
-        sizes = [(rec.width, rec.height) for rec in project.images_by_id(chosen)]
-        estimate = estimate_batch(config.backend, config.model, sizes, max_side=max_side,
-                                  prompt=prompt, prices=prices, mean_output_tokens=mean)
-        cost = estimate.cost * BATCH_DISCOUNT if estimate.cost is not None else None
+        estimate, cost = estimate_for_images(project, config, chosen, max_side, batch=True)
         return BatchChoice(tuple(chosen), protected, busy, estimate, cost)
 
     missing = choice(CaptionMode.MISSING)
@@ -288,8 +297,10 @@ class BatchSubmitJob(_BatchJob):
 class BatchRefreshJob(_BatchJob):
     """Asks the service of each open job where it is and stores it
     (:func:`~loracap.core.batches.flow.refresh_job`; a job whose submission was interrupted
-    is looked for by its name there). A job that cannot be asked (no key, no network) is left
-    as stored and said in ``problems``; the others go on. Signals:
+    is looked for by its name there). A job that cannot be asked (no network) is left as
+    stored and said in ``problems``; the others go on. The key of each backend with open jobs
+    (ended ones too: their fetch needs it) is looked up on this machine first: a backend
+    without one is in ``missing_keys`` and its jobs are not asked about. Signals:
     ``finished(BatchJobsUpdate)`` (every job of the project), ``failed(message)`` (the
     project cannot be read)."""
 
@@ -298,24 +309,35 @@ class BatchRefreshJob(_BatchJob):
         project, stop = self.project, self._stop
 
         def work(_task: _Task) -> BatchJobsUpdate:
-            from loracap.core.batches.flow import refresh_job
+            from loracap.core.batches.flow import batch_service, refresh_job
 
             problems: list[str] = []
+            no_key: dict[str, tuple[list[int], str]] = {}  # backend: job ids, the reason
             for job in project.batch_jobs(open_only=True):
                 if stop.is_set():
                     break
-                if job.state.ended:
+                if job.backend in no_key:
+                    no_key[job.backend][0].append(job.id)
                     continue
                 try:
-                    service = job_service(project, job)
+                    config = job_config(project, job)
+                    if job.state.ended:
+                        continue  # fetched next, with this key
+                    service = batch_service(config)
                     try:
                         refresh_job(project, service, job)
                     finally:
                         service.close()
+                except ApiKeyMissingError as exc:
+                    log.info("No key to check batch %s: %s", job.name, exc)
+                    no_key[job.backend] = ([job.id], str(exc))
                 except LoraCapError as exc:
                     log.info("Could not check batch %s: %s", job.name, exc)
-                    problems.append(f"Could not check job {job.id}: {exc}")
-            return _all_jobs(project, problems)
+                    if not job.state.ended:  # an ended job's fetch says it
+                        problems.append(f"Could not check job {job.id}: {exc}")
+            return _all_jobs(project, problems, {
+                backend: key_missing_text(ids, reason)
+                for backend, (ids, reason) in no_key.items()})
 
         self._start_task(work, "checking the batch jobs")
 
@@ -430,4 +452,4 @@ def waiting_images(jobs: Sequence[BatchJobRecord]) -> int:
 
 __all__ = ["BatchCancelJob", "BatchChoice", "BatchFetchJob", "BatchJobsUpdate", "BatchPlan",
            "BatchPlanJob", "BatchRefreshJob", "BatchSubmitJob", "FetchDone", "StoredResult",
-           "job_service", "plan_batch", "waiting_images"]
+           "job_config", "job_service", "key_missing_text", "plan_batch", "waiting_images"]

@@ -1,7 +1,8 @@
 """Batch API jobs in the window (issue 15), as a user drives them: Captions > Send to Batch API…
 against the fake Gemini Batch API through the real google-genai client, the Batch Jobs dialog,
 the window's checks (made faster here) storing the captions into the grid and the editor, a job
-followed by a new window after a restart, Cancel Job, and the reasons a project cannot send."""
+followed by a new window after a restart, a missing API key said once, Cancel Job, and the reasons
+a project cannot send."""
 
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ from pathlib import Path
 import pytest
 from PyQt6.QtWidgets import QMessageBox
 
-from loracap.core.batches.base import JobState
+from loracap.core.batches.base import BatchJobRecord, JobState
+from loracap.core.batches.flow import refresh_job
 from loracap.core.project import Project
 from loracap.core.records import Provenance
 from loracap.core.scan import scan_folder
 from loracap.jobs import background
-from loracap.jobs.batch_jobs import BatchPlan
+from loracap.jobs.batch_jobs import BatchPlan, job_service
 from loracap.ui import batch_jobs as batch_ui
-from loracap.ui.batch_jobs import BatchJobsDialog, BatchSubmitDialog
+from loracap.ui.batch_dialogs import BatchJobsDialog, BatchSubmitDialog
 from loracap.ui.image_model import Roles
 from loracap.ui.main_window import MainWindow
 from loracap.ui.settings import AppSettings
@@ -92,12 +94,22 @@ def plans(monkeypatch: pytest.MonkeyPatch) -> list[BatchPlan]:
     return shown
 
 
-def submit(qtbot, window: MainWindow):
+def submit(qtbot, window: MainWindow) -> BatchJobRecord:
     with qtbot.waitSignal(window.batch_jobs.submit_ended, timeout=60_000) as blocker:
         window.batch_jobs.send_action.trigger()
     record = blocker.args[0]
     assert record is not None
     return record
+
+
+def open_and_submit(qtbot, make_window: Callable[[], MainWindow], tmp_path: Path, *,
+                    count: int = 3) -> tuple[Path, MainWindow, BatchJobRecord]:
+    """A new project of ``count`` photos in a new window, its images sent as one job."""
+    path = new_project(tmp_path, count=count)
+    window = make_window()
+    assert window.open_project(path)
+    assert window.batch_jobs.send_action.isEnabled()
+    return path, window, submit(qtbot, window)
 
 
 def cell(dialog: BatchJobsDialog, row: int, name: str) -> str:
@@ -108,11 +120,7 @@ def cell(dialog: BatchJobsDialog, row: int, name: str) -> str:
 def test_submit_then_a_check_stores_the_captions_in_the_grid(
         qtbot, make_window, fake: FakeGeminiBatchServer, plans: list[BatchPlan],
         tmp_path: Path) -> None:
-    path = new_project(tmp_path)
-    window = make_window()
-    assert window.open_project(path)
-    assert window.batch_jobs.send_action.isEnabled()
-    record = submit(qtbot, window)
+    _path, window, record = open_and_submit(qtbot, make_window, tmp_path)
     (plan,) = plans
     assert (plan.backend, len(plan.missing.image_ids)) == ("gemini", 3)
     estimate = plan.missing.estimate
@@ -158,10 +166,7 @@ def test_submit_then_a_check_stores_the_captions_in_the_grid(
 def test_an_edited_caption_is_kept_and_a_failure_keeps_its_reason(
         qtbot, make_window, fake: FakeGeminiBatchServer, plans: list[BatchPlan],
         tmp_path: Path) -> None:
-    path = new_project(tmp_path)
-    window = make_window()
-    assert window.open_project(path)
-    submit(qtbot, window)
+    _path, window, _record = open_and_submit(qtbot, make_window, tmp_path)
     first, second, _third = window.project.images()
     window.show_image(first.id)
     window.editor.body.setPlainText("a hall I described myself")
@@ -196,10 +201,7 @@ def test_an_edited_caption_is_kept_and_a_failure_keeps_its_reason(
 
 def test_a_job_is_followed_after_a_restart(qtbot, make_window, fake: FakeGeminiBatchServer,
                                            plans: list[BatchPlan], tmp_path: Path) -> None:
-    path = new_project(tmp_path)
-    first = make_window()
-    assert first.open_project(path)
-    record = submit(qtbot, first)
+    path, first, record = open_and_submit(qtbot, make_window, tmp_path)
     first.close()
     fake.finish()  # the results come while LoRACap is closed
 
@@ -214,13 +216,69 @@ def test_a_job_is_followed_after_a_restart(qtbot, make_window, fake: FakeGeminiB
     assert second.batch_jobs.status_button.isHidden()
 
 
+def test_a_missing_key_is_said_once_and_its_jobs_wait_for_one(
+        qtbot, make_window, fake: FakeGeminiBatchServer, plans: list[BatchPlan],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, first, record = open_and_submit(qtbot, make_window, tmp_path)
+    first.close()
+    fake.finish()
+    with Project.open(path) as project:  # seen ended elsewhere; its results not fetched yet
+        job = project.batch_job(record.id)
+        service = job_service(project, job)
+        try:
+            assert refresh_job(project, service, job).state.ended
+        finally:
+            service.close()
+    monkeypatch.delenv("GEMINI_API_KEY")  # and no key in the (test's) keychain
+
+    window = make_window()
+    shown: list[str] = []
+    bar = window.statusBar()
+    show_message = bar.showMessage
+
+    def record_message(text: str, timeout: int = 0) -> None:
+        shown.append(text)
+        show_message(text, timeout)
+
+    monkeypatch.setattr(bar, "showMessage", record_message)
+    checks: list[None] = []
+    window.batch_jobs.jobs_changed.connect(lambda: checks.append(None))
+    fetched: list[object] = []
+    window.batch_jobs.fetch_ended.connect(fetched.append)
+    assert window.open_project(path)
+    qtbot.waitUntil(lambda: len(checks) >= 4, timeout=20_000)  # the first check, 3 more
+
+    def about_key() -> list[str]:
+        return [text for text in shown if "No Gemini API key" in text]
+
+    (said,) = about_key()
+    assert said.startswith(f"Could not check job {record.id}: No Gemini API key found.")
+    assert said.endswith("It is checked again once a key is set.")
+    assert fetched == []  # an ended job is not fetched without a key either
+    assert window.batch_jobs.status_button.text() == "1 batch job running"
+    assert all(window.model.index(row, 0).data(Roles.RECORD).caption is None
+               for row in range(3))
+
+    window.batch_jobs.show_dialog()
+    dialog = window.batch_jobs.dialog
+    qtbot.waitUntil(lambda: "No Gemini API key" in dialog.note.text())
+    assert len(about_key()) == 1
+    dialog.refresh_button.click()  # the user asks: said again
+    qtbot.waitUntil(lambda: len(about_key()) == 2)
+
+    monkeypatch.setenv("GEMINI_API_KEY", TEST_API_KEY)  # the next check finds the key
+    with qtbot.waitSignal(window.batch_jobs.fetch_ended, timeout=60_000) as blocker:
+        pass
+    assert blocker.args[0].summary.stored == 3
+    assert shown[-1] == "Batch job 1: 3 captions stored."
+    qtbot.waitUntil(lambda: "No Gemini API key" not in dialog.note.text())
+    assert len(about_key()) == 2
+
+
 def test_closing_during_a_fetch_loses_nothing(qtbot, make_window,
                                               fake: FakeGeminiBatchServer,
                                               plans: list[BatchPlan], tmp_path: Path) -> None:
-    path = new_project(tmp_path, count=6)
-    first = make_window()
-    assert first.open_project(path)
-    submit(qtbot, first)
+    path, first, _record = open_and_submit(qtbot, make_window, tmp_path, count=6)
     fake.finish()
     first.batch_jobs.refresh()  # finds it ended and fetches it ...
     qtbot.waitUntil(lambda: first.batch_jobs.following)
@@ -240,10 +298,7 @@ def test_closing_during_a_fetch_loses_nothing(qtbot, make_window,
 def test_cancel_from_the_dialog_asks_and_keeps_what_finished(
         qtbot, make_window, fake: FakeGeminiBatchServer, plans: list[BatchPlan],
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = new_project(tmp_path)
-    window = make_window()
-    assert window.open_project(path)
-    submit(qtbot, window)
+    _path, window, _record = open_and_submit(qtbot, make_window, tmp_path)
     fake.start_running()
     window.batch_jobs.show_dialog()
     dialog = window.batch_jobs.dialog
