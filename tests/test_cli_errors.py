@@ -132,7 +132,8 @@ def test_a_word_that_is_not_a_command_is_a_usage_error_not_a_window(home: Path) 
         assert result.returncode == 2, argv
         assert one_line(result) == (
             "loracap: error: help is not a command or an existing folder; the commands are run, "
-            "new, caption, export, info, check, tags, models, prices, key, qa (see `loracap --help`).")
+            "new, caption, export, info, check, tags, models, prices, key, qa, batch (see "
+            "`loracap --help`).")
     result = run(home, "photos/ide_hall.loraproj")
     assert result.returncode == 2
     assert one_line(result) == (
