@@ -96,7 +96,10 @@ def test_ctrl_c_stops_at_once_while_requests_hang(tmp_path: Path,
         stderr = err.read()
     assert proc.returncode == 130, stderr
     assert elapsed < 5, elapsed  # not the 60 s timeout of the hanging requests
-    assert sorted(line.split("\t")[0] for line in reported) == ["IMG_0001.jpg", "IMG_0002.jpg"]
+    # Which two: the first two requests sent; images are prepared ahead on several threads, so
+    # under load the third image's request may go before the first's.
+    names = {line.split("\t")[0] for line in reported}
+    assert len(names) == 2 and all(name.startswith("IMG_") for name in names), reported
     assert rest == ""
     assert ("Cancelling: no new requests, no more waiting for answers (Ctrl+C again quits at "
             "once)…") in stderr
