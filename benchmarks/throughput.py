@@ -52,7 +52,6 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 _HOME = tempfile.TemporaryDirectory(prefix="loracap-bench-throughput-")
 os.environ["LORACAP_HOME"] = _HOME.name
 
-import http.server  # noqa: E402
 
 from PIL import Image, ImageDraw, ImageFilter  # noqa: E402
 from PyQt6.QtCore import QCoreApplication  # noqa: E402
@@ -65,12 +64,6 @@ from loracap.core.records import CaptionMode  # noqa: E402
 from loracap.core.scan import scan_folder  # noqa: E402
 from loracap.jobs.runner import BatchOptions, BatchSummary, CaptionRunner  # noqa: E402
 from tests.fakes.gemini_server import FakeGeminiServer  # noqa: E402
-
-# The fake server writes a reply's headers and body in two sends; with Nagle's algorithm on,
-# the body then waits for the client's delayed ACK of the headers (40 ms on Linux), which would
-# add 8 % to every 0.5 s answer. Production HTTP servers set TCP_NODELAY; so does this run
-# (for http.server's handlers in this process only).
-http.server.BaseHTTPRequestHandler.disable_nagle_algorithm = True
 
 #: The two models of the fake server the passes use (the second pass is "a second model").
 COLD_MODEL = "gemini-2.5-flash"

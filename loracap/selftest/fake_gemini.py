@@ -669,6 +669,9 @@ def _generate_request(
 def _make_handler(server: FakeGeminiServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # The headers and the body go out in two writes; without TCP_NODELAY the body waits
+        # for the client's delayed ACK (about 40 ms on Linux) on every answer.
+        disable_nagle_algorithm = True
         timeout = 30  # an idle keep-alive connection is dropped after this many seconds
 
         def setup(self) -> None:

@@ -215,6 +215,9 @@ class FakeHttpServer:
 def _make_handler(server: FakeHttpServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # The headers and the body go out in two writes; without TCP_NODELAY the body waits
+        # for the client's delayed ACK (about 40 ms on Linux) on every answer.
+        disable_nagle_algorithm = True
         timeout = 30  # an idle kept-alive connection is dropped after this many seconds
 
         def setup(self) -> None:
