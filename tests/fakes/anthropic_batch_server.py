@@ -25,10 +25,8 @@ and an error an ``errored`` one with the error's body.
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +38,8 @@ from tests.fakes.anthropic_server import (
     request_key,
 )
 from tests.fakes.anthropic_server import _error as claude_error
-from tests.fakes.http_fake import FakeHttpServer, HttpReply, RecordedRequest
+from tests.fakes.batch_fake import FakeBatchServer
+from tests.fakes.http_fake import HttpReply, RecordedRequest
 
 #: ``answer(custom_id, request)`` -> the Messages API's reply to that request.
 Answerer = Callable[[str, MessagesRequest], HttpReply]
@@ -65,25 +64,25 @@ class FakeBatch:
     results: list[dict[str, Any]] = field(default_factory=list)
 
 
-class FakeAnthropicBatchServer(FakeHttpServer):
+class FakeAnthropicBatchServer(FakeBatchServer[FakeBatch]):
     """See the module's description. ``batches`` by id."""
 
     name = "fake-anthropic-batch"
 
     def __init__(self, api_key: str = DEFAULT_KEY) -> None:
-        super().__init__()
-        self.api_key = api_key
+        super().__init__(api_key)
         self.batches: dict[str, FakeBatch] = {}
         self.cancel_at_once = True
-        self._ids = itertools.count(1)
-        self._batches_lock = threading.Lock()
+
+    def held(self) -> dict[str, FakeBatch]:
+        return self.batches
 
     # -- test control ------------------------------------------------------------------------
 
     def progress(self, batch_id: str | None = None, answer: Answerer | None = None, *,
                  done: int) -> FakeBatch:
         """Answer the batch's first ``done`` requests; it stays in progress."""
-        batch = self._batch(batch_id)
+        batch = self._job(batch_id)
         for custom_id, params in batch.requests[:done]:
             if custom_id not in batch.answered:
                 batch.answered[custom_id] = _result(custom_id, params, answer)
@@ -95,7 +94,7 @@ class FakeAnthropicBatchServer(FakeHttpServer):
         (``expired`` or ``canceled``) and end the batch; its results are served in reversed
         order."""
         batch = self.progress(batch_id, answer,
-                              done=len(self._batch(batch_id).requests) if done is None else done)
+                              done=len(self._job(batch_id).requests) if done is None else done)
         self._end(batch, rest)
         return batch
 
@@ -105,7 +104,7 @@ class FakeAnthropicBatchServer(FakeHttpServer):
 
     def end_cancel(self, batch_id: str | None = None) -> FakeBatch:
         """End a ``canceling`` batch: what was answered is kept, the rest ``canceled``."""
-        batch = self._batch(batch_id)
+        batch = self._job(batch_id)
         self._end(batch, "canceled")
         return batch
 
@@ -116,20 +115,14 @@ class FakeAnthropicBatchServer(FakeHttpServer):
         batch.results = list(reversed(lines))
         batch.processing_status = "ended"
 
-    def _batch(self, batch_id: str | None) -> FakeBatch:
-        with self._batches_lock:
-            if batch_id is None:
-                return list(self.batches.values())[-1]
-            return self.batches[batch_id]
-
     # -- routing -----------------------------------------------------------------------------
 
-    def handle(self, request: RecordedRequest) -> HttpReply:
-        queued = self.next_queued()
-        if queued is not None:
-            return queued
+    def refuse(self, request: RecordedRequest) -> HttpReply | None:
         if request_key(request) != self.api_key:
             return claude_error(401, "authentication_error", "invalid x-api-key")
+        return None
+
+    def route(self, request: RecordedRequest) -> HttpReply:
         parts = request.path.strip("/").split("/")
         if parts[:3] != ["v1", "messages", "batches"]:
             return claude_error(404, "not_found_error", f"Not found: {request.path}")
@@ -175,7 +168,7 @@ class FakeAnthropicBatchServer(FakeHttpServer):
                                     f"custom_id '{custom_id}' is not unique")
             seen.add(custom_id)
             requests.append((custom_id, item.get("params") or {}))
-        with self._batches_lock:
+        with self._state_lock:
             batch = FakeBatch(f"msgbatch_fake{next(self._ids)}", requests)
             self.batches[batch.id] = batch
         return HttpReply.json(self._body(batch))

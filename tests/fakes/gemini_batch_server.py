@@ -22,9 +22,7 @@ returns inline results, a job of a file returns a result file.
 from __future__ import annotations
 
 import base64
-import itertools
 import json
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +30,8 @@ from urllib.parse import parse_qs
 
 from loracap.selftest.fake_gemini import RecordedRequest as GenerateRequest
 from loracap.selftest.fake_gemini import Reply, default_responder
-from tests.fakes.http_fake import FakeHttpServer, HttpReply, RecordedRequest
+from tests.fakes.batch_fake import FakeBatchServer
+from tests.fakes.http_fake import HttpReply, RecordedRequest
 
 #: ``answer(key, request)`` -> a :class:`Reply` of generateContent (its JSON body is the
 #: result), or an ``{"code", "message"}`` error dict.
@@ -54,21 +53,21 @@ class FakeJob:
     result_file: str = ""
 
 
-class FakeGeminiBatchServer(FakeHttpServer):
+class FakeGeminiBatchServer(FakeBatchServer[FakeJob]):
     """See the module's description. ``jobs`` by name, ``files`` (name -> bytes)."""
 
     name = "fake-gemini-batch"
 
     def __init__(self, api_key: str = "test-key") -> None:
-        super().__init__()
-        self.api_key = api_key
+        super().__init__(api_key)
         self.jobs: dict[str, FakeJob] = {}
         self.files: dict[str, bytes] = {}
         self.deleted: list[str] = []
         self._uploads: dict[str, bytearray] = {}
         self._upload_names: dict[str, str] = {}
-        self._ids = itertools.count(1)
-        self._jobs_lock = threading.Lock()
+
+    def held(self) -> dict[str, FakeJob]:
+        return self.jobs
 
     # -- test control ------------------------------------------------------------------------
 
@@ -102,22 +101,16 @@ class FakeGeminiBatchServer(FakeHttpServer):
         """Move the job to ``BATCH_STATE_RUNNING``."""
         self._job(name).state = "BATCH_STATE_RUNNING"
 
-    def _job(self, name: str | None) -> FakeJob:
-        with self._jobs_lock:
-            if name is None:
-                return list(self.jobs.values())[-1]
-            return self.jobs[name]
-
     # -- routing -----------------------------------------------------------------------------
 
-    def handle(self, request: RecordedRequest) -> HttpReply:
-        queued = self.next_queued()
-        if queued is not None:
-            return queued
+    def refuse(self, request: RecordedRequest) -> HttpReply | None:
         if request.header("x-goog-api-key") not in ("", self.api_key) or (
                 not request.header("x-goog-api-key") and "upload_id" not in request.query):
             return _error(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid "
                           "API key.", reason="API_KEY_INVALID")
+        return None
+
+    def route(self, request: RecordedRequest) -> HttpReply:
         parts = request.path.strip("/").split("/")
         if parts[0] == "upload":
             return self._upload(request)
@@ -127,7 +120,7 @@ class FakeGeminiBatchServer(FakeHttpServer):
             return self._create(path.removeprefix("models/").removesuffix(
                 ":batchGenerateContent"), request.body or {})
         if path == "batches" and request.method == "GET":
-            with self._jobs_lock:
+            with self._state_lock:
                 newest_first = list(reversed(self.jobs.values()))
             return HttpReply.json({"operations": [_job_body(job) for job in newest_first]})
         if path.startswith("batches/"):
@@ -167,7 +160,7 @@ class FakeGeminiBatchServer(FakeHttpServer):
         else:
             for item in source.get("requests", {}).get("requests", []):
                 requests.append((item.get("metadata", {}).get("key", ""), item["request"]))
-        with self._jobs_lock:
+        with self._state_lock:
             name = f"batches/fake{next(self._ids)}"
             job = FakeJob(name, model, batch.get("displayName", ""), requests, input_file)
             self.jobs[name] = job

@@ -31,9 +31,7 @@ carrying ``response_format`` is answered as a server without it answers.
 
 from __future__ import annotations
 
-import itertools
 import json
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -42,7 +40,8 @@ from email.policy import HTTP
 from typing import Any
 from urllib.parse import parse_qs
 
-from tests.fakes.http_fake import FakeHttpServer, HttpReply, RecordedRequest
+from tests.fakes.batch_fake import FakeBatchServer
+from tests.fakes.http_fake import HttpReply, RecordedRequest
 from tests.fakes.openai_server import (
     DEFAULT_MODELS,
     ChatRequest,
@@ -96,7 +95,7 @@ class FakeBatch:
     error_file_id: str | None = None
 
 
-class FakeOpenAIBatchServer(FakeHttpServer):
+class FakeOpenAIBatchServer(FakeBatchServer[FakeBatch]):
     """See the module's description. ``files`` and ``batches`` by id; ``deleted`` lists the
     ids of the files deleted, in order."""
 
@@ -105,27 +104,27 @@ class FakeOpenAIBatchServer(FakeHttpServer):
 
     def __init__(self, api_key: str = DEFAULT_KEY, models: Sequence[str] = DEFAULT_MODELS
                  ) -> None:
-        super().__init__()
-        self.api_key = api_key
+        super().__init__(api_key)
         self.models = list(models)
         self.accepts_response_format = True
         self.cancel_at_once = True
         self.files: dict[str, FakeFile] = {}
         self.batches: dict[str, FakeBatch] = {}
         self.deleted: list[str] = []
-        self._ids = itertools.count(1)
-        self._state_lock = threading.Lock()
+
+    def held(self) -> dict[str, FakeBatch]:
+        return self.batches
 
     # -- test control ------------------------------------------------------------------------
 
     def start_running(self, batch_id: str | None = None) -> None:
         """Move the job to ``in_progress``."""
-        self._batch(batch_id).status = "in_progress"
+        self._job(batch_id).status = "in_progress"
 
     def progress(self, batch_id: str | None = None, answer: Answerer | None = None, *,
                  done: int) -> FakeBatch:
         """Answer the job's first ``done`` requests; it stays at work (``in_progress``)."""
-        batch = self._batch(batch_id)
+        batch = self._job(batch_id)
         batch.status = "in_progress"
         for custom_id, body in batch.requests[:done]:
             if custom_id not in batch.answered:
@@ -137,7 +136,7 @@ class FakeOpenAIBatchServer(FakeHttpServer):
         """Answer the first ``done`` requests (all by default) and end the job in ``status``;
         the requests not answered go to the error file as ``batch_expired``."""
         batch = self.progress(batch_id, answer,
-                              done=len(self._batch(batch_id).requests) if done is None else done)
+                              done=len(self._job(batch_id).requests) if done is None else done)
         self._end(batch, status, "batch_expired")
         return batch
 
@@ -148,7 +147,7 @@ class FakeOpenAIBatchServer(FakeHttpServer):
     def end_cancel(self, batch_id: str | None = None) -> FakeBatch:
         """End a ``cancelling`` job: what was answered is kept, the rest
         ``batch_cancelled``."""
-        batch = self._batch(batch_id)
+        batch = self._job(batch_id)
         self._end(batch, "cancelled", "batch_cancelled")
         return batch
 
@@ -192,20 +191,14 @@ class FakeOpenAIBatchServer(FakeHttpServer):
             reply = default_responder(chat)
         return reply.status, reply.body
 
-    def _batch(self, batch_id: str | None) -> FakeBatch:
-        with self._state_lock:
-            if batch_id is None:
-                return list(self.batches.values())[-1]
-            return self.batches[batch_id]
-
     # -- routing -----------------------------------------------------------------------------
 
-    def handle(self, request: RecordedRequest) -> HttpReply:
-        queued = self.next_queued()
-        if queued is not None:
-            return queued
+    def refuse(self, request: RecordedRequest) -> HttpReply | None:
         if request.header("authorization") != f"Bearer {self.api_key}":
             return OpenAIReply.unauthorized()
+        return None
+
+    def route(self, request: RecordedRequest) -> HttpReply:
         parts = request.path.strip("/").split("/")[1:]  # without "v1"
         if parts == ["files"] and request.method == "POST":
             return self._upload(request)
