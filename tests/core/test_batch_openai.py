@@ -1,9 +1,10 @@
-"""Captioning through the OpenAI Batch API: the real openai client against the fake Batch and
-Files APIs on 127.0.0.1, a real project file, real photos."""
+"""Captioning through the OpenAI Batch API, what only OpenAI does: the request the one-by-one
+backend would send, a server that refuses ``response_format``, a reasoning model's answer, a
+request file the service refuses, the error file, finding a job page by page. The scenarios
+every batch service shares are in ``test_batch_flow.py``."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import closing
@@ -11,44 +12,26 @@ from pathlib import Path
 
 import pytest
 
-from loracap.core.backends.base import BackendConfig, TokenUsage, prepare_jpeg
+from loracap.core.backends.base import BackendConfig
 from loracap.core.backends.openai_compat import OpenAICaptioner
-from loracap.core.batches.base import (
-    BatchRequest,
-    BatchService,
-    BatchTooLargeError,
-    ItemState,
-    JobState,
-)
+from loracap.core.batches.base import BatchRequest, JobState
 from loracap.core.batches.flow import (
     batch_service,
     batch_settings,
-    cancel_job,
     choose_images,
-    display_name,
     fetch_results,
-    image_key,
     refresh_job,
-    submit_batch,
 )
-from loracap.core.batches.openai import MAX_BYTES, MAX_REQUESTS, OpenAIBatchService
-from loracap.core.errors import AuthenticationError, TransientError
-from loracap.core.project import CaptionMode, Project
+from loracap.core.batches.openai import OpenAIBatchService
+from loracap.core.errors import TransientError
+from loracap.core.project import CaptionMode
 from loracap.core.records import Provenance
-from loracap.core.scan import scan_folder
-from tests.fakes.http_fake import HttpReply, RecordedRequest
+from tests.core.test_batch_flow import SPACE, ids, make_hall, new_project, submit
+from tests.fakes.http_fake import RecordedRequest
 from tests.fakes.openai_batch_server import DEFAULT_KEY, FakeBatch, FakeOpenAIBatchServer
-from tests.fakes.openai_server import (
-    DEFAULT_USAGE,
-    ChatRequest,
-    FakeOpenAIServer,
-    OpenAIReply,
-)
-from tests.fakes.photos import make_photo
+from tests.fakes.openai_server import ChatRequest, FakeOpenAIServer, OpenAIReply
 
 MODEL = "gpt-4o-mini"
-SPACE = {"room_type": "marble hall", "key_objects": ["tall windows"], "lighting": "daylight",
-         "contextual_details": "empty"}
 
 
 @pytest.fixture
@@ -59,81 +42,15 @@ def fake() -> Iterator[FakeOpenAIBatchServer]:
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "hall"
-    for number in range(1, 6):
-        make_photo(folder / f"IMG_{number:04d}.jpg", size=(320, 240), seed=number)
-    return folder
+    return make_hall(tmp_path)
 
 
-def new_project(folder: Path) -> Project:
-    project = Project.create(folder / "hall.loraproj", trigger="hall")
-    project.add_scanned(scan_folder(folder))
-    return project
-
-
-def service(fake: FakeOpenAIBatchServer, *, key: str = DEFAULT_KEY, model: str = MODEL,
-            structured_output: bool = True, **limits: int) -> OpenAIBatchService:
-    return OpenAIBatchService(OpenAICaptioner(fake.base_url, key, model, timeout_s=10,
-                                              structured_output=structured_output), **limits)
-
-
-def ids(project: Project) -> dict[str, int]:
-    return {record.path: record.id for record in project.images()}
-
-
-def submit(project: Project, openai: BatchService) -> int:
-    chosen, _, _ = choose_images(project, CaptionMode.MISSING)
-    settings = batch_settings(project, max_side=512, overwrite_protected=False)
-    return submit_batch(project, openai, chosen, settings).id
+def service(fake: FakeOpenAIBatchServer, *, model: str = MODEL) -> OpenAIBatchService:
+    return OpenAIBatchService(OpenAICaptioner(fake.base_url, DEFAULT_KEY, model, timeout_s=10))
 
 
 def chat(body: dict[str, object]) -> ChatRequest:
     return ChatRequest.parse(RecordedRequest(0.0, "POST", "/v1/chat/completions", body=body))
-
-
-def test_results_out_of_order_land_on_their_images_across_a_restart(
-        fake: FakeOpenAIBatchServer, folder: Path) -> None:
-    with new_project(folder) as project, service(fake) as openai:
-        job_id = submit(project, openai)
-        job = project.batch_job(job_id)
-        assert job.state is JobState.PENDING and job.remote_state == "validating"
-        assert job.remote_id.startswith("batch_") and job.waiting == 5
-        assert job.input_file in fake.files and fake.files[job.input_file].purpose == "batch"
-        (description,) = fake.batches[job.remote_id].metadata.values()
-        assert description.startswith(f"LoRACap hall job {job_id}")
-        assert fetch_results(project, openai, job).not_ready
-        fake.start_running()
-        assert refresh_job(project, openai, job).state is JobState.RUNNING
-    fake.finish()  # output lines in reversed order
-    # A new process: the job is found in the project, the service made from the backend's
-    # configuration as the command line makes it.
-    config = BackendConfig("openai", MODEL, base_url=fake.base_url, api_key=DEFAULT_KEY)
-    with Project.open(folder / "hall.loraproj") as project, closing(batch_service(config)) as openai:
-        assert isinstance(openai, OpenAIBatchService)
-        (job,) = project.batch_jobs(open_only=True)
-        summary = fetch_results(project, openai, job)
-        assert (summary.stored, summary.failed, summary.gone) == (5, [], 0)
-        sent = dict(fake.batches[job.remote_id].requests)
-        for path, image_id in ids(project).items():
-            record = project.image(image_id)
-            assert record.caption is not None, path
-            assert record.caption.provenance is Provenance.GENERATED
-            assert record.caption.backend == "openai" and record.caption.model == MODEL
-            # The answer to this image's own request: the fake derives every value of the
-            # JSON answer from the image bytes it was sent under that custom_id.
-            image = chat(sent[f"image-{image_id}"]).image
-            assert image is not None
-            assert hashlib.sha256(image).hexdigest()[:8] in record.caption.body, path
-            assert project.batch_of_versions(image_id) == [job.remote_id]
-        finished = project.batch_job(job.id)
-        assert finished.state is JobState.SUCCEEDED and finished.fetched
-        assert finished.counts == {ItemState.DONE.value: 5}
-        assert fetch_results(project, openai, finished).stored == 0
-        assert all(len(project.history(i)) == 1 for i in ids(project).values())
-        status = openai.status(job.remote_id)
-        assert (status.succeeded, status.failed, status.total) == (5, 0, 5)
-    # The request file was a JSONL of chat completion requests, deleted once fetched.
-    assert fake.deleted == [job.input_file]
 
 
 def test_a_batch_request_is_what_the_backend_sends_one_by_one(
@@ -175,84 +92,18 @@ def test_a_server_known_to_refuse_response_format_gets_the_schema_in_the_prompt(
         assert caption is not None and "marble hall" in caption.body
 
 
-def test_failed_items_keep_their_reason_and_stay_uncaptioned(
-        fake: FakeOpenAIBatchServer, folder: Path) -> None:
+def test_a_reasoning_model_s_think_block_is_dropped(fake: FakeOpenAIBatchServer,
+                                                    folder: Path) -> None:
     with new_project(folder) as project, service(fake) as openai:
-        by_path = ids(project)
         job_id = submit(project, openai)
-        replies = {
-            f"image-{by_path['IMG_0002.jpg']}": OpenAIReply.image_rejected(),
-            f"image-{by_path['IMG_0003.jpg']}": OpenAIReply.refusal("I can't describe that."),
-            f"image-{by_path['IMG_0004.jpg']}": OpenAIReply.server_error(500),
-            f"image-{by_path['IMG_0005.jpg']}": OpenAIReply.caption(
-                "<think>a hall, I think</think>" + json.dumps(SPACE)),
-        }
-
-        def answer(key: str, request: ChatRequest) -> HttpReply:
-            return replies.get(key) or OpenAIReply.json_answer(SPACE)
-
-        fake.finish(answer=answer)
-        summary = fetch_results(project, openai, project.batch_job(job_id))
-        assert summary.stored == 2 and len(summary.failed) == 3
-        two = project.image(by_path["IMG_0002.jpg"])
-        assert two.caption is None and "Could not process the image" in two.last_error
-        three = project.image(by_path["IMG_0003.jpg"])
-        assert three.caption is None and "I can't describe that" in three.last_error
-        four = project.image(by_path["IMG_0004.jpg"])
-        assert four.caption is None and "500" in four.last_error
-        # A reasoning model's <think> block is dropped, as the one-by-one path drops it.
-        five = project.image(by_path["IMG_0005.jpg"]).caption
-        assert five is not None and "think" not in five.body and "marble hall" in five.body
-        chosen, _, busy = choose_images(project, CaptionMode.FAILED)
-        assert sorted(chosen) == sorted(by_path[name] for name in
-                                        ("IMG_0002.jpg", "IMG_0003.jpg", "IMG_0004.jpg"))
-        assert busy == 0
-        status = openai.status(project.batch_job(job_id).remote_id)
-        assert (status.succeeded, status.failed, status.total) == (3, 2, 5)
-
-
-def test_a_person_s_caption_written_meanwhile_is_kept(fake: FakeOpenAIBatchServer,
-                                                      folder: Path) -> None:
-    with new_project(folder) as project, service(fake) as openai:
-        by_path = ids(project)
-        job_id = submit(project, openai)
-        project.edit_caption(by_path["IMG_0001.jpg"], "my own words")
-        fake.finish()
-        summary = fetch_results(project, openai, project.batch_job(job_id))
-        assert (summary.stored, summary.kept) == (4, 1)
-        record = project.image(by_path["IMG_0001.jpg"])
-        assert record.caption is not None and record.caption.body == "my own words"
-        history = project.history(by_path["IMG_0001.jpg"])
-        assert [v.provenance for v in history] == [Provenance.MANUAL, Provenance.GENERATED]
-
-
-def test_expiry_and_cancel_keep_what_was_fetched(fake: FakeOpenAIBatchServer,
-                                                 folder: Path) -> None:
-    with new_project(folder) as project, service(fake) as openai:
-        first = submit(project, openai)
-        assert choose_images(project, CaptionMode.MISSING)[0] == []
-        fake.expire(done=2)
-        summary = fetch_results(project, openai, project.batch_job(first))
-        assert (summary.stored, summary.failed, summary.gone) == (2, [], 3)
-        job = project.batch_job(first)
-        assert job.state is JobState.EXPIRED and job.fetched
-        assert job.counts == {"done": 2, "gone": 3}
-        # The three left are free again; the next job answers one, then is cancelled.
-        second = submit(project, openai)
-        assert project.batch_job(second).requests == 3
-        fake.progress(done=1)
-        fake.cancel_at_once = False
-        job = cancel_job(project, openai, project.batch_job(second))
-        assert job.state is JobState.RUNNING and job.remote_state == "cancelling"
-        assert fetch_results(project, openai, job).not_ready
-        fake.end_cancel()
-        job = refresh_job(project, openai, job)
-        assert job.state is JobState.CANCELLED
-        summary = fetch_results(project, openai, job)
-        assert (summary.stored, summary.failed, summary.gone) == (1, [], 2)
-        assert project.stats().captioned == 3
-        assert len(choose_images(project, CaptionMode.MISSING)[0]) == 2
-    assert len(fake.deleted) == 2  # both request files
+        # As the one-by-one path drops it.
+        fake.finish(answer=lambda key, request: OpenAIReply.caption(
+            "<think>a hall, I think</think>" + json.dumps(SPACE)))
+        assert fetch_results(project, openai, project.batch_job(job_id)).stored == 5
+        for image_id in ids(project).values():
+            caption = project.image(image_id).caption
+            assert caption is not None and caption.provenance is Provenance.GENERATED
+            assert "think" not in caption.body and "marble hall" in caption.body
 
 
 def test_a_refused_request_file_fails_the_job_with_the_reason(
@@ -269,15 +120,19 @@ def test_a_refused_request_file_fails_the_job_with_the_reason(
         assert fake.deleted == [job.input_file]
 
 
-def test_a_refused_key_stores_the_job_as_not_submitted(fake: FakeOpenAIBatchServer,
-                                                       folder: Path) -> None:
-    with new_project(folder) as project, service(fake, key="sk-wrong") as openai:
-        with pytest.raises(AuthenticationError):
-            submit(project, openai)
-        (job,) = project.batch_jobs()
-        assert job.state is JobState.FAILED and job.fetched and "not submitted" in job.error
-        assert len(choose_images(project, CaptionMode.MISSING)[0]) == 5
-    assert fake.files == {} and fake.batches == {}
+def test_failed_requests_come_from_the_error_file(fake: FakeOpenAIBatchServer,
+                                                  folder: Path) -> None:
+    with new_project(folder) as project, service(fake) as openai:
+        job_id = submit(project, openai)
+        failing = fake.batches[project.batch_job(job_id).remote_id].requests[1][0]
+        batch = fake.finish(answer=lambda key, request: OpenAIReply.server_error(500)
+                            if key == failing else OpenAIReply.json_answer(SPACE), done=3)
+        assert batch.output_file_id and batch.error_file_id  # 2 answers; 1 error, 2 expired
+        summary = fetch_results(project, openai, project.batch_job(job_id))
+        assert (summary.stored, len(summary.failed), summary.gone) == (2, 1, 2)
+        image_id = int(failing.removeprefix("image-"))
+        assert "500" in project.image(image_id).last_error
+        assert project.batch_job(job_id).counts == {"done": 2, "failed": 1, "gone": 2}
 
 
 def test_a_job_that_cannot_start_deletes_its_uploaded_file(fake: FakeOpenAIBatchServer,
@@ -289,32 +144,6 @@ def test_a_job_that_cannot_start_deletes_its_uploaded_file(fake: FakeOpenAIBatch
         (job,) = project.batch_jobs()
         assert job.state is JobState.FAILED and "not submitted" in job.error
     assert fake.files == {} and len(fake.deleted) == 1 and fake.batches == {}
-
-
-def test_a_submission_interrupted_before_its_id_was_stored_is_found_again(
-        fake: FakeOpenAIBatchServer, folder: Path) -> None:
-    with new_project(folder) as project, service(fake) as openai:
-        chosen, _, _ = choose_images(project, CaptionMode.MISSING)
-        settings = batch_settings(project, max_side=512, overwrite_protected=False)
-        # What a crash right after OpenAI accepted the job leaves: the job stored as
-        # "submitting", without the service's id for it.
-        job_id = project.add_batch_job(
-            backend="openai", model=openai.model, base_url=fake.base_url,
-            settings=settings.to_json(),
-            items=[(image_id, image_key(image_id)) for image_id in chosen])
-        job = project.batch_job(job_id)
-        requests = [BatchRequest(image_key(i), prepare_jpeg(project.image(i).abs_path, 512),
-                                 settings.prompt, settings.json_schema) for i in chosen]
-        accepted = openai.submit(requests, display_name=display_name(project, job))
-        openai.submit(requests, display_name="LoRACap hall job 99 other project")
-        assert project.batch_job(job_id).state is JobState.SUBMITTING
-        assert choose_images(project, CaptionMode.MISSING)[0] == []  # not sent twice
-        fake.finish(accepted.remote_id)
-        summary = fetch_results(project, openai, project.batch_job(job_id))
-        found = project.batch_job(job_id)
-        assert (found.remote_id, found.input_file) == (accepted.remote_id, accepted.input_file)
-        assert summary.stored == 5 and project.stats().captioned == 5
-        assert fake.deleted == [accepted.input_file]
 
 
 def test_a_job_is_found_by_the_name_it_was_submitted_with(
@@ -333,26 +162,3 @@ def test_a_job_is_found_by_the_name_it_was_submitted_with(
         assert found.state is JobState.RUNNING and found.input_file == submitted.input_file
         assert openai.find("LoRACap hall job 131 20261130T120000") is None
         assert sum(1 for r in fake.requests if r.path == "/v1/batches" and r.method == "GET") > 2
-
-
-@pytest.mark.parametrize(("max_requests", "max_bytes"), [(3, MAX_BYTES), (MAX_REQUESTS, 20_000)],
-                         ids=["requests", "bytes"])
-def test_too_many_requests_are_refused_before_sending(
-        fake: FakeOpenAIBatchServer, folder: Path, max_requests: int, max_bytes: int) -> None:
-    with new_project(folder) as project, service(fake, max_requests=max_requests, max_bytes=max_bytes) as openai:
-        with pytest.raises(BatchTooLargeError, match="Submit fewer images"):
-            submit(project, openai)
-        (job,) = project.batch_jobs()
-        assert job.state is JobState.FAILED and "not submitted" in job.error
-        assert len(choose_images(project, CaptionMode.MISSING)[0]) == 5
-    assert fake.files == {} and fake.batches == {}
-
-
-def test_usage_of_a_result_is_counted(fake: FakeOpenAIBatchServer, folder: Path) -> None:
-    with new_project(folder) as project, service(fake) as openai:
-        job_id = submit(project, openai)
-        fake.finish()
-        fetch_results(project, openai, project.batch_job(job_id))
-        (usage,) = [u for u in project.token_usage() if u.backend == "openai"]
-        assert TokenUsage(usage.input_tokens, usage.output_tokens) == TokenUsage(
-            DEFAULT_USAGE[0] * 5, DEFAULT_USAGE[1] * 5)
