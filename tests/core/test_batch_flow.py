@@ -592,7 +592,8 @@ def test_usage_of_a_result_is_counted(adapter: Adapter, fake: Any, folder: Path)
             adapter.usage[0] * 5, adapter.usage[1] * 5)
 
 
-@pytest.mark.parametrize("find_adapter", [Gemini(), OpenAI()], ids=["gemini", "openai"])
+@pytest.mark.parametrize("find_adapter", [Gemini(), Gemini(inline_limit=1000), OpenAI()],
+                         ids=["gemini-inline", "gemini-file", "openai"])
 def test_a_submission_interrupted_before_its_name_was_stored_is_found_again(
         find_adapter: Adapter, folder: Path) -> None:
     adapter = find_adapter

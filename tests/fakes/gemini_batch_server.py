@@ -9,7 +9,8 @@ Routes (any API version, ``v1`` or ``v1beta``), as the SDK calls them (its ``bat
 * ``GET /{v}/batches`` (newest first), ``GET /{v}/batches/{id}``,
   ``POST /{v}/batches/{id}:cancel``;
 * ``POST /upload/{v}/files`` (resumable upload: ``start``, then ``upload, finalize`` chunks
-  to the URL in ``X-Goog-Upload-URL``), ``GET /{v}/files/{id}:download?alt=media``,
+  to the URL in ``X-Goog-Upload-URL``), ``GET /{v}/files`` (newest first),
+  ``GET /{v}/files/{id}:download?alt=media``,
   ``DELETE /{v}/files/{id}``.
 
 A job stays ``BATCH_STATE_PENDING`` until the test calls :meth:`FakeGeminiBatchServer.finish`
@@ -64,6 +65,8 @@ class FakeGeminiBatchServer(FakeBatchServer[FakeJob]):
         self.files: dict[str, bytes] = {}
         self.deleted: list[str] = []
         self._uploads: dict[str, bytearray] = {}
+        #: The display name of each uploaded file.
+        self.file_names: dict[str, str] = {}
         self._upload_names: dict[str, str] = {}
 
     def held(self) -> dict[str, FakeJob]:
@@ -133,6 +136,12 @@ class FakeGeminiBatchServer(FakeBatchServer[FakeJob]):
                     job.state = "BATCH_STATE_CANCELLED"
                 return HttpReply.json({})
             return HttpReply.json(_job_body(job))
+        if path == "files" and request.method == "GET":
+            with self._state_lock:
+                newest_first = list(reversed(self.files))
+            return HttpReply.json({"files": [
+                {"name": name, "displayName": self.file_names.get(name, ""),
+                 "sizeBytes": str(len(self.files[name]))} for name in newest_first]})
         if path.startswith("files/"):
             name, _, verb = path.partition(":")
             if name not in self.files:
@@ -174,6 +183,9 @@ class FakeGeminiBatchServer(FakeBatchServer[FakeJob]):
             file_name = ((request.body or {}).get("file") or {}).get("name") or \
                 f"files/upload{next(self._ids)}"
             self._upload_names[upload_id] = file_name
+            described = (request.body or {}).get("file") or {}  # the SDK sends snake_case
+            self.file_names[file_name] = described.get("displayName") or described.get(
+                "display_name", "")
             version = request.path.strip("/").split("/")[1]
             url = f"{self.origin}/upload/{version}/files?upload_id={upload_id}"
             return HttpReply.json({}, headers={"X-Goog-Upload-URL": url,

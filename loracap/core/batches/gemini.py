@@ -26,7 +26,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from google.genai import types
 
@@ -180,20 +180,22 @@ class GeminiBatchService(Closing):
 
     def find(self, display_name: str) -> Submitted | None:
         """The newest job submitted with ``display_name`` among the newest
-        :data:`FIND_LIMIT` jobs of the key's project, or None."""
+        :data:`FIND_LIMIT` jobs of the key's project, or None; with the request file uploaded
+        under the same display name (:meth:`submit` names it so), so it is deleted once the
+        results are fetched."""
         client = self._gemini.client
 
-        def look() -> types.BatchJob | None:
-            pager = client.batches.list(config=types.ListBatchJobsConfig(page_size=100))
-            for count, job in enumerate(pager):
-                if job.display_name == display_name:
-                    return job
-                if count + 1 >= FIND_LIMIT:
-                    break
-            return None
+        def look() -> tuple[types.BatchJob, str] | None:
+            jobs = client.batches.list(config=types.ListBatchJobsConfig(page_size=100))
+            job = _first_named(jobs, display_name)
+            if job is None:
+                return None
+            files = client.files.list(config=types.ListFilesConfig(page_size=100))
+            upload = _first_named(files, display_name)
+            return job, (upload.name or "") if upload is not None else ""
 
         found = self._gemini.call(look)
-        return _submitted(found, "") if found is not None else None
+        return _submitted(*found) if found is not None else None
 
     def cancel(self, remote_id: str) -> None:
         """Ask Gemini to stop the job."""
@@ -239,6 +241,20 @@ class GeminiBatchService(Closing):
         if not isinstance(response, dict):
             return BatchResult(key, error="Gemini returned no answer.", kind="rejected")
         return self._result(key, _response_from_json(response))
+
+
+_Named = TypeVar("_Named", types.BatchJob, types.File)
+
+
+def _first_named(items: Iterable[_Named], display_name: str) -> _Named | None:
+    """The first of ``items`` (the newest first) called ``display_name``, looking at most at
+    :data:`FIND_LIMIT`."""
+    for count, item in enumerate(items):
+        if item.display_name == display_name:
+            return item
+        if count + 1 >= FIND_LIMIT:
+            break
+    return None
 
 
 def _rest_request(request: BatchRequest) -> dict[str, Any]:
