@@ -443,11 +443,18 @@ class ImageRows(Sequence[ImageRecord]):
             yield bodies[row] if flags[row] & VALID and provenances[row] else ""
 
     def missing_ids(self) -> list[int]:
-        """The ids of the valid images whose file is not on disk (:func:`files_present`)."""
-        valid = [row for row, flags in enumerate(self._flags) if flags & VALID]
-        folder, join, paths = os.fspath(self.folder), os.path.join, self._paths
-        present = files_present(join(folder, paths[row]) for row in valid)
-        return [self._ids[row] for row, found in zip(valid, present, strict=True) if not found]
+        """The ids of the valid images whose file is not on disk (:func:`files_present`: the
+        rows of a folder in a row are looked up with one listing of it)."""
+        base, join, texts, ids = os.fspath(self.folder), os.path.join, self._paths, self._ids
+        stored = ((row, texts[row]) for row, flags in enumerate(self._flags) if flags & VALID)
+        missing: list[int] = []
+        for head, run in itertools.groupby(stored, key=lambda item: _head(item[1])):
+            rows = list(run)
+            files = [(join(base, path), path[len(head):]) for _, path in rows]
+            present = _present_in(join(base, head) if head else base, files)
+            missing.extend(ids[row] for (row, _), found in zip(rows, present, strict=True)
+                           if not found)
+        return missing
 
     def record(self, row: int) -> ImageRecord:
         """The :class:`ImageRecord` of ``row`` (``0 <= row < len(self)``)."""
@@ -694,6 +701,11 @@ class _Column(Sequence[Any]):
         return self._field(index % self._length)
 
 
+def _head(stored: str) -> str:
+    """The folder of a stored path with its ``/`` (``""`` for none)."""
+    return stored[:stored.rfind("/") + 1]
+
+
 def _micros(when: datetime) -> int:
     """A naive time as microseconds since 1970; :data:`_ODD_TIME` for one with a zone."""
     if when.tzinfo is not None:
@@ -726,16 +738,19 @@ def files_present(paths: Iterable[str]) -> Iterator[bool]:
     looked up (a case-insensitive disk, another Unicode normalisation), so the answer is the
     same either way. One folder's names are in memory at a time.
     """
-    parts = ((path, *os.path.split(path)) for path in paths)
-    for folder, run in itertools.groupby(parts, key=operator.itemgetter(1)):
-        batch = list(run)
-        if len(batch) < LIST_FOLDER_FROM:
-            yield from (os.path.isfile(path) for path, _, _ in batch)
-            continue
-        names = _file_names(folder)
-        isfile = os.path.isfile
-        for path, _, name in batch:
-            yield (names is not None and name in names) or isfile(path)
+    split = os.path.split
+    runs = itertools.groupby(((path, *split(path)) for path in paths),
+                             key=operator.itemgetter(1))
+    for folder, run in runs:
+        yield from _present_in(folder, [(path, name) for path, _, name in run])
+
+
+def _present_in(folder: str, files: list[tuple[str, str]]) -> Iterator[bool]:
+    """:func:`files_present` of ``files`` (path, name) in ``folder``."""
+    isfile = os.path.isfile
+    names = _file_names(folder) if len(files) >= LIST_FOLDER_FROM else None
+    for path, name in files:
+        yield (names is not None and name in names) or isfile(path)
 
 
 def _file_names(folder: str) -> frozenset[str] | None:

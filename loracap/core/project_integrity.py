@@ -510,8 +510,7 @@ def _images_problem(conn: sqlite3.Connection, version: int) -> str:
         if problem:
             return f"the image {_shown(stored)} {problem}"
     # Every text path is read once: one that is not UTF-8 fails here, not in the window.
-    for _ in conn.execute("SELECT path FROM images WHERE typeof(path) = 'text'"):
-        pass
+    _read_texts(conn, "images", "path")
     return ""
 
 
@@ -551,9 +550,30 @@ def _captions_problem(conn: sqlite3.Connection) -> str:
         if bad.fetchone()[0]:
             return "a caption's text is not text"
     # The current captions are read whole: text that is not UTF-8 fails here, not in the window.
-    for _ in conn.execute("SELECT body FROM captions"):
-        pass
+    _read_texts(conn, "captions", "body")
     return ""
+
+
+#: Rows of :func:`_read_texts` per query.
+_TEXTS_PER_QUERY = 16384
+
+
+def _read_texts(conn: sqlite3.Connection, table: str, column: str) -> None:
+    """Read every text value of ``table.column`` as Python does (UTF-8): joined by SQLite,
+    :data:`_TEXTS_PER_QUERY` rows at a time, so a million rows are not a million Python
+    objects (issue 15). A part that holds text that is not UTF-8 is read again row by row:
+    the driver's error (``sqlite3.OperationalError``) then names the one value."""
+    (top,) = conn.execute(f"SELECT max(rowid) FROM {table}").fetchone()
+    where = f"WHERE rowid BETWEEN ? AND ? AND typeof({column}) = 'text'"
+    for start in range(0, (top or 0) + 1, _TEXTS_PER_QUERY):
+        bounds = (start, start + _TEXTS_PER_QUERY - 1)
+        try:
+            conn.execute(f"SELECT group_concat({column}, ' ') FROM {table} {where}",
+                         bounds).fetchone()
+        except sqlite3.OperationalError:
+            for _ in conn.execute(f"SELECT {column} FROM {table} {where}", bounds):
+                pass
+            raise
 
 
 #: A time as SQLAlchemy stores it in SQLite (``2024-05-01 09:30:00.123456``) that is surely

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import re
@@ -189,21 +188,25 @@ def path_label_changes(paths: Sequence[str]) -> dict[int, str]:
     """The labels of :func:`path_labels` that are not the file name, by index into ``paths``:
     few in most projects, so a million paths need no million labels (issue 15).
 
-    Finds the file names shared by several paths with one sorted array of their hashes (no
-    object per path is kept), then labels those paths alone."""
+    Two passes over the names, keeping no object per path: the first counts the names by a
+    part of their hash in a table of bytes (:data:`_NAME_BUCKETS`), the second groups by name
+    only the paths whose part is shared (the names shared by several paths, and a few others),
+    which are then labelled."""
     def name(path: str) -> str:
         return path[path.rfind("/") + 1:].casefold()
 
-    hashes = [hash(name(path)) for path in paths]
-    hashes.sort()
-    shared = {value for value, after in itertools.pairwise(hashes) if value == after}
-    del hashes
+    mask = _NAME_BUCKETS - 1
+    seen = bytearray(_NAME_BUCKETS)  # 0, 1 or 2: no name, one, more than one
+    for path in paths:
+        bucket = hash(name(path)) & mask
+        if seen[bucket] < 2:
+            seen[bucket] += 1
     groups: dict[str, list[int]] = {}
-    if shared:
-        for index, path in enumerate(paths):
-            key = name(path)
-            if hash(key) in shared:
-                groups.setdefault(key, []).append(index)
+    for index, path in enumerate(paths):
+        key = name(path)
+        if seen[hash(key) & mask] == 2:
+            groups.setdefault(key, []).append(index)
+    del seen
     changes: dict[int, str] = {}
     for members in groups.values():
         if len(members) < 2:
@@ -219,3 +222,8 @@ def path_label_changes(paths: Sequence[str]) -> dict[int, str]:
         for i in members:
             changes[i] = "/".join(parts[i][-depth:])
     return changes
+
+
+#: Buckets of :func:`path_label_changes`' first pass (a power of two): 8 MB, so that few of a
+#: million names share a bucket with another name.
+_NAME_BUCKETS = 1 << 23
