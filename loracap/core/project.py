@@ -712,17 +712,21 @@ class Project(ProjectImages, ProjectCaptions, ProjectUndo, ProjectPeople, Projec
                 if scanned.sidecar_caption and info.valid:
                     captions[stored] = strip_prefix(
                         scanned.sidecar_caption, settings.prefix_template, settings.trigger)
+            # Core statements on the session's connection: no ORM bookkeeping per row.
+            conn = session.connection()
+            tables = Base.metadata.tables
+            images = tables[ImageRow.__tablename__]
+            add_images = insert(images).returning(images.c.id, images.c.path)
             for start in range(0, len(rows), 1000):
                 chunk = rows[start:start + 1000]
-                ids = session.execute(insert(ImageRow).returning(ImageRow.id, ImageRow.path),
-                                      chunk).all()
+                ids = conn.execute(add_images, chunk).all()
                 with_caption = [(image_id, captions[path]) for image_id, path in ids
                                 if path in captions]
                 if with_caption:
-                    session.execute(insert(CaptionVersionRow), [
+                    conn.execute(insert(tables[CaptionVersionRow.__tablename__]), [
                         dict(image_id=i, body=b, provenance=Provenance.IMPORTED.value,
                              created_at=now) for i, b in with_caption])
-                    session.execute(insert(CaptionRow), [
+                    conn.execute(insert(tables[CaptionRow.__tablename__]), [
                         dict(image_id=i, body=b, provenance=Provenance.IMPORTED.value,
                              created_at=now, updated_at=now) for i, b in with_caption])
                     imported += len(with_caption)

@@ -58,11 +58,17 @@ class ProjectImages(ProjectBase):
     def _stored(self, path: Path) -> str:
         """How a path is stored: like :meth:`stored_path`, with the exact name (a lone
         surrogate for each byte that is not UTF-8; :class:`~loracap.core.schema.FsPath`)."""
-        path = Path(os.path.abspath(path))
-        try:
-            return path.relative_to(self.folder).as_posix()
+        absolute = os.path.abspath(path)
+        folder = os.fspath(self.folder)
+        prefix = folder if folder.endswith(os.sep) else folder + os.sep
+        if absolute.startswith(prefix):  # the common case, without pathlib's parsing (scan)
+            relative = absolute[len(prefix):]
+            return relative.replace(os.sep, "/") if os.sep != "/" else relative
+        as_path = Path(absolute)
+        try:  # pathlib's rules: on Windows a folder named in another case still contains it
+            return as_path.relative_to(self.folder).as_posix()
         except ValueError:
-            return path.as_posix()
+            return as_path.as_posix()
 
     def resolve(self, stored: str) -> Path:
         """The absolute path of a stored image path."""
