@@ -153,7 +153,7 @@ def order_key(path: str) -> tuple[str, str]:
     return path.casefold(), path
 
 
-def _stored_text(stored: str | bytes) -> str:
+def stored_text(stored: str | bytes) -> str:
     """A stored path as Python names the file: a BLOB (a name that is not UTF-8) decoded with
     surrogate escapes (:func:`loracap.core.schema.fs_decode`)."""
     if isinstance(stored, str):
@@ -443,18 +443,12 @@ class ImageRows(Sequence[ImageRecord]):
             yield bodies[row] if flags[row] & VALID and provenances[row] else ""
 
     def missing_ids(self) -> list[int]:
-        """The ids of the valid images whose file is not on disk (:func:`files_present`: the
-        rows of a folder in a row are looked up with one listing of it)."""
-        base, join, texts, ids = os.fspath(self.folder), os.path.join, self._paths, self._ids
-        stored = ((row, texts[row]) for row, flags in enumerate(self._flags) if flags & VALID)
-        missing: list[int] = []
-        for head, run in itertools.groupby(stored, key=lambda item: _head(item[1])):
-            rows = list(run)
-            files = [(join(base, path), path[len(head):]) for _, path in rows]
-            present = _present_in(join(base, head) if head else base, files)
-            missing.extend(ids[row] for (row, _), found in zip(rows, present, strict=True)
-                           if not found)
-        return missing
+        """The ids of the valid images whose file is not on disk
+        (:func:`stored_files_present`)."""
+        valid = [row for row, flags in enumerate(self._flags) if flags & VALID]
+        texts, ids = self._paths, self._ids
+        present = stored_files_present(self.folder, (texts[row] for row in valid))
+        return [ids[row] for row, found in zip(valid, present, strict=True) if not found]
 
     def record(self, row: int) -> ImageRecord:
         """The :class:`ImageRecord` of ``row`` (``0 <= row < len(self)``)."""
@@ -644,7 +638,7 @@ class ImageRows(Sequence[ImageRecord]):
         self._index(ids, first)
         common = self._common
         if bytes in set(map(type, paths)):
-            paths = tuple(map(_stored_text, paths))
+            paths = tuple(map(stored_text, paths))
         marks = bytearray(flags)
         if any(mark & _MAYBE_OUTSIDE for mark in marks):
             for offset, mark in enumerate(marks):
@@ -745,6 +739,16 @@ def files_present(paths: Iterable[str]) -> Iterator[bool]:
         yield from _present_in(folder, [(path, name) for path, _, name in run])
 
 
+def stored_files_present(folder: Path, stored: Iterable[str]) -> Iterator[bool]:
+    """:func:`files_present` of stored image paths (relative to the project ``folder``, or
+    absolute), without making each absolute path twice: the paths of one folder in a row are
+    looked up with one listing of it."""
+    base, join = os.fspath(folder), os.path.join
+    for head, run in itertools.groupby(stored, key=_head):
+        files = [(join(base, path), path[len(head):]) for path in run]
+        yield from _present_in(join(base, head) if head else base, files)
+
+
 def _present_in(folder: str, files: list[tuple[str, str]]) -> Iterator[bool]:
     """:func:`files_present` of ``files`` (path, name) in ``folder``."""
     isfile = os.path.isfile
@@ -806,7 +810,7 @@ def path_order(conn: sqlite3.Connection, limit: int | None = None) -> array[int]
     if not others:
         query = f"SELECT id FROM images ORDER BY lower(path), path{first}"
         return array("q", map(operator.itemgetter(0), conn.execute(query)))
-    keyed = sorted((order_key(readable_path(_stored_text(stored))), image_id)
+    keyed = sorted((order_key(readable_path(stored_text(stored))), image_id)
                    for image_id, stored in others)
     query = f"SELECT id, path FROM images WHERE {_ASCII_PATH} ORDER BY lower(path), path{first}"
     plain = ((order_key(stored), image_id) for image_id, stored in conn.execute(query))
@@ -882,5 +886,6 @@ def _people_found(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, int
 __all__ = [
     "BLOCK", "HAS_TEXT", "IDS_PER_QUERY", "LAST_FAILED", "LIST_FOLDER_FROM", "OUTSIDE", "VALID",
     "WHITESPACE", "ImageRows", "files_present", "first_page", "iter_rows", "read_only_uri",
+    "stored_files_present", "stored_text",
     "is_outside", "leaves_folder", "order_key", "path_order", "read_rows",
 ]

@@ -30,6 +30,8 @@ from loracap.core.image_rows import (
     order_key,
     path_order,
     read_rows,
+    stored_files_present,
+    stored_text,
 )
 from loracap.core.project_base import ProjectBase, _chunks
 from loracap.core.records import (
@@ -147,19 +149,14 @@ class ProjectImages(ProjectBase):
 
     def missing_images(self) -> list[ImageRecord]:
         """Valid images whose file is no longer on disk (the folder was moved or renamed),
-        ordered as :meth:`images`. Looks up every valid image's file (:func:`_files_present`);
+        ordered as :meth:`images`. Looks up every valid image's file
+        (:func:`~loracap.core.image_rows.stored_files_present`);
         builds records only for the missing ones."""
-        with self._read() as session:
-            rows = session.execute(select(ImageRow.id, ImageRow.path).where(ImageRow.valid)).all()
-        present = _files_present(self._resolved([path for _, path in rows]))
+        with self._driver() as conn:
+            rows = conn.execute("SELECT id, path FROM images WHERE valid").fetchall()
+        present = stored_files_present(self.folder, (stored_text(path) for _, path in rows))
         return self.images_by_id([image_id for (image_id, _), found
                                   in zip(rows, present, strict=True) if not found])
-
-    def _resolved(self, stored: Sequence[str]) -> list[str]:
-        """:meth:`resolve` of each stored path as a string: the same files, without making a
-        :class:`Path` each."""
-        folder, join = os.fspath(self.folder), os.path.join
-        return [join(folder, path) for path in stored]
 
     def relink(self, new_folder: Path) -> list[ImageRecord]:
         """Point missing images at ``new_folder`` (the dataset folder was moved or renamed).
@@ -234,7 +231,7 @@ class ProjectImages(ProjectBase):
         chosen: list[int] = []
         protected: list[int] = []
         records = [rec for rec in self.images() if rec.valid]
-        present = _files_present([os.fspath(rec.abs_path) for rec in records])
+        present = files_present([os.fspath(rec.abs_path) for rec in records])
         for rec, on_disk in zip(records, present, strict=True):
             if not on_disk:
                 continue
@@ -256,10 +253,13 @@ class ProjectImages(ProjectBase):
 
         One SQL query counts the images by validity, caption, provenance, latest attempt and
         review mark (no record is built); ``missing_files`` looks up the file of every valid
-        image (:func:`_files_present`: one listing per folder of many images)."""
+        image (:func:`~loracap.core.image_rows.stored_files_present`: one listing per folder
+        of many images)."""
         with self._read() as session:
             groups = session.execute(_counts_query()).all()
-            paths = session.scalars(select(ImageRow.path).where(ImageRow.valid)).all()
+            conn = session.connection().connection.dbapi_connection
+            paths = [stored_text(path) for (path,) in conn.execute(  # type: ignore[union-attr]
+                "SELECT path FROM images WHERE valid")]
         images = invalid = captioned = failed = approved = rejected = unreviewed = 0
         provenance = {p.value: 0 for p in Provenance}
         for valid, source, review, count, with_text, latest_failed in groups:
@@ -280,7 +280,7 @@ class ProjectImages(ProjectBase):
             invalid=invalid,
             captioned=captioned,
             failed=failed,
-            missing_files=_files_present(self._resolved(paths)).count(False),
+            missing_files=list(stored_files_present(self.folder, paths)).count(False),
             provenance=provenance,
             reviewed=images - unreviewed,
             approved=approved,
@@ -398,8 +398,3 @@ def _counts_query() -> Select[*tuple[Any, ...]]:
         ImageRow.valid, CaptionRow.provenance, ImageRow.review, func.count(),
         func.sum(case((captioned, 1), else_=0)), func.sum(case((failed, 1), else_=0)),
     )).group_by(ImageRow.valid, CaptionRow.provenance, ImageRow.review)
-
-
-def _files_present(paths: Sequence[str]) -> list[bool]:
-    """:func:`~loracap.core.image_rows.files_present` of ``paths``, as a list."""
-    return list(files_present(paths))

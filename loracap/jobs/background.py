@@ -489,9 +489,10 @@ class ProjectLoadJob(_CancellableJob):
 
                 project = Project.open(target)
                 with self._lock:
+                    if cancel.is_set():  # nobody will take it: closed here
+                        project.close()
+                        raise CancelledError("Cancelled.")
                     self._opened = project
-                if cancel.is_set():
-                    raise CancelledError("Cancelled.")
                 task.signals.progress.emit(_OPENED, project)
             else:
                 project = target

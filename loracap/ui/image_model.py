@@ -1,10 +1,13 @@
-"""The item model of the image grid: a thin Qt adapter over a list of frozen ``ImageRecord`` s.
+"""The item model of the image grid: a thin Qt adapter over the images of a project, held as
+compact columns (:class:`~loracap.core.image_rows.ImageRows`) whose frozen ``ImageRecord`` s
+are made when asked for.
 
-:class:`ImageListModel` holds the records the window got from the project, in the order given,
+:class:`ImageListModel` holds the images the window got from the project, in the order given,
 and answers ``data()`` from them alone: it never touches the disk (thumbnails come from a
 :class:`~loracap.ui.thumbnails.ThumbnailProvider`, which loads them in the background) and never
 talks to the project. The window pushes changes in with :meth:`ImageListModel.update_record`
-and :meth:`ImageListModel.set_records`. :class:`ImageFilterProxy` filters it by text and state.
+and :meth:`ImageListModel.set_records`, and a large project's rows in steps
+(:meth:`ImageListModel.begin_loading`). :class:`ImageFilterProxy` filters it by text and state.
 
 An image's *state* (:func:`image_state`) is what the grid badge and the state filter show:
 ``invalid``, ``missing``, ``generated``, ``edited``, ``manual``, ``imported``, ``failed`` or
