@@ -183,3 +183,23 @@ def test_labels_that_are_not_the_file_name() -> None:
                        6: "Straße.jpg", 7: "q/STRASSE.JPG"}
     assert path_labels(paths) == [changes.get(i) or path.rsplit("/", 1)[-1]
                                   for i, path in enumerate(paths)]
+
+
+def test_texts_and_times_come_back_exactly(tmp_path: Path) -> None:
+    """Whatever a caption's source holds (quotes, line breaks, any character) and a stored
+    time with a zone (written by another program) read back as the ORM reads them."""
+    from tests.core.test_project_reads import _reference_records
+
+    with _varied_project(tmp_path) as project:
+        target = next(rec for rec in project.images() if rec.valid and rec.caption is None)
+        prompt = 'say "hi"\n\\ ü 🙂 \x1f [1, {"a": null}]'
+        project.store_generated(target.id, "a body", backend='b"e', model="m\tx", prompt=prompt)
+        conn = sqlite3.connect(project.path)
+        with conn:
+            conn.execute("UPDATE captions SET created_at = '2024-05-01 09:30:00.123456+02:00' "
+                         "WHERE image_id = ?", (target.id,))
+        conn.close()
+        record = project.image(target.id)
+        assert record.caption is not None and record.caption.prompt == prompt
+        assert record.caption.created_at.utcoffset() == timedelta(hours=2)
+        assert project.images() == _reference_records(project)
