@@ -616,13 +616,19 @@ class BatchJobs(QObject):
         self.window.progress.label.setText(
             "Cancelling… (a job already on its way to the service is still sent)")
 
-    def _on_submitted(self, job: BatchSubmitJob, record: BatchJobRecord) -> None:
+    def _end_submission(self, job: BatchSubmitJob) -> bool:
+        """Forget the submission ``job`` and hide its progress; False when it is not the
+        current one (a late signal)."""
         if job is not self._submit_job:
-            return
+            return False
         self._submit_job = None
-        window = self.window
-        window.progress.hide()
+        self.window.progress.hide()
         self._update_window()
+        return True
+
+    def _on_submitted(self, job: BatchSubmitJob, record: BatchJobRecord) -> None:
+        if not self._end_submission(job):
+            return
         unread = record.counts.get(ItemState.FAILED.value, 0)
         sent = record.requests - unread
         text = (f"Sent {sent} image(s) to the {service_name(record.backend)} Batch API as job "
@@ -635,14 +641,10 @@ class BatchJobs(QObject):
         self.submit_ended.emit(record)
 
     def _on_submit_ended(self, job: BatchSubmitJob, message: str) -> None:
-        if job is not self._submit_job:
+        if not self._end_submission(job):
             return
-        self._submit_job = None
-        window = self.window
-        window.progress.hide()
-        self._update_window()
         if message:
-            window.show_error(f"The batch job was not sent: {message}")
+            self.window.show_error(f"The batch job was not sent: {message}")
         else:
             self._status_bar().showMessage("Cancelled before the batch job was sent; nothing "
                                            "was sent.", MESSAGE_MS)
