@@ -169,24 +169,31 @@ class ProjectBatches(ProjectBase):
         project format opened read-only."""
         if self.format_version < 8:
             return []
+        return self._job_records(open_only=open_only)
+
+    def _job_records(self, *, open_only: bool = False, job_id: int | None = None
+                     ) -> list[BatchJobRecord]:
+        """The jobs (all, those not fetched, or the one ``job_id``) with their counts."""
         with self._read() as session:
             query = select(BatchJobRow).order_by(BatchJobRow.id)
+            items = select(BatchItemRow.job_id, BatchItemRow.state, func.count()).group_by(
+                BatchItemRow.job_id, BatchItemRow.state)
             if open_only:
                 query = query.where(BatchJobRow.fetched.is_(False))
+            if job_id is not None:
+                query = query.where(BatchJobRow.id == job_id)
+                items = items.where(BatchItemRow.job_id == job_id)
             rows = list(session.scalars(query))
             counts: dict[int, dict[str, int]] = {}
-            for job_id, state, count in session.execute(
-                    select(BatchItemRow.job_id, BatchItemRow.state, func.count())
-                    .group_by(BatchItemRow.job_id, BatchItemRow.state)):
-                counts.setdefault(job_id, {})[state] = int(count)
+            for owner, state, count in session.execute(items):
+                counts.setdefault(owner, {})[state] = int(count)
             return [_job_record(row, counts.get(row.id, {})) for row in rows]
 
     def batch_job(self, job_id: int) -> BatchJobRecord:
         """One job by id; raises :class:`InputError` for an unknown one."""
         self._require_batches()
-        for job in self.batch_jobs():
-            if job.id == job_id:
-                return job
+        for job in self._job_records(job_id=job_id):
+            return job
         raise InputError(f"No batch job {job_id} in {self.path.name} "
                          "(see `loracap batch status`).")
 
