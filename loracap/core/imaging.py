@@ -47,7 +47,7 @@ from PIL import (
 )
 
 from loracap.core.errors import InputError, UndecodableImageError
-from loracap.core.structure import check_structure, sniff
+from loracap.core.structure import check_structure, read_jpeg, sniff
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +108,8 @@ _HEADER_READERS: tuple[type[ImageFile.ImageFile], ...] = (
     BmpImagePlugin.BmpImageFile,
 )
 _SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+_JPEG_EXTENSIONS = frozenset(ext for ext, fmts in EXPECTED_FORMATS.items() if "JPEG" in fmts)
+_PLAIN_JPEG_FRAMES = frozenset({0xC0, 0xC1, 0xC2})  # T.81 SOF0-SOF2: 8-bit Huffman coding
 _NOT_AN_IMAGE = "not an image file Pillow can read (corrupt or another kind of file)"
 _MAX_DETAIL_CHARS = 120
 
@@ -225,6 +227,15 @@ def _probe_regular_file(path: Path, file_size: int) -> tuple[str, int, int]:
     except OSError as exc:
         raise _Invalid(f"cannot read the file: {exc.strerror or exc}") from None
     with fp:
+        if ext in _JPEG_EXTENSIONS:
+            try:
+                plain = _probe_plain_jpeg(fp, file_size)
+            except OSError as exc:
+                raise _Invalid(f"cannot read the file: {exc.strerror or exc}") from None
+            if plain is not None:
+                logger.debug("probed %s: JPEG %dx%d, %d bytes", path, *plain, file_size)
+                return ("JPEG", *plain)
+            fp.seek(0)
         with _open_checked(fp, file_size) as im:
             fmt = im.format or "unknown"
             _check_format(path, fmt)
@@ -236,6 +247,33 @@ def _probe_regular_file(path: Path, file_size: int) -> tuple[str, int, int]:
             _check_whole(fp, im, fmt, (width, height), file_size)
     logger.debug("probed %s: %s %dx%d, %d bytes", path, fmt, width, height, file_size)
     return fmt, width, height
+
+
+def _probe_plain_jpeg(fp: IO[bytes], file_size: int) -> tuple[int, int] | None:
+    """``(width, height)`` after EXIF orientation of a plain, whole JPEG, read by one walk of
+    its segments (:func:`loracap.core.structure.read_jpeg`) without Pillow; None for any other
+    file, which Pillow then reads as before.
+
+    Plain means what Pillow's JPEG reader accepts as format ``"JPEG"`` with nothing to decode
+    for the verdict: an 8-bit baseline, extended or progressive frame of 1, 3 or 4 components
+    and a non-zero size within :data:`MAX_PIXELS`, whole quantization tables, a whole structure
+    ending with EOI, no Multi-Picture index (Pillow would say MPO), and an EXIF orientation
+    read as Pillow reads it. Everything else -- damage, an unusual coding, data after the
+    image, XMP orientation -- goes the slower way, so both ways give the same ``ImageInfo``.
+    A scan of camera JPEGs spends most of its time in Pillow's Python header parsing; this
+    reads the same few kilobytes in one pass.
+    """
+    structure, facts = read_jpeg(fp, file_size)
+    if not (structure.whole and facts.frame in _PLAIN_JPEG_FRAMES and facts.precision == 8
+            and facts.components in (1, 3, 4) and facts.tables_whole
+            and not facts.multi_picture and facts.orientation is not None):
+        return None
+    width, height = facts.width, facts.height
+    if not 0 < width * height <= MAX_PIXELS:
+        return None
+    if facts.orientation in _SWAPPING_ORIENTATIONS:
+        return height, width
+    return width, height
 
 
 def _open_image(fp: IO[bytes]) -> ImageFile.ImageFile:

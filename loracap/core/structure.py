@@ -30,6 +30,11 @@ the header). Each check reads as little of the file as its format allows:
   frames holding one of these. Only chunk headers are read.
 * Every other format (BMP) is "unknown": the caller decodes it.
 
+The JPEG walk also notes what a scan needs from the header (:func:`read_jpeg`): the frame
+header's size and coding, the EXIF orientation from the first IFD of the APP1 ``Exif``
+segment (Exif 2.32 and TIFF 6.0: tag 0x0112), and the APP2 ``MPF`` segment of multi-picture
+files -- so the scan of a plain JPEG needs no other reader.
+
 Nothing here decodes pixels, imports Pillow, or writes to a file.
 """
 
@@ -37,7 +42,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO
 
 #: Bytes read at a time when walking headers: a memory page. Larger reads cost more copying
@@ -154,6 +159,129 @@ _CUT_OFF_BEFORE_SCAN = "the JPEG ends before its image data: the file is cut off
 NO_EOI = "the JPEG has no end-of-image marker: the file is cut off"
 
 
+_APP1, _APP2, _DQT = 0xE1, 0xE2, 0xDB
+_NOTED_MARKERS = frozenset({_APP1, _APP2, _DQT})
+_EXIF_SIGNATURE = b"Exif\x00\x00"  # Exif 2.32, 4.7.2: the APP1 identifier
+_XMP_SIGNATURE = b"http://ns.adobe.com/xap/1.0/\x00"  # XMP part 3, 1.1.3: the APP1 namespace
+_MPF_SIGNATURE = b"MPF\x00"  # CIPA DC-007 (Multi-Picture Format), 5.2: the APP2 identifier
+_TIFF_ORDER = {b"II*\x00": "<", b"MM\x00*": ">"}  # TIFF 6.0, section 2: the image file header
+_ORIENTATION_TAG = 0x0112  # TIFF 6.0 section 8 / Exif 2.32 4.6.4: Orientation, SHORT, 1 value
+_SHORT, _LONG = 3, 4  # TIFF 6.0 section 2: field types
+
+
+@dataclass
+class JpegFacts:
+    """What the walk of a JPEG's marker segments (:func:`read_jpeg`) learned on the way.
+
+    ``frame`` is the frame header's marker (``0xC0`` baseline, ``0xC1`` extended, ``0xC2``
+    progressive, ...; 0 when none was reached), with its sample ``precision`` in bits, its
+    number of ``components`` (1 grey, 3 YCbCr or RGB, 4 CMYK) and the ``width`` and ``height``
+    in pixels as stored (T.81 B.2.2: ``P``, ``Nf``, ``X`` and ``Y``). ``exif`` holds the
+    ``(position, length)`` in bytes of the data of every APP1 segment starting with ``Exif\0\0``;
+    ``xmp`` tells whether an APP1 segment holds XMP, ``multi_picture`` whether an APP2 segment
+    holds a CIPA Multi-Picture Format index (Pillow then reads the file as MPO), and
+    ``tables_whole`` whether every DQT segment is made of whole quantization tables (T.81
+    B.2.4.1: ``Pq``/``Tq``, then 64 one-byte or two-byte values) -- Pillow refuses the file
+    otherwise. ``orientation`` is the EXIF orientation (1-8; 1 when there is no EXIF or the
+    tag is out of range) or None when the segments alone cannot say it the way Pillow does:
+    several EXIF segments, an unusual tag type, an IFD outside its segment, or no EXIF
+    orientation beside XMP (Pillow then looks in the XMP).
+    """
+
+    frame: int = 0
+    precision: int = 0
+    components: int = 0
+    width: int = 0
+    height: int = 0
+    exif: list[tuple[int, int]] = field(default_factory=list)
+    xmp: bool = False
+    multi_picture: bool = False
+    tables_whole: bool = True
+    orientation: int | None = None
+
+    def note(self, reader: _Reader, marker: int, pos: int, length: int) -> None:
+        """Note what the APP1, APP2 or DQT segment at ``pos`` (``length`` from its length
+        field, which counts itself) holds."""
+        start, size = pos + 4, length - 2
+        if marker == _DQT:
+            self.tables_whole = self.tables_whole and _whole_tables(reader, start, size)
+            return
+        head = reader.at(start, min(size, len(_XMP_SIGNATURE)))
+        if marker == _APP1 and head.startswith(_EXIF_SIGNATURE):
+            self.exif.append((start, size))
+        elif marker == _APP1 and head.startswith(_XMP_SIGNATURE):
+            self.xmp = True
+        elif marker == _APP2 and head.startswith(_MPF_SIGNATURE):
+            self.multi_picture = True
+
+    def read_orientation(self, reader: _Reader) -> int | None:
+        """The EXIF orientation (see the class), read from the first IFD of the one EXIF
+        segment."""
+        if len(self.exif) > 1:
+            return None
+        if not self.exif:
+            return None if self.xmp else 1
+        try:
+            return self._orientation_in(reader, *self.exif[0])
+        except struct.error:  # fewer bytes than the segment promised
+            return None
+
+    def _orientation_in(self, reader: _Reader, start: int, size: int) -> int | None:
+        """:meth:`read_orientation` of the EXIF data of ``size`` bytes at ``start``."""
+        tiff, tiff_size = start + len(_EXIF_SIGNATURE), size - len(_EXIF_SIGNATURE)
+        head = reader.at(tiff, 8)
+        order = _TIFF_ORDER.get(head[:4])
+        if order is None or len(head) < 8 or tiff_size < 8:
+            return None
+        (ifd,) = struct.unpack(order + "I", head[4:8])
+        if ifd + 2 > tiff_size:
+            return None
+        (count,) = struct.unpack(order + "H", reader.at(tiff + ifd, 2))
+        if ifd + 2 + 12 * count > tiff_size:
+            return None
+        found = [entry for entry in struct.iter_unpack(order + "HHI4s",
+                                                       reader.at(tiff + ifd + 2, 12 * count))
+                 if entry[0] == _ORIENTATION_TAG]
+        if not found:
+            return None if self.xmp else 1
+        if len(found) > 1:
+            return None
+        _tag, kind, values, field_bytes = found[0]
+        if values != 1 or kind not in (_SHORT, _LONG):
+            return None
+        (value,) = struct.unpack_from(order + ("H" if kind == _SHORT else "I"), field_bytes)
+        return value if 1 <= value <= 8 else 1
+
+
+def _whole_tables(reader: _Reader, start: int, size: int) -> bool:
+    """True if the DQT data of ``size`` bytes at ``start`` is whole tables (T.81 B.2.4.1; a
+    ``Pq`` other than 0 counts as two-byte values, as Pillow reads it)."""
+    offset = 0
+    while offset < size:
+        kind = reader.at(start + offset, 1)
+        table = 1 + (64 if kind and kind[0] >> 4 == 0 else 128)
+        if size - offset < table:
+            return False
+        offset += table
+    return True
+
+
+def read_jpeg(fp: IO[bytes], file_size: int) -> tuple[Structure, JpegFacts]:
+    """Check the JPEG in ``fp`` (a seekable binary file of ``file_size`` bytes) as
+    :func:`check_structure` does, and return what its header says with the verdict: the
+    frame, the EXIF orientation, whether it is a multi-picture file (:class:`JpegFacts`).
+
+    One walk of the segments before the image data and one read of the file's end, the same
+    bytes the structure check reads. ``fp``'s position is left anywhere. Raises
+    :class:`OSError` when the file cannot be read.
+    """
+    reader = _Reader(fp, file_size)
+    facts = JpegFacts()
+    structure = _check_jpeg(reader, facts)
+    facts.orientation = facts.read_orientation(reader) if facts.frame else None
+    return structure, facts
+
+
 def _marker_name(marker: int) -> str:
     if marker in _SOF_MARKERS:
         return f"SOF{marker - 0xC0}"
@@ -166,8 +294,9 @@ def _jpeg_corrupt(what: str) -> Structure:
     return Structure(False, f"{what}: the file is corrupt")
 
 
-def _check_jpeg(reader: _Reader) -> Structure:
-    """T.81 Annex B: SOI, marker segments up to the first SOS, EOI at the end."""
+def _check_jpeg(reader: _Reader, facts: JpegFacts | None = None) -> Structure:
+    """T.81 Annex B: SOI, marker segments up to the first SOS, EOI at the end; what the walk
+    passes is noted in ``facts`` when given."""
     if reader.at(0, 2) != b"\xff\xd8":
         return _jpeg_corrupt("the JPEG does not start with a start-of-image marker")
     pos, frame, precision = 2, 0, 0
@@ -194,6 +323,9 @@ def _check_jpeg(reader: _Reader) -> Structure:
             if components < 1 or length != 8 + 3 * components:
                 return _jpeg_corrupt(f"the JPEG's frame header at byte {pos} is damaged")
             frame, precision = marker, head[4]
+            if facts is not None:
+                facts.frame, facts.precision, facts.components = marker, precision, components
+                facts.height, facts.width = head[5] << 8 | head[6], head[7] << 8 | head[8]
         elif marker == _SOS:
             if not frame:
                 return _jpeg_corrupt("the JPEG's image data comes before its frame header")
@@ -201,6 +333,8 @@ def _check_jpeg(reader: _Reader) -> Structure:
             if not 1 <= components <= 4 or length != 6 + 2 * components:
                 return _jpeg_corrupt(f"the JPEG's scan header at byte {pos} is damaged")
             break
+        elif facts is not None and marker in _NOTED_MARKERS:
+            facts.note(reader, marker, pos, length)
         pos = end
     if frame not in _SOF_DECODED or precision != 8:
         return UNKNOWN  # arithmetic, lossless, 12-bit ...: the decoder says whether it can
