@@ -28,11 +28,12 @@ def fake() -> Iterator[FakeGeminiBatchServer]:
 
 
 def loracap(*args: str | Path, fake: FakeGeminiBatchServer | None = None,
-            inline_limit: int | None = None) -> subprocess.CompletedProcess[str]:
+            inline_limit: int | None = None, key: str = "test-key"
+            ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("GEMINI_", "GOOGLE_", "OPENAI_", "ANTHROPIC_", "LORACAP_"))}
     env.update({"PYTHON_KEYRING_BACKEND": "tests.fakes.memory_keyring.MemoryKeyring",
-                "PYTHONPATH": str(REPO), "GEMINI_API_KEY": "test-key",
+                "PYTHONPATH": str(REPO), "GEMINI_API_KEY": key,
                 "LORACAP_NO_UPLOAD_CACHE": "1"})
     if fake is not None:
         env["GOOGLE_GEMINI_BASE_URL"] = fake.base_url
@@ -122,3 +123,22 @@ def test_a_multi_person_project_is_refused_with_a_reason(tmp_path: Path,
     assert refused.returncode == 2, refused.stderr
     assert "Multi-person captions take several requests" in refused.stderr
     assert fake.jobs == {}
+
+
+def test_a_refused_key_is_said_before_preparing_and_leaves_no_job(
+        project: Path, fake: FakeGeminiBatchServer) -> None:
+    refused = loracap("caption", project, "--batch", fake=fake, key="revoked-key")
+    assert refused.returncode == 3, refused.stderr  # an authentication failure
+    assert "Gemini refused the API key" in refused.stderr
+    assert "API key not valid" in refused.stderr  # the service's own words
+    assert "Preparing" not in refused.stderr  # said before any image was prepared
+    assert fake.jobs == {} and fake.files == {}
+    assert {request.method for request in fake.requests} == {"GET"}  # only the check
+    status = loracap("batch", "status", project)
+    assert status.returncode == 0, status.stderr
+    assert "No batch jobs" in status.stdout
+    # With the right key the same images go: nothing was held back by the refused attempt.
+    submitted = loracap("caption", project, "--batch", fake=fake)
+    assert submitted.returncode == 0, submitted.stderr
+    assert "Preparing 3 of 3 image(s)" in submitted.stderr
+    assert "Submitted 3 image(s)" in submitted.stderr

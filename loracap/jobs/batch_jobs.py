@@ -238,10 +238,10 @@ class BatchSubmitJob(_BatchJob):
     (:func:`~loracap.core.batches.flow.submit_batch`) with the project's caption settings.
 
     Signals: ``progress(done, total)`` (images prepared, at most ~20 per second and the last
-    one), ``finished(BatchJobRecord)``, ``failed(message)`` (a refused key, a job too large;
-    the job is stored as failed, "not submitted"), ``cancelled()`` (stopped while preparing:
-    nothing was sent). A stop after the preparation, while the job is being sent, cannot
-    take it back: ``finished`` follows.
+    one), ``finished(BatchJobRecord)``, ``failed(message)`` (a refused key, found before any
+    image is prepared: no job is stored; a job too large: stored as failed, "not submitted"),
+    ``cancelled()`` (stopped while preparing: nothing was sent). A stop after the
+    preparation, while the job is being sent, cannot take it back: ``finished`` follows.
     """
 
     progress = pyqtSignal(int, int)

@@ -648,7 +648,8 @@ class BatchJobs(QObject):
         else:
             self._status_bar().showMessage("Cancelled before the batch job was sent; nothing "
                                            "was sent.", MESSAGE_MS)
-        # The job is stored as "not submitted": the list shows it.
+        # A job refused once stored (too large, ...) is stored as "not submitted": the list
+        # shows it. (A refused key is found before a job is stored.)
         self._run("check the jobs", self.refresh)
         self.submit_ended.emit(None)
 

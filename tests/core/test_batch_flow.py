@@ -24,6 +24,7 @@ from loracap.core.backends.anthropic_claude import ClaudeCaptioner
 from loracap.core.backends.base import BackendConfig, TokenUsage, prepare_jpeg
 from loracap.core.backends.openai_compat import OpenAICaptioner
 from loracap.core.batches import anthropic as anthropic_batches
+from loracap.core.batches import flow
 from loracap.core.batches import gemini as gemini_batches
 from loracap.core.batches import openai as openai_batches
 from loracap.core.batches.anthropic import AnthropicBatchService
@@ -140,8 +141,9 @@ class Adapter:
     limits: tuple[str, ...] = ()
     #: How the caption of the answer :meth:`caption_reply` reads ("": not said).
     caption = ""
-    #: The key the fake takes.
+    #: The key the fake takes, and the words of its refusal of another one.
     key = ""
+    refusal = ""
     #: The service's class and module (its ``MAX_REQUESTS`` and ``MAX_BYTES``).
     service_class: type = object
     module: Any = None
@@ -225,6 +227,7 @@ class Gemini(Adapter):
     limits = ("bytes",)
     caption = "a marble hall, tall windows"
     key = TEST_API_KEY
+    refusal = "API key not valid"
 
     def __init__(self, inline_limit: int = 19_000_000) -> None:
         self.inline_limit = inline_limit
@@ -294,6 +297,7 @@ class Anthropic(Adapter):
     usage = anthropic_server.DEFAULT_USAGE
     limits = ("requests", "bytes")
     key = anthropic_server.DEFAULT_KEY
+    refusal = "invalid x-api-key"
     service_class = AnthropicBatchService
     module = anthropic_batches
 
@@ -334,6 +338,7 @@ class OpenAI(Adapter):
     usage = openai_server.DEFAULT_USAGE
     limits = ("requests", "bytes")
     key = "sk-test"
+    refusal = "Incorrect API key provided"
     service_class = OpenAIBatchService
     module = openai_batches
 
@@ -527,17 +532,33 @@ def test_expiry_and_cancel_keep_what_was_fetched(adapter: Adapter, fake: Any,
     assert adapter.deleted(fake) == [name for name in inputs if name]  # the request files
 
 
-def test_a_refused_key_stores_the_job_as_not_submitted(adapter: Adapter, fake: Any,
-                                                       folder: Path) -> None:
-    with new_project(folder) as project, closing(adapter.service(fake, key="wrong-key")
-                                                 ) as service:
-        with pytest.raises(AuthenticationError):
-            submit(project, service)
-        (job,) = project.batch_jobs()
-        assert job.state is JobState.FAILED and job.fetched and "not submitted" in job.error
-        # Its images are free for the next job.
+def test_a_refused_key_is_said_before_any_image_is_prepared_and_stores_no_job(
+        adapter: Adapter, fake: Any, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    prepared: list[Path] = []
+
+    def prepare(path: Path, max_side: int) -> bytes:
+        prepared.append(path)
+        return prepare_jpeg(path, max_side)
+
+    monkeypatch.setattr(flow, "prepare_jpeg", prepare)
+    with new_project(folder) as project:
+        with closing(adapter.service(fake, key="wrong-key")) as service:
+            with pytest.raises(AuthenticationError) as refused:
+                submit(project, service, on_prepared=lambda d, t: pytest.fail("prepared"))
+        assert "refused the API key" in str(refused.value)
+        assert adapter.refusal in str(refused.value)  # the service's own words
+        assert prepared == []
+        assert project.batch_jobs() == []  # nothing was sent: no job to follow or forget
         assert len(choose_images(project, CaptionMode.MISSING)[0]) == 5
-    assert adapter.nothing_left(fake)
+        # Only the check reached the service: one read, nothing uploaded or created.
+        assert fake.requests and {request.method for request in fake.requests} == {"GET"}
+        assert adapter.nothing_left(fake)
+        # With the right key the same images are prepared (through the function counted
+        # above) and sent.
+        with closing(adapter.service(fake)) as service:
+            job = project.batch_job(submit(project, service))
+        assert len(prepared) == 5 and job.requests == 5 and job.remote_id
+        assert [record.id for record in project.batch_jobs()] == [job.id]
 
 
 @pytest.mark.parametrize(("limit_adapter", "limit"),

@@ -5,6 +5,8 @@ Routes, as the SDK calls them (its ``resources/messages/batches.py``):
 * ``POST /v1/messages/batches`` -- ``{"requests": [{"custom_id", "params"}]}``; a 400
   ``invalid_request_error`` for no requests, or a ``custom_id`` that is repeated or not 1-64
   characters of ``[a-zA-Z0-9_-]`` (as the API documents);
+* ``GET /v1/messages/batches?limit=&after_id=`` -- the batches, newest first, a page of
+  ``{"data", "has_more", "first_id", "last_id"}``;
 * ``GET /v1/messages/batches/{id}``, ``POST /v1/messages/batches/{id}/cancel``;
 * ``GET /v1/messages/batches/{id}/results`` -- the ``results_url`` of an ended batch: JSONL,
   one ``{"custom_id", "result"}`` line per request.
@@ -30,6 +32,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 from tests.fakes.anthropic_server import (
     DEFAULT_KEY,
@@ -128,6 +131,8 @@ class FakeAnthropicBatchServer(FakeBatchServer[FakeBatch]):
             return claude_error(404, "not_found_error", f"Not found: {request.path}")
         if len(parts) == 3 and request.method == "POST":
             return self._create(request.body if isinstance(request.body, dict) else {})
+        if len(parts) == 3 and request.method == "GET":
+            return self._list(parse_qs(request.query))
         batch = self.batches.get(parts[3]) if len(parts) > 3 else None
         if batch is None:
             return claude_error(404, "not_found_error", f"Not found: {request.path}")
@@ -172,6 +177,19 @@ class FakeAnthropicBatchServer(FakeBatchServer[FakeBatch]):
             batch = FakeBatch(f"msgbatch_fake{next(self._ids)}", requests)
             self.batches[batch.id] = batch
         return HttpReply.json(self._body(batch))
+
+    def _list(self, query: dict[str, list[str]]) -> HttpReply:
+        with self._state_lock:
+            newest_first = list(reversed(self.batches.values()))
+        after = query.get("after_id", [""])[0]
+        if after:
+            ids = [batch.id for batch in newest_first]
+            newest_first = newest_first[ids.index(after) + 1:] if after in ids else []
+        limit = int(query.get("limit", ["20"])[0])
+        page = [self._body(batch) for batch in newest_first[:limit]]
+        return HttpReply.json({"data": page, "has_more": len(newest_first) > limit,
+                               "first_id": page[0]["id"] if page else None,
+                               "last_id": page[-1]["id"] if page else None})
 
     def _body(self, batch: FakeBatch) -> dict[str, Any]:
         ended = batch.processing_status == "ended"

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from PyQt6.QtWidgets import QMessageBox
 
+from loracap.core.backends.base import prepare_jpeg
+from loracap.core.batches import flow
 from loracap.core.batches.base import BatchJobRecord, JobState
 from loracap.core.batches.flow import refresh_job
 from loracap.core.project import Project
@@ -326,6 +328,39 @@ def test_cancel_from_the_dialog_asks_and_keeps_what_finished(
     # The images are free again: the next job takes them.
     assert len(submit(qtbot, window).remote_id) > 0
     assert len(plans[-1].missing.image_ids) == 3
+
+
+def test_a_refused_key_is_said_before_preparing_and_leaves_no_job(
+        qtbot, make_window, fake: FakeGeminiBatchServer, plans: list[BatchPlan],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", "revoked-key")  # the fake takes only TEST_API_KEY
+    prepared: list[Path] = []
+
+    def prepare(image: Path, max_side: int) -> bytes:
+        prepared.append(image)
+        return prepare_jpeg(image, max_side)
+
+    monkeypatch.setattr(flow, "prepare_jpeg", prepare)
+    path = new_project(tmp_path)
+    window = make_window()
+    assert window.open_project(path)
+    errors: list[str] = []
+    monkeypatch.setattr(window, "show_error", lambda text, title="": errors.append(text))
+    with qtbot.waitSignal(window.batch_jobs.submit_ended, timeout=60_000) as blocker:
+        window.batch_jobs.send_action.trigger()
+    assert blocker.args == [None] and len(plans) == 1
+    (error,) = errors
+    assert error.startswith("The batch job was not sent: Gemini refused the API key")
+    assert "API key not valid" in error  # the service's own words
+    assert prepared == []
+    qtbot.waitUntil(lambda: not window.batch_jobs.following)
+    assert window.project.batch_jobs() == [] and window.batch_jobs.jobs == ()
+    assert window.batch_jobs.status_button.isHidden() and window.progress.isHidden()
+    assert fake.jobs == {} and fake.files == {}
+    # With the key set right, the same images go as one job, prepared as usual.
+    monkeypatch.setenv("GEMINI_API_KEY", TEST_API_KEY)
+    assert window.batch_jobs.send_action.isEnabled()
+    assert submit(qtbot, window).requests == 3 and len(prepared) == 3
 
 
 def test_selected_images_are_offered(qtbot, make_window, fake: FakeGeminiBatchServer,

@@ -55,7 +55,7 @@ from loracap.core.batches.base import (
     BatchRequest,
     BatchResult,
     BatchTooLargeError,
-    Closing,
+    CaptionerBatchService,
     JobState,
     JobStatus,
     Submitted,
@@ -76,7 +76,7 @@ MIN_TIMEOUT_S = 300.0
 _RUNNING = {"in_progress": JobState.RUNNING, "canceling": JobState.RUNNING}
 
 
-class AnthropicBatchService(Closing):
+class AnthropicBatchService(CaptionerBatchService[ClaudeCaptioner]):
     """Anthropic's Message Batches for one model (see the module's description), through a
     :class:`~loracap.core.backends.anthropic_claude.ClaudeCaptioner` (which it closes): each
     request is what the captioner's ``ask`` sends (:func:`message_params`), each answer is
@@ -89,14 +89,15 @@ class AnthropicBatchService(Closing):
 
     def __init__(self, claude: ClaudeCaptioner, *, max_requests: int = MAX_REQUESTS,
                  max_bytes: int = MAX_BYTES) -> None:
-        self._claude = claude
-        self.model = claude.model
-        self.max_requests = max_requests
-        self.max_bytes = max_bytes
+        super().__init__(claude, max_requests=max_requests, max_bytes=max_bytes)
 
-    def close(self) -> None:
-        """Close the HTTP connection pool."""
-        self._claude.close()
+    def check(self) -> None:
+        """Ask Anthropic for the newest batch of the key (``messages.batches.list(limit=1)``,
+        one ``GET /v1/messages/batches?limit=1``), before any image is prepared. Raises the
+        errors of :meth:`ClaudeCaptioner.ask`: :class:`~loracap.core.errors.AuthenticationError`
+        for a refused key (401 ``authentication_error``), a lost connection, ..."""
+        client = self._captioner.client
+        self._captioner.call(lambda: client.messages.batches.list(limit=1))
 
     def submit(self, requests: Iterable[BatchRequest], *, display_name: str) -> Submitted:
         """Send the requests as one batch. A Message Batch carries no name or metadata:
@@ -129,8 +130,8 @@ class AnthropicBatchService(Closing):
         if not batch:
             raise CaptionError("A batch job needs at least one image.")
         log.info("Claude batch %r: %d requests, %d bytes", display_name, len(batch), size)
-        client = self._claude.client
-        created = self._claude.call(lambda: client.messages.batches.create(requests=batch))
+        client = self._captioner.client
+        created = self._captioner.call(lambda: client.messages.batches.create(requests=batch))
         state, remote = _state_of(created)
         return Submitted(created.id, state, remote)
 
@@ -154,8 +155,8 @@ class AnthropicBatchService(Closing):
         (a lost connection mid-stream included)."""
         if not self._retrieve(remote_id).results_url:
             return
-        client = self._claude.client
-        stream = self._claude.call(lambda: client.messages.batches.results(remote_id))
+        client = self._captioner.client
+        stream = self._captioner.call(lambda: client.messages.batches.results(remote_id))
         try:
             lines = iter(stream)
             while True:
@@ -164,9 +165,10 @@ class AnthropicBatchService(Closing):
                 except StopIteration:
                     return
                 except httpx2.TimeoutException as exc:
-                    raise timeout_error(self._claude.service, self._claude.timeout_s) from exc
+                    raise timeout_error(self._captioner.service,
+                                        self._captioner.timeout_s) from exc
                 except httpx2.TransportError as exc:
-                    raise connection_error(self._claude.service, exc) from exc
+                    raise connection_error(self._captioner.service, exc) from exc
                 except ValueError as exc:
                     raise CaptionError(f"The results of Claude batch {remote_id} could not be "
                                        f"read (a line is not JSON: {exc}).") from exc
@@ -178,23 +180,23 @@ class AnthropicBatchService(Closing):
 
     def cancel(self, remote_id: str) -> None:
         """Ask Anthropic to stop the batch (it ends ``canceled``, keeping what it finished)."""
-        client = self._claude.client
-        self._claude.call(lambda: client.messages.batches.cancel(remote_id))
+        client = self._captioner.client
+        self._captioner.call(lambda: client.messages.batches.cancel(remote_id))
 
     def cleanup(self, remote_id: str, input_file: str) -> None:
         """Nothing to delete: a Message Batch uploads no file, and its results expire by
         themselves after 29 days."""
 
     def _retrieve(self, remote_id: str) -> MessageBatch:
-        client = self._claude.client
-        return self._claude.call(lambda: client.messages.batches.retrieve(remote_id))
+        client = self._captioner.client
+        return self._captioner.call(lambda: client.messages.batches.retrieve(remote_id))
 
     def _result(self, line: MessageBatchIndividualResponse) -> BatchResult | None:
         key = line.custom_id
         result = line.result
         if result.type == "succeeded":
             try:
-                text = answer_text(result.message, self._claude.service)
+                text = answer_text(result.message, self._captioner.service)
             except ImageRejectedError as exc:
                 return BatchResult(key, error=str(exc), kind="rejected")
             return BatchResult(key, Answer(text, BACKEND_NAME, self.model, "",
@@ -202,7 +204,7 @@ class AnthropicBatchService(Closing):
         if result.type == "errored":
             error = result.error.error
             kind = "rejected" if error.type == "invalid_request_error" else "server"
-            return BatchResult(key, error=f"{self._claude.service} could not answer "
+            return BatchResult(key, error=f"{self._captioner.service} could not answer "
                                           f"({server_text(error.type, error.message)}).",
                                kind=kind)
         return None  # canceled or expired: never ran

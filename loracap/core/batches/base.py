@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from loracap.core.backends.base import Answer
 from loracap.core.errors import CaptionError
@@ -144,6 +144,10 @@ class BatchResult:
 class BatchService(Protocol):
     """A service's batch API, for one backend and model.
 
+    ``check`` asks the service the cheapest question the key must be good for (one job of
+    the key's list, one small request) and raises as ``submit`` would for a refused key, a
+    lost connection, ...: the flow asks it before it stores a job or prepares an image, so a
+    wrong or revoked key is said at once, not after minutes of preparing thousands of images.
     ``submit`` sends the requests as one job; it decides how (inline or an uploaded file) and
     raises :class:`~loracap.core.errors.CaptionError` subclasses as the backend would
     (:class:`~loracap.core.errors.AuthenticationError` for a refused key, ...), or
@@ -157,6 +161,8 @@ class BatchService(Protocol):
 
     backend: str
     model: str
+
+    def check(self) -> None: ...
 
     def submit(self, requests: Iterable[BatchRequest], *, display_name: str) -> Submitted: ...
 
@@ -191,6 +197,36 @@ class Closing:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Captioner(Protocol):
+    """What :class:`CaptionerBatchService` needs of the one-by-one captioner it is built on."""
+
+    @property
+    def model(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+_C = TypeVar("_C", bound=_Captioner)
+
+
+class CaptionerBatchService(Closing, Generic[_C]):
+    """What a batch service built on the one-by-one captioner of its SDK shares (Anthropic's
+    and OpenAI's): it owns the captioner (``_captioner``: its SDK client, its error mapping
+    ``call``; closed by :meth:`close`), answers for its ``model``, and holds the limits of one
+    job: ``max_requests`` (requests) and ``max_bytes`` (bytes of the request body or file;
+    tests lower both). A subclass gives the defaults, its service's limits."""
+
+    def __init__(self, captioner: _C, *, max_requests: int, max_bytes: int) -> None:
+        self._captioner = captioner
+        self.model = captioner.model
+        self.max_requests = max_requests
+        self.max_bytes = max_bytes
+
+    def close(self) -> None:
+        """Close the captioner's HTTP connection pool."""
+        self._captioner.close()
 
 
 class BatchTooLargeError(CaptionError):

@@ -6,9 +6,10 @@ window run these same functions; they are plain Python on an open
 
 * :func:`submit_batch` chooses the images as a captioning run would (``--only missing`` by
   default; a person's caption is never replaced unless asked; images already waiting in
-  another open job are left out so nobody pays twice), stores the job with a key per image
-  *before* sending it, prepares each image as the one-by-one path does (an image whose pixels
-  do not decode is marked invalid and left out), and sends the job.
+  another open job are left out so nobody pays twice), asks the service whether it takes the
+  key (a refused key stops it there: nothing stored, nothing prepared), stores the job with a
+  key per image *before* sending it, prepares each image as the one-by-one path does (an
+  image whose pixels do not decode is marked invalid and left out), and sends the job.
 * :func:`refresh_job` asks the service where a job is and stores it.
 * :func:`fetch_results` stores an ended job's results as they are read, matched to images by
   key (never by order), in small transactions: a caption with provenance ``generated`` and the
@@ -139,17 +140,23 @@ def submit_batch(
     on_prepared: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> BatchJobRecord:
-    """Store a job of ``image_ids`` (state ``submitting``), prepare each image and send the
-    job; the stored job, with the service's name. ``on_prepared(done, total)`` follows the
-    preparation. An image that cannot be read is recorded as failed in the job (and marked
-    invalid when its pixels do not decode) and left out of the requests.
+    """Check the service's key (:meth:`BatchService.check`), store a job of ``image_ids``
+    (state ``submitting``), prepare each image and send the job; the stored job, with the
+    service's name. ``on_prepared(done, total)`` follows the preparation. An image that cannot
+    be read is recorded as failed in the job (and marked invalid when its pixels do not
+    decode) and left out of the requests.
 
-    Raises :class:`InputError` for no images; :class:`CancelledError` when ``cancel`` is set
-    during the preparation; the service's errors (a refused key, a job too large, ...). In
-    each case the job is stored as failed, "not submitted".
+    Raises :class:`InputError` for no images and the errors of the check (a refused key: an
+    :class:`~loracap.core.errors.AuthenticationError`, a lost connection, ...) before anything
+    is stored or prepared: no job is stored. Once the job is stored: :class:`CancelledError`
+    when ``cancel`` is set during the preparation; the service's errors at submission (a job
+    too large, a refusal after all, ...). In each of those cases the job is stored as failed,
+    "not submitted".
     """
     if not image_ids:
         raise InputError("No images to submit.")
+    # Minutes of preparing thousands of images would be lost on a key the service refuses.
+    service.check()
     items = [(image_id, image_key(image_id)) for image_id in image_ids]
     job_id = project.add_batch_job(backend=service.backend, model=service.model,
                                    base_url=base_url, settings=settings.to_json(),

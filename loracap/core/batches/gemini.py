@@ -96,6 +96,16 @@ class GeminiBatchService(Closing):
         """Close the HTTP connection pool."""
         self._gemini.close()
 
+    def check(self) -> None:
+        """Ask Gemini for the newest batch job of the key (``batches.list`` with
+        ``page_size`` 1: one ``GET /{version}/batches?pageSize=1``, made when the SDK's pager
+        is created), before any image is prepared. Raises the errors of
+        :meth:`GeminiCaptioner.ask`: :class:`~loracap.core.errors.AuthenticationError` for a
+        refused key (Gemini's 400 ``API_KEY_INVALID``, a 401 or 403), a lost connection, ..."""
+        client = self._gemini.client
+        self._gemini.call(lambda: client.batches.list(
+            config=types.ListBatchJobsConfig(page_size=1)))
+
     def submit(self, requests: Iterable[BatchRequest], *, display_name: str) -> Submitted:
         """Send the requests as one job: inline when their JSON stays under
         :attr:`inline_limit`, else as a JSONL file uploaded first (the file is written to a

@@ -55,7 +55,7 @@ from loracap.core.batches.base import (
     BatchRequest,
     BatchResult,
     BatchTooLargeError,
-    Closing,
+    CaptionerBatchService,
     JobState,
     JobStatus,
     Submitted,
@@ -91,7 +91,7 @@ _SHOWN_ERRORS = 3
 _FILE_NAME_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-class OpenAIBatchService(Closing):
+class OpenAIBatchService(CaptionerBatchService[OpenAICaptioner]):
     """The OpenAI Batch API for one model (see the module's description), through an
     :class:`~loracap.core.backends.openai_compat.OpenAICaptioner` (which it closes): each
     request's body is what the captioner's ``ask`` sends first (:func:`chat_body`, with the
@@ -106,14 +106,15 @@ class OpenAIBatchService(Closing):
 
     def __init__(self, openai: OpenAICaptioner, *, max_requests: int = MAX_REQUESTS,
                  max_bytes: int = MAX_BYTES) -> None:
-        self._openai = openai
-        self.model = openai.model
-        self.max_requests = max_requests
-        self.max_bytes = max_bytes
+        super().__init__(openai, max_requests=max_requests, max_bytes=max_bytes)
 
-    def close(self) -> None:
-        """Close the HTTP connection pool."""
-        self._openai.close()
+    def check(self) -> None:
+        """Ask the server for the newest batch job of the key (``batches.list(limit=1)``, one
+        ``GET /v1/batches?limit=1``), before any image is prepared. Raises the errors of
+        :meth:`OpenAICaptioner.ask`: :class:`~loracap.core.errors.AuthenticationError` for a
+        refused key (401 ``invalid_api_key``), a lost connection, ..."""
+        client = self._captioner.client
+        self._captioner.call(lambda: client.batches.list(limit=1))
 
     def submit(self, requests: Iterable[BatchRequest], *, display_name: str) -> Submitted:
         """Write the requests to a JSONL file as they come (their images are not all held in
@@ -125,15 +126,15 @@ class OpenAIBatchService(Closing):
         :attr:`max_bytes` bytes, and the errors of :meth:`OpenAICaptioner.ask` for the
         server's refusals (a refused key, no credit left, ...).
         """
-        client = self._openai.client
+        client = self._captioner.client
         count = 0
         size = 0
         with tempfile.TemporaryDirectory(prefix="loracap-batch-") as folder:
             path = Path(folder) / "requests.jsonl"
             with path.open("wb") as out:
                 for request in requests:
-                    prompt, schema = self._openai.first_request(request.prompt,
-                                                                request.json_schema)
+                    prompt, schema = self._captioner.first_request(request.prompt,
+                                                                   request.json_schema)
                     line = json.dumps({
                         "custom_id": request.key, "method": "POST", "url": ENDPOINT,
                         "body": chat_body(self.model, request.jpeg, prompt, schema),
@@ -156,10 +157,10 @@ class OpenAIBatchService(Closing):
                      size)
             name = _FILE_NAME_CHARACTERS.sub("-", display_name).strip("-") or "loracap"
             with path.open("rb") as data:
-                uploaded = self._openai.call(lambda: client.files.create(
+                uploaded = self._captioner.call(lambda: client.files.create(
                     file=(f"{name}.jsonl", data, "application/jsonl"), purpose="batch"))
         try:
-            job = self._openai.call(lambda: client.batches.create(
+            job = self._captioner.call(lambda: client.batches.create(
                 input_file_id=uploaded.id, endpoint=ENDPOINT, completion_window="24h",
                 metadata={NAME_KEY: display_name[:512]}))
         except CaptionError:
@@ -202,7 +203,7 @@ class OpenAIBatchService(Closing):
         among the newest :data:`FIND_LIMIT` jobs of the key, or None: a job whose submission
         was interrupted before LoRACap stored its id is found again instead of paid for
         twice."""
-        client = self._openai.client
+        client = self._captioner.client
         wanted = display_name[:512]
 
         def look() -> Batch | None:
@@ -213,7 +214,7 @@ class OpenAIBatchService(Closing):
                     break
             return None
 
-        found = self._openai.call(look)
+        found = self._captioner.call(look)
         if found is None:
             return None
         state, remote = _state_of(found)
@@ -221,27 +222,27 @@ class OpenAIBatchService(Closing):
 
     def cancel(self, remote_id: str) -> None:
         """Ask OpenAI to stop the job (it ends ``cancelled``, keeping what it finished)."""
-        client = self._openai.client
-        self._openai.call(lambda: client.batches.cancel(remote_id))
+        client = self._captioner.client
+        self._captioner.call(lambda: client.batches.cancel(remote_id))
 
     def cleanup(self, remote_id: str, input_file: str) -> None:
         """Delete the uploaded request file (it would expire after 30 days); a failure is only
         logged."""
         if not input_file:
             return
-        client = self._openai.client
+        client = self._captioner.client
         try:
-            self._openai.call(lambda: client.files.delete(input_file))
+            self._captioner.call(lambda: client.files.delete(input_file))
         except CaptionError as exc:
             log.info("Could not delete %s of %s: %s", input_file, remote_id or "a batch", exc)
 
     def _download(self, file_id: str) -> bytes:
-        client = self._openai.client
-        return self._openai.call(lambda: client.files.content(file_id)).content
+        client = self._captioner.client
+        return self._captioner.call(lambda: client.files.content(file_id)).content
 
     def _retrieve(self, remote_id: str) -> Batch:
-        client = self._openai.client
-        return self._openai.call(lambda: client.batches.retrieve(remote_id))
+        client = self._captioner.client
+        return self._captioner.call(lambda: client.batches.retrieve(remote_id))
 
     def _result(self, line: str, file_id: str, number: int) -> BatchResult | None:
         try:
@@ -261,7 +262,7 @@ class OpenAIBatchService(Closing):
                                kind="server")
         response = item.get("response")
         if not isinstance(response, dict):
-            return BatchResult(key, error=f"{self._openai.service} returned no answer.",
+            return BatchResult(key, error=f"{self._captioner.service} returned no answer.",
                                kind="server")
         status = response.get("status_code")
         body = response.get("body")
@@ -270,7 +271,7 @@ class OpenAIBatchService(Closing):
                                kind=_error_kind(status))
         completion = ChatCompletion.construct(**body)
         try:
-            text = answer_text(completion, self._openai.service)
+            text = answer_text(completion, self._captioner.service)
         except ImageRejectedError as exc:
             return BatchResult(key, error=str(exc), kind="rejected")
         # The one-by-one path drops a reasoning model's <think> block before it reads the
@@ -279,7 +280,7 @@ class OpenAIBatchService(Closing):
                                        usage_of(completion)))
 
     def _reason(self, code: object, message: object) -> str:
-        return f"{self._openai.service} could not answer ({server_text(str(code), message)})."
+        return f"{self._captioner.service} could not answer ({server_text(str(code), message)})."
 
 
 def _state_of(job: Batch) -> tuple[JobState, str]:
