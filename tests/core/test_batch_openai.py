@@ -23,7 +23,7 @@ from loracap.core.batches.flow import (
     refresh_job,
 )
 from loracap.core.batches.openai import OpenAIBatchService
-from loracap.core.errors import TransientError
+from loracap.core.errors import CaptionError, TransientError
 from loracap.core.project import CaptionMode
 from loracap.core.records import Provenance
 from tests.core.test_batch_flow import SPACE, ids, make_hall, new_project, submit
@@ -162,3 +162,16 @@ def test_a_job_is_found_by_the_name_it_was_submitted_with(
         assert found.state is JobState.RUNNING and found.input_file == submitted.input_file
         assert openai.find("LoRACap hall job 131 20261130T120000") is None
         assert sum(1 for r in fake.requests if r.path == "/v1/batches" and r.method == "GET") > 2
+
+
+def test_a_server_without_a_batch_api_is_said_before_anything_is_prepared() -> None:
+    """vLLM and llama.cpp serve chat completions but no ``/v1/batches``: the key check says
+    so in plain words, not as an unknown model."""
+    with FakeOpenAIServer(api_key="k") as server, closing(OpenAIBatchService(
+            OpenAICaptioner(server.base_url, "k", MODEL, timeout_s=10))) as batches:
+        with pytest.raises(CaptionError) as raised:
+            batches.check()
+    message = str(raised.value)
+    assert "has no Batch API (/v1/batches answered 404)" in message
+    assert "Caption without --batch, one image at a time." in message
+    assert "does not offer the model" not in message

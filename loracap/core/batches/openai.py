@@ -37,6 +37,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Final
 
+import openai
 from openai.types import Batch
 from openai.types.chat import ChatCompletion
 
@@ -112,9 +113,21 @@ class OpenAIBatchService(CaptionerBatchService[OpenAICaptioner]):
         """Ask the server for the newest batch job of the key (``batches.list(limit=1)``, one
         ``GET /v1/batches?limit=1``), before any image is prepared. Raises the errors of
         :meth:`OpenAICaptioner.ask`: :class:`~loracap.core.errors.AuthenticationError` for a
-        refused key (401 ``invalid_api_key``), a lost connection, ..."""
-        client = self._captioner.client
-        self._captioner.call(lambda: client.batches.list(limit=1))
+        refused key (401 ``invalid_api_key``), a lost connection, ...; and
+        :class:`~loracap.core.errors.CaptionError` when the server has no ``/v1/batches``
+        (404): OpenAI-compatible servers such as vLLM or llama.cpp answer one request at a
+        time only."""
+        captioner = self._captioner
+        client = captioner.client
+        try:
+            captioner.call(lambda: client.batches.list(limit=1))
+        except CaptionError as exc:
+            if isinstance(exc.__cause__, openai.NotFoundError):
+                raise CaptionError(
+                    f"{captioner.service} has no Batch API (/v1/batches answered "
+                    f"{exc.__cause__.status_code}). Caption without --batch, one image at a "
+                    "time.") from exc
+            raise
 
     def submit(self, requests: Iterable[BatchRequest], *, display_name: str) -> Submitted:
         """Write the requests to a JSONL file as they come (their images are not all held in
