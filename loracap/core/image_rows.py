@@ -37,6 +37,7 @@ from typing import Any, overload
 from urllib.parse import quote
 
 from loracap.core.records import CaptionRecord, ImageRecord, Provenance, Review, readable_path
+from loracap.core.tables import fs_decode
 
 #: Rows of a packed text column per string (:class:`_Texts`).
 BLOCK = 1024
@@ -155,11 +156,9 @@ def order_key(path: str) -> tuple[str, str]:
 
 def stored_text(stored: str | bytes) -> str:
     """A stored path as Python names the file: a BLOB (a name that is not UTF-8) decoded with
-    surrogate escapes (:func:`loracap.core.schema.fs_decode`)."""
+    surrogate escapes (:func:`loracap.core.tables.fs_decode`)."""
     if isinstance(stored, str):
         return stored
-    from loracap.core.schema import fs_decode  # SQLAlchemy: only for such a rare path
-
     return fs_decode(stored)
 
 
@@ -873,8 +872,6 @@ def _has_detections(conn: sqlite3.Connection) -> bool:
 
 def _people_found(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, int]:
     """The people each image's latest detection found, for the images with ``ids``."""
-    from loracap.core.project_people import detected_people  # only for multi-person projects
-
     marks = ",".join("?" * len(ids))
     query = ("SELECT image_id, text FROM person_parts WHERE id IN (SELECT max(id) FROM "
              f"person_parts WHERE kind = 'detection' AND image_id IN ({marks}) "
@@ -883,9 +880,24 @@ def _people_found(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, int
             for image_id, text in conn.execute(query, tuple(ids))}
 
 
+def detected_people(text: str) -> list[tuple[tuple[int, int, int, int], str]]:
+    """The people of a stored detection part: ``(box, gender)`` pairs, in the detection's
+    order; ``[]`` for text that is not such a list (the part is then worth nothing)."""
+    try:
+        loaded = json.loads(text)
+    except ValueError:
+        return []
+    people: list[tuple[tuple[int, int, int, int], str]] = []
+    for item in loaded if isinstance(loaded, list) else []:
+        box = item.get("box") if isinstance(item, dict) else None
+        if isinstance(box, list) and len(box) == 4 and all(type(v) is int for v in box):
+            people.append(((box[0], box[1], box[2], box[3]), str(item.get("gender", "unknown"))))
+    return people
+
+
 __all__ = [
     "BLOCK", "HAS_TEXT", "IDS_PER_QUERY", "LAST_FAILED", "LIST_FOLDER_FROM", "OUTSIDE", "VALID",
-    "WHITESPACE", "ImageRows", "files_present", "first_page", "iter_rows", "read_only_uri",
-    "stored_files_present", "stored_text",
+    "WHITESPACE", "ImageRows", "detected_people", "files_present", "first_page", "iter_rows",
+    "read_only_uri", "stored_files_present", "stored_text",
     "is_outside", "leaves_folder", "order_key", "path_order", "read_rows",
 ]

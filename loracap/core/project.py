@@ -46,7 +46,6 @@ Safety rules kept here, for every caller (GUI, CLI, runner):
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import secrets
@@ -54,29 +53,25 @@ import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import psutil
-from sqlalchemy import Engine, create_engine, delete, event, insert, select, text
+from sqlalchemy import Engine, create_engine, delete, event, insert, select
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
 
-from loracap.core.backends.registry import check_backend_options
 from loracap.core.errors import (
     InputError,
     ProjectError,
     ProjectLockedError,
     ProjectNotWritableError,
-    ProjectVersionError,
 )
 from loracap.core.project_batches import ProjectBatches
 from loracap.core.project_captions import ProjectCaptions
 from loracap.core.project_images import ProjectImages
 from loracap.core.project_integrity import (
-    _check_header,
     _check_profile,
     _check_separator,
     _checked_backend_settings,
@@ -84,9 +79,11 @@ from loracap.core.project_integrity import (
     _damaged,
     _inspect,
     _read_only_uri,
+    checked_version,
 )
 from loracap.core.project_people import ProjectPeople
 from loracap.core.project_qa import ProjectQA
+from loracap.core.project_reader import read_settings
 from loracap.core.project_undo import ProjectUndo
 from loracap.core.records import (
     AddResult,
@@ -387,17 +384,7 @@ class Project(ProjectImages, ProjectCaptions, ProjectUndo, ProjectPeople, Projec
         :class:`ProjectLockedError`.
         """
         path = Path(os.path.abspath(path))
-        if not path.is_file():
-            raise ProjectError(f"No project file at {path}.")
-        version = _check_header(path)
-        if version > SCHEMA_VERSION:
-            raise ProjectVersionError(
-                f"{path.name} was saved by a newer LoRACap (project format {version}; this "
-                f"version reads up to {SCHEMA_VERSION}). Update LoRACap to open it."
-            )
-        if version < 1:
-            raise ProjectError(_damaged(path, f"it has no project format version "
-                                              f"(user_version {version})"))
+        version = checked_version(path)
         if not read_only:
             _check_writable(path)
         _inspect(path, version)
@@ -584,22 +571,13 @@ class Project(ProjectImages, ProjectCaptions, ProjectUndo, ProjectPeople, Projec
 
     @property
     def settings(self) -> ProjectSettings:
-        """The project's current settings (read from the file each time).
+        """The project's current settings (read from the file each time;
+        :func:`~loracap.core.project_reader.read_settings`).
 
         A file of an older format opened read-only (not migrated) lacks the columns of later
         settings; those read as their defaults (:class:`ProjectSettings`)."""
-        with self._read() as session:
-            found = session.execute(text("SELECT * FROM project WHERE id = 1")).mappings().first()
-        if found is None:
-            raise ProjectError(f"{self.path.name} has no project settings; it is damaged.")
-        values = {field.name: found[field.name] for field in fields(ProjectSettings)
-                  if field.name in found}
-        if "backend_options" in values:
-            values["backend_options"] = check_backend_options(values["backend_options"])
-        for name in ("aliases", "qa_labels"):  # JSON lists of text
-            if name in values:
-                values[name] = tuple(json.loads(values[name] or "[]"))
-        return ProjectSettings(**values)
+        with self._driver() as conn:
+            return read_settings(conn, self.path.name)
 
     def update_settings(self, **changes: Any) -> ProjectSettings:
         """Change settings by name (``trigger``, ``profile``, ``custom_prompt``,

@@ -3,7 +3,9 @@ reads (:class:`ImageRecord`, with the current caption and the last failed attemp
 after the dataset folder moved, choosing a captioning batch and the counts of images, captions
 and tokens.
 
-A part of :class:`~loracap.core.project.Project` (see :mod:`loracap.core.project_base`).
+A part of :class:`~loracap.core.project.Project` (see :mod:`loracap.core.project_base`). The
+SQL of the counts, the token usage and the missing images is
+:mod:`loracap.core.project_reader`'s, which ``loracap info`` reads through without SQLAlchemy.
 Adding the images of a scan stays with the project file
 (:meth:`~loracap.core.project.Project.add_scanned`), as it completes a new one.
 """
@@ -14,36 +16,33 @@ import os
 import sqlite3
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from functools import cache
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Select, and_, case, func, not_, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import select
 
 from loracap.core.errors import InputError
 from loracap.core.image_rows import (
-    WHITESPACE,
     ImageRows,
     files_present,
     iter_rows,
-    order_key,
     path_order,
     read_rows,
-    stored_files_present,
-    stored_text,
 )
 from loracap.core.project_base import ProjectBase, _chunks
+from loracap.core.project_reader import (
+    images_by_id,
+    missing_images,
+    read_stats,
+    read_token_usage,
+)
 from loracap.core.records import (
     CaptionMode,
     ImageRecord,
     ModelUsage,
     ProjectStats,
-    Provenance,
-    Review,
     readable_path,
 )
-from loracap.core.schema import CaptionAttemptRow, CaptionRow, ImageRow
+from loracap.core.schema import ImageRow
 
 
 class ProjectImages(ProjectBase):
@@ -144,8 +143,7 @@ class ProjectImages(ProjectBase):
     def images_by_id(self, image_ids: Iterable[int]) -> list[ImageRecord]:
         """The images with these ids (unknown ids are left out), ordered as :meth:`images`."""
         with self._driver() as conn:
-            rows = read_rows(conn, self.folder, list(image_ids))
-        return sorted(rows, key=_path_order)
+            return images_by_id(conn, self.folder, image_ids)
 
     def missing_images(self) -> list[ImageRecord]:
         """Valid images whose file is no longer on disk (the folder was moved or renamed),
@@ -153,10 +151,7 @@ class ProjectImages(ProjectBase):
         (:func:`~loracap.core.image_rows.stored_files_present`);
         builds records only for the missing ones."""
         with self._driver() as conn:
-            rows = conn.execute("SELECT id, path FROM images WHERE valid").fetchall()
-        present = stored_files_present(self.folder, (stored_text(path) for _, path in rows))
-        return self.images_by_id([image_id for (image_id, _), found
-                                  in zip(rows, present, strict=True) if not found])
+            return missing_images(conn, self.folder)
 
     def relink(self, new_folder: Path) -> list[ImageRecord]:
         """Point missing images at ``new_folder`` (the dataset folder was moved or renamed).
@@ -255,37 +250,8 @@ class ProjectImages(ProjectBase):
         review mark (no record is built); ``missing_files`` looks up the file of every valid
         image (:func:`~loracap.core.image_rows.stored_files_present`: one listing per folder
         of many images)."""
-        with self._read() as session:
-            groups = session.execute(_counts_query()).all()
-            conn = session.connection().connection.dbapi_connection
-            paths = [stored_text(path) for (path,) in conn.execute(  # type: ignore[union-attr]
-                "SELECT path FROM images WHERE valid")]
-        images = invalid = captioned = failed = approved = rejected = unreviewed = 0
-        provenance = {p.value: 0 for p in Provenance}
-        for valid, source, review, count, with_text, latest_failed in groups:
-            if not valid:
-                invalid += count
-                continue
-            images += count
-            captioned += with_text
-            failed += latest_failed
-            if source is not None:
-                provenance[Provenance(source).value] += with_text
-            mark = Review(review)
-            approved += count if mark is Review.APPROVED else 0
-            rejected += count if mark is Review.REJECTED else 0
-            unreviewed += count if mark is Review.UNREVIEWED else 0
-        return ProjectStats(
-            images=images,
-            invalid=invalid,
-            captioned=captioned,
-            failed=failed,
-            missing_files=list(stored_files_present(self.folder, paths)).count(False),
-            provenance=provenance,
-            reviewed=images - unreviewed,
-            approved=approved,
-            rejected=rejected,
-        )
+        with self._driver() as conn:
+            return read_stats(conn, self.folder, self.format_version)
 
     def token_usage(self) -> list[ModelUsage]:
         """The tokens every answer received so far cost, per backend and model (sorted by
@@ -293,22 +259,8 @@ class ProjectImages(ProjectBase):
         ``answers`` counts the captions received; the tokens also include what failed attempts
         paid (the parts of a multi-person caption that answered before another part failed; a
         refusal or an error answer carries none)."""
-        paid = (CaptionAttemptRow.ok.is_(True) | (CaptionAttemptRow.input_tokens > 0)
-                | (CaptionAttemptRow.output_tokens > 0))
-        with self._read() as session:
-            rows = session.execute(
-                select(CaptionAttemptRow.backend, CaptionAttemptRow.model,
-                       func.sum(case((CaptionAttemptRow.ok.is_(True), 1), else_=0)),
-                       func.sum(CaptionAttemptRow.input_tokens),
-                       func.sum(CaptionAttemptRow.output_tokens))
-                .where(paid)
-                .group_by(CaptionAttemptRow.backend, CaptionAttemptRow.model)
-            ).all()
-        return sorted(
-            (ModelUsage(backend or "", model or "", int(count), int(inp or 0), int(out or 0))
-             for backend, model, count, inp, out in rows),
-            key=lambda usage: (usage.backend, usage.model),
-        )
+        with self._driver() as conn:
+            return read_token_usage(conn, self.format_version)
 
     # ------------------------------------------------------------------ decoded pixels
 
@@ -360,41 +312,3 @@ class ProjectImages(ProjectBase):
                 conn.exec_driver_sql(
                     "UPDATE images SET decoded_size = NULL, decoded_mtime = NULL WHERE id = ?",
                     gone)
-
-
-# ---------------------------------------------------------------------- bulk reads
-
-#: The latest attempt of each image, joined to ``images``.
-_LATEST = aliased(CaptionAttemptRow, name="latest")
-
-def _path_order(record: ImageRecord) -> tuple[str, str]:
-    """How images are ordered: by path ignoring case, then by the exact path."""
-    return order_key(record.path)
-
-
-def _joined(query: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
-    """``query`` over ``images`` with each image's caption and latest attempt
-    (:data:`_LATEST`) joined, both outer: an image without either has NULLs there."""
-    newest = (select(func.max(CaptionAttemptRow.id))
-              .where(CaptionAttemptRow.image_id == ImageRow.id)
-              .correlate(ImageRow).scalar_subquery())
-    return (query.select_from(ImageRow)
-            .outerjoin(CaptionRow, CaptionRow.image_id == ImageRow.id)
-            .outerjoin(_LATEST, _LATEST.id == newest))
-
-
-@cache
-def _counts_query() -> Select[*tuple[Any, ...]]:
-    """The images counted by what :class:`ProjectStats` tells apart: rows of ``(valid,
-    provenance, review, images, captioned, failed)`` -- the images of each validity, caption
-    provenance (None: no caption) and review mark; of them, those with a caption that is not
-    blank (:attr:`ImageRecord.has_caption`) and those without whose latest attempt failed
-    (:attr:`ImageRecord.failed`)."""
-    captioned = and_(CaptionRow.image_id.is_not(None),
-                     func.trim(CaptionRow.body, WHITESPACE) != "")
-    failed = and_(_LATEST.ok.is_(False), func.coalesce(_LATEST.error, "") != "",
-                  not_(captioned))
-    return _joined(select(
-        ImageRow.valid, CaptionRow.provenance, ImageRow.review, func.count(),
-        func.sum(case((captioned, 1), else_=0)), func.sum(case((failed, 1), else_=0)),
-    )).group_by(ImageRow.valid, CaptionRow.provenance, ImageRow.review)

@@ -15,8 +15,16 @@ question-answer settings with the same functions (:func:`_check_profile`,
 Image paths that leave the project folder are flagged by
 :func:`loracap.core.image_rows.leaves_folder`.
 
-Used only by :mod:`loracap.core.project` and its parts; the rest of the program opens a project
-through :meth:`~loracap.core.project.Project.open`.
+The tables and columns of each format come from :mod:`loracap.core.tables`, the plain
+description of :mod:`loracap.core.schema`: this module imports no SQLAlchemy, and the modules
+of its value rules are light (:mod:`loracap.core.profiles`, :mod:`loracap.core.alias_rules`;
+:mod:`loracap.core.presets` only for a project with presets of its own), so that
+:class:`~loracap.core.project_reader.ProjectReader` (``loracap info``) checks a file as
+:meth:`~loracap.core.project.Project.open` does, with the same functions
+(:func:`checked_version`, :func:`_inspect`), in a fraction of the time.
+
+Used only by :mod:`loracap.core.project`, its parts and :mod:`loracap.core.project_reader`;
+the rest of the program opens a project through :meth:`~loracap.core.project.Project.open`.
 """
 
 from __future__ import annotations
@@ -25,21 +33,26 @@ import json
 import sqlite3
 from collections.abc import Mapping
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime
-
-from loracap.core.backends.base import check_base_url
+from loracap.core.alias_rules import validate_aliases
 from loracap.core.backends.registry import BACKENDS, backend_info, check_backend_options
-from loracap.core.errors import InputError, ProjectError, TriggerWordError
+from loracap.core.backends.urls import check_base_url
+from loracap.core.errors import InputError, ProjectError, ProjectVersionError, TriggerWordError
 from loracap.core.image_rows import read_only_uri
-from loracap.core.people.aliases import validate_aliases
-from loracap.core.presets import presets_from_json
-from loracap.core.prompts import LANGUAGES, Profile, check_language
-from loracap.core.qa.records import MAX_SCORE, MIN_SCORE, AnswerType
+from loracap.core.profiles import LANGUAGES, Profile, check_language
 from loracap.core.records import PART_KINDS, Provenance, Review, readable_path
-from loracap.core.schema import APPLICATION_ID, Base, fs_decode
+from loracap.core.tables import (
+    APPLICATION_ID,
+    DATETIME,
+    NO_PRESETS,
+    SCHEMA_VERSION,
+    TABLES,
+    expected_tables,
+    fs_decode,
+)
 from loracap.core.trigger import validate_prefix_template, validate_trigger
 
 #: SQLite's URI that opens a file read-only (:func:`loracap.core.image_rows.read_only_uri`).
@@ -69,23 +82,29 @@ def _check_header(path: Path) -> int:
     return int(version)
 
 
-# ---------------------------------------------------------------------- checks of a file's values
+def checked_version(path: Path) -> int:
+    """The project format (``PRAGMA user_version``, 1 to
+    :data:`~loracap.core.tables.SCHEMA_VERSION`) of the file at the absolute ``path``, once
+    its header shows a LoRACap project this version reads: the first checks of every opening
+    (:meth:`~loracap.core.project.Project.open`,
+    :meth:`~loracap.core.project_reader.ProjectReader.open`), before :func:`_inspect`. Raises
+    :class:`ProjectError` (no file, not a project, damaged, no format version) and
+    :class:`ProjectVersionError` (a newer format)."""
+    if not path.is_file():
+        raise ProjectError(f"No project file at {path}.")
+    version = _check_header(path)
+    if version > SCHEMA_VERSION:
+        raise ProjectVersionError(
+            f"{path.name} was saved by a newer LoRACap (project format {version}; this "
+            f"version reads up to {SCHEMA_VERSION}). Update LoRACap to open it."
+        )
+    if version < 1:
+        raise ProjectError(_damaged(path, f"it has no project format version "
+                                          f"(user_version {version})"))
+    return version
 
-#: The format that added a table (column ``""``) or a column; everything else dates from 1.
-_ADDED_IN_VERSION: dict[tuple[str, str], int] = {
-    ("images", "review"): 2, ("images", "rating"): 2, ("images", "note"): 2,
-    ("project", "tag_separator"): 3, ("undo_steps", ""): 3, ("exports", ""): 4,
-    **{("project", name): 5 for name in ("backend", "base_url", "language", "backend_options",
-                                         "prompt_presets")},
-    **{(table, name): 5 for table in ("caption_versions", "caption_attempts")
-       for name in ("input_tokens", "output_tokens")},
-    ("project", "aliases"): 6, ("project", "people_order"): 6, ("project", "detector"): 6,
-    ("person_parts", ""): 6,
-    ("project", "qa_labels"): 7, ("project", "qa_schema"): 7, ("qa_entries", ""): 7,
-    ("qa_versions", ""): 7,
-    ("caption_versions", "batch"): 8, ("images", "decoded_size"): 8,
-    ("images", "decoded_mtime"): 8, ("batch_jobs", ""): 8, ("batch_items", ""): 8,
-}
+
+# ---------------------------------------------------------------------- checks of a file's values
 
 #: The orders of people in a multi-person caption (``project.people_order``).
 PEOPLE_ORDERS = ("left", "size")
@@ -96,21 +115,9 @@ _PROVENANCES = frozenset(provenance.value for provenance in Provenance)
 #: Where a question-answer pair's text comes from (a pair is never imported).
 _QA_PROVENANCES = frozenset(p.value for p in (Provenance.GENERATED, Provenance.EDITED,
                                               Provenance.MANUAL))
-_ANSWER_TYPES = frozenset(kind.value for kind in AnswerType)
 
 #: The longest answer label (``project.qa_labels``), in characters.
 MAX_LABEL_LENGTH = 200
-
-
-def _expected_tables(version: int) -> dict[str, set[str]]:
-    """The tables, each with its columns, of a project file of format ``version``."""
-    tables: dict[str, set[str]] = {}
-    for table in Base.metadata.sorted_tables:
-        if _ADDED_IN_VERSION.get((table.name, ""), 1) > version:
-            continue
-        tables[table.name] = {column.name for column in table.columns
-                              if _ADDED_IN_VERSION.get((table.name, column.name), 1) <= version}
-    return tables
 
 
 def _shown(value: object, limit: int = 60) -> str:
@@ -154,7 +161,7 @@ def _checked_backend_settings(changes: Mapping[str, Any]) -> dict[str, Any]:
             options if isinstance(options, (str, Mapping)) else {}), sort_keys=True)
     if "prompt_presets" in changes:
         presets = str(changes["prompt_presets"])
-        presets_from_json(presets)
+        _check_presets(presets)
         checked["prompt_presets"] = presets
     if "aliases" in changes:
         aliases = changes["aliases"]
@@ -172,6 +179,18 @@ def _checked_backend_settings(changes: Mapping[str, Any]) -> dict[str, Any]:
                              f"not {order!r}.")
         checked["people_order"] = order
     return checked
+
+
+def _check_presets(text: str) -> None:
+    """Check stored prompt presets with :func:`loracap.core.presets.presets_from_json`
+    (raises :class:`InputError`). The stored default (:data:`~loracap.core.tables.NO_PRESETS`:
+    no presets of the project's own) passes without it: the presets module builds every
+    profile's prompt when imported, which a project without presets need not wait for."""
+    if text == NO_PRESETS:
+        return
+    from loracap.core.presets import presets_from_json
+
+    presets_from_json(text)
 
 
 def _text_list(text: str, what: str) -> list[str]:
@@ -287,7 +306,7 @@ def _inspect(path: Path, version: int) -> None:
 def _first_problem(conn: sqlite3.Connection, version: int) -> str:
     """What is wrong with the file behind ``conn``, or ``""``; see :func:`_inspect`."""
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    for table, columns in _expected_tables(version).items():
+    for table, columns in expected_tables(version).items():
         if table not in tables:
             return f"the table {table} is missing"
         have = {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
@@ -366,6 +385,14 @@ def _json_or_none(text: object) -> Any:
         return None
 
 
+@cache
+def _answer_types() -> frozenset[str]:
+    """The values of :class:`~loracap.core.qa.records.AnswerType`."""
+    from loracap.core.qa.records import AnswerType
+
+    return frozenset(kind.value for kind in AnswerType)
+
+
 def _qa_fields_problem(question: object, answer: object, answer_type: object,
                        confirmed: object, score: object, tags: object, note: object,
                        valid: object, invalid_reason: object, provenance: object,
@@ -373,10 +400,13 @@ def _qa_fields_problem(question: object, answer: object, answer_type: object,
     """What is wrong with the fields of a question-answer pair as a stored undo step holds
     them (flags as booleans, tags as a list), as the end of a sentence ("has the score …"), or
     ``""``."""
+    # Imported here: only a project with question-answer pairs needs their rules.
+    from loracap.core.qa.records import MAX_SCORE, MIN_SCORE, AnswerType
+
     if not all(isinstance(v, str) for v in (question, answer, note, invalid_reason, backend,
                                             model)):
         return "holds a value that is not text"
-    if answer_type not in _ANSWER_TYPES:
+    if answer_type not in _answer_types():
         return (f"has the answer type {_shown(answer_type)}, not one of "
                 f"{', '.join(kind.value for kind in AnswerType)}")
     if type(confirmed) is not bool or type(valid) is not bool:
@@ -467,7 +497,7 @@ def _backend_settings_problem(values: Mapping[str, str]) -> str:
     if values["language"] not in LANGUAGES:
         return f"its caption language {_shown(values['language'])} is not a known language code"
     for name, check in (("base_url", check_base_url), ("backend_options", check_backend_options),
-                        ("prompt_presets", presets_from_json)):
+                        ("prompt_presets", _check_presets)):
         try:
             check(values[name])
         except InputError as exc:
@@ -586,20 +616,20 @@ _PLAIN_TIME = (f"{{c}} GLOB '[0-9][0-9][0-9][0-9]-0[1-9]-[0-2][1-8] {_CLOCK}' OR
 
 def _dates_problem(conn: sqlite3.Connection, tables: set[str]) -> str:
     """A stored time that SQLAlchemy could not read back (``fromisoformat``), or ``""``."""
-    for table in Base.metadata.sorted_tables:
-        if table.name not in tables:
+    for table, columns in TABLES.items():
+        if table not in tables:
             continue
-        for column in table.columns:
-            if not isinstance(column.type, DateTime):
+        for column in columns:
+            if column.kind != DATETIME:
                 continue
             name = column.name
-            query = (f"SELECT {name} FROM {table.name} WHERE {name} IS NOT NULL AND NOT "
+            query = (f"SELECT {name} FROM {table} WHERE {name} IS NOT NULL AND NOT "
                      f"(typeof({name}) = 'text' AND ({_PLAIN_TIME.format(c=name)}))")
             for (value,) in conn.execute(query):
                 try:
                     datetime.fromisoformat(value)
                 except (TypeError, ValueError):
-                    return f"the time {_shown(value)} in {table.name}.{name} is not a time"
+                    return f"the time {_shown(value)} in {table}.{name} is not a time"
     return ""
 
 

@@ -23,6 +23,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from loracap.core.errors import InputError
+
+# Re-exported: the grid's rows read the people found with plain SQL (loracap.core.image_rows).
+from loracap.core.image_rows import detected_people as detected_people
 from loracap.core.people.layout import PeopleLayout, read_layout
 from loracap.core.project_base import ProjectBase, _chunks
 from loracap.core.prompts import Profile
@@ -256,21 +259,6 @@ def detection_ordered(text: str) -> bool:
         return False
     return isinstance(loaded, list) and bool(loaded) and all(
         isinstance(item, dict) and type(item.get("rank")) is int for item in loaded)
-
-
-def detected_people(text: str) -> list[tuple[tuple[int, int, int, int], str]]:
-    """The people of a stored detection part: ``(box, gender)`` pairs, in the detection's
-    order; ``[]`` for text that is not such a list (the part is then worth nothing)."""
-    try:
-        loaded = json.loads(text)
-    except ValueError:
-        return []
-    people: list[tuple[tuple[int, int, int, int], str]] = []
-    for item in loaded if isinstance(loaded, list) else []:
-        box = item.get("box") if isinstance(item, dict) else None
-        if isinstance(box, list) and len(box) == 4 and all(type(v) is int for v in box):
-            people.append(((box[0], box[1], box[2], box[3]), str(item.get("gender", "unknown"))))
-    return people
 
 
 def detection_text(people: Sequence[tuple[tuple[int, int, int, int], str]], *,

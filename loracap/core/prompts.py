@@ -23,55 +23,21 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from enum import StrEnum
-from types import MappingProxyType
 from typing import Any
 
 from loracap.core.errors import ImageRejectedError, InputError
 
+# Re-exported: the profiles and the caption languages live in a module that imports nothing
+# heavy (the checks of a project file need them; the prompts are only needed to caption).
+from loracap.core.profiles import DEFAULT_LANGUAGE as DEFAULT_LANGUAGE
+from loracap.core.profiles import LANGUAGES as LANGUAGES
+from loracap.core.profiles import Profile as Profile
+from loracap.core.profiles import check_language as check_language
+from loracap.core.profiles import language_label as language_label
+from loracap.core.profiles import language_name as language_name
+from loracap.core.profiles import profile_label as profile_label
+
 logger = logging.getLogger(__name__)
-
-
-class Profile(StrEnum):
-    """What the photos show and what kind of caption to write; decides the prompt and the
-    caption structure. The values are stored in project files (``"space"``, ``"person"``,
-    ``"tags"``, ``"paragraph"``, ``"short"``, ``"multi-person"``, ``"multi-person-tags"``,
-    ``"custom"``) and never change. ``multi-person`` captions each person under an alias and
-    the scene (:mod:`loracap.core.captioning_people`); its own instructions are the short
-    caption of an image in which no person is found. ``multi-person-tags`` is its LoRA-tags
-    variant: the WD14 tagger tags each person's crop and the scene (``person1, tag, …, scene,
-    tag``)."""
-
-    SPACE = "space"
-    PERSON = "person"
-    TAGS = "tags"
-    PARAGRAPH = "paragraph"
-    SHORT = "short"
-    MULTI_PERSON = "multi-person"
-    MULTI_PERSON_TAGS = "multi-person-tags"
-    CUSTOM = "custom"
-
-    @property
-    def label(self) -> str:
-        """The name shown to the user, e.g. ``"Interior space"``."""
-        return _PROFILE_LABELS[self]
-
-
-_PROFILE_LABELS: dict[Profile, str] = {
-    Profile.SPACE: "Interior space",
-    Profile.PERSON: "Person",
-    Profile.TAGS: "Booru tags",
-    Profile.PARAGRAPH: "Natural-language paragraph",
-    Profile.SHORT: "Short caption",
-    Profile.MULTI_PERSON: "Multi-person",
-    Profile.MULTI_PERSON_TAGS: "Multi-person (LoRA tags)",
-    Profile.CUSTOM: "Custom prompt",
-}
-
-
-def profile_label(profile: Profile) -> str:
-    """The user-facing label of ``profile`` (same as ``profile.label``)."""
-    return profile.label
 
 
 #: Words (the start of a word) in a folder name or trigger word that say the photos show a
@@ -92,68 +58,6 @@ def suggest_profile(*names: str) -> Profile | None:
             if word and any(word.startswith(person) for person in _PERSON_WORDS):
                 return Profile.PERSON
     return None
-
-
-# --- caption languages ------------------------------------------------------------------------
-
-#: The languages a caption can be written in: code -> (English name, native name), in the
-#: order a language menu shows them. Codes are BCP 47 language tags (``zh-Hans``: Chinese in
-#: simplified characters). English is the default and adds nothing to a prompt.
-LANGUAGES: Mapping[str, tuple[str, str]] = MappingProxyType({
-    "en": ("English", "English"),
-    "zh-Hans": ("Simplified Chinese", "\u7b80\u4f53\u4e2d\u6587"),
-    "tr": ("Turkish", "T\u00fcrk\u00e7e"),
-    "de": ("German", "Deutsch"),
-    "nl": ("Dutch", "Nederlands"),
-    "fr": ("French", "Fran\u00e7ais"),
-    "es": ("Spanish", "Espa\u00f1ol"),
-    "ja": ("Japanese", "\u65e5\u672c\u8a9e"),
-    "it": ("Italian", "Italiano"),
-    "pt": ("Portuguese", "Portugu\u00eas"),
-    "ko": ("Korean", "\ud55c\uad6d\uc5b4"),
-    "ru": ("Russian", "\u0420\u0443\u0441\u0441\u043a\u0438\u0439"),
-    "pl": ("Polish", "Polski"),
-})
-
-#: The default caption language.
-DEFAULT_LANGUAGE = "en"
-
-
-#: Other codes people write for a language of :data:`LANGUAGES` (casefolded): Chinese as
-#: written in mainland China and Singapore is Simplified Chinese (BCP 47 ``zh-CN`` / ``zh-SG``);
-#: a bare ``zh`` stays ambiguous (Traditional Chinese is written in Taiwan and Hong Kong).
-_LANGUAGE_ALIASES: Mapping[str, str] = MappingProxyType({
-    "zh-cn": "zh-hans", "zh-sg": "zh-hans", "zh-hans-cn": "zh-hans"})
-
-
-def check_language(code: str) -> str:
-    """The code of :data:`LANGUAGES` that ``code`` names, e.g. ``"zh-Hans"`` for ``"zh-Hans"``,
-    ``" ZH_hans "``, ``"zh-hans"`` or ``"zh-CN"`` (surrounding spaces, case and ``_`` for
-    ``-`` do not matter; :data:`_LANGUAGE_ALIASES`). Raises :class:`InputError` for any other
-    code, listing the valid ones."""
-    wanted = code.strip().replace("_", "-").casefold()
-    wanted = _LANGUAGE_ALIASES.get(wanted, wanted)
-    for known in LANGUAGES:
-        if known.casefold() == wanted:
-            return known
-    choices = ", ".join(f"{known} ({english})" for known, (english, _) in LANGUAGES.items())
-    shown = code.strip()[:40]
-    raise InputError(f'"{shown}" is not a caption language LoRACap knows. Choose one of: '
-                     f"{choices}.")
-
-
-def language_name(code: str) -> str:
-    """The English name of the language ``code`` (e.g. ``"Simplified Chinese"`` for
-    ``"zh-Hans"``). Raises :class:`InputError` for an unknown code (:func:`check_language`)."""
-    return LANGUAGES[check_language(code)][0]
-
-
-def language_label(code: str) -> str:
-    """The name to show in a language menu: the English name with the native one, e.g.
-    ``"German (Deutsch)"``, just ``"English"`` for English. Raises :class:`InputError` for an
-    unknown code."""
-    english, native = LANGUAGES[check_language(code)]
-    return english if english == native else f"{english} ({native})"
 
 
 # --- limits and instructions ------------------------------------------------------------------

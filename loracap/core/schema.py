@@ -1,7 +1,10 @@
 """The tables of a ``.loraproj`` file (SQLite, through the SQLAlchemy 2.x ORM).
 
 A project file is one SQLite database. ``PRAGMA application_id`` marks it as LoRACap's and
-``PRAGMA user_version`` holds :data:`SCHEMA_VERSION`. The API key is never stored here.
+``PRAGMA user_version`` holds :data:`~loracap.core.tables.SCHEMA_VERSION` (its versions are
+described there). The API key is never stored here. :mod:`loracap.core.tables` describes the
+same tables as plain data, for the code that reads a project without SQLAlchemy; a test keeps
+the two equal.
 
 Tables:
 
@@ -46,41 +49,15 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-# Re-exported: the enums live in the SQLAlchemy-free records module.
+# Re-exported: the enums live in the SQLAlchemy-free records module, the format's constants
+# and the plain description of these tables in loracap.core.tables.
 from loracap.core.records import Provenance, Review
-
-#: Current schema version, written to ``PRAGMA user_version``.
-#: 1: first release. 2: review state, rating and note per image. 3: tag separator and the stored
-#: undo stack. 4: the exports written. 5: the project's backend, base URL, caption language,
-#: backend options and prompt presets; the token usage of caption versions and attempts.
-#: 6: multi-person captions: the parts of an image's caption (``person_parts``), the project's
-#: custom aliases, the order of people and an optional local person detector.
-#: 7: question-answer pairs (``qa_entries``, ``qa_versions``), the project's answer labels and
-#: answer schema.
-#: 8: batch API jobs (``batch_jobs``, ``batch_items``), the batch a caption version came from,
-#: and the file state at which an image's pixels last decoded whole.
-SCHEMA_VERSION = 8
-
-#: ``project.prompt_presets`` of a project without presets of its own (``loracap.core.presets``).
-NO_PRESETS = '{"version": 1, "presets": []}'
-
-#: ``PRAGMA application_id`` of a LoRACap project: the ASCII bytes "LoRA".
-APPLICATION_ID = 0x4C6F5241
+from loracap.core.tables import APPLICATION_ID, NO_PRESETS, SCHEMA_VERSION, fs_decode
 
 
 def utcnow() -> datetime:
     """The current time in UTC."""
     return datetime.now(UTC)
-
-
-def fs_decode(data: bytes) -> str:
-    """A path stored as bytes, as Python names the file (PEP 383 surrogate escapes for bytes
-    that are not UTF-8). Bytes this system's file names cannot hold (a Linux name read on
-    Windows) still decode, with surrogate escapes; such a file is then reported missing."""
-    try:
-        return os.fsdecode(data)
-    except UnicodeDecodeError:
-        return data.decode("utf-8", "surrogateescape")
 
 
 class FsPath(TypeDecorator[str]):
@@ -432,7 +409,7 @@ class ExportRow(Base):
 
 
 __all__ = [
-    "APPLICATION_ID", "SCHEMA_VERSION", "Base", "BatchItemRow", "BatchJobRow",
+    "APPLICATION_ID", "NO_PRESETS", "SCHEMA_VERSION", "Base", "BatchItemRow", "BatchJobRow",
     "CaptionAttemptRow", "CaptionRow",
     "CaptionVersionRow", "ExportRow", "FsPath", "ImageRow", "LockRow", "PersonPartRow",
     "ProjectRow", "Provenance", "QAEntryRow", "QAVersionRow",

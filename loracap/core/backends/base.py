@@ -27,14 +27,17 @@ batch whichever service answered:
 
 from __future__ import annotations
 
-import email.utils
 import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+# Re-exported: the rules of a server's URL live in a module that imports nothing heavy (the
+# checks of a project file need them).
+from loracap.core.backends.urls import check_base_url as check_base_url
+from loracap.core.backends.urls import display_url as display_url
 from loracap.core.errors import (
     AuthenticationError,
     CaptionError,
@@ -43,7 +46,9 @@ from loracap.core.errors import (
     QuotaExhaustedError,
     TransientError,
 )
-from loracap.core.prompts import Instructions, sanitize_text
+
+if TYPE_CHECKING:
+    from loracap.core.prompts import Instructions
 
 #: Longest text of a server's error message shown to the user, in characters.
 MAX_SERVER_TEXT = 300
@@ -219,6 +224,10 @@ def server_text(status: int | str, message: object) -> str:
     """``"503: The model is overloaded"`` from a status and a server's message: control
     characters and escape sequences removed, an HTML page left out, at most
     :data:`MAX_SERVER_TEXT` characters (it is the server's text, shown as it is)."""
+    # Imported here, as in connection_error: the checks of a project file (``loracap info``)
+    # use this module's URL rule without loading the prompts.
+    from loracap.core.prompts import sanitize_text
+
     head = " ".join(sanitize_text(str(status)).split())
     text = " ".join(sanitize_text(str(message or "")).split())
     if not text or text.startswith("<"):
@@ -251,6 +260,8 @@ def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = 
     seconds = _number(value)
     if seconds is None:
         try:
+            import email.utils
+
             when = email.utils.parsedate_to_datetime(value.strip())
         except (TypeError, ValueError, IndexError):
             return None
@@ -320,6 +331,8 @@ def timeout_error(service: str, timeout_s: float) -> TransientError:
 def connection_error(service: str, exc: BaseException) -> TransientError:
     """The error of a request that could not reach ``service`` (retried; the batch stops when
     the retries are used up)."""
+    from loracap.core.prompts import sanitize_text
+
     detail = " ".join(sanitize_text(str(exc)).split())[:MAX_SERVER_TEXT]
     return TransientError(f"Could not reach {service} ({type(exc).__name__}: {detail}).",
                           kind="connection")
@@ -348,49 +361,6 @@ class BackendConfig:
     tag_separator: str = ", "
     model_dir: Path | None = None
     hints: BackendConfig | None = None
-
-
-def display_url(url: str) -> str:
-    """``url`` without a user name or password, a query or a fragment, and without a trailing
-    ``/``: how a server's address is shown in messages (credentials never are)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", "")).rstrip("/")
-
-
-def check_base_url(url: str, backend: str = "", *, env_variable: str = "",
-                   example: str = "http://localhost:11434/v1") -> str:
-    """``url`` without surrounding whitespace or a trailing ``/`` when it can be a server's base
-    URL (``http``/``https`` with a host, no spaces or control characters, at most 2,000
-    characters), ``""`` for ``""`` (the backend's default). Raises
-    :class:`~loracap.core.errors.InputError` saying what is wrong and how to set it (``--base-url``
-    or ``env_variable``), e.g. for ``localhost:11434`` (no scheme)."""
-    from urllib.parse import urlsplit
-
-    from loracap.core.errors import InputError
-
-    text = url.strip()
-    if not text:
-        return ""
-    who = f" of the {backend} backend" if backend else ""
-    fix = f"for example {example}; set it with --base-url" + (
-        f" or {env_variable}" if env_variable else "")
-    if len(text) > 2000 or any(not ch.isprintable() or ch.isspace() for ch in text):
-        raise InputError(f"The server URL{who} holds spaces or control characters; give it "
-                         f"as one address, {fix}.")
-    shown = text[:200]
-    try:
-        parts = urlsplit(text)
-        host = parts.hostname
-    except ValueError as exc:
-        raise InputError(f"The server URL{who} '{shown}' cannot be read ({exc}); {fix}.") \
-            from None
-    if parts.scheme not in ("http", "https") or not host:
-        raise InputError(f"The server URL{who} '{shown}' is not an http:// or https:// address "
-                         f"with a host name; {fix}.")
-    return text.rstrip("/")
 
 
 def resolve_base_url(config_url: str, env_variable: str, default: str, backend: str,

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loracap.core.backends.base import BackendConfig, Captioner
 from loracap.core.defaults import DEFAULT_MODEL
 from loracap.core.errors import InputError
 
 if TYPE_CHECKING:
+    # Imported where used: the checks of a project file read BACKENDS without the backends'
+    # protocol.
+    from loracap.core.backends.base import BackendConfig, Captioner
     from loracap.core.records import ProjectSettings
 
 
@@ -163,7 +165,7 @@ def resolve_config(
     :class:`~loracap.core.trusted_servers.UntrustedServerError`, exit 2). Raises
     :class:`InputError` for an unknown backend or a base URL that cannot be one.
     """
-    from loracap.core.backends.base import check_base_url
+    from loracap.core.backends.base import BackendConfig, check_base_url
     from loracap.core.keys import find_api_key, find_optional_api_key
 
     name = backend or settings.backend

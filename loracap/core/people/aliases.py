@@ -11,58 +11,22 @@ order, for the first people.
 from __future__ import annotations
 
 import itertools
-import re
 import string
 from collections.abc import Iterator, Sequence
 from typing import Literal
 
+# Re-exported: the rules of one alias live in a module that imports nothing heavy (the checks
+# of a project file need them; importing this package loads Pillow).
+from loracap.core.alias_rules import MAX_ALIAS_LENGTH as MAX_ALIAS_LENGTH
+from loracap.core.alias_rules import validate_aliases as validate_aliases
 from loracap.core.errors import InputError
 from loracap.core.people.detection import PersonBox
 
 AliasMode = Literal["natural", "tags"]
 """``natural``: ``alias: description`` lines; ``tags``: ``person1, tag, tag, ...``."""
 
-#: The longest custom alias, in characters: longer than any name or trigger-style token
-#: (``ohwx_anna``), short enough to stay a small part of a caption line.
-MAX_ALIAS_LENGTH = 40
 #: How many people get a ``sks`` alias in natural mode; the rest are "unidentified".
 NAMED_DEFAULTS = 2
-
-#: Characters no alias may hold: a colon ends the alias of an ``alias: description`` line, a
-#: comma separates tags and the aliases of ``--aliases`` (ASCII and the CJK full-width forms).
-_FORBIDDEN = ":,\uff1a\uff0c\u3001"
-_LINE_BREAKS = re.compile(r"[\n\r\x0b\x0c\x85\u2028\u2029]")
-
-
-def validate_aliases(aliases: Sequence[str]) -> tuple[str, ...]:
-    """``aliases`` checked and tidied: surrounding spaces removed, inner runs of spaces made
-    one space. Raises :class:`InputError` naming the alias when one is empty, spans lines,
-    holds a colon or comma (:data:`_FORBIDDEN`) or a control character, is longer than
-    :data:`MAX_ALIAS_LENGTH` characters, or repeats another one (ignoring case)."""
-    tidy: list[str] = []
-    seen: dict[str, int] = {}
-    for number, raw in enumerate(aliases, start=1):
-        if _LINE_BREAKS.search(raw):
-            raise InputError(f"Alias {number} spans more than one line; an alias is one line.")
-        alias = " ".join(raw.split())
-        shown = alias[:MAX_ALIAS_LENGTH]
-        if not alias:
-            raise InputError(f"Alias {number} is empty. Give each person a name or leave the "
-                             "alias out.")
-        bad = sorted({ch for ch in alias if ch in _FORBIDDEN or not ch.isprintable()})
-        if bad:
-            raise InputError(f'The alias "{shown}" holds {", ".join(map(repr, bad))}: an alias '
-                             "may not hold a colon, a comma or a control character.")
-        if len(alias) > MAX_ALIAS_LENGTH:
-            raise InputError(f'The alias "{shown}…" is {len(alias)} characters long; at most '
-                             f"{MAX_ALIAS_LENGTH} are allowed.")
-        key = alias.casefold()
-        if key in seen:
-            raise InputError(f'The alias "{alias}" is given twice (aliases {seen[key]} and '
-                             f"{number}); each person needs an alias of their own.")
-        seen[key] = number
-        tidy.append(alias)
-    return tuple(tidy)
 
 
 def parse_aliases(text: str) -> tuple[str, ...]:
