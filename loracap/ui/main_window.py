@@ -95,6 +95,7 @@ from loracap.ui.settings_dialog import ApiKeyDialog, SettingsDialog
 from loracap.ui.tag_chips import TagChipsWidget
 from loracap.ui.tag_panel import TagPanel
 from loracap.ui.thumbnails import ThumbnailProvider
+from loracap.ui.undecodable import UndecodableImages
 from loracap.ui.usage import summarize_usage, usage_text, usage_tooltip
 from loracap.ui.widgets import ElidedLabel
 from loracap.ui.window_layout import ScreenFit
@@ -205,6 +206,8 @@ class MainWindow(QMainWindow):
         from loracap.ui.batch_jobs import BatchJobs
 
         self.batch_jobs = BatchJobs(self)
+        #: Marks an image invalid when its thumbnail finds that its pixels do not decode.
+        self.undecodable = UndecodableImages(self, thumbnails)
         self._build_menus()
         # Its whole text stays readable ("27 of 32 reviewed · 3 failed · 2 uncaptioned").
         self.review_status = ElidedLabel(min_chars=60)

@@ -35,6 +35,15 @@ the delegate lays it out by ``deviceIndependentSize()``; the placeholder and the
 are drawn the same way. The in-memory byte bound counts physical bytes, so at 2x it holds about
 a quarter as many thumbnails.
 
+Pixels that do not decode: when both decoders fail on a file, the loader thread asks
+:func:`pixel_failure` whether the file's pixels themselves are damaged (a JPEG whose compressed
+data is garbage between intact markers passes the scan, which checks structure only). Only
+then, and only for a load whose result is still wanted, the provider emits
+``undecodable(image_id, reason, path)`` with the reason an export would give
+(:func:`loracap.core.imaging.pixel_problem`); a file that is missing, not a regular file, not
+permitted or unreadable (an I/O error) is not reported, as it says nothing about the image.
+Whoever owns the project decides what to do (the window marks the image invalid).
+
 Pruning: :func:`prune_disk_cache` (run in the background by
 :meth:`ThumbnailProvider.start_pruning`, once at startup) deletes the least recently used
 entries when the cache exceeds :data:`DEFAULT_DISK_CACHE_BYTES`, and ``QSaveFile`` leftovers
@@ -48,6 +57,7 @@ import logging
 import math
 import os
 import re
+import stat
 import threading
 import time
 from collections import OrderedDict
@@ -218,11 +228,52 @@ def _decode_with_pillow(path: Path, size: int) -> tuple[QImage | None, str]:
             oriented = ImageOps.exif_transpose(im)
             oriented.thumbnail((size, size), Image.Resampling.LANCZOS)
             rgba = oriented.convert("RGBA")
+    except OSError as exc:
+        if exc.errno is not None:  # missing, not permitted, an I/O error: not the data
+            return None, f"cannot read the file: {exc.strerror or exc}"
+        return None, f"cannot decode the image ({_first_line(exc)})"
     except Exception as exc:  # Pillow raises assorted errors on corrupt or unknown data
-        return None, f"cannot decode the image ({(str(exc).splitlines() or [''])[0] or exc!r})"
+        return None, f"cannot decode the image ({_first_line(exc)})"
     data = rgba.tobytes("raw", "RGBA")
     image = QImage(data, rgba.width, rgba.height, rgba.width * 4, QImage.Format.Format_RGBA8888)
     return image.copy(), ""  # copy: the QImage must not point into the Python bytes
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none."""
+    return (str(exc).splitlines() or [""])[0].strip() or type(exc).__name__
+
+
+_UNREADABLE = "cannot read the file"
+"""How :func:`loracap.core.imaging.pixel_problem` begins a reason that is about reading the
+file (an ``OSError`` with an errno, e.g. an I/O error part way), not about its data."""
+
+
+def pixel_failure(path: Path) -> str:
+    """Why the pixels of the image file at ``path`` do not decode, or ``""``.
+
+    The reason is :func:`loracap.core.imaging.pixel_problem`'s, the one an export gives for the
+    same damage: a lowercase sentence fragment such as ``"truncated or corrupt image data
+    (broken data stream when reading image file)"``. Returns ``""`` when the pixels decode,
+    and also when the file itself cannot be read -- it is missing, not a regular file, not
+    permitted, or a read fails with an I/O error -- since that says nothing about the image.
+    Decodes the file (a JPEG at 1/8 scale, other formats whole): call it on a loader thread,
+    never on the GUI thread. Never raises.
+    """
+    # Imported here: Pillow and loracap.core.imaging are not loaded at the window's startup.
+    from loracap.core.imaging import pixel_problem
+
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return ""
+        problem = pixel_problem(path)
+    except OSError as exc:  # gone or not permitted since the thumbnail was asked for
+        log.debug("No pixel check of %s: %s", path, exc)
+        return ""
+    if problem.startswith(_UNREADABLE):
+        log.debug("No pixel check of %s: %s", path, problem)
+        return ""
+    return problem
 
 
 def _touch(path: Path) -> None:
@@ -330,8 +381,9 @@ def _write_cache(target: Path, image: QImage) -> None:
 class _LoadSignals(QObject):
     """The signals of the loader jobs; one instance, owned by the provider (GUI thread)."""
 
-    # image id, request token, QImage or None, failure reason ("" on success)
-    loaded = pyqtSignal(int, int, object, str)
+    # image id, request token, QImage or None, failure reason ("" on success), and why the
+    # pixels do not decode ("" unless they were read and do not: pixel_failure)
+    loaded = pyqtSignal(int, int, object, str, str)
 
 
 class _LoadJob(QRunnable):
@@ -349,15 +401,17 @@ class _LoadJob(QRunnable):
         self._cache_dir = cache_dir
 
     def run(self) -> None:
+        undecodable = ""
         try:
+            path = Path(self._key.path)
             image, reason = load_thumbnail_image(
-                Path(self._key.path), self._key.mtime, self._key.file_size, self._size,
-                self._cache_dir,
-            )
+                path, self._key.mtime, self._key.file_size, self._size, self._cache_dir)
+            if image is None:  # both decoders failed: the file, or its pixels?
+                undecodable = pixel_failure(path)
         except Exception as exc:  # never let a worker die silently
             log.exception("Thumbnail load of %s failed", self._key.path)
             image, reason = None, f"unexpected error: {exc}"
-        self._signals.loaded.emit(self._image_id, self._token, image, reason)
+        self._signals.loaded.emit(self._image_id, self._token, image, reason, undecodable)
 
 
 class _PruneSignals(QObject):
@@ -415,6 +469,14 @@ class ThumbnailProvider(QObject):
     pruned = pyqtSignal(int, int)
     """Emitted on the GUI thread when a :meth:`start_pruning` run has finished, with the files
     removed and the bytes freed."""
+
+    undecodable = pyqtSignal(int, str, str)
+    """Emitted on the GUI thread, after ``thumbnail_ready`` of the broken pixmap, with an image
+    id, the reason its pixels do not decode (:func:`pixel_failure`: as an export words it) and
+    the path the thumbnail was asked for, when both decoders failed on a file that was read.
+    Not emitted for a file that is missing, not a regular file, not permitted or unreadable
+    (an I/O error), nor for a load that was invalidated, cleared, superseded or shut down.
+    Nothing is retried: the broken pixmap stays cached as for any failed load."""
 
     def __init__(self, cache_dir: Path | None, size: int = DEFAULT_THUMB_SIZE,
                  parent: QObject | None = None, *, max_bytes: int = DEFAULT_MEMORY_BYTES,
@@ -630,8 +692,9 @@ class ThumbnailProvider(QObject):
 
     # ------------------------------------------------------------------ results
 
-    @pyqtSlot(int, int, object, str)
-    def _on_loaded(self, image_id: int, token: int, image: QImage | None, reason: str) -> None:
+    @pyqtSlot(int, int, object, str, str)
+    def _on_loaded(self, image_id: int, token: int, image: QImage | None, reason: str,
+                   undecodable: str) -> None:
         self._jobs.pop(token, None)
         pending = self._pending.get(image_id)
         if pending is None or pending[0] != token:
@@ -656,6 +719,8 @@ class ThumbnailProvider(QObject):
             _old_id, (_k, _p, old_cost) = self._cache.popitem(last=False)
             self._cache_bytes -= old_cost
         self.thumbnail_ready.emit(image_id)
+        if undecodable and (image is None or image.isNull()):
+            self.undecodable.emit(image_id, undecodable, key.path)
 
     def _pixmap_ratio(self, long_side: int) -> float:
         """The device pixel ratio for a loaded image whose long side is ``long_side`` pixels.
@@ -672,5 +737,5 @@ class ThumbnailProvider(QObject):
 __all__ = [
     "DEFAULT_DISK_CACHE_BYTES", "DEFAULT_MEMORY_BYTES", "DEFAULT_MEMORY_ENTRIES",
     "DEFAULT_THUMB_SIZE", "ThumbnailProvider", "default_cache_dir", "disk_cache_name",
-    "load_thumbnail_image", "prune_disk_cache",
+    "load_thumbnail_image", "pixel_failure", "prune_disk_cache",
 ]
