@@ -177,7 +177,9 @@ def command_line(path: Path, runs: int) -> None:
     info = best(runs, lambda: run(python, "-m", "loracap", "info", "--json", str(path)))
     floor_info = best(runs, lambda: run(python, "-c", FLOOR_INFO, str(path)))
     floor_only = best(runs, lambda: run(python, "-c", FLOOR_ROWS, str(path)))
-    imports = best(runs, lambda: run(python, "-c", "import loracap.cli, loracap.core.project"))
+    # What `info` imports: the command line and the reader without SQLAlchemy.
+    imports = best(runs, lambda: run(python, "-c",
+                                     "import loracap.cli, loracap.core.project_reader"))
     show("loracap info --json", info, floor_info, "python, 1 query, stat each file")
     show("loracap info --json", info, floor_only, "python, 1 query")
     show("  of which importing LoRACap", imports, floor_only, "python, 1 query")

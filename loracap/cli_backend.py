@@ -14,8 +14,11 @@ from typing import TYPE_CHECKING, TextIO
 from loracap.core.text import json_text
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from loracap.core.backends.base import BackendConfig, Captioner
     from loracap.core.project import Project
+    from loracap.core.records import ModelUsage
 
 EXIT_OK = 0
 
@@ -184,14 +187,15 @@ def write_estimate(project: Project, config: BackendConfig, image_ids: list[int]
     return EXIT_OK
 
 
-def write_usage(project: Project, out: TextIO) -> list[dict[str, object]]:
-    """Write the project's token usage and cost per backend and model (``info``); returns the
-    same as JSON-ready dicts."""
+def write_usage(usages: Sequence[ModelUsage], out: TextIO) -> list[dict[str, object]]:
+    """Write a project's token usage (:meth:`~loracap.core.project.Project.token_usage`) and
+    its cost per backend and model to ``out``, a line each (``info``); returns the same as
+    JSON-ready dicts."""
     from loracap.core.pricing import format_cost, load_prices
 
     prices = load_prices()
     rows: list[dict[str, object]] = []
-    for usage in project.token_usage():
+    for usage in usages:
         cost = prices.cost(usage.backend, usage.model, usage.input_tokens, usage.output_tokens)
         rows.append({"backend": usage.backend, "model": usage.model, "answers": usage.answers,
                      "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,66 @@ def test_first_window_loads_no_database_pillow_or_gemini(tmp_path: Path) -> None
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["shown"] == 1
     assert report["heavy"] == [], f"loaded at startup: {report['heavy']}; core: {report['core']}"
+
+
+@pytest.mark.parametrize("options", [["--json"], ["--list"], ["--json", "--list"], []])
+def test_info_reads_a_project_without_sqlalchemy(tmp_path: Path, options: list[str]) -> None:
+    """``loracap info`` reads the project with plain sqlite3 (issue 15: at most twice what
+    Python, one query and a stat of each file take): neither SQLAlchemy nor the modules of
+    captioning, exports or Pillow load, and the answer is still the project's."""
+    from loracap.core.backends.base import TokenUsage
+    from loracap.core.project import Project
+    from loracap.core.records import PersonPart
+
+    folder = tmp_path / "hall"
+    folder.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        (folder / name).write_bytes(b"")
+    path = folder / "hall.loraproj"
+    with Project.create(path, trigger="hall") as project:
+        conn = sqlite3.connect(project._db_path)
+        conn.executemany(
+            "INSERT INTO images (path, file_size, mtime, width, height, format, valid, "
+            "invalid_reason, added_at) VALUES (?, 0, 0, 8, 8, 'JPEG', 1, '', "
+            "'2025-03-01 10:00:00.000000')", [("a.jpg",), ("b.jpg",), ("gone.jpg",)])
+        conn.commit()
+        conn.close()
+        ids = {rec.path: rec.id for rec in project.images()}
+        project.store_generated(ids["a.jpg"], "a hall", backend="gemini",
+                                model="gemini-flash-latest", prompt="Describe.",
+                                usage=TokenUsage(100, 10))
+        project.record_failure(ids["b.jpg"], "500 INTERNAL", backend="gemini",
+                               model="gemini-flash-latest")
+        project.store_person_part(ids["a.jpg"], PersonPart(
+            kind="detection", backend="gemini", model="gemini-flash-latest", file_size=0,
+            mtime=0.0, text='[{"box": [0, 0, 4, 4], "gender": "woman"}]'))
+        project.update_settings(language="de")
+    heavy = ("sqlalchemy", "PIL", "psutil", "google.genai", "loracap.core.project",
+             "loracap.core.prompts", "loracap.core.presets", "loracap.core.people",
+             "loracap.core.exports", "loracap.core.qa.exports", "loracap.cli_qa",
+             "loracap.cli_batch")
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['loracap', 'info', *{options!r}, {str(path)!r}]\n"
+        "try:\n"
+        "    runpy.run_module('loracap', run_name='__main__', alter_sys=True)\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code\n"
+        f"loaded = [name for name in {heavy!r} if name in sys.modules]\n"
+        "sys.stderr.write(f'exit {code}; loaded {loaded}')\n"
+    )
+    env = dict(os.environ, LORACAP_HOME=str(tmp_path / "home"))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=PACKAGE.parent, env=env, timeout=120, check=False)
+    assert result.stderr == "exit 0; loaded []"
+    if "--json" in options:
+        data = json.loads(result.stdout)
+        assert (data["images"], data["captioned"], data["failed"], data["missing_files"]) \
+            == (3, 1, 1, 1)
+        assert [row["input_tokens"] for row in data["usage"]] == [100]
+        if "--list" in options:
+            assert [f["people"] for f in data["files"]] == [1, None, None]
+    else:
+        assert "captions in German" in result.stdout
+        assert "1 image file(s) missing on disk, e.g. gone.jpg" in result.stdout
+        assert ("a.jpg\tgenerated (1 person)" in result.stdout) == ("--list" in options)
