@@ -146,6 +146,16 @@ class _Invalid(Exception):
         self.size = size
 
 
+class _Unreadable(_Invalid):
+    """Internal: the file could not be read -- an ``OSError`` with an errno (``error``): gone,
+    not permitted, an I/O error part way -- which says nothing of its data."""
+
+    def __init__(self, error: OSError, fmt: str | None = None,
+                 size: tuple[int, int] | None = None) -> None:
+        super().__init__(f"cannot read the file: {error.strerror or error}", fmt, size)
+        self.error = error
+
+
 def probe_image(path: Path) -> ImageInfo:
     """Check that ``path`` is a usable training image and read its format and size.
 
@@ -190,7 +200,7 @@ def _regular_file_stat(path: Path) -> os.stat_result:
             raise _Invalid("broken symbolic link: its target does not exist") from None
         raise _Invalid("cannot read the file: it does not exist") from None
     except OSError as exc:
-        raise _Invalid(f"cannot read the file: {exc.strerror or exc}") from None
+        raise _Unreadable(exc) from None
     if not stat.S_ISREG(st.st_mode):
         raise _Invalid("not a regular file")
     if st.st_size == 0:
@@ -225,13 +235,13 @@ def _probe_regular_file(path: Path, file_size: int) -> tuple[str, int, int]:
     try:
         fp = open(path, "rb")  # noqa: SIM115 - closed below, Pillow reads it lazily
     except OSError as exc:
-        raise _Invalid(f"cannot read the file: {exc.strerror or exc}") from None
+        raise _Unreadable(exc) from None
     with fp:
         if ext in _JPEG_EXTENSIONS:
             try:
                 plain = _probe_plain_jpeg(fp, file_size)
             except OSError as exc:
-                raise _Invalid(f"cannot read the file: {exc.strerror or exc}") from None
+                raise _Unreadable(exc) from None
             if plain is not None:
                 logger.debug("probed %s: JPEG %dx%d, %d bytes", path, *plain, file_size)
                 return ("JPEG", *plain)
@@ -289,7 +299,7 @@ def _open_image(fp: IO[bytes]) -> ImageFile.ImageFile:
         raise _Invalid(_too_large_reason(*size), fmt, size) from None
     except OSError as exc:
         if exc.errno is not None:
-            raise _Invalid(f"cannot read the file: {exc.strerror or exc}") from None
+            raise _Unreadable(exc) from None
         raise _Invalid(corrupt_reason(exc)) from None
     except Exception as exc:  # Pillow raises assorted errors on malformed headers
         raise _Invalid(corrupt_reason(exc)) from None
@@ -375,7 +385,7 @@ def _check_whole(fp: IO[bytes], im: ImageFile.ImageFile, fmt: str, size: tuple[i
     try:
         structure = check_structure(fp, fmt, file_size)
     except OSError as exc:
-        raise _Invalid(f"cannot read the file: {exc.strerror or exc}", fmt, size) from None
+        raise _Unreadable(exc, fmt, size) from None
     if structure.whole is None:
         _decode_data(im, fmt, size, structure.reason)
     elif not structure.whole:
@@ -398,7 +408,7 @@ def _decode_data(im: ImageFile.ImageFile, fmt: str, size: tuple[int, int],
         im.load()
     except OSError as exc:
         if exc.errno is not None:
-            raise _Invalid(f"cannot read the file: {exc.strerror or exc}", fmt, size) from None
+            raise _Unreadable(exc, fmt, size) from None
         raise _Invalid(meaning or corrupt_reason(exc), fmt, size) from None
     except Exception as exc:  # Pillow decoders raise SyntaxError, ValueError, EOFError, ...
         raise _Invalid(meaning or corrupt_reason(exc), fmt, size) from None
@@ -412,7 +422,8 @@ def pixel_problem(path: Path) -> str:
 
     What the scan's structure checks cannot see -- damaged compressed data inside an intact
     container -- is found here; exports call it for every image they copy. Raises
-    :class:`OSError` only when the file cannot be opened (gone, no permission).
+    :class:`OSError` when the file cannot be read (gone, no permission, an I/O error part
+    way): that is no fault of its data, and the image is not to be marked invalid for it.
     """
     path = Path(path)
     if not stat.S_ISREG(os.stat(path).st_mode):
@@ -425,6 +436,8 @@ def pixel_problem(path: Path) -> str:
                 if width * height > MAX_PIXELS:
                     return _too_large_reason(width, height)
                 _decode_data(im, fmt, (width, height))
+        except _Unreadable as unreadable:
+            raise unreadable.error from None
         except _Invalid as invalid:
             return invalid.reason
     return ""
@@ -494,6 +507,9 @@ def _decode(path: Path, pixels: Callable[[ImageFile.ImageFile], Image.Image]) ->
     try:
         with fp, _open_image(fp) as im:
             return pixels(im)
+    except _Unreadable as unreadable:
+        error = unreadable.error
+        raise InputError(f'Cannot read the image "{path}": {error.strerror or error}.') from error
     except _Invalid as invalid:
         raise UndecodableImageError(path, invalid.reason) from None
     except OSError as exc:

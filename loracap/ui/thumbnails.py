@@ -244,11 +244,6 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [""])[0].strip() or type(exc).__name__
 
 
-_UNREADABLE = "cannot read the file"
-"""How :func:`loracap.core.imaging.pixel_problem` begins a reason that is about reading the
-file (an ``OSError`` with an errno, e.g. an I/O error part way), not about its data."""
-
-
 def pixel_failure(path: Path) -> str:
     """Why the pixels of the image file at ``path`` do not decode, or ``""``.
 
@@ -267,11 +262,8 @@ def pixel_failure(path: Path) -> str:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return ""
         problem = pixel_problem(path)
-    except OSError as exc:  # gone or not permitted since the thumbnail was asked for
+    except OSError as exc:  # gone, not permitted or a failed read: not the data's fault
         log.debug("No pixel check of %s: %s", path, exc)
-        return ""
-    if problem.startswith(_UNREADABLE):
-        log.debug("No pixel check of %s: %s", path, problem)
         return ""
     return problem
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -15,13 +16,14 @@ import pytest
 from PIL import Image, ImageDraw, features
 
 from loracap.core import imaging
-from loracap.core.errors import InputError
+from loracap.core.errors import InputError, UndecodableImageError
 from loracap.core.imaging import (
     EXPECTED_FORMATS,
     IMAGE_EXTENSIONS,
     MAX_PIXELS,
     UNSUPPORTED_EXTENSIONS,
     ImageInfo,
+    pixel_problem,
     prepare_for_upload,
     probe_image,
 )
@@ -429,3 +431,39 @@ def test_prepare_bomb_raises_input_error(tmp_path: Path) -> None:
     path.write_bytes(png_claiming_size(20_000, 20_000))
     with pytest.raises(InputError, match="89-megapixel limit"):
         prepare_for_upload(path)
+
+
+class _FailingRead(io.FileIO):
+    """A file whose reads past its first ``limit`` bytes fail with EIO, as a failing disk's."""
+
+    limit = 0
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0 or self.tell() + size > self.limit:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return super().read(size)
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def, override]
+        if self.tell() + len(buffer) > self.limit:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return super().readinto(buffer)
+
+
+def test_a_read_error_part_way_is_not_called_damage(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A disk that fails while the pixels are read says nothing of the image: the decode
+    raises the read error (an export stops with it) instead of naming the image's data as
+    corrupt, and an upload is refused as unreadable, not undecodable (which marks the image
+    invalid)."""
+    path = tmp_path / "photo.jpg"
+    Image.effect_noise((640, 480), 40).convert("RGB").save(path, quality=90)
+    assert pixel_problem(path) == ""
+    _FailingRead.limit = 2048  # the header reads, the image data fails
+    monkeypatch.setattr(imaging, "open", lambda p, mode="r": _FailingRead(p, "r"), raising=False)
+    with pytest.raises(OSError) as raised:
+        pixel_problem(path)
+    assert raised.value.errno == errno.EIO
+    with pytest.raises(InputError) as refused:
+        prepare_for_upload(path)
+    assert not isinstance(refused.value, UndecodableImageError)
+    assert "Input/output error" in str(refused.value)
