@@ -97,7 +97,7 @@ class UndecodableImages(QObject):
             return False
         log.info("Marked %s invalid: its pixels do not decode (%s)", path, reason)
         window.refresh_image(image_id)
-        self._say_marked(name, reason)
+        self._say_marked(name)
         return True
 
     def _report_waiting(self) -> None:
@@ -105,7 +105,7 @@ class UndecodableImages(QObject):
         for image_id, (reason, path) in waiting.items():
             self.report(image_id, reason, path)
 
-    def _say_marked(self, name: str, reason: str) -> None:
+    def _say_marked(self, name: str) -> None:
         """One message: for this image, or for every image marked while it still shows."""
         if self._said_text and self.window.statusBar().currentMessage() == self._said_text:
             self._said.append(name)
@@ -117,7 +117,9 @@ class UndecodableImages(QObject):
                     f"{LEFT_OUT}.")
         else:
             self._said = [name]
-            text = f"{name} does not decode: {reason}; it is marked invalid and {LEFT_OUT}."
+            # The reason is in the image's preview and tooltip: the status bar stays short
+            # enough for a 13-inch screen.
+            text = f"{name} does not decode: it is marked invalid and {LEFT_OUT}."
         self._show(text)
         self._said_text = text
 

@@ -46,8 +46,8 @@ pytestmark = [
 ]
 
 SIZE = 64
-MARKED = (f"IMG_0042.jpg does not decode: {GARBAGE_REASON}; it is marked invalid and left "
-          "out of captioning and exports.")
+MARKED = ("IMG_0042.jpg does not decode: it is marked invalid and left out of captioning and "
+          "exports.")
 
 
 def garbage_jpeg(path: Path) -> Path:
