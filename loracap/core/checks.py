@@ -17,7 +17,7 @@ these kinds (see :data:`KIND_LABELS`):
     be exported as ``photo of ide_main_hall photo of other_name a hall``. Found with
     :func:`~loracap.core.trigger.find_foreign_prefix`: the prefix template rendered with
     another trigger-word-shaped token (one with an underscore or a digit, a well-known one such
-    as ``TOK`` or ``sks``, or a word followed by "a", "an" or "the"). The window's Dataset Check
+    as ``TOK`` or ``sks``, or a word followed by "a", "an" or "the"). The window's Checks
     panel offers to strip it (one undo step); nothing here changes the caption.
 ``empty``
     The image has a caption, but its text is blank.

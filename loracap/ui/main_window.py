@@ -619,7 +619,7 @@ class MainWindow(QMainWindow):
 
         self.tags_dock = dock("Tags", "tagsDock", self.tag_panel)
         self.history_dock = dock("History", "historyDock", self.history_panel)
-        self.checks_dock = dock("Dataset Check", "checksDock", self.checks_panel)
+        self.checks_dock = dock("Checks", "checksDock", self.checks_panel)
         self.qa_dock = dock("QA Pairs", "qaDock", self.qa_editing.panel)
         # The smallest widths at which each panel still reads: dragging a dock's edge, a long
         # text in the middle of the window or a saved layout cannot squeeze it further.
@@ -1404,7 +1404,7 @@ class MainWindow(QMainWindow):
             self.checks_panel.run()
 
     def strip_other_prefixes(self, image_ids: list[int]) -> None:
-        """Dataset Check panel (``prefix_other``): strip another trigger word's prefix from
+        """Checks panel (``prefix_other``): strip another trigger word's prefix from
         these images' captions, as one undo step; captions without one are left alone."""
         from loracap.core.checks import foreign_prefix_edits, strip_foreign_label
 

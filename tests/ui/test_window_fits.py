@@ -96,6 +96,8 @@ def assert_fits(report: dict, when: str) -> None:
     for name, (shown, width) in report["docks"].items():
         assert shown, f"{when}: {name} was closed"
         assert width >= 170, f"{when}: {name} squeezed to {width} px"
+    for titles, shown, needed in report["tab_bars"]:  # every panel's tab title is whole
+        assert shown >= needed, f"{when}: the tabs {titles} are cut ({shown} of {needed} px)"
     for panel, widths in report["columns"].items():  # columns shown are shown whole
         assert len(widths) >= 2, f"{when}: the {panel} panel shows {len(widths)} column"
         for shown, needed in widths:

@@ -90,7 +90,34 @@ def report(window: object) -> dict[str, object]:
                     "checks": columns(window.checks_panel.list_view)},
         "docks": {dock.objectName(): [dock.isVisible(), dock.width()]
                   for dock in (window.tags_dock, window.history_dock, window.checks_dock)},
+        "tab_bars": tab_bars(window),
     }
+
+
+def tab_bars(window: QWidget) -> list[list[object]]:
+    """``[titles, shown width, width the titles need]`` of the tab bar of every group of tabbed
+    dock panels, and of the preview's tabs: a bar narrower than it needs cuts its titles.
+    (Qt keeps the bars of earlier layouts as children; only those of the groups now tabbed
+    together count.)"""
+    from PyQt6.QtWidgets import QDockWidget, QMainWindow, QTabBar, QTabWidget
+
+    assert isinstance(window, QMainWindow)
+    groups = set()
+    for dock in window.findChildren(QDockWidget):
+        if dock.isVisible() and not dock.isFloating():
+            tabbed = window.tabifiedDockWidgets(dock)
+            if tabbed:
+                groups.add(frozenset(d.windowTitle() for d in [dock, *tabbed]))
+    bars = []
+    for bar in window.findChildren(QTabBar):
+        titles = [bar.tabText(i) for i in range(bar.count())]
+        shown = bar.isVisible()
+        if bar.parent() is window:  # a dock group's bar, not one left from a former layout
+            shown = shown and not bar.visibleRegion().isEmpty() \
+                and window.rect().contains(bar.geometry())
+        if shown and (frozenset(titles) in groups or isinstance(bar.parent(), QTabWidget)):
+            bars.append([titles, bar.width(), bar.sizeHint().width()])
+    return bars
 
 
 def main(argv: list[str]) -> int:
