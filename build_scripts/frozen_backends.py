@@ -9,6 +9,7 @@ the test dependencies installed). Exit 0 when every check passes; each failure i
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -70,6 +71,13 @@ def main(bundle: Path) -> int:
         fetched = run("batch", "fetch", project, extra=gemini)
         check("gemini batch fetch",
               fetched.returncode == 0 and len(fetched.stdout.splitlines()) == 2, fetched)
+    info = run("info", "--json", project)  # read without SQLAlchemy: its own imports
+    try:
+        counts = json.loads(info.stdout)
+    except ValueError:
+        counts = {}
+    check("info", info.returncode == 0 and counts.get("images") == 2
+          and counts.get("captioned") == 2 and bool(counts.get("usage")), info)
     tagger = run("caption", project, "--backend", "wd14", "--only", "all")
     check("wd14 says it is not in the packaged app",
           tagger.returncode == 1 and "packaged app does not include" in tagger.stderr
