@@ -14,7 +14,7 @@ import logging
 
 from PyQt6.QtCore import QMargins, QObject, QRect, Qt, QTimer
 from PyQt6.QtGui import QCursor, QGuiApplication, QScreen
-from PyQt6.QtWidgets import QDockWidget, QMainWindow
+from PyQt6.QtWidgets import QDockWidget, QMainWindow, QTabBar
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,8 @@ WIDE_SCREEN_WIDTH = 1600
 #: Starting widths of the left dock (Tags) and of the right one (History), in logical pixels.
 FIRST_DOCK_WIDTH = 200
 SECOND_DOCK_WIDTH = 280
-#: Starting width of the one dock whose tabs hold every panel (narrow screens): room for the
-#: three tab titles.
+#: Starting width of the one dock whose tabs hold every panel (narrow screens), at least; wider
+#: when the tab titles need it in the platform's font (:func:`tabs_width`).
 TABBED_DOCK_WIDTH = 280
 
 #: The window frame (borders, title bar) drawn by the window manager, in logical pixels, assumed
@@ -43,6 +43,17 @@ def screen_for(window: QMainWindow) -> QScreen | None:
     if handle is not None and handle.screen() is not None and window.isVisible():
         return handle.screen()
     return QGuiApplication.screenAt(QCursor.pos()) or QGuiApplication.primaryScreen()
+
+
+def tabs_width(titles: list[str]) -> int:
+    """The width, in logical pixels, a tab bar needs to show ``titles`` whole in the platform's
+    style and font (a bar narrower than that cuts them: "Ta… Hist…")."""
+    bar = QTabBar()
+    for title in titles:
+        bar.addTab(title)
+    width = bar.sizeHint().width()
+    bar.deleteLater()
+    return width
 
 
 def first_launch_geometry(available: QRect, fraction: float = FIRST_LAUNCH_FRACTION) -> QRect:
@@ -145,7 +156,8 @@ class ScreenFit(QObject):
         window = self._window
         first, *rest = self._docks
         beside = bool(rest) and window.dockWidgetArea(rest[0]) != window.dockWidgetArea(first)
-        docks, widths = [first], [FIRST_DOCK_WIDTH if beside else TABBED_DOCK_WIDTH]
+        tabbed = max(TABBED_DOCK_WIDTH, tabs_width([dock.windowTitle() for dock in self._docks]))
+        docks, widths = [first], [FIRST_DOCK_WIDTH if beside else tabbed]
         if beside:
             docks.append(rest[0])
             widths.append(SECOND_DOCK_WIDTH)

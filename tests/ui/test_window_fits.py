@@ -61,7 +61,7 @@ def demo_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _probe(tmp_path: Path, screen: tuple[int, int, int], settings: Path, project: Path,
-           *steps: str) -> list[dict]:
+           *steps: str, font_pt: float | None = None) -> list[dict]:
     width, height, dpr = screen
     config = tmp_path / f"screen-{width}x{height}@{dpr}.json"
     config.write_text(json.dumps({"screens": [{
@@ -69,6 +69,8 @@ def _probe(tmp_path: Path, screen: tuple[int, int, int], settings: Path, project
         "logicalDpi": 96, "logicalBaseDpi": 96, "dpr": dpr}]}))
     env = dict(os.environ, QT_QPA_PLATFORM=f"offscreen:configfile={config}",
                LORACAP_HOME=str(tmp_path / "home"))
+    if font_pt is not None:
+        env["LORACAP_PROBE_FONT_PT"] = str(font_pt)
     result = subprocess.run(
         [sys.executable, "-m", "tests.ui.window_probe", str(settings), str(project), *steps],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
@@ -140,3 +142,15 @@ def test_a_layout_saved_on_a_big_screen_is_repaired_on_a_laptop(
     (report,) = _probe(tmp_path, small, settings, demo_project,
                        "open", "docks", "report")
     assert_fits(report, "restored on a smaller screen")
+
+
+@pytest.mark.slow
+def test_the_panel_tabs_stay_whole_in_a_larger_system_font(tmp_path: Path,
+                                                          demo_project: Path) -> None:
+    """A platform whose interface font is wider than this one's (say 10.5 pt) widens the
+    tabbed dock to show its tab titles whole, and the window still fits a 13-inch laptop."""
+    (report,) = _probe(tmp_path, (1366, 768, 1), tmp_path / "settings.ini", demo_project,
+                       "open", "docks", "report", font_pt=10.5)
+    assert_fits(report, "a larger font")
+    dock_bars = [bar for bar in report["tab_bars"] if "Tags" in bar[0]]
+    assert dock_bars and dock_bars[0][1] > 280  # wider than the usual start

@@ -21,6 +21,7 @@ Usage: ``python -m tests.ui.window_probe SETTINGS.ini PROJECT STEP [STEP ...]`` 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -126,6 +127,10 @@ def main(argv: list[str]) -> int:
 
     settings_file, project, *steps = argv
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    if os.environ.get("LORACAP_PROBE_FONT_PT"):  # a platform whose system font is larger
+        font = app.font()
+        font.setPointSizeF(float(os.environ["LORACAP_PROBE_FONT_PT"]))
+        app.setFont(font)
     settings = AppSettings(QSettings(settings_file, QSettings.Format.IniFormat))
     window = build_window(settings)
     window.show()
