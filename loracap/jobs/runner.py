@@ -31,6 +31,9 @@ Rules (issue: "The captioning runner"):
   arrives finds its next image ready instead of spending CPU time the network wait could have
   hidden, and the batch never decodes more photos at once than there are cores. At most
   ``workers`` + cores images wait prepared. Multi-person captions prepare their own crops.
+* A captioner whose preparation decodes the whole image (``prepare_decodes_whole``) has the
+  file state of each image it prepared recorded when the batch ends, so the next export does
+  not decode the image again (:mod:`loracap.core.prepared_decodes`).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from PyQt6.QtCore import QObject, QRunnable, QThreadPool, QTimer, pyqtSignal, pyqtSlot
 
-from loracap.core.backends.base import Answer, CaptionResult, VisionAsker
+from loracap.core.backends.base import Answer, CaptionResult, VisionAsker, prepare_decodes_whole
 from loracap.core.captioning import (
     Captioner,
     CaptionGroup,
@@ -57,6 +60,7 @@ from loracap.core.captioning import (
 )
 from loracap.core.errors import CancelledError, LoraCapError, NetworkError, TransientError
 from loracap.core.pacing import RateLimiter, RetryPolicy
+from loracap.core.prepared_decodes import PreparedDecodes
 from loracap.core.prompts import Instructions
 from loracap.core.records import CaptionMode
 
@@ -215,7 +219,8 @@ class _Preparer:
 
     ``order`` lists the image files in the order the workers take them. Each
     :class:`_PrepareTask` of the runner's preparation pool calls :meth:`work`, which prepares the
-    images of the order one after another (``captioner.prepare(path, max_side)``), starting the
+    images of the order one after another (``prepare(path, max_side)``: the captioner's
+    ``prepare``, its whole decodes recorded when it makes them), starting the
     next one while fewer than ``ahead`` prepared images wait to be taken -- or at once when a
     worker waits for an image. A worker's :meth:`take` (through :class:`_PreparedAhead`)
     returns an image's preparation, waiting while it is under way or still in line; an image
@@ -229,9 +234,9 @@ class _Preparer:
     Thread-safe.
     """
 
-    def __init__(self, captioner: Captioner, order: list[Path], max_side: int, ahead: int,
-                 abandon: threading.Event) -> None:
-        self._captioner = captioner
+    def __init__(self, prepare: Callable[[Path, int], Any], order: list[Path], max_side: int,
+                 ahead: int, abandon: threading.Event) -> None:
+        self._prepare = prepare
         self._order = order
         self._max_side = max_side
         self._ahead = max(1, ahead)
@@ -246,7 +251,7 @@ class _Preparer:
         self._stopped = False
 
     def take(self, path: Path, max_side: int) -> Any:
-        """What ``captioner.prepare(path, max_side)`` returns (or raises), prepared ahead when
+        """What ``prepare(path, max_side)`` returns (or raises), prepared ahead when
         the preparer has it. Raises :class:`CancelledError` when the batch stops first."""
         slot: _Slot | None = None
         if max_side == self._max_side:
@@ -258,7 +263,7 @@ class _Preparer:
                         slot = self._wanted[path] = _Slot()
                 self._cond.notify_all()
         if slot is None:
-            return self._captioner.prepare(path, max_side)
+            return self._prepare(path, max_side)
         while not slot.done.wait(_PREPARED_POLL_S):
             if self._abandon.is_set():
                 raise CancelledError("Cancelled.")
@@ -286,7 +291,7 @@ class _Preparer:
                         self._cond.wait()
                 self._next += 1
             try:
-                slot.result = self._captioner.prepare(path, self._max_side)
+                slot.result = self._prepare(path, self._max_side)
             except Exception as exc:  # handed to the worker that takes the image
                 slot.error = exc
             slot.done.set()
@@ -322,6 +327,7 @@ class _PreparedAhead:
     def __init__(self, captioner: Captioner, preparer: _Preparer) -> None:
         self.backend = captioner.backend
         self.model = captioner.model
+        self.prepare_decodes_whole = prepare_decodes_whole(captioner)
         self._captioner = captioner
         self._preparer = preparer
 
@@ -413,6 +419,8 @@ class CaptionRunner(QObject):
         self._prepare_pool = QThreadPool(self)
         self._prepare_tasks: list[_PrepareTask] = []
         self._preparer: _Preparer | None = None
+        # The file states of the images prepared by a whole decode, for the next export.
+        self._decodes: PreparedDecodes | None = None
         self._limiter: RateLimiter | None = None
         self._running = 0
         self._total = 0
@@ -480,7 +488,11 @@ class CaptionRunner(QObject):
         # Multi-person captions decode and crop each image themselves: nothing to prepare.
         if count and opts.people is None:
             threads = max(1, min(os.cpu_count() or 1, len(ids)))
-            self._preparer = _Preparer(captioner, [files[i] for i in ids if i in files],
+            prepare: Callable[[Path, int], Any] = captioner.prepare
+            if prepare_decodes_whole(captioner):  # recorded: the next export skips the decode
+                self._decodes = PreparedDecodes(self._project, files)
+                prepare = self._decodes.recording(prepare)
+            self._preparer = _Preparer(prepare, [files[i] for i in ids if i in files],
                                        opts.max_side, ahead=count + threads,
                                        abandon=self._abandon)
             captioner = _prepared_ahead(captioner, self._preparer)
@@ -696,6 +708,8 @@ class CaptionRunner(QObject):
             self._preparer.stop()  # the tasks end after their current image
         if self._group is not None:
             self._group.close()  # nothing waits: every worker flushed it before it exited
+        if self._decodes is not None:
+            self._decodes.save()  # one transaction; an image prepared after it goes unrecorded
         # The workers (and their signal objects) stay referenced until the runner goes away:
         # this method can run inside a slot called by a worker's own signal object, and
         # deleting that object mid-call would crash.

@@ -594,6 +594,22 @@ def test_an_undecodable_image_is_marked_invalid_and_left_out(adapter: Adapter, f
         assert not record.valid and record.invalid_reason
 
 
+def test_the_prepared_images_are_recorded_for_the_next_export(
+        adapter: Adapter, fake: Any, folder: Path) -> None:
+    make_garbage_jpeg(folder / "IMG_0004.jpg")
+    with new_project(folder) as project, closing(adapter.service(fake)) as service:
+        by_path = ids(project)
+        submit(project, service)
+        # The file state of each image prepared (taken before the preparation, as an export
+        # takes it); none for the one whose pixels did not decode.
+        expected = {}
+        for name, image_id in by_path.items():
+            if name != "IMG_0004.jpg":
+                info = (folder / name).lstat()
+                expected[image_id] = (info.st_size, info.st_mtime)
+        assert project.decoded_states() == expected
+
+
 def test_no_images_is_an_input_error(adapter: Adapter, fake: Any, folder: Path) -> None:
     with new_project(folder) as project, closing(adapter.service(fake)) as service:
         settings = batch_settings(project, max_side=512, overwrite_protected=False)

@@ -110,6 +110,9 @@ class ClaudeCaptioner:
     bounds each HTTP request (seconds).
     """
 
+    #: :meth:`prepare` decodes every pixel (:func:`~loracap.core.backends.base.prepare_jpeg`).
+    prepare_decodes_whole = True
+
     def __init__(self, api_key: str, model: str = DEFAULT_MODEL, *,
                  base_url: str = DEFAULT_BASE_URL, timeout_s: float = 60.0) -> None:
         if not api_key:

@@ -142,12 +142,19 @@ class Captioner(Protocol):
     failures (see the module docstring for which stop a batch). ``close`` frees connections or
     a loaded model.
 
+    ``prepare_decodes_whole`` is True when a successful ``prepare`` has decoded every pixel of
+    the file (or read the upload cache, which holds only such decodes of the same bytes): the
+    batch then records the file's state so that an export does not decode it again
+    (:mod:`loracap.core.prepared_decodes`). Read it with :func:`prepare_decodes_whole`, which
+    takes a captioner without the attribute for one that does not.
+
     A vision backend may also fit :class:`VisionAsker` (an optional capability: requests that
     are not captions).
     """
 
     backend: str
     model: str
+    prepare_decodes_whole: bool
 
     def prepare(self, path: Path, max_side: int) -> Any: ...
 
@@ -181,6 +188,13 @@ class VisionAsker(Protocol):
 
     def ask(self, jpeg: bytes, prompt: str, *, json_schema: dict[str, Any] | None = None
             ) -> Answer: ...
+
+
+def prepare_decodes_whole(captioner: object) -> bool:
+    """True only when ``captioner`` says its ``prepare`` decodes the image's pixels whole
+    (:attr:`Captioner.prepare_decodes_whole` is True); False for any other object, one without
+    the attribute included: a whole decode is never assumed."""
+    return getattr(captioner, "prepare_decodes_whole", False) is True
 
 
 def vision_asker(captioner: object, need: str) -> VisionAsker:

@@ -22,7 +22,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from loracap.core.backends.base import Answer, Captioner, CaptionResult, VisionAsker
+from loracap.core.backends.base import (
+    Answer,
+    Captioner,
+    CaptionResult,
+    VisionAsker,
+    prepare_decodes_whole,
+)
 from loracap.core.errors import CaptionError, ImageRejectedError
 from loracap.core.prompts import Instructions
 
@@ -36,6 +42,9 @@ class HintedCaptioner:
         self.tagger = tagger
         self.backend = vision.backend
         self.model = vision.model
+        #: Both prepare the image, and both must succeed: one whole decode is enough.
+        self.prepare_decodes_whole = (prepare_decodes_whole(vision)
+                                      or prepare_decodes_whole(tagger))
 
     def load(self) -> None:
         """Load the tagger's model now (off the GUI thread), so a broken model is one clear

@@ -109,6 +109,9 @@ class GeminiCaptioner:
     :meth:`ask`) and the caller decides whether to retry.
     """
 
+    #: :meth:`prepare` decodes every pixel (:func:`~loracap.core.backends.base.prepare_jpeg`).
+    prepare_decodes_whole = True
+
     def __init__(
         self,
         api_key: str,

@@ -200,6 +200,9 @@ class OpenAICaptioner:
     :meth:`ask` and :meth:`learned_options`).
     """
 
+    #: :meth:`prepare` decodes every pixel (:func:`~loracap.core.backends.base.prepare_jpeg`).
+    prepare_decodes_whole = True
+
     def __init__(self, base_url: str, api_key: str, model: str, *, timeout_s: float = 60.0,
                  structured_output: bool = True) -> None:
         self.backend = BACKEND_NAME

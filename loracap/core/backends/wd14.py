@@ -227,6 +227,10 @@ class WD14Captioner:
     which stops a batch instead of failing every image one by one.
     """
 
+    #: :meth:`prepare` decodes every pixel at full size
+    #: (:func:`~loracap.core.imaging.load_rgb_on_white`).
+    prepare_decodes_whole = True
+
     def __init__(
         self,
         folder: Path,

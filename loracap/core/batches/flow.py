@@ -9,7 +9,9 @@ window run these same functions; they are plain Python on an open
   another open job are left out so nobody pays twice), asks the service whether it takes the
   key (a refused key stops it there: nothing stored, nothing prepared), stores the job with a
   key per image *before* sending it, prepares each image as the one-by-one path does (an
-  image whose pixels do not decode is marked invalid and left out), and sends the job.
+  image whose pixels do not decode is marked invalid and left out; the file state of each
+  one prepared is recorded, so the next export does not decode it again:
+  :mod:`loracap.core.prepared_decodes`), and sends the job.
 * :func:`refresh_job` asks the service where a job is and stores it.
 * :func:`fetch_results` stores an ended job's results as they are read, matched to images by
   key (never by order), in small transactions: a caption with provenance ``generated`` and the
@@ -27,9 +29,10 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loracap.core.backends.base import BackendConfig, prepare_jpeg
@@ -50,6 +53,7 @@ from loracap.core.errors import (
     InputError,
     UndecodableImageError,
 )
+from loracap.core.prepared_decodes import PreparedDecodes
 from loracap.core.prompts import (
     Instructions,
     Profile,
@@ -161,8 +165,11 @@ def submit_batch(
     job_id = project.add_batch_job(backend=service.backend, model=service.model,
                                    base_url=base_url, settings=settings.to_json(),
                                    items=items)
+    paths = {record.id: record.abs_path for record in project.images()}
+    decodes = PreparedDecodes(project, paths)  # prepare_jpeg decodes whole
     try:
-        requests = _requests(project, job_id, items, settings, on_prepared, cancel)
+        requests = _requests(project, job_id, items, settings, paths,
+                             decodes.recording(prepare_jpeg), on_prepared, cancel)
         name = display_name(project, project.batch_job(job_id))
         submitted = service.submit(requests, display_name=name)
     except BaseException as exc:
@@ -171,6 +178,8 @@ def submit_batch(
             project.update_batch_job(job_id, state=JobState.FAILED, error=reason)
             project.close_batch_job(job_id, NOT_SUBMITTED)
         raise  # anything else (a crash, Ctrl+C): the job stays "submitting", as it may be
+    finally:
+        decodes.save()  # the images prepared, sent or not
     project.set_batch_submitted(job_id, remote_id=submitted.remote_id, state=submitted.state,
                                 remote_state=submitted.remote_state,
                                 input_file=submitted.input_file)
@@ -180,14 +189,16 @@ def submit_batch(
 
 
 def _requests(project: Project, job_id: int, items: Sequence[tuple[int, str]],
-              settings: BatchSettings, on_prepared: Callable[[int, int], None] | None,
+              settings: BatchSettings, paths: Mapping[int, Path],
+              prepare: Callable[[Path, int], bytes],
+              on_prepared: Callable[[int, int], None] | None,
               cancel: threading.Event | None) -> Iterator[BatchRequest]:
-    """The job's requests in ``items``' order, each image prepared on a small thread pool a
-    few images ahead (Pillow decodes and resizes without the GIL), so a big job is prepared
-    at the speed of the machine's cores while at most a few prepared images are held."""
+    """The job's requests in ``items``' order, each image (its file in ``paths``, by id)
+    prepared by ``prepare(path, max_side)`` on a small thread pool a few images ahead (Pillow
+    decodes and resizes without the GIL), so a big job is prepared at the speed of the
+    machine's cores while at most a few prepared images are held."""
     from loracap.core.project_batches import BatchOutcome
 
-    paths = {record.id: record.abs_path for record in project.images()}
     workers = max(1, min(PREPARE_WORKERS, os.cpu_count() or 1))
     total = len(items)
     sent = 0
@@ -203,7 +214,7 @@ def _requests(project: Project, job_id: int, items: Sequence[tuple[int, str]],
                     return
                 image_id, key = item
                 ahead.append((image_id, key, pool.submit(
-                    prepare_jpeg, paths[image_id], settings.max_side)))
+                    prepare, paths[image_id], settings.max_side)))
 
         top_up()
         done = 0

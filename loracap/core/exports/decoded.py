@@ -7,7 +7,9 @@ recorded in the project (project format 8: ``images.decoded_size``, ``decoded_mt
 :meth:`~loracap.core.project.Project.record_decoded`). A later export skips the decode of a
 file whose size and mtime are still the recorded ones; a file that changed since (another size
 or another mtime: edited, replaced, cut off) is decoded again, and its state recorded again or
-cleared.
+cleared. Captioning records the images it prepares the same way, for a preparation decodes
+every pixel too (:mod:`loracap.core.prepared_decodes`): the first export after a batch
+decodes only what changed since.
 
 Limits, accepted: a file replaced by a damaged one of the same size *and* the same mtime (a
 tool that writes in place and sets the old mtime back, or -- on a file system that keeps
@@ -56,7 +58,8 @@ def file_state(path: Path) -> FileState | None:
 
 
 class DecodedFiles:
-    """The decode record of one export of ``project``: read once when made, written once by
+    """The decode record of one export of ``project`` (or of one captioning batch:
+    :class:`~loracap.core.prepared_decodes.PreparedDecodes`): read once when made, written by
     :meth:`save`.
 
     :meth:`known` says whether an image's file still has the state recorded at its last
