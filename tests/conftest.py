@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
+
+import pytest
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 os.environ["PYTHON_KEYRING_BACKEND"] = "tests.fakes.memory_keyring.MemoryKeyring"
@@ -22,3 +25,20 @@ for _name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "OPE
 
 # Imported after the environment is set up above, so nothing sees the real keychain.
 from tests.fakes.fixtures import gemini_server, no_keychain, server  # noqa: E402, F401
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the files whose pixels an export decodes (``imaging.pixel_problem``,
+    which the export's writer looks up at each call), in any order."""
+    from loracap.core import imaging
+
+    seen: list[str] = []
+    real = imaging.pixel_problem
+
+    def counted(path: Path) -> str:
+        seen.append(Path(path).name)
+        return real(path)
+
+    monkeypatch.setattr(imaging, "pixel_problem", counted)
+    return seen

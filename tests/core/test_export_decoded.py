@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import loracap.core.imaging as imaging
 from loracap.core.errors import InputError, UndecodableImageError
 from loracap.core.exports import (
     ExportFormat,
@@ -52,20 +51,6 @@ def folder(tmp_path: Path) -> Path:
         make_photo(dataset / name, size=(800, 600), seed=seed)
     return dataset
 
-
-@pytest.fixture
-def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of the files whose pixels an export decodes (:func:`pixel_problem`, which
-    the writer looks up at each call), in any order."""
-    seen: list[str] = []
-    real = imaging.pixel_problem
-
-    def counted(path: Path) -> str:
-        seen.append(Path(path).name)
-        return real(path)
-
-    monkeypatch.setattr(imaging, "pixel_problem", counted)
-    return seen
 
 
 def recorded(path: Path) -> dict[str, tuple[int, float] | None]:

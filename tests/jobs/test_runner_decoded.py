@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-import loracap.core.imaging as imaging
 from loracap.core.backends.base import CaptionResult
 from loracap.core.backends.gemini import GeminiCaptioner
 from loracap.core.exports import ExportFormat, export_project, get_format
@@ -27,20 +26,6 @@ pytestmark = pytest.mark.slow
 GOOD = ["IMG_1.jpg", "IMG_2.jpg", "IMG_3.jpg", "IMG_4.jpg"]
 BROKEN = "IMG_5.jpg"
 
-
-@pytest.fixture
-def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of the files whose pixels an export decodes (:func:`pixel_problem`, which
-    the export's writer looks up at each call), in any order."""
-    seen: list[str] = []
-    real = imaging.pixel_problem
-
-    def counted(path: Path) -> str:
-        seen.append(Path(path).name)
-        return real(path)
-
-    monkeypatch.setattr(imaging, "pixel_problem", counted)
-    return seen
 
 
 @pytest.fixture
