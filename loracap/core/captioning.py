@@ -59,6 +59,7 @@ from loracap.core.prompts import Instructions, limit_length, sanitize_text
 
 if TYPE_CHECKING:
     from loracap.core.captioning_people import PeopleOptions
+    from loracap.core.prepared_decodes import PreparedDecodes
     from loracap.core.project import Project
     from loracap.core.project_captions import CaptionToStore
     from loracap.core.qa.generate import QAOptions
@@ -120,6 +121,9 @@ class CaptionJob:
     #: :func:`caption_image` but returned pending (:attr:`ImageOutcome.pending`), for the
     #: caller to hand to this group, which commits it before it is reported.
     group: CaptionGroup | None = None
+    #: Where the whole decodes of multi-person captions are recorded (they decode each image
+    #: themselves, not through ``captioner.prepare``), so the next export skips them; or None.
+    decodes: PreparedDecodes | None = None
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,10 @@ def _caption_people(attempt: Attempt, options: PeopleOptions,
     asker = vision_asker(job.captioner, "Multi-person captions need")
     try:
         stat = os.stat(record.abs_path)
-        image = load_rgb_on_white(record.abs_path)
+        if job.decodes is not None:  # a whole decode: the next export need not repeat it
+            image = job.decodes.prepare(_whole_image, record.abs_path, 0)
+        else:
+            image = load_rgb_on_white(record.abs_path)
     except InputError as exc:
         raise ImageFailed.unusable(exc) from exc
     except OSError as exc:
@@ -179,6 +182,14 @@ def _caption_people(attempt: Attempt, options: PeopleOptions,
              for line in body.splitlines()]
     return attempt.store("\n".join(line for line in lines if line), state.result(
         person_prompt(options.language)), usage=state.paid)
+
+
+def _whole_image(path: Path, _max_side: int) -> Image.Image:
+    """:func:`~loracap.core.imaging.load_rgb_on_white` in the shape of a preparation
+    (:meth:`~loracap.core.prepared_decodes.PreparedDecodes.prepare`)."""
+    from loracap.core.imaging import load_rgb_on_white
+
+    return load_rgb_on_white(path)
 
 
 def _tags(tagger: object, image: Image.Image) -> list[str]:

@@ -19,7 +19,8 @@ an unknown captioner is never assumed to. The one-by-one runner
 write them once, when they end (:meth:`PreparedDecodes.save`): a crash loses them, and the
 export then decodes again -- nothing worse. Nothing is written to a project open read-only
 or of an older format, as for an export (:class:`~loracap.core.exports.decoded.DecodedFiles`).
-Multi-person captions, which decode each image themselves to crop it, record nothing yet.
+Multi-person captions decode each image themselves, to crop it, through
+:meth:`PreparedDecodes.prepare` too (``CaptionJob.decodes``).
 """
 
 from __future__ import annotations

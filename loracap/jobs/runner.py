@@ -485,7 +485,10 @@ class CaptionRunner(QObject):
                                        overwrite_protected=opts.overwrite_protected)
         count = min(max(1, opts.workers), len(ids))
         captioner = self._captioner
-        # Multi-person captions decode and crop each image themselves: nothing to prepare.
+        # Multi-person captions decode and crop each image themselves: nothing to prepare;
+        # their whole decodes are recorded through the job.
+        if count and opts.people is not None:
+            self._decodes = PreparedDecodes(self._project, files)
         if count and opts.people is None:
             threads = max(1, min(os.cpu_count() or 1, len(ids)))
             prepare: Callable[[Path, int], Any] = captioner.prepare
@@ -513,6 +516,7 @@ class CaptionRunner(QObject):
             people=opts.people,
             qa=opts.qa,
             group=self._group,
+            decodes=self._decodes if opts.people is not None else None,
         )
         self._workers_count = max(1, count)
         self._pool.setMaxThreadCount(max(1, count))

@@ -12,6 +12,7 @@ import pytest
 
 from loracap.core.backends.base import CaptionResult
 from loracap.core.backends.gemini import GeminiCaptioner
+from loracap.core.captioning_people import people_options
 from loracap.core.exports import ExportFormat, export_project, get_format
 from loracap.core.project import Project
 from loracap.core.prompts import Instructions, Profile, build_instructions
@@ -25,7 +26,6 @@ pytestmark = pytest.mark.slow
 
 GOOD = ["IMG_1.jpg", "IMG_2.jpg", "IMG_3.jpg", "IMG_4.jpg"]
 BROKEN = "IMG_5.jpg"
-
 
 
 @pytest.fixture
@@ -109,3 +109,33 @@ def test_a_captioner_that_does_not_say_it_decodes_whole_records_nothing(
             captioner.close()
         assert summary.done == len(GOOD)
         assert project.decoded_states() == {}
+
+
+def test_multi_person_captions_record_their_decodes_too(
+        qtbot: Any, tmp_path: Path, folder: Path, server: FakeGeminiServer,
+        decodes: list[str]) -> None:
+    """Multi-person captions decode each photo themselves (to crop each person): that decode
+    is recorded as well, and the export after them decodes nothing."""
+    with Project.create(folder / "team.loraproj", trigger="team",
+                        profile=Profile.MULTI_PERSON.value) as project:
+        project.add_scanned(scan_folder(folder))
+        by_name = {record.file_name: record.id for record in project.images()}
+        settings = project.settings
+        captioner = GeminiCaptioner("test-key", base_url=server.base_url, timeout_s=10)
+        runner = CaptionRunner(project, captioner, build_instructions(Profile.MULTI_PERSON),
+                               BatchOptions(people=people_options(settings), workers=2,
+                                            rpm=0, base_delay_s=0.01))
+        try:
+            with qtbot.waitSignal(runner.finished, timeout=60_000) as blocker:
+                runner.start()
+            runner.wait()
+        finally:
+            captioner.close()
+        summary: BatchSummary = blocker.args[0]
+        assert summary.done == len(GOOD) and len(summary.failed) == 1
+        assert project.decoded_states() == {by_name[name]: state(folder / name)
+                                            for name in GOOD}
+        result = export_project(project, get_format(ExportFormat.REPLICATE),
+                                tmp_path / "team.zip")
+        assert result.images == len(GOOD)
+        assert decodes == []
