@@ -42,9 +42,10 @@ def state(path: Path) -> tuple[int, float]:
     return info.st_size, info.st_mtime
 
 
-def caption_all(qtbot: Any, project: Project, captioner: Any) -> BatchSummary:
-    runner = CaptionRunner(project, captioner, build_instructions(Profile.SHORT),
-                           BatchOptions(workers=2, rpm=0, base_delay_s=0.01))
+def caption_all(qtbot: Any, project: Project, captioner: Any, profile: Profile = Profile.SHORT,
+                **options: Any) -> BatchSummary:
+    runner = CaptionRunner(project, captioner, build_instructions(profile),
+                           BatchOptions(workers=2, rpm=0, base_delay_s=0.01, **options))
     with qtbot.waitSignal(runner.finished, timeout=60_000) as blocker:
         runner.start()
     runner.wait()
@@ -120,18 +121,12 @@ def test_multi_person_captions_record_their_decodes_too(
                         profile=Profile.MULTI_PERSON.value) as project:
         project.add_scanned(scan_folder(folder))
         by_name = {record.file_name: record.id for record in project.images()}
-        settings = project.settings
         captioner = GeminiCaptioner("test-key", base_url=server.base_url, timeout_s=10)
-        runner = CaptionRunner(project, captioner, build_instructions(Profile.MULTI_PERSON),
-                               BatchOptions(people=people_options(settings), workers=2,
-                                            rpm=0, base_delay_s=0.01))
         try:
-            with qtbot.waitSignal(runner.finished, timeout=60_000) as blocker:
-                runner.start()
-            runner.wait()
+            summary = caption_all(qtbot, project, captioner, Profile.MULTI_PERSON,
+                                  people=people_options(project.settings))
         finally:
             captioner.close()
-        summary: BatchSummary = blocker.args[0]
         assert summary.done == len(GOOD) and len(summary.failed) == 1
         assert project.decoded_states() == {by_name[name]: state(folder / name)
                                             for name in GOOD}
