@@ -485,17 +485,18 @@ class CaptionRunner(QObject):
                                        overwrite_protected=opts.overwrite_protected)
         count = min(max(1, opts.workers), len(ids))
         captioner = self._captioner
+        batch_files = {i: files[i] for i in ids if i in files}
         # Multi-person captions decode and crop each image themselves: nothing to prepare;
         # their whole decodes are recorded through the job.
         if count and opts.people is not None:
-            self._decodes = PreparedDecodes(self._project, files)
-        if count and opts.people is None:
+            self._decodes = PreparedDecodes(self._project, batch_files)
+        elif count:
             threads = max(1, min(os.cpu_count() or 1, len(ids)))
             prepare: Callable[[Path, int], Any] = captioner.prepare
             if prepare_decodes_whole(captioner):  # recorded: the next export skips the decode
-                self._decodes = PreparedDecodes(self._project, files)
+                self._decodes = PreparedDecodes(self._project, batch_files)
                 prepare = self._decodes.recording(prepare)
-            self._preparer = _Preparer(prepare, [files[i] for i in ids if i in files],
+            self._preparer = _Preparer(prepare, list(batch_files.values()),
                                        opts.max_side, ahead=count + threads,
                                        abandon=self._abandon)
             captioner = _prepared_ahead(captioner, self._preparer)

@@ -165,7 +165,7 @@ def submit_batch(
     job_id = project.add_batch_job(backend=service.backend, model=service.model,
                                    base_url=base_url, settings=settings.to_json(),
                                    items=items)
-    paths = {record.id: record.abs_path for record in project.images()}
+    paths = {record.id: record.abs_path for record in project.images_by_id(image_ids)}
     decodes = PreparedDecodes(project, paths)  # prepare_jpeg decodes whole
     try:
         requests = _requests(project, job_id, items, settings, paths,
